@@ -1,0 +1,52 @@
+"""Command line: ``python -m jupyter_ydjango serve`` runs the Django Channels service."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Apply migrations, then run daphne on the ASGI application."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    if not args.no_migrate:
+        call_command("migrate", interactive=False, verbosity=0)
+
+    from daphne.cli import CommandLineInterface
+
+    from .conf import get_setting
+
+    limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")
+    CommandLineInterface().run([
+        "--bind", args.host,
+        "--port", str(args.port),
+        # Our consumer enforces YDJANGO_MAX_MESSAGE_SIZE; daphne's own cap must not be lower.
+        "--websocket-max-message-size", str(limit + 1024),
+        "--websocket-max-frame-size", str(limit + 1024),
+        # Rooms stay open as long as people edit: no daphne-side session timeout.
+        "--websocket_timeout", "-1",
+        "jupyter_ydjango.asgi:application",
+    ])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run the chosen command."""
+    parser = argparse.ArgumentParser(prog="python -m jupyter_ydjango")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the Django Channels service (daphne)")
+    serve_parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve_parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve_parser.add_argument("--no-migrate", action="store_true",
+                              help="do not apply database migrations first")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,241 @@
+"""Django Channels consumers speaking the y-websocket protocol.
+
+:class:`YjsConsumer` keeps the API of the consumer this project grew from (``ypy_websocket``'s
+Django Channels consumer) and works out of the box::
+
+    # urls.py / routing.py
+    path("ws/<str:room>", YjsConsumer.as_asgi())
+
+Subclass it to customise it:
+
+* override :meth:`~YjsConsumer.make_room_name` to name the room of a connection;
+* override :meth:`~YjsConsumer.make_ydoc` to build the room's document (from your database,
+  with observers); unlike the seed, it is called **once per room**, when the first
+  connection of the room arrives in this process, not once per connection;
+* override :meth:`~YjsConsumer.connect` to authenticate, then ``await super().connect()``;
+  set ``self.read_only = True`` before that for a connection that may only read;
+* call :meth:`~YjsConsumer.group_send_message` to send raw bytes to every client of the room;
+* push a document change from server-side code with :func:`send_doc_update` (synchronous)
+  or :func:`asend_doc_update`.
+
+What differs from the seed, by design: one authoritative ``YDoc`` per room per process
+(``self.ydoc`` is that shared document); SYNC step 1 is answered to the asking client
+only; a document change is applied once and fanned out once (to the room's other clients
+here, and once per other process through the relay); awareness states are removed when
+their connection closes; read-only connections cannot change the document; frames are
+size-limited and malformed ones close only their sender.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypedDict
+
+import y_py as Y
+from asgiref.sync import async_to_sync
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+
+from .conf import get_setting
+from .relay import REMOTE, relay_group_name, room_group_name
+from .rooms import Peer, Room, get_registry
+from .yutils import (
+    EMPTY_UPDATE,
+    Message,
+    ProtocolError,
+    YMessageType,
+    YSyncMessageType,
+    create_permission_denied_message,
+    decode_messages,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Close codes (RFC 6455).
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_TOO_BIG = 1009
+#: Application close code for a connection refused by :meth:`YjsConsumer.connect`.
+CLOSE_UNAUTHORIZED = 4401
+
+
+class YjsConsumer(AsyncWebsocketConsumer):
+    """A y-websocket server for one room per connection, on Django Channels."""
+
+    #: The :class:`~jupyter_ydjango.rooms.Room` class of the rooms this consumer opens.
+    room_class: type[Room] = Room
+    #: Largest accepted frame in bytes; ``None`` reads the ``YDJANGO_MAX_MESSAGE_SIZE`` setting.
+    max_message_size: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.room_name: str | None = None
+        self.group_name: str | None = None
+        self.ydoc: Y.YDoc | None = None
+        self.room: Room | None = None
+        self.peer: Peer | None = None
+        #: Set to True in :meth:`connect` (before ``super().connect()``) for a reader.
+        self.read_only = False
+
+    # --- overridable hooks ------------------------------------------------------------
+
+    def make_room_name(self) -> str:
+        """Name the room of this connection. Default: the ``room`` keyword of the URL route."""
+        return self.scope["url_route"]["kwargs"]["room"]
+
+    async def make_ydoc(self) -> Y.YDoc:
+        """Make the document of a room, once per room per process. Default: an empty ``YDoc``.
+
+        Override it to fill the document (from your database) or to add observers. It runs on
+        the event loop; keep y-py calls here, do blocking I/O through ``sync_to_async``.
+        """
+        return Y.YDoc()
+
+    async def make_room(self) -> Room:
+        """Make the room (its document through :meth:`make_ydoc`); called once per room."""
+        return self.room_class(self.room_name, await self.make_ydoc())
+
+    async def connect(self) -> None:
+        """Join the room and accept the socket.
+
+        Subclasses authenticate first and then ``await super().connect()``; to refuse a
+        client, ``await self.close(code)`` instead.
+        """
+        self.room_name = self.make_room_name()
+        self.group_name = room_group_name(self.room_name)
+        self.room = await get_registry(self.channel_layer).acquire(self.room_name, self.make_room)
+        self.ydoc = self.room.doc
+        if self.channel_layer is not None:
+            await self.channel_layer.group_add(self.group_name, self.channel_name)
+        await self.accept()
+        self.peer = self.room.join(self._send_frame, self._close_slow)
+
+    async def disconnect(self, code: int) -> None:
+        """Leave the room: the room's other clients learn that this client's cursors are gone."""
+        await self._leave()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Handle one frame: decode it, then handle each of its messages in order."""
+        if self.peer is None:
+            return
+        if bytes_data is None:
+            await self._refuse(CLOSE_UNSUPPORTED_DATA, "text frame; the protocol is binary")
+            return
+        limit = self.max_message_size or get_setting("YDJANGO_MAX_MESSAGE_SIZE")
+        if len(bytes_data) > limit:
+            await self._refuse(CLOSE_TOO_BIG, f"frame of {len(bytes_data)} bytes > {limit}")
+            return
+        try:
+            for message in decode_messages(bytes_data):
+                await self.receive_message(message)
+        except ProtocolError as exc:
+            await self._refuse(CLOSE_PROTOCOL_ERROR, str(exc))
+
+    async def receive_message(self, message: Message) -> None:
+        """Dispatch one message to ``receive_sync``, ``receive_awareness``, ``receive_raw``
+        or ``receive_query_awareness``. A :class:`ProtocolError` closes the connection."""
+        if message.type is YMessageType.SYNC:
+            await self.receive_sync(message)
+        elif message.type is YMessageType.AWARENESS:
+            self.room.apply_awareness(message.payload, self.peer)
+        elif message.type is YMessageType.QUERY_AWARENESS:
+            reply = self.room.awareness_message()
+            if reply is not None:
+                self.peer.push(reply)
+        else:
+            await self.receive_raw(message.payload)
+
+    async def receive_sync(self, message: Message) -> None:
+        """SYNC: answer step 1 to this client only; apply step 2 and updates once."""
+        if message.sync_type is YSyncMessageType.SYNC_STEP1:
+            self.room.sync_step1(self.peer, message.payload)
+        elif self.read_only:
+            if message.payload != EMPTY_UPDATE:
+                self.peer.push(create_permission_denied_message("read-only connection"))
+        else:
+            self.room.apply_update(message.payload, self.peer)
+
+    async def receive_raw(self, payload: bytes) -> None:
+        """A type-2 (RAW) message from the client. Default: ignored."""
+
+    class WrappedMessage(TypedDict):
+        """A message for the client, wrapped for the channel layer."""
+
+        message: bytes
+
+    async def send_message(self, message_wrapper: WrappedMessage) -> None:
+        """Send a wrapped message to this client (the handler of ``send_message`` events)."""
+        if self.peer is not None:
+            self.peer.push(message_wrapper["message"])
+
+    async def group_send_message(self, message: bytes) -> None:
+        """Send a message to every client of the room, in every process."""
+        await self.channel_layer.group_send(
+            self.group_name, {"type": "send_message", "message": message}
+        )
+
+    async def doc_update(self, update_wrapper: dict[str, Any]) -> None:
+        """Apply an update sent to the room's group as ``{"type": "doc_update", "update": …}``.
+
+        This is the seed's way to push server-side changes; the first consumer of each
+        process to receive it changes the document, which fans the change out once.
+        Prefer :func:`send_doc_update`, which reaches each process once.
+        """
+        self.room.apply_update(update_wrapper["update"], REMOTE)
+
+    # --- internals ------------------------------------------------------------------
+
+    async def _send_frame(self, frame: bytes) -> None:
+        await self.send(bytes_data=frame)
+
+    async def _close_slow(self, code: int) -> None:
+        await self._leave()
+        await self.close(code)
+
+    async def _refuse(self, code: int, reason: str) -> None:
+        logger.warning("room %s: closing connection %s (%d): %s",
+                       self.room_name, self.channel_name, code, reason)
+        await self._leave()
+        await self.close(code, reason)
+
+    async def _leave(self) -> None:
+        if self.peer is not None:
+            self.room.leave(self.peer)
+            self.peer = None
+        if self.room is not None:
+            get_registry(self.channel_layer).release(self.room)
+            self.room = None
+            if self.channel_layer is not None:
+                await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+
+class RoomConsumer(YjsConsumer):
+    """The consumer of the shipped application: Django-authenticated users only.
+
+    Anonymous clients are refused (close 4401 before the handshake completes) unless the
+    ``YDJANGO_ALLOW_ANONYMOUS`` setting is true (development only).
+    """
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        authenticated = user is not None and user.is_authenticated
+        if not authenticated and not get_setting("YDJANGO_ALLOW_ANONYMOUS"):
+            logger.info("refused an unauthenticated client for %s", self.scope.get("path"))
+            await self.close(CLOSE_UNAUTHORIZED)
+            return
+        await super().connect()
+
+
+async def asend_doc_update(room_name: str, update: bytes, *, channel_layer: Any = None) -> None:
+    """Push a document update into the live room ``room_name`` from server-side code.
+
+    Each process that has the room loaded applies it once and sends it to its clients.
+    Where no process has the room loaded, there is no live document to change.
+    """
+    layer = channel_layer or get_channel_layer()
+    await layer.group_send(relay_group_name(room_name), {"type": "relay.update", "update": update})
+
+
+def send_doc_update(room_name: str, update: bytes) -> None:
+    """Synchronous :func:`asend_doc_update`, for views, tasks and management commands."""
+    async_to_sync(asend_doc_update)(room_name, update)

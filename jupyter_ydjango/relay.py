@@ -1,0 +1,255 @@
+"""The relay: a room's changes carried to the same room in other processes.
+
+Each process that has a room loaded gives it one relay channel on the Channels layer and
+adds it to the room's relay group. A change made in one process is applied there, then
+published once to the group; every other process applies it once and fans it out to its
+own peers. Nothing is relayed per connection.
+
+Channel layers may lose messages (channels-redis drops them over capacity). Every published
+message carries the publisher's sequence number; a receiver that sees a gap, or a heartbeat
+announcing a sequence it has not seen, asks the publisher for what it lacks (a state-vector
+exchange, as in SYNC step 1/2). A process that loads a room says hello with its state
+vector and gets the others' state in reply, and gives them its own.
+
+Relay messages (``type`` in the Channels sense):
+
+* ``relay.hello`` {origin, seq, sv}: a process loaded the room.
+* ``relay.update`` {origin, seq, update}: a change; ``origin``-less ones are pushed by
+  server-side code (:func:`jupyter_ydjango.consumer.send_doc_update`).
+* ``relay.awareness`` {origin, seq, awareness}: an awareness update from a peer.
+* ``relay.heartbeat`` {origin, seq}: the publisher's latest sequence number.
+* ``relay.sync_request`` {origin, sv}, ``relay.sync_reply`` {origin, seq, update, sv?,
+  awareness?}: repair; a reply that carries ``sv`` asks for the reverse diff.
+* ``relay.bye`` {origin}: the process unloaded the room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from .yutils import EMPTY_UPDATE, ProtocolError
+
+if TYPE_CHECKING:
+    from .rooms import Room
+
+logger = logging.getLogger(__name__)
+
+_GROUP_CHARS = re.compile(r"[^a-zA-Z0-9\-_.]")
+_MAX_GROUP_LENGTH = 99
+
+
+class _Remote:
+    def __repr__(self) -> str:
+        return "REMOTE"
+
+
+#: The origin of changes that came from the same room in another process.
+REMOTE: Any = _Remote()
+
+
+def room_group_name(room: str) -> str:
+    """The Channels group of a room's consumers.
+
+    A room name that is already a valid group name is used as is, so that code written for
+    the seed API (``group_send(room_name, ...)``) keeps working; other names are made valid.
+    """
+    if not _GROUP_CHARS.search(room) and len(room) <= _MAX_GROUP_LENGTH:
+        return room
+    digest = hashlib.sha256(room.encode()).hexdigest()[:16]
+    return f"ydjango.room.{_GROUP_CHARS.sub('_', room)[:60]}.{digest}"
+
+
+def relay_group_name(room: str) -> str:
+    """The Channels group of a room's relay channels (one per process)."""
+    return "ydjango.relay." + hashlib.sha256(room.encode()).hexdigest()[:32]
+
+
+class RoomRelay:
+    """Carries one room's changes between processes; see the module docstring."""
+
+    def __init__(self, room: Room, layer: Any, *, publish: bool, heartbeat: float) -> None:
+        self.room = room
+        self.layer = layer
+        #: False on a single-process layer: only listen (for server-side pushes).
+        self.publish = publish
+        self.heartbeat = heartbeat
+        self.group = relay_group_name(room.name)
+        self.channel = ""
+        self.seq = 0
+        #: Other processes' relay channels -> the last sequence number seen from them.
+        self.peers: dict[str, int] = {}
+        self.resyncs = 0
+        self._resyncing: dict[str, float] = {}
+        self._outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Join the relay group and, when publishing, greet the other processes."""
+        self.channel = await self.layer.new_channel("ydjango-relay")
+        await self.layer.group_add(self.group, self.channel)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._deliver())]
+        if self.publish:
+            self._tasks.append(loop.create_task(self._beat()))
+            self._post(None, {"type": "relay.hello", "seq": self.seq,
+                              "sv": self.room.state_vector()})
+
+    async def stop(self) -> None:
+        """Say goodbye, deliver what is queued (briefly), leave the group."""
+        if self.publish:
+            self._post(None, {"type": "relay.bye"})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), timeout=2)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.layer.group_discard(self.group, self.channel)
+
+    # --- publishing -----------------------------------------------------------------
+
+    def publish_update(self, update: bytes) -> None:
+        """Send a local change to the other processes."""
+        if self.publish:
+            self.seq += 1
+            self._post(None, {"type": "relay.update", "seq": self.seq, "update": update})
+
+    def publish_awareness(self, payload: bytes) -> None:
+        """Send a local peer's awareness update to the other processes."""
+        if self.publish:
+            self.seq += 1
+            self._post(None, {"type": "relay.awareness", "seq": self.seq, "awareness": payload})
+
+    def _post(self, target: str | None, message: dict[str, Any]) -> None:
+        message["origin"] = self.channel
+        self._outbox.put_nowait((target, message))
+
+    async def _deliver(self) -> None:
+        while True:
+            target, message = await self._outbox.get()
+            try:
+                if target is None:
+                    await self.layer.group_send(self.group, message)
+                else:
+                    await self.layer.send(target, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The receivers see the sequence gap and ask for a resync.
+                logger.warning("room %s: relay could not send %s: %r",
+                               self.room.name, message["type"], exc)
+            finally:
+                self._outbox.task_done()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                # Re-joining is idempotent and restores membership lost with a restarted broker.
+                await self.layer.group_add(self.group, self.channel)
+            except Exception as exc:
+                logger.warning("room %s: relay could not rejoin its group: %r",
+                               self.room.name, exc)
+                continue
+            self._post(None, {"type": "relay.heartbeat", "seq": self.seq})
+            now = time.monotonic()
+            for origin, asked in list(self._resyncing.items()):
+                if now - asked > 2 * self.heartbeat:
+                    del self._resyncing[origin]
+                    self._request_resync(origin)
+
+    # --- receiving ------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("room %s: relay receive failed: %r", self.room.name, exc)
+                await asyncio.sleep(min(self.heartbeat, 1.0))
+                continue
+            origin = message.get("origin")
+            if origin == self.channel:
+                continue
+            handler = getattr(self, message.get("type", "").replace(".", "_"), None)
+            if handler is None:
+                logger.warning("room %s: unknown relay message %r", self.room.name,
+                               message.get("type"))
+                continue
+            try:
+                handler(origin, message)
+            except ProtocolError as exc:
+                logger.warning("room %s: bad relay message from %s: %s",
+                               self.room.name, origin, exc)
+            except Exception:
+                logger.exception("room %s: error handling relay message", self.room.name)
+
+    def relay_update(self, origin: str | None, message: dict[str, Any]) -> None:
+        if origin is not None:
+            self._track(origin, message["seq"])
+        self.room.apply_update(message["update"], REMOTE)
+
+    def relay_awareness(self, origin: str, message: dict[str, Any]) -> None:
+        self._track(origin, message["seq"])
+        self.room.apply_awareness(message["awareness"], origin)
+
+    def relay_hello(self, origin: str, message: dict[str, Any]) -> None:
+        self.peers[origin] = message["seq"]
+        self._reply(origin, message["sv"], ask_back=True)
+
+    def relay_heartbeat(self, origin: str, message: dict[str, Any]) -> None:
+        last = self.peers.get(origin)
+        if last is None or message["seq"] > last:
+            self._request_resync(origin)
+
+    def relay_sync_request(self, origin: str, message: dict[str, Any]) -> None:
+        self._reply(origin, message["sv"], ask_back=True)
+
+    def relay_sync_reply(self, origin: str, message: dict[str, Any]) -> None:
+        self._resyncing.pop(origin, None)
+        self.peers[origin] = max(self.peers.get(origin, 0), message["seq"])
+        self.room.apply_update(message["update"], REMOTE)
+        if message.get("awareness"):
+            self.room.apply_awareness(message["awareness"], origin)
+        if message.get("sv") is not None:
+            self._reply(origin, message["sv"], ask_back=False)
+
+    def relay_bye(self, origin: str, message: dict[str, Any]) -> None:
+        self.peers.pop(origin, None)
+        self._resyncing.pop(origin, None)
+        self.room.forget_remote_awareness(origin)
+
+    def _track(self, origin: str, seq: int) -> None:
+        last = self.peers.get(origin)
+        if last is None or seq > last + 1:
+            logger.info("room %s: relay gap from %s (last %s, got %s): resync",
+                        self.room.name, origin, last, seq)
+            self._request_resync(origin)
+        self.peers[origin] = max(last or 0, seq)
+
+    def _request_resync(self, origin: str) -> None:
+        if origin in self._resyncing:
+            return
+        self._resyncing[origin] = time.monotonic()
+        self.resyncs += 1
+        self._post(origin, {"type": "relay.sync_request", "sv": self.room.state_vector()})
+
+    def _reply(self, origin: str, state_vector: bytes, *, ask_back: bool) -> None:
+        update = self.room.diff(state_vector)
+        if not ask_back and update == EMPTY_UPDATE:
+            return
+        self._post(origin, {
+            "type": "relay.sync_reply",
+            "seq": self.seq,
+            "update": update,
+            "sv": self.room.state_vector() if ask_back else None,
+            "awareness": self.room.local_awareness_update(),
+        })

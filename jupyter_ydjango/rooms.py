@@ -1,0 +1,395 @@
+"""Rooms: one authoritative YDoc per room per process, the peers connected to it, awareness.
+
+A :class:`Room` is the meeting point of the data path. Connections (consumers) join it as
+:class:`Peer` objects; every change to the room's document, whoever makes it, is observed
+once and fanned out once: to the room's other synced peers and, through the room's
+:class:`~jupyter_ydjango.relay.RoomRelay`, to the same room in other processes.
+
+Everything here runs on the event loop's thread; y-py objects never leave it.
+
+The lifecycle follows named hooks a subclass may override: :meth:`Room.on_load` (after the
+document is made, before the first peer joins), :meth:`Room.on_change` (after every change),
+:meth:`Room.on_unload` (when the room is dropped after its idle delay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import y_py as Y
+
+from .relay import REMOTE, RoomRelay
+from .yutils import (
+    EMPTY_UPDATE,
+    AwarenessEntry,
+    ProtocolError,
+    create_awareness_message,
+    create_sync_step1_message,
+    create_sync_step2_message,
+    create_update_message,
+    decode_awareness_update,
+    encode_awareness_update,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Close code for a peer that does not read its frames fast enough (1013: try again later).
+CLOSE_SLOW_PEER = 1013
+
+SendFrame = Callable[[bytes], Awaitable[None]]
+ClosePeer = Callable[[int], Awaitable[None]]
+
+
+class Peer:
+    """One connection to a room, as the room sees it.
+
+    Frames pushed to a peer are queued and written by one task, in order; a peer whose
+    queue passes ``max_queued`` frames is closed instead of growing without bound.
+    """
+
+    def __init__(self, room: Room, send: SendFrame, close: ClosePeer, max_queued: int) -> None:
+        self.room = room
+        #: True once the peer asked for the document (SYNC step 1): only then does it get
+        #: the room's updates, so nothing reaches it before its own handshake started.
+        self.synced = False
+        #: Awareness client ids this connection has announced (removed when it leaves).
+        self.awareness_ids: set[int] = set()
+        self._send = send
+        self._close = close
+        self._max_queued = max_queued
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def push(self, frame: bytes) -> None:
+        """Queue a frame for this peer (never blocks)."""
+        if self._writer.done():
+            return
+        if self._queue.qsize() >= self._max_queued:
+            logger.warning("room %s: closing a peer that fell %d frames behind",
+                           self.room.name, self._max_queued)
+            self._writer.cancel()
+            asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW_PEER))
+            return
+        self._queue.put_nowait(frame)
+
+    async def _write(self) -> None:
+        while True:
+            frame = await self._queue.get()
+            await self._send(frame)
+
+    def stop(self) -> None:
+        """Stop writing to this peer."""
+        self._writer.cancel()
+
+
+class Room:
+    """A document shared by the peers that joined it.
+
+    Subclass it for persistence or other side effects and pass the subclass as
+    ``room_class`` of the consumer; override the lifecycle hooks, not the data path.
+    """
+
+    #: How many frames may wait for a slow peer before it is disconnected.
+    max_queued_frames = 10_000
+
+    def __init__(self, name: str, doc: Y.YDoc) -> None:
+        self.name = name
+        self.doc = doc
+        self.peers: set[Peer] = set()
+        self.relay: RoomRelay | None = None
+        self.loaded_at = time.monotonic()
+        # client id -> (clock, JSON state); kept after removal so clocks stay monotonic.
+        self._awareness: dict[int, tuple[int, str]] = {}
+        # client id -> relay origin, for states announced by peers of other processes.
+        self._remote_awareness: dict[int, str] = {}
+        self._origin: Any = None
+        doc.observe_after_transaction(self._after_transaction)
+
+    # --- lifecycle hooks ----------------------------------------------------------------
+
+    async def on_load(self) -> None:
+        """Called once after the document is made, before any peer joins."""
+
+    def on_change(self, update: bytes, origin: Any) -> None:
+        """Called after every change of the document, with its encoded update.
+
+        ``origin`` is the :class:`Peer` that sent it, :data:`~jupyter_ydjango.relay.REMOTE`
+        for a change from another process, or ``None`` for one made by server-side code.
+        Runs synchronously on the event loop: schedule slow work, do not do it here.
+        """
+
+    async def on_unload(self) -> None:
+        """Called once when the room is dropped, after its last peer left and the idle delay."""
+
+    # --- peers --------------------------------------------------------------------------
+
+    def join(self, send: SendFrame, close: ClosePeer) -> Peer:
+        """Add a connection; it is sent our SYNC step 1 and the known awareness states."""
+        peer = Peer(self, send, close, self.max_queued_frames)
+        self.peers.add(peer)
+        peer.push(create_sync_step1_message(Y.encode_state_vector(self.doc)))
+        awareness = self.awareness_message()
+        if awareness is not None:
+            peer.push(awareness)
+        return peer
+
+    def leave(self, peer: Peer) -> None:
+        """Remove a connection and announce that its awareness states are gone."""
+        if peer not in self.peers:
+            return
+        self.peers.discard(peer)
+        peer.stop()
+        gone = self._remove_awareness(peer.awareness_ids)
+        peer.awareness_ids.clear()
+        if gone:
+            self._fan_out_awareness(encode_awareness_update(gone), origin=peer)
+
+    # --- document -----------------------------------------------------------------------
+
+    def sync_step1(self, peer: Peer, state_vector: bytes) -> None:
+        """Answer a peer's SYNC step 1 with what it lacks; from now on it gets updates."""
+        try:
+            update = Y.encode_state_as_update(self.doc, state_vector)
+        except Exception as exc:
+            raise ProtocolError(f"invalid state vector: {exc}") from None
+        peer.push(create_sync_step2_message(update))
+        peer.synced = True
+
+    def apply_update(self, update: bytes, origin: Any = None) -> None:
+        """Apply an update to the document; the change is fanned out by the observer."""
+        if update == EMPTY_UPDATE:
+            return
+        self._origin = origin
+        try:
+            Y.apply_update(self.doc, update)
+        except Exception as exc:
+            raise ProtocolError(f"invalid update: {exc}") from None
+        finally:
+            self._origin = None
+
+    def state_vector(self) -> bytes:
+        """The document's state vector."""
+        return Y.encode_state_vector(self.doc)
+
+    def diff(self, state_vector: bytes | None = None) -> bytes:
+        """The update a peer at ``state_vector`` lacks (the whole document if ``None``)."""
+        if state_vector is None:
+            return Y.encode_state_as_update(self.doc)
+        return Y.encode_state_as_update(self.doc, state_vector)
+
+    def _after_transaction(self, event: Y.AfterTransactionEvent) -> None:
+        try:
+            update = event.get_update()
+            if update == EMPTY_UPDATE:
+                return
+            origin = self._origin
+            frame = create_update_message(update)
+            for peer in self.peers:
+                if peer.synced and peer is not origin:
+                    peer.push(frame)
+            if self.relay is not None and origin is not REMOTE:
+                self.relay.publish_update(update)
+            self.on_change(update, origin)
+        except Exception:
+            # An exception must not cross into y-py's transaction commit.
+            logger.exception("room %s: error while fanning out a change", self.name)
+
+    # --- awareness ----------------------------------------------------------------------
+
+    def apply_awareness(self, payload: bytes, origin: Any) -> None:
+        """Record an awareness update from a peer (or the relay) and relay it to the others."""
+        entries = decode_awareness_update(payload)
+        for entry in entries:
+            known = self._awareness.get(entry.client_id)
+            if known is not None and (
+                entry.clock < known[0] or (entry.clock == known[0] and not entry.removed)
+            ):
+                continue
+            self._awareness[entry.client_id] = (entry.clock, entry.state)
+            if isinstance(origin, Peer):
+                if entry.removed:
+                    origin.awareness_ids.discard(entry.client_id)
+                else:
+                    origin.awareness_ids.add(entry.client_id)
+            elif isinstance(origin, str):
+                if entry.removed:
+                    self._remote_awareness.pop(entry.client_id, None)
+                else:
+                    self._remote_awareness[entry.client_id] = origin
+        self._fan_out_awareness(payload, origin)
+
+    def awareness_message(self) -> bytes | None:
+        """An AWARENESS message with every present state, or ``None`` if there is none."""
+        update = self._awareness_update(self._awareness)
+        return None if update is None else create_awareness_message(update)
+
+    def local_awareness_update(self) -> bytes | None:
+        """The awareness update of the states owned by this process's peers, if any."""
+        ids: set[int] = set()
+        for peer in self.peers:
+            ids |= peer.awareness_ids
+        return self._awareness_update(ids)
+
+    def _awareness_update(self, client_ids: Iterable[int]) -> bytes | None:
+        entries = []
+        for cid in client_ids:
+            clock, state = self._awareness.get(cid, (0, "null"))
+            if state != "null":
+                entries.append(AwarenessEntry(cid, clock, state))
+        return encode_awareness_update(entries) if entries else None
+
+    def forget_remote_awareness(self, origin: str) -> None:
+        """Remove the states announced through another process that went away."""
+        ids = {cid for cid, owner in self._remote_awareness.items() if owner == origin}
+        gone = self._remove_awareness(ids)
+        if gone:
+            self._fan_out_awareness(encode_awareness_update(gone), origin=REMOTE)
+
+    def _remove_awareness(self, client_ids: set[int]) -> list[AwarenessEntry]:
+        gone = []
+        for cid in client_ids:
+            clock, state = self._awareness.get(cid, (0, "null"))
+            self._remote_awareness.pop(cid, None)
+            if state != "null":
+                self._awareness[cid] = (clock + 1, "null")
+                gone.append(AwarenessEntry(cid, clock + 1, "null"))
+        return gone
+
+    def _fan_out_awareness(self, payload: bytes, origin: Any) -> None:
+        frame = create_awareness_message(payload)
+        for peer in self.peers:
+            if peer is not origin:
+                peer.push(frame)
+        if self.relay is not None and isinstance(origin, Peer):
+            self.relay.publish_awareness(payload)
+
+
+RoomFactory = Callable[[], Awaitable[Room]]
+
+
+class RoomRegistry:
+    """The rooms of one process (one event loop): loads each room once, unloads idle ones."""
+
+    def __init__(self, channel_layer: Any = None, *, cross_process: bool | None = None,
+                 unload_delay: float = 60.0, heartbeat: float = 5.0) -> None:
+        self.channel_layer = channel_layer
+        if cross_process is None:
+            cross_process = channel_layer is not None and not _is_in_memory(channel_layer)
+        #: Whether changes are published to the room in other processes.
+        self.cross_process = cross_process
+        self.unload_delay = unload_delay
+        self.heartbeat = heartbeat
+        self.rooms: dict[str, Room] = {}
+        self._holders: dict[str, int] = {}
+        self._loading: dict[str, asyncio.Future[None]] = {}
+        self._unloading: dict[str, asyncio.Task[None]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def acquire(self, name: str, factory: RoomFactory) -> Room:
+        """Return the live room ``name``, loading it through ``factory`` if needed.
+
+        Concurrent callers for the same room wait for one load; a room being unloaded is
+        unloaded completely before it is loaded again. Pair every call with :meth:`release`.
+        """
+        while True:
+            if name in self._unloading:
+                await asyncio.shield(self._unloading[name])
+                continue
+            room = self.rooms.get(name)
+            if room is not None:
+                self._hold(name)
+                return room
+            if name in self._loading:
+                await asyncio.shield(self._loading[name])
+                continue
+            loading = asyncio.get_running_loop().create_future()
+            self._loading[name] = loading
+            try:
+                room = await factory()
+                if self.channel_layer is not None:
+                    room.relay = RoomRelay(room, self.channel_layer, publish=self.cross_process,
+                                           heartbeat=self.heartbeat)
+                    await room.relay.start()
+                await room.on_load()
+                self.rooms[name] = room
+            finally:
+                del self._loading[name]
+                loading.set_result(None)
+            self._hold(name)
+            return room
+
+    def release(self, room: Room) -> None:
+        """Give back a room from :meth:`acquire`; the last release starts the idle delay."""
+        name = room.name
+        self._holders[name] -= 1
+        if self._holders[name] == 0:
+            loop = asyncio.get_running_loop()
+            self._timers[name] = loop.call_later(self.unload_delay, self._start_unload, name)
+
+    def _hold(self, name: str) -> None:
+        self._holders[name] = self._holders.get(name, 0) + 1
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _start_unload(self, name: str) -> None:
+        self._timers.pop(name, None)
+        if self._holders.get(name) or name not in self.rooms:
+            return
+        task = asyncio.get_running_loop().create_task(self._unload(name))
+        self._unloading[name] = task
+
+    async def _unload(self, name: str) -> None:
+        room = self.rooms.pop(name)
+        self._holders.pop(name, None)
+        try:
+            if room.relay is not None:
+                await room.relay.stop()
+            await room.on_unload()
+        except Exception:
+            logger.exception("room %s: error while unloading", name)
+        finally:
+            del self._unloading[name]
+            logger.info("room %s unloaded", name)
+
+    async def close(self) -> None:
+        """Unload every room now (at shutdown)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for name in list(self.rooms):
+            task = asyncio.get_running_loop().create_task(self._unload(name))
+            self._unloading[name] = task
+            await task
+
+
+def _is_in_memory(layer: Any) -> bool:
+    from channels.layers import InMemoryChannelLayer
+
+    return isinstance(layer, InMemoryChannelLayer)
+
+
+_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomRegistry] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_registry(channel_layer: Any = None) -> RoomRegistry:
+    """The registry of the running event loop, created on first use from Django settings."""
+    loop = asyncio.get_running_loop()
+    registry = _registries.get(loop)
+    if registry is None:
+        from .conf import get_setting
+
+        registry = RoomRegistry(
+            channel_layer,
+            unload_delay=get_setting("YDJANGO_ROOM_UNLOAD_DELAY"),
+            heartbeat=get_setting("YDJANGO_RELAY_HEARTBEAT"),
+        )
+        _registries[loop] = registry
+    return registry

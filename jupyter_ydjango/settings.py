@@ -1,0 +1,143 @@
+"""Settings of the embedded Django project, overridable by ``YDJANGO_*`` environment variables.
+
+* ``YDJANGO_DATABASE_URL``: database URL (``sqlite:///path``, ``postgres://…``); default a
+  SQLite file in ``YDJANGO_DATA_DIR``.
+* ``YDJANGO_REDIS_URL``: use the ``channels_redis`` layer on this Redis (``redis://…``);
+  default the in-memory layer (one process).
+* ``YDJANGO_SECRET_KEY``: Django's secret key; default one generated once and kept in
+  ``YDJANGO_DATA_DIR``. Processes that share rooms need the same key.
+* ``YDJANGO_NOTEBOOK_DIR``: the root of the notebooks served; default the working directory.
+* ``YDJANGO_ALLOW_ANONYMOUS=1``: development only; lets unauthenticated clients into rooms.
+* ``YDJANGO_DATA_DIR``: where the default database and secret live; default
+  ``<jupyter data dir>/ydjango``.
+* ``YDJANGO_ALLOWED_HOSTS``: comma-separated; default ``localhost,127.0.0.1,[::1]``.
+* ``YDJANGO_MAX_MESSAGE_SIZE``, ``YDJANGO_ROOM_UNLOAD_DELAY``, ``YDJANGO_RELAY_HEARTBEAT``:
+  see :mod:`jupyter_ydjango.conf`.
+* ``YDJANGO_DEBUG=1``: Django's ``DEBUG``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.management.utils import get_random_secret_key
+from jupyter_core.paths import jupyter_data_dir
+
+from .conf import DEFAULTS
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _secret_key(data_dir: Path) -> str:
+    key = os.environ.get("YDJANGO_SECRET_KEY")
+    if key:
+        return key
+    path = data_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(get_random_secret_key())
+    return path.read_text().strip()
+
+
+DATA_DIR = Path(os.environ.get("YDJANGO_DATA_DIR") or Path(jupyter_data_dir()) / "ydjango")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = _secret_key(DATA_DIR)
+DEBUG = _flag("YDJANGO_DEBUG")
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in os.environ.get("YDJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    if h.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "channels",
+    "jupyter_ydjango",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jupyter_ydjango.urls"
+ASGI_APPLICATION = "jupyter_ydjango.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("YDJANGO_DATABASE_URL") or f"sqlite:///{DATA_DIR / 'ydjango.sqlite3'}",
+        conn_max_age=600,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+_redis_url = os.environ.get("YDJANGO_REDIS_URL")
+if _redis_url:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [_redis_url],
+                "capacity": int(os.environ.get("YDJANGO_REDIS_CAPACITY", "1000")),
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+USE_TZ = True
+STATIC_URL = "static/"
+
+YDJANGO_NOTEBOOK_DIR = os.environ.get("YDJANGO_NOTEBOOK_DIR") or os.getcwd()
+YDJANGO_ALLOW_ANONYMOUS = _flag("YDJANGO_ALLOW_ANONYMOUS")
+YDJANGO_MAX_MESSAGE_SIZE = int(
+    os.environ.get("YDJANGO_MAX_MESSAGE_SIZE", DEFAULTS["YDJANGO_MAX_MESSAGE_SIZE"])
+)
+YDJANGO_ROOM_UNLOAD_DELAY = float(
+    os.environ.get("YDJANGO_ROOM_UNLOAD_DELAY", DEFAULTS["YDJANGO_ROOM_UNLOAD_DELAY"])
+)
+YDJANGO_RELAY_HEARTBEAT = float(
+    os.environ.get("YDJANGO_RELAY_HEARTBEAT", DEFAULTS["YDJANGO_RELAY_HEARTBEAT"])
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "jupyter_ydjango": {
+            "handlers": ["console"],
+            "level": os.environ.get("YDJANGO_LOG_LEVEL", "INFO"),
+        }
+    },
+}
