@@ -109,8 +109,16 @@ def read_var_byte_array(data: Buffer, pos: int = 0) -> tuple[bytes, int]:
 
 
 def write_var_string(text: str) -> bytes:
-    """Encode a string as a varByteArray of its UTF-8 bytes."""
-    return write_var_byte_array(text.encode("utf-8"))
+    """Encode a string as a varByteArray of its UTF-8 bytes.
+
+    Lone surrogates become U+FFFD, as lib0's ``TextEncoder`` writes them.
+    """
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = (text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+                .encode("utf-8"))
+    return write_var_byte_array(data)
 
 
 def read_var_string(data: Buffer, pos: int = 0) -> tuple[str, int]:
@@ -249,6 +257,11 @@ def encode_awareness_update(entries: Iterable[AwarenessEntry]) -> bytes:
     return b"".join(parts)
 
 
+def _reject_json_constant(name: str) -> Any:
+    # Python's json accepts NaN/Infinity/-Infinity; JSON.parse (and so every JS peer) does not.
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode_awareness_update(data: Buffer) -> list[AwarenessEntry]:
     """Decode an awareness update; every state must be valid JSON."""
     count, pos = read_var_uint(data)
@@ -258,8 +271,8 @@ def decode_awareness_update(data: Buffer) -> list[AwarenessEntry]:
         clock, pos = read_var_uint(data, pos)
         state, pos = read_var_string(data, pos)
         try:
-            json.loads(state)
-        except ValueError:
+            json.loads(state, parse_constant=_reject_json_constant)
+        except (ValueError, RecursionError):  # RecursionError: nested too deep for Python
             raise ProtocolError(f"awareness state of client {client_id} is not JSON") from None
         entries.append(AwarenessEntry(client_id, clock, state))
     if pos != len(data):

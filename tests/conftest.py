@@ -1,0 +1,110 @@
+"""Shared pytest fixtures: node Yjs clients and real server processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import django
+import pytest
+from servers import Server, migrate, serve_command, server_env
+from yclient import JS_DIR, NodeDriver
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # In-process tests use the embedded settings, in a private data directory.
+    os.environ.setdefault("YDJANGO_DATA_DIR", tempfile.mkdtemp(prefix="ydjango-tests-"))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
+    django.setup()
+
+
+# --- node Yjs clients ---
+
+_JS_PACKAGES = ("yjs", "y-websocket", "y-protocols", "lib0", "ws")
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """``tests/js/node_modules``, installed with ``npm ci`` if needed.
+
+    Skips when node or npm is missing; fails loudly when ``npm ci`` fails.
+    """
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"node/npm not available: {', '.join(missing)} not found on PATH")
+    modules = JS_DIR / "node_modules"
+    if not all((modules / pkg / "package.json").is_file() for pkg in _JS_PACKAGES):
+        proc = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=JS_DIR,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            pytest.fail(
+                f"`npm ci` in {JS_DIR} failed with exit code {proc.returncode}:\n"
+                f"{proc.stdout}\n{proc.stderr}",
+                pytrace=False,
+            )
+    return modules
+
+
+@pytest.fixture
+async def ydriver(node_modules: Path) -> AsyncIterator[NodeDriver]:
+    """A started :class:`yclient.NodeDriver`; shut down (all clients closed) afterwards."""
+    driver = NodeDriver()
+    await driver.start()
+    try:
+        yield driver
+    finally:
+        await driver.shutdown()
+
+
+# --- servers ---
+
+#: The frame size limit of the test servers (small, so the oversized-frame test is cheap).
+TEST_MAX_MESSAGE_SIZE = 2_000_000
+
+
+def redis_running() -> bool:
+    """Whether Redis answers on 127.0.0.1:6379."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", 6379)) == 0
+
+
+def _serve(tmp: Path, name: str, **env: str) -> Server:
+    return Server([*serve_command(), "--no-migrate"], server_env(tmp, **env), tmp / f"{name}.log")
+
+
+@pytest.fixture(scope="module")
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``python -m jupyter_ydjango serve`` on the embedded defaults (in-memory layer)."""
+    tmp = tmp_path_factory.mktemp("embedded")
+    env = {"YDJANGO_ALLOW_ANONYMOUS": "1",
+           "YDJANGO_MAX_MESSAGE_SIZE": str(TEST_MAX_MESSAGE_SIZE)}
+    migrate(server_env(tmp, **env))
+    server = _serve(tmp, "server", **env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+    """Two server processes sharing rooms through the channels_redis layer."""
+    if not redis_running():
+        pytest.skip("Redis is not running on 127.0.0.1:6379 (start it to run these tests)")
+    tmp = tmp_path_factory.mktemp("redis")
+    env = {"YDJANGO_ALLOW_ANONYMOUS": "1", "YDJANGO_REDIS_URL": "redis://127.0.0.1:6379/0",
+           "YDJANGO_RELAY_HEARTBEAT": "1"}
+    migrate(server_env(tmp, **env))
+    servers = [_serve(tmp, f"server{i}", **env) for i in range(2)]
+    yield servers
+    for server in servers:
+        server.stop()

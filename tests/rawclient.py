@@ -1,0 +1,121 @@
+"""A y-websocket client at the frame level (y-py document, every frame recorded).
+
+The node clients (:mod:`yclient`) are the real Yjs implementation; this one exists to
+count and craft frames byte by byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import y_py as Y
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from jupyter_ydjango.yutils import (
+    Message,
+    YMessageType,
+    YSyncMessageType,
+    create_sync_step1_message,
+    create_update_message,
+    decode_messages,
+)
+
+
+@dataclass
+class Received:
+    """A frame as it arrived."""
+
+    at: float
+    data: bytes
+    messages: list[Message] = field(default_factory=list)
+
+
+class RawClient:
+    """One websocket connection with a y-py document that applies what the server sends."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.doc = Y.YDoc()
+        self.frames: list[Received] = []
+        self._changed = asyncio.Event()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def open(cls, url: str, headers: dict[str, str] | None = None) -> RawClient:
+        """Connect (no handshake yet)."""
+        ws = await connect(url, additional_headers=headers, max_size=None, open_timeout=10)
+        return cls(ws)
+
+    async def _read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for data in self.ws:
+                frame = Received(time.monotonic(), bytes(data))
+                frame.messages = decode_messages(frame.data)
+                for message in frame.messages:
+                    if message.type is YMessageType.SYNC and (
+                        message.sync_type is not YSyncMessageType.SYNC_STEP1
+                    ):
+                        Y.apply_update(self.doc, message.payload)
+                self.frames.append(frame)
+                self._changed.set()
+
+    async def send(self, data: bytes) -> None:
+        """Send one frame."""
+        await self.ws.send(data)
+
+    async def handshake(self, timeout: float = 10) -> None:
+        """Send SYNC step 1 and wait for the server's step 2."""
+        await self.send(create_sync_step1_message(Y.encode_state_vector(self.doc)))
+        await self.wait_for(lambda m: m.sync_type is YSyncMessageType.SYNC_STEP2, timeout)
+
+    async def wait_for(self, predicate, timeout: float = 10) -> Message:
+        """Wait for a received message matching ``predicate``; return it."""
+        seen = 0
+        deadline = time.monotonic() + timeout
+        while True:
+            for frame in self.frames[seen:]:
+                for message in frame.messages:
+                    if predicate(message):
+                        return message
+            seen = len(self.frames)
+            self._changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no matching message")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def text(self, name: str = "t") -> str:
+        """The content of the shared text ``name``."""
+        return str(self.doc.get_text(name))
+
+    async def edit(self, text: str, name: str = "t") -> bytes:
+        """Append ``text`` locally and send the update; return the update."""
+        ytext = self.doc.get_text(name)
+        before = Y.encode_state_vector(self.doc)
+        with self.doc.begin_transaction() as txn:
+            ytext.extend(txn, text)
+        update = Y.encode_state_as_update(self.doc, before)
+        await self.send(create_update_message(update))
+        return update
+
+    async def wait_closed(self, timeout: float = 10) -> int | None:
+        """Wait for the server to close the connection; return the close code."""
+        await asyncio.wait_for(self.ws.wait_closed(), timeout)
+        return self.ws.close_code
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self.ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed."""
+        return self.ws.close_code is not None

@@ -1,0 +1,225 @@
+"""Rooms, the registry and the relay, in one process (several registries = several processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+import y_py as Y
+from channels.layers import InMemoryChannelLayer
+
+from jupyter_ydjango.rooms import Room, RoomRegistry
+
+
+def edit(room: Room, text: str) -> None:
+    """Append to the room's text as server-side code would (origin None)."""
+    ytext = room.doc.get_text("t")
+    with room.doc.begin_transaction() as txn:
+        ytext.extend(txn, text)
+
+
+def text_of(room: Room) -> str:
+    return str(room.doc.get_text("t"))
+
+
+async def eventually(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def factory(name: str, calls: list[str] | None = None, delay: float = 0.0):
+    async def make() -> Room:
+        if calls is not None:
+            calls.append(name)
+        await asyncio.sleep(delay)
+        return Room(name, Y.YDoc())
+
+    return make
+
+
+# --- registry ------------------------------------------------------------------------
+
+
+async def test_concurrent_acquire_makes_one_doc():
+    registry = RoomRegistry(unload_delay=10)
+    calls: list[str] = []
+    rooms = await asyncio.gather(*(registry.acquire("r", factory("r", calls, 0.05))
+                                   for _ in range(8)))
+    assert calls == ["r"]
+    assert all(room is rooms[0] for room in rooms)
+
+
+async def test_idle_room_unloaded_after_delay_and_kept_on_reconnect():
+    unloaded: list[str] = []
+
+    class Tracked(Room):
+        async def on_unload(self) -> None:
+            unloaded.append(self.name)
+
+    async def make() -> Room:
+        return Tracked("r", Y.YDoc())
+
+    registry = RoomRegistry(unload_delay=0.2)
+    room = await registry.acquire("r", make)
+    edit(room, "kept")
+    registry.release(room)
+    await asyncio.sleep(0.1)
+    again = await registry.acquire("r", make)  # a reconnect within the delay
+    assert again is room and text_of(again) == "kept"
+    await asyncio.sleep(0.3)
+    assert unloaded == [] and "r" in registry.rooms
+    registry.release(again)
+    await eventually(lambda: unloaded == ["r"])
+    assert "r" not in registry.rooms
+    fresh = await registry.acquire("r", make)
+    assert fresh is not room and text_of(fresh) == ""
+
+
+async def test_load_waits_for_an_unload_in_progress():
+    order: list[str] = []
+
+    class Slow(Room):
+        async def on_load(self) -> None:
+            order.append("load")
+
+        async def on_unload(self) -> None:
+            order.append("unload start")
+            await asyncio.sleep(0.2)
+            order.append("unload end")
+
+    async def make() -> Room:
+        return Slow("r", Y.YDoc())
+
+    registry = RoomRegistry(unload_delay=0)
+    registry.release(await registry.acquire("r", make))
+    await eventually(lambda: "unload start" in order)
+    await registry.acquire("r", make)
+    assert order == ["load", "unload start", "unload end", "load"]
+
+
+# --- relay across "processes" --------------------------------------------------------
+
+
+class LossyLayer(InMemoryChannelLayer):
+    """An in-memory layer that loses the relay updates chosen by ``drop``, silently, as
+    channels-redis does over capacity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent_updates = 0
+        self.drop: set[int] = set()
+
+    async def group_send(self, group: str, message: dict) -> None:
+        if message.get("type") == "relay.update":
+            self.sent_updates += 1
+            if self.sent_updates in self.drop:
+                return
+        await super().group_send(group, message)
+
+
+async def two_processes(layer, heartbeat: float = 0.2):
+    a = RoomRegistry(layer, cross_process=True, heartbeat=heartbeat, unload_delay=10)
+    b = RoomRegistry(layer, cross_process=True, heartbeat=heartbeat, unload_delay=10)
+    room_a = await a.acquire("shared", factory("shared"))
+    room_b = await b.acquire("shared", factory("shared"))
+    # The hello exchange: each relay knows the other before the test edits.
+    await eventually(lambda: room_a.relay.channel in room_b.relay.peers
+                     and room_b.relay.channel in room_a.relay.peers)
+    return (a, room_a), (b, room_b)
+
+
+async def close_all(*registries: RoomRegistry) -> None:
+    for registry in registries:
+        await registry.close()
+
+
+async def test_relay_applies_remote_changes():
+    layer = InMemoryChannelLayer()
+    (a, room_a), (b, room_b) = await two_processes(layer)
+    for ch in "abc":
+        edit(room_a, ch)
+    edit(room_b, "x")
+    await eventually(lambda: text_of(room_a) == text_of(room_b) and len(text_of(room_a)) == 4)
+    assert room_a.relay.resyncs == 0 and room_b.relay.resyncs == 0
+    await close_all(a, b)
+
+
+async def test_late_process_gets_the_room_state_on_hello():
+    layer = InMemoryChannelLayer()
+    a = RoomRegistry(layer, cross_process=True, heartbeat=10, unload_delay=10)
+    room_a = await a.acquire("shared", factory("shared"))
+    edit(room_a, "written before the second process loaded the room")
+    b = RoomRegistry(layer, cross_process=True, heartbeat=10, unload_delay=10)
+    room_b = await b.acquire("shared", factory("shared"))
+    await eventually(lambda: text_of(room_b) == text_of(room_a))
+    await close_all(a, b)
+
+
+async def test_lost_update_in_the_middle_is_repaired_by_resync():
+    layer = LossyLayer()
+    (a, room_a), (b, room_b) = await two_processes(layer, heartbeat=30)
+    layer.drop = {2}
+    for ch in "abcde":
+        edit(room_a, ch)
+    await eventually(lambda: text_of(room_b) == "abcde")
+    assert room_b.relay.resyncs >= 1
+    await close_all(a, b)
+
+
+async def test_lost_last_update_is_repaired_after_a_heartbeat():
+    layer = LossyLayer()
+    (a, room_a), (b, room_b) = await two_processes(layer, heartbeat=0.2)
+    layer.drop = {3}
+    for ch in "abc":
+        edit(room_a, ch)
+    await asyncio.sleep(0.05)
+    assert text_of(room_b) == "ab"  # the loss is real: nothing else would bring "c"
+    await eventually(lambda: text_of(room_b) == "abc", timeout=3)
+    assert room_b.relay.resyncs >= 1
+    await close_all(a, b)
+
+
+def redis_available() -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", 6379)) == 0
+
+
+@pytest.mark.redis
+async def test_relay_on_real_redis_repairs_losses():
+    if not redis_available():
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    from channels_redis.core import RedisChannelLayer
+
+    class LossyRedis(RedisChannelLayer):
+        drop_every = 4
+        count = 0
+
+        async def group_send(self, group, message):
+            if message.get("type") == "relay.update":
+                LossyRedis.count += 1
+                if LossyRedis.count % self.drop_every == 0:
+                    return
+            await super().group_send(group, message)
+
+    prefix = f"ydjtest{time.monotonic_ns()}"
+    # Two layer objects = two processes' connections to the same Redis.
+    layer_a = LossyRedis(hosts=["redis://127.0.0.1:6379/0"], prefix=prefix)
+    layer_b = LossyRedis(hosts=["redis://127.0.0.1:6379/0"], prefix=prefix)
+    a = RoomRegistry(layer_a, cross_process=True, heartbeat=0.3, unload_delay=10)
+    b = RoomRegistry(layer_b, cross_process=True, heartbeat=0.3, unload_delay=10)
+    room_a = await a.acquire("shared", factory("shared"))
+    room_b = await b.acquire("shared", factory("shared"))
+    for i in range(40):
+        edit(room_a if i % 2 else room_b, str(i % 10))
+    await eventually(lambda: text_of(room_a) == text_of(room_b) and len(text_of(room_a)) == 40,
+                     timeout=10)
+    assert room_a.relay.resyncs + room_b.relay.resyncs >= 1
+    await close_all(a, b)
+    await layer_a.flush()
+    await layer_b.close_pools()
