@@ -51,12 +51,17 @@ from .yutils import (
 
 logger = logging.getLogger(__name__)
 
-#: Close codes (RFC 6455).
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_TOO_BIG = 1009
-#: Application close code for a connection refused by :meth:`YjsConsumer.connect`.
+# Close codes. Servers may only send 1000 and 3000-4999 (RFC 6455 7.4.2; daphne enforces
+# it), so errors use application codes modelled on HTTP statuses. y-websocket clients do not
+# reconnect after a 44xx close, which is right for these: the same frame would come again.
+#: A malformed frame (bad varUint, unknown type, length past the end, invalid update).
+CLOSE_PROTOCOL_ERROR = 4400
+#: Refused by :class:`RoomConsumer`: no authenticated user.
 CLOSE_UNAUTHORIZED = 4401
+#: A frame larger than the limit.
+CLOSE_TOO_BIG = 4413
+#: A text frame: the protocol is binary.
+CLOSE_UNSUPPORTED_DATA = 4415
 
 
 class YjsConsumer(AsyncWebsocketConsumer):

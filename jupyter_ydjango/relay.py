@@ -91,7 +91,9 @@ class RoomRelay:
 
     async def start(self) -> None:
         """Join the relay group and, when publishing, greet the other processes."""
-        self.channel = await self.layer.new_channel("ydjango-relay")
+        # The default prefix matters: channels-redis serves all of a process's channels of
+        # one prefix from one blocking pop; another prefix would wait behind it.
+        self.channel = await self.layer.new_channel()
         await self.layer.group_add(self.group, self.channel)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._deliver())]

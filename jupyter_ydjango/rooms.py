@@ -38,8 +38,8 @@ from .yutils import (
 
 logger = logging.getLogger(__name__)
 
-#: Close code for a peer that does not read its frames fast enough (1013: try again later).
-CLOSE_SLOW_PEER = 1013
+#: Close code for a peer that does not read its frames fast enough (retryable: not 44xx).
+CLOSE_SLOW_PEER = 4503
 
 SendFrame = Callable[[bytes], Awaitable[None]]
 ClosePeer = Callable[[int], Awaitable[None]]

@@ -106,7 +106,9 @@ if _redis_url:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [_redis_url],
+                # redis-py 8 reads with a 5 s socket timeout by default, which aborts the
+                # layer's blocking 5 s BZPOPMIN and crashes idle consumers: allow longer.
+                "hosts": [{"address": _redis_url, "socket_timeout": 30}],
                 "capacity": int(os.environ.get("YDJANGO_REDIS_CAPACITY", "1000")),
             },
         }

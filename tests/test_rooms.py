@@ -190,6 +190,9 @@ def redis_available() -> bool:
         return sock.connect_ex(("127.0.0.1", 6379)) == 0
 
 
+REDIS_HOSTS = [{"address": "redis://127.0.0.1:6379/0", "socket_timeout": 30}]
+
+
 @pytest.mark.redis
 async def test_relay_on_real_redis_repairs_losses():
     if not redis_available():
@@ -209,8 +212,8 @@ async def test_relay_on_real_redis_repairs_losses():
 
     prefix = f"ydjtest{time.monotonic_ns()}"
     # Two layer objects = two processes' connections to the same Redis.
-    layer_a = LossyRedis(hosts=["redis://127.0.0.1:6379/0"], prefix=prefix)
-    layer_b = LossyRedis(hosts=["redis://127.0.0.1:6379/0"], prefix=prefix)
+    layer_a = LossyRedis(hosts=REDIS_HOSTS, prefix=prefix)
+    layer_b = LossyRedis(hosts=REDIS_HOSTS, prefix=prefix)
     a = RoomRegistry(layer_a, cross_process=True, heartbeat=0.3, unload_delay=10)
     b = RoomRegistry(layer_b, cross_process=True, heartbeat=0.3, unload_delay=10)
     room_a = await a.acquire("shared", factory("shared"))
