@@ -80,7 +80,11 @@ class Peer:
     async def _write(self) -> None:
         while True:
             frame = await self._queue.get()
-            await self._send(frame)
+            try:
+                await self._send(frame)
+            except Exception as exc:  # the socket is gone; the consumer's disconnect cleans up
+                logger.debug("room %s: stopped writing to a peer: %r", self.room.name, exc)
+                return
 
     def stop(self) -> None:
         """Stop writing to this peer."""
