@@ -40,7 +40,6 @@ from .conf import get_setting
 from .relay import REMOTE, relay_group_name, room_group_name
 from .rooms import Peer, Room, get_registry
 from .yutils import (
-    EMPTY_UPDATE,
     Message,
     ProtocolError,
     YMessageType,
@@ -155,7 +154,7 @@ class YjsConsumer(AsyncWebsocketConsumer):
         if message.sync_type is YSyncMessageType.SYNC_STEP1:
             self.room.sync_step1(self.peer, message.payload)
         elif self.read_only:
-            if message.payload != EMPTY_UPDATE:
+            if self.room.would_change(message.payload):
                 self.peer.push(create_permission_denied_message("read-only connection"))
         else:
             self.room.apply_update(message.payload, self.peer)

@@ -176,6 +176,26 @@ class Room:
         finally:
             self._origin = None
 
+    def would_change(self, update: bytes) -> bool:
+        """Whether applying ``update`` would change the document.
+
+        Yjs always sends its whole delete set, so a peer's answer to our SYNC step 1 may hold
+        deletions the room already has; such an update is tried on a copy of the document.
+        """
+        if update == EMPTY_UPDATE:
+            return False
+        if update[:1] != b"\x00":  # it carries structs the room lacks: a change
+            return True
+        probe = Y.YDoc()
+        Y.apply_update(probe, Y.encode_state_as_update(self.doc))
+        changes: list[bytes] = []
+        probe.observe_after_transaction(lambda event: changes.append(event.get_update()))
+        try:
+            Y.apply_update(probe, update)
+        except Exception as exc:
+            raise ProtocolError(f"invalid update: {exc}") from None
+        return any(change != EMPTY_UPDATE for change in changes)
+
     def state_vector(self) -> bytes:
         """The document's state vector."""
         return Y.encode_state_vector(self.doc)
