@@ -12,7 +12,7 @@ from pathlib import Path
 
 import django
 import pytest
-from servers import Server, migrate, serve_command, server_env
+from servers import Server, daphne_command, migrate, serve_command, server_env
 from yclient import JS_DIR, NodeDriver
 
 
@@ -108,3 +108,18 @@ def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Ser
     yield servers
     for server in servers:
         server.stop()
+
+
+#: Settings of ``tests/seedapp``: the seed's example consumer and a read-only consumer.
+SEEDAPP_SETTINGS = "seedapp.settings"
+
+
+@pytest.fixture(scope="module")
+def seedapp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """daphne serving ``seedapp.asgi:application`` on its own SQLite database."""
+    tmp = tmp_path_factory.mktemp("seedapp")
+    env = server_env(tmp, DJANGO_SETTINGS_MODULE=SEEDAPP_SETTINGS)
+    migrate(env, SEEDAPP_SETTINGS)
+    server = Server(daphne_command("seedapp.asgi:application"), env, tmp / "daphne.log")
+    yield server
+    server.stop()

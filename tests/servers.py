@@ -53,6 +53,7 @@ class Server:
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
+        self.env = env
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (kept open while the server runs)
         argv = [arg.replace("{port}", str(self.port)) for arg in args]

@@ -8,12 +8,11 @@ the others, but its document changes are refused with an AUTH permission-denied 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 import y_py as Y
 from rawclient import RawClient
-from servers import Server, daphne_command, migrate, server_env
+from servers import Server
 from yclient import NodeDriver
 
 from jupyter_ydjango.yutils import (
@@ -32,14 +31,9 @@ SETTINGS = "seedapp.settings"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """daphne serving ``seedapp.asgi:application``."""
-    tmp = tmp_path_factory.mktemp("seedapp-ro")
-    env = server_env(tmp, DJANGO_SETTINGS_MODULE=SETTINGS)
-    migrate(env, SETTINGS)
-    server = Server(daphne_command("seedapp.asgi:application"), env, tmp / "daphne.log")
-    yield server
-    server.stop()
+def server(seedapp_server: Server) -> Server:
+    """The seedapp server (route ``ro/<room>``: ``ReadOnlyConsumer``)."""
+    return seedapp_server
 
 
 def base(server: Server) -> str:

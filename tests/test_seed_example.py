@@ -13,14 +13,12 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import y_py as Y
 from rawclient import RawClient
-from servers import PROJECT_DIR, Server, daphne_command, migrate, server_env
+from servers import PROJECT_DIR, Server
 from websockets.exceptions import InvalidStatus
 
 SETTINGS = "seedapp.settings"
@@ -42,22 +40,19 @@ print(settings.SESSION_COOKIE_NAME + "=" + client.cookies[settings.SESSION_COOKI
 @dataclass
 class Seed:
     server: Server
-    env: dict[str, str]
-    tmp: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.server.env
 
     def ws(self, room: str) -> str:
         return f"ws://127.0.0.1:{self.server.port}/seed/{room}"
 
 
 @pytest.fixture(scope="module")
-def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seed]:
-    """daphne serving ``seedapp.asgi:application`` on its own SQLite database."""
-    tmp = tmp_path_factory.mktemp("seedapp")
-    env = server_env(tmp, DJANGO_SETTINGS_MODULE=SETTINGS)
-    migrate(env, SETTINGS)
-    server = Server(daphne_command("seedapp.asgi:application"), env, tmp / "daphne.log")
-    yield Seed(server, env, tmp)
-    server.stop()
+def seed(seedapp_server: Server) -> Seed:
+    """The seedapp server, with helpers."""
+    return Seed(seedapp_server)
 
 
 @pytest.fixture(scope="module")
