@@ -88,6 +88,7 @@ class RoomRelay:
         self._resyncing: dict[str, float] = {}
         self._outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._running = True
 
     async def start(self) -> None:
         """Join the relay group and, when publishing, greet the other processes."""
@@ -108,9 +109,11 @@ class RoomRelay:
             self._post(None, {"type": "relay.bye"})
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._outbox.join(), timeout=2)
+        self._running = False
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # channels-redis' receive may absorb a cancellation; do not wait on it forever.
+        await asyncio.wait(self._tasks, timeout=2)
         with contextlib.suppress(Exception):
             await self.layer.group_discard(self.group, self.channel)
 
@@ -169,7 +172,7 @@ class RoomRelay:
     # --- receiving ------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        while True:
+        while self._running:
             try:
                 message = await self.layer.receive(self.channel)
             except asyncio.CancelledError:
