@@ -226,14 +226,20 @@ class Room:
     # --- awareness ----------------------------------------------------------------------
 
     def apply_awareness(self, payload: bytes, origin: Any) -> None:
-        """Record an awareness update from a peer (or the relay) and relay it to the others."""
-        entries = decode_awareness_update(payload)
-        for entry in entries:
+        """Record an awareness update from a peer (or the relay) and relay it to the others.
+
+        Only entries newer than what the room knows are relayed (y-protocols' rule): Yjs
+        clients echo every awareness change they receive, and relaying echoes would cost
+        every renewal round N² frames.
+        """
+        accepted = []
+        for entry in decode_awareness_update(payload):
             known = self._awareness.get(entry.client_id)
             if known is not None and (
                 entry.clock < known[0] or (entry.clock == known[0] and not entry.removed)
             ):
                 continue
+            accepted.append(entry)
             self._awareness[entry.client_id] = (entry.clock, entry.state)
             if isinstance(origin, Peer):
                 if entry.removed:
@@ -245,7 +251,8 @@ class Room:
                     self._remote_awareness.pop(entry.client_id, None)
                 else:
                     self._remote_awareness[entry.client_id] = origin
-        self._fan_out_awareness(payload, origin)
+        if accepted:
+            self._fan_out_awareness(encode_awareness_update(accepted), origin)
 
     def awareness_message(self) -> bytes | None:
         """An AWARENESS message with every present state, or ``None`` if there is none."""

@@ -263,3 +263,24 @@ async def test_cross_site_browser_origin_is_refused(embedded_server: Server):
     ok = await RawClient.open(url, headers={"Origin": f"http://127.0.0.1:{embedded_server.port}"})
     await ok.handshake()
     await ok.close()
+
+
+async def test_awareness_echoes_are_not_relayed(embedded_server: Server):
+    # Yjs clients send back every awareness change they receive; only news is relayed.
+    room = room_name("echo")
+    url = f"{embedded_server.ws_url}/{room}"
+    clients = [await RawClient.open(url) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    marks = [len(c.frames) for c in clients]
+    state = create_awareness_message(encode_awareness_update([AwarenessEntry(7, 3, '{"a":1}')]))
+    await clients[0].send(state)
+    await asyncio.sleep(0.2)
+    await clients[1].send(state)  # the echo
+    await clients[2].send(state)
+    await asyncio.sleep(0.3)
+    received = [[decode_awareness_update(m.payload) for f in c.frames[mark:] for m in f.messages
+                 if m.type is YMessageType.AWARENESS]
+                for c, mark in zip(clients, marks, strict=True)]
+    assert received == [[], [[AwarenessEntry(7, 3, '{"a":1}')]], [[AwarenessEntry(7, 3, '{"a":1}')]]]
+    for client in clients:
+        await client.close()

@@ -148,8 +148,8 @@ class NodeDriver:
                 elif not fut.done():
                     fut.set_result(reply)
         finally:
-            rc = await self.proc.wait()
-            self._dead = f"node driver exited with code {rc}"
+            # No waiting here: a cancelled reader must finish even while node still runs.
+            self._dead = f"node driver stopped (exit code {self.proc.returncode})"
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(DriverError(f"{self._dead}\n{self.stderr_text()}"))
