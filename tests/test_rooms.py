@@ -226,3 +226,29 @@ async def test_relay_on_real_redis_repairs_losses():
     await close_all(a, b)
     await layer_a.flush()
     await layer_b.close_pools()
+
+
+# --- peers -----------------------------------------------------------------------------
+
+
+async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
+    from jupyter_ydjango.rooms import CLOSE_SLOW_PEER
+
+    room = Room("slow", Y.YDoc())
+    room.max_queued_frames = 5
+    stuck = asyncio.Event()
+    closed: list[int] = []
+
+    async def send(frame: bytes) -> None:
+        await stuck.wait()  # a client that never reads: the socket buffer is full
+
+    async def close(code: int) -> None:
+        closed.append(code)
+
+    peer = room.join(send, close)
+    room.sync_step1(peer, Y.encode_state_vector(Y.YDoc()))
+    for ch in "abcdefgh":
+        edit(room, ch)
+    await eventually(lambda: closed == [CLOSE_SLOW_PEER])
+    peer.push(b"more")  # nothing more is queued once the peer is being closed
+    assert peer._queue.qsize() <= room.max_queued_frames
