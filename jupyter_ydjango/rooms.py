@@ -63,16 +63,17 @@ class Peer:
         self._close = close
         self._max_queued = max_queued
         self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._stopped = False
         self._writer = asyncio.get_running_loop().create_task(self._write())
 
     def push(self, frame: bytes) -> None:
         """Queue a frame for this peer (never blocks)."""
-        if self._writer.done():
+        if self._stopped:
             return
         if self._queue.qsize() >= self._max_queued:
             logger.warning("room %s: closing a peer that fell %d frames behind",
                            self.room.name, self._max_queued)
-            self._writer.cancel()
+            self.stop()
             asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW_PEER))
             return
         self._queue.put_nowait(frame)
@@ -88,6 +89,7 @@ class Peer:
 
     def stop(self) -> None:
         """Stop writing to this peer."""
+        self._stopped = True
         self._writer.cancel()
 
 
