@@ -12,7 +12,14 @@ from pathlib import Path
 
 import django
 import pytest
-from servers import Server, daphne_command, migrate, serve_command, server_env
+from servers import (
+    TEST_MAX_MESSAGE_SIZE,
+    Server,
+    daphne_command,
+    migrate,
+    serve_command,
+    server_env,
+)
 from yclient import JS_DIR, NodeDriver
 
 
@@ -68,10 +75,6 @@ async def ydriver(node_modules: Path) -> AsyncIterator[NodeDriver]:
 
 # --- servers ---
 
-#: The frame size limit of the test servers (small, so the oversized-frame test is cheap).
-TEST_MAX_MESSAGE_SIZE = 2_000_000
-
-
 def redis_running() -> bool:
     """Whether Redis answers on 127.0.0.1:6379."""
     with socket.socket() as sock:
@@ -91,6 +94,16 @@ def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
            "YDJANGO_MAX_MESSAGE_SIZE": str(TEST_MAX_MESSAGE_SIZE)}
     migrate(server_env(tmp, **env))
     server = _serve(tmp, "server", **env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The shipped application without ``YDJANGO_ALLOW_ANONYMOUS``."""
+    tmp = tmp_path_factory.mktemp("private")
+    migrate(server_env(tmp))
+    server = _serve(tmp, "server")
     yield server
     server.stop()
 

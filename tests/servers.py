@@ -13,6 +13,9 @@ from pathlib import Path
 TESTS_DIR = Path(__file__).parent
 PROJECT_DIR = TESTS_DIR.parent
 
+#: The frame size limit of the test servers (small, so the oversized-frame test is cheap).
+TEST_MAX_MESSAGE_SIZE = 2_000_000
+
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""

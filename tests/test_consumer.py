@@ -8,9 +8,8 @@ import random
 
 import pytest
 import y_py as Y
-from conftest import TEST_MAX_MESSAGE_SIZE, _serve
 from rawclient import RawClient
-from servers import Server, migrate, server_env
+from servers import TEST_MAX_MESSAGE_SIZE, Server
 from websockets.exceptions import InvalidStatus
 
 from jupyter_ydjango.consumer import CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, CLOSE_UNSUPPORTED_DATA
@@ -238,16 +237,6 @@ async def test_text_frame_is_refused(embedded_server: Server):
 
 
 # --- authentication of the shipped application -----------------------------------------
-
-
-@pytest.fixture(scope="module")
-def private_server(tmp_path_factory: pytest.TempPathFactory):
-    """The shipped application without ``YDJANGO_ALLOW_ANONYMOUS``."""
-    tmp = tmp_path_factory.mktemp("private")
-    migrate(server_env(tmp))
-    server = _serve(tmp, "server")
-    yield server
-    server.stop()
 
 
 async def test_anonymous_clients_are_refused_by_default(private_server: Server):
