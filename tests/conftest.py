@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # --- node Yjs clients ---
 
-_JS_PACKAGES = ("yjs", "y-websocket", "y-protocols", "lib0", "ws")
+_JS_PACKAGES = ("yjs", "y-websocket", "y-protocols", "lib0", "ws", "@jupyter/ydoc")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,517 @@
+"""Notebooks: nbformat <-> y-py YDoc, in the schema JupyterLab's collaborative frontend uses.
+
+The document layout is the one of ``@jupyter/ydoc`` 4 / ``jupyter_ydoc`` 4 (JupyterLab 4,
+document version ``"2.0.0"``); other software depends on it, so it does not change:
+
+``cells``: YArray of YMap, one per cell
+    ``id`` (str), ``cell_type`` (str), ``source`` (YText), ``metadata`` (YMap of JSON values);
+    code cells also ``execution_count`` (number or null), ``outputs`` (YArray of YMap: a
+    stream output's ``text`` is a YText, every other output field a plain JSON value) and
+    ``execution_state`` (``"idle"``/``"running"``: never written to the file); markdown and
+    raw cells also ``attachments`` (plain JSON), omitted when empty.
+``meta``: YMap
+    ``nbformat`` and ``nbformat_minor`` (numbers), ``metadata`` (YMap of JSON values); a
+    notebook from a newer nbformat than the one installed keeps any other top-level fields
+    here too, so that saving it loses nothing.
+``state``: YMap
+    ``dirty``, ``path``, ``hash`` (kept by the server) and ``document_id`` (written by the
+    frontend's provider, the room name, once it has synced).
+
+Things worth knowing:
+
+* Yjs numbers are JavaScript numbers: every number comes back from the doc as a float. On the
+  way out, a float that is a safe integer becomes an ``int`` again, everywhere (as jupyter_ydoc
+  does): ``execution_count``, ``nbformat`` and ``nbformat_minor`` need it, and so does a
+  byte-identical save of metadata such as ``"version": 3``. A float like ``1.0`` in metadata
+  therefore comes back as ``1``: the doc cannot tell them apart, in any implementation.
+  Integers beyond 2**53 are stored as floats (y-py would otherwise store them as a BigInt,
+  which the frontend cannot serialise).
+* Multi-line strings (nbformat's lists of lines) are single strings in the doc; nbformat splits
+  them again when the notebook is written (:func:`write_notebook`).
+* Every cell in the doc has an ``id`` (the frontend needs one) even in nbformat 4.0-4.4
+  notebooks, which have no cell ids: those ids are doc-only and are stripped again on the way
+  out, as the frontend and jupyter_ydoc do. Ids this module makes up are derived from the
+  cell's position and content, never random, and maps are filled key by key in sorted order, so
+  that importing the same file twice with the same client id creates the same Yjs items under
+  the same ids (a room rebuilt from its file must not diverge from, or duplicate cells for,
+  clients that still hold the old items).
+* Array *move* is never used (yjs 13 cannot decode it).
+
+All y-py objects must be touched on one thread only (the event loop's); the nbformat functions
+here (:func:`read_notebook`, :func:`write_notebook`, :func:`validate_notebook`) touch none and
+may run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import nbformat
+import y_py as Y
+from nbformat import NotebookNode
+from nbformat.reader import get_version
+from nbformat.validator import iter_validate
+
+__all__ = [
+    "NotebookError",
+    "load_into",
+    "notebook_from_doc",
+    "read_notebook",
+    "validate_notebook",
+    "write_notebook",
+]
+
+#: Names of the root types of a notebook document.
+CELLS = "cells"
+META = "meta"
+STATE = "state"
+
+#: Keys nbformat 4 allows in a cell, per cell type (``id`` from 4.5 on). Other keys in a doc cell
+#: (``execution_state``, or anything a client adds) are not written to files of a known version.
+_CELL_KEYS: dict[str, frozenset[str]] = {
+    "code": frozenset({"id", "cell_type", "source", "metadata", "execution_count", "outputs"}),
+    "markdown": frozenset({"id", "cell_type", "source", "metadata", "attachments"}),
+    "raw": frozenset({"id", "cell_type", "source", "metadata", "attachments"}),
+}
+
+#: The newest nbformat 4 minor version nbformat knows; newer ("future") notebooks may carry
+#: keys and cell types it does not know, which are then kept as they are.
+_KNOWN_MINOR: int = nbformat.v4.nbformat_minor
+
+#: The top-level fields of an nbformat 4 notebook.
+_TOP_LEVEL_KEYS = frozenset({"cells", "metadata", "nbformat", "nbformat_minor"})
+
+#: JavaScript's largest safe integer; y-py turns Python ints above it into BigInts.
+_MAX_SAFE_INT = 2**53 - 1
+
+
+class NotebookError(ValueError):
+    """A notebook is unreadable or invalid, or a document cannot hold or give one."""
+
+
+# --- nbformat side (no y-py objects) ----------------------------------------------------------
+
+
+def read_notebook(source: str | bytes) -> NotebookNode:
+    """Parse an ``.ipynb`` file's content the way Jupyter reads it, and validate it.
+
+    As Jupyter's file manager does (``nbformat.reads(text, as_version=4)``), nbformat 1-3
+    notebooks are converted to nbformat 4.5 and nbformat 4.x notebooks keep their minor version
+    (4.0-4.4 have no cell ids; they are added in the doc only, see :func:`load_into`). Where
+    nbformat would make up random cell ids (4.5+ cells without one, duplicated ids, cells
+    converted from nbformat 3) this function derives them from the cells instead, so that
+    reading the same file twice gives the same notebook.
+
+    :param source: the file's content; bytes are decoded as UTF-8.
+    :returns: the notebook, with multi-line strings joined.
+    :raises NotebookError: the content is not UTF-8, not JSON, not a notebook, or not a valid
+        one.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        try:
+            source = bytes(source).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise NotebookError(f"Notebook is not UTF-8 text: {exc}") from None
+    try:
+        raw = json.loads(source)
+    except ValueError as exc:
+        raise NotebookError(f"Notebook is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise NotebookError(f"Notebook JSON must be an object, not {type(raw).__name__}")
+    major, _ = get_version(raw)
+    if type(major) is not int or major not in nbformat.versions:
+        raise NotebookError(f"Unsupported notebook format version: nbformat {major!r}")
+    try:
+        nb = nbformat.versions[major].to_notebook_json(raw)
+        if major != 4:
+            nb = nbformat.convert(nb, 4)
+            for cell in nb.get("cells", ()):
+                if isinstance(cell, dict):
+                    cell.pop("id", None)  # random ids from the conversion: derive them instead
+    except Exception as exc:  # nbformat raises many kinds on malformed input
+        raise NotebookError(f"Notebook cannot be read: {_describe(exc)}") from None
+    if _has_cell_ids(nb) and isinstance(nb.get("cells"), list):
+        cells = nb["cells"]
+        _fill_cell_ids(cells, [c.get("id") if isinstance(c, dict) else None for c in cells])
+    validate_notebook(nb)
+    return nb
+
+
+def validate_notebook(nb: Mapping[str, Any]) -> None:
+    """Check a notebook against its nbformat JSON schema, without changing it.
+
+    Unlike ``nbformat.validate`` this never repairs anything: missing or duplicated cell ids
+    are errors here.
+
+    :raises NotebookError: naming the first problem found and where it is.
+    """
+    if not isinstance(nb, Mapping):
+        raise NotebookError(f"A notebook must be a JSON object, not {type(nb).__name__}")
+    major, minor = get_version(nb)
+    if major != 4 or not isinstance(minor, int):
+        raise NotebookError(
+            f"Only nbformat 4 notebooks can be validated and written, not {major!r}.{minor!r}"
+        )
+    cells = nb.get("cells")
+    if isinstance(cells, list) and minor >= 5:
+        seen: set[Any] = set()
+        for index, cell in enumerate(cells):
+            if not isinstance(cell, Mapping) or "id" not in cell:
+                continue  # the schema reports these
+            cell_id = cell["id"]
+            if isinstance(cell_id, str) and cell_id in seen:
+                raise NotebookError(
+                    f"Invalid notebook: cells/{index}: duplicate cell id {cell_id!r}"
+                )
+            seen.add(cell_id)
+    try:
+        error = next(iter_validate(nb), None)
+    except Exception as exc:  # malformed enough to break the validator itself
+        raise NotebookError(f"Invalid notebook: {_describe(exc)}") from None
+    if error is not None:
+        where = "/".join(str(part) for part in getattr(error, "absolute_path", ()) or ())
+        message = getattr(error, "message", None) or str(error).splitlines()[0]
+        raise NotebookError(f"Invalid notebook: {where or '(top level)'}: {message}")
+
+
+def write_notebook(nb: Mapping[str, Any]) -> str:
+    """Serialise a notebook exactly as Jupyter's file manager writes it.
+
+    That is ``nbformat.write(nb, f, version=NO_CONVERT)``: JSON with one-space indents, sorted
+    keys, non-ASCII characters as they are, multi-line strings split into lists of lines,
+    transient fields (``metadata.trusted``, ``orig_nbformat``, ...) dropped, and a trailing
+    newline. A file Jupyter wrote and that went through :func:`read_notebook`,
+    :func:`load_into`, :func:`notebook_from_doc` and this function comes out byte-identical
+    (except for markdown/raw cells' empty ``"attachments": {}``, which the doc omits).
+
+    :raises NotebookError: the notebook is invalid (nothing is ever written for one).
+    """
+    validate_notebook(nb)
+    node = nb if isinstance(nb, NotebookNode) else nbformat.from_dict(nb)
+    text = nbformat.v4.writes_json(node)  # what nbformat.writes does after validating
+    return text if text.endswith("\n") else text + "\n"
+
+
+# --- nbformat -> YDoc -------------------------------------------------------------------------
+
+
+def load_into(
+    doc: Y.YDoc,
+    nb: Mapping[str, Any],
+    *,
+    path: str | None = None,
+    content_hash: str | None = None,
+) -> None:
+    """Fill an empty document with a notebook, in one transaction.
+
+    Deterministic: loading the same notebook into two docs with the same client id creates the
+    same Yjs items with the same ids (a room rebuilt from its file does not duplicate cells for
+    clients that hold the old items).
+
+    :param doc: a y-py document with no cells and no notebook metadata yet.
+    :param nb: a valid nbformat 4 notebook (as :func:`read_notebook` returns).
+    :param path: stored as ``state.path`` when given (the server keeps it current).
+    :param content_hash: stored as ``state.hash`` when given (the contents manager's hash of the
+        file the notebook came from).
+    :raises NotebookError: the document is not empty, or ``nb`` cannot be a notebook document.
+    """
+    ycells = doc.get_array(CELLS)
+    ymeta = doc.get_map(META)
+    ystate = doc.get_map(STATE)
+    if len(ycells):
+        raise NotebookError(f"The document already has {len(ycells)} cells; load into an empty one")
+    if len(ymeta):
+        raise NotebookError("The document already has notebook metadata; load into an empty one")
+    major, minor = get_version(nb)
+    if major != 4 or not isinstance(minor, int):
+        raise NotebookError(f"Only nbformat 4 notebooks can be loaded, not {major!r}.{minor!r}")
+    cells = nb.get("cells")
+    if not isinstance(cells, list):
+        raise NotebookError("The notebook has no list of cells")
+    metadata = nb.get("metadata", {})
+    if not isinstance(metadata, Mapping):
+        raise NotebookError("The notebook's metadata is not a JSON object")
+
+    ids = [cell.get("id") if isinstance(cell, Mapping) else None for cell in cells]
+    usable = all(isinstance(cell_id, str) and cell_id for cell_id in ids)
+    if not usable or len(set(ids)) != len(ids):
+        ids = _fill_cell_ids(cells, ids, copy=True)
+    entries = [_cell_entries(cell, cell_id) for cell, cell_id in zip(cells, ids, strict=True)]
+    # A notebook from a newer nbformat may have more top-level fields: kept in ``meta`` too
+    # (the frontend and jupyter_ydoc ignore them) so that saving does not lose them.
+    future = (major, minor) > (4, _KNOWN_MINOR)
+    meta = {
+        key: _js_safe(value)
+        for key, value in nb.items()
+        if future and key not in _TOP_LEVEL_KEYS
+    }
+    meta.update(nbformat=major, nbformat_minor=minor, metadata=_JSONMap(metadata))
+
+    with doc.begin_transaction() as txn:
+        _fill_map(txn, ymeta, meta)
+        ymaps = [Y.YMap({}) for _ in entries]
+        ycells.extend(txn, ymaps)
+        for ymap, cell_entries in zip(ymaps, entries, strict=True):
+            _fill_map(txn, ymap, cell_entries)
+        ystate.set(txn, "dirty", False)
+        if path is not None:
+            ystate.set(txn, "path", path)
+        if content_hash is not None:
+            ystate.set(txn, "hash", content_hash)
+
+
+# Why maps are filled key by key, in sorted order, rather than inserted as prelim
+# ``Y.YMap({...})``: y-py integrates a prelim map's entries in hash-map order, which changes from
+# one map to the next, so every load would give the entries different Yjs ids. Two loads of one
+# file with one client id (a room rebuilt from its file) must give every item the same id, or
+# clients holding the old items silently diverge. Filling key by key is not slower either
+# (y-py 0.6.2: as fast at 1,000 cells, twice as fast at 5,000). Plain JSON values (a dict
+# inside metadata, an output's data) are single items, whatever their internal order.
+
+
+class _JSONMap(dict):  # type: ignore[type-arg]
+    """Marks a JSON object to be stored as a YMap of JSON values."""
+
+
+class _Text(str):
+    """Marks a string to be stored as a YText."""
+
+    __slots__ = ()
+
+
+class _Outputs(list):  # type: ignore[type-arg]
+    """Marks a list of outputs (each a dict of entries) to be stored as a YArray of YMap."""
+
+
+def _fill_map(txn: Y.YTransaction, ymap: Y.YMap, entries: Mapping[str, Any]) -> None:
+    """Set ``entries`` in an empty integrated ``ymap``, in sorted key order."""
+    for key in sorted(entries):
+        value = entries[key]
+        if isinstance(value, _Text):
+            ymap.set(txn, key, Y.YText(str(value)))
+        elif isinstance(value, _JSONMap):
+            child = Y.YMap({})
+            ymap.set(txn, key, child)
+            for child_key in sorted(value):
+                child.set(txn, child_key, _js_safe(value[child_key]))
+        elif isinstance(value, _Outputs):
+            outputs = Y.YArray([])
+            ymap.set(txn, key, outputs)
+            output_maps = [Y.YMap({}) for _ in value]
+            outputs.extend(txn, output_maps)
+            for output_map, output in zip(output_maps, value, strict=True):
+                _fill_map(txn, output_map, output)
+        else:
+            ymap.set(txn, key, value)
+
+
+def _cell_entries(cell: Any, cell_id: str) -> dict[str, Any]:
+    """What a cell's YMap holds, with the shared types marked (see :func:`_fill_map`)."""
+    if not isinstance(cell, Mapping):
+        raise NotebookError(f"A cell must be a JSON object, not {type(cell).__name__}")
+    cell_type = cell.get("cell_type")
+    entries: dict[str, Any] = {}
+    for key, value in cell.items():
+        if key == "source":
+            entries[key] = _Text(_joined(value))
+        elif key == "metadata":
+            if not isinstance(value, Mapping):
+                raise NotebookError(f"Cell {cell_id!r}: metadata is not a JSON object")
+            entries[key] = _JSONMap(value)
+        elif key == "outputs" and cell_type == "code":
+            if not isinstance(value, list):
+                raise NotebookError(f"Cell {cell_id!r}: outputs is not a list")
+            entries[key] = _Outputs(_output_entries(output, cell_id) for output in value)
+        elif key == "attachments" and cell_type in ("markdown", "raw") and not value:
+            continue
+        elif key not in ("id", "execution_state"):
+            entries[key] = _js_safe(value)
+    entries["id"] = cell_id
+    entries.setdefault("metadata", _JSONMap())
+    if cell_type == "code":
+        entries.setdefault("outputs", _Outputs())
+        entries.setdefault("execution_count", None)
+        entries["execution_state"] = "idle"
+    return entries
+
+
+def _output_entries(output: Any, cell_id: str) -> dict[str, Any]:
+    if not isinstance(output, Mapping):
+        raise NotebookError(f"Cell {cell_id!r}: an output is not a JSON object")
+    entries = {key: _js_safe(value) for key, value in output.items()}
+    if output.get("output_type") == "stream" and "text" in output:
+        entries["text"] = _Text(_joined(output["text"]))
+    return entries
+
+
+# --- YDoc -> nbformat -------------------------------------------------------------------------
+
+
+def notebook_from_doc(doc: Y.YDoc) -> NotebookNode:
+    """Read the notebook a document holds (the doc is not changed).
+
+    Numbers become ints again where they are integers; ``execution_state`` and, for nbformat
+    4.0-4.4, cell ids are dropped; empty ``attachments`` are dropped; a cell of a known type
+    keeps only the keys nbformat allows for it (unless the notebook is from a newer nbformat
+    than this one knows). A cell without an id, or with the id of an earlier cell, gets a
+    derived id in the result (nbformat 4.5+), so that the notebook stays valid and no cell is
+    lost.
+
+    :returns: the notebook; pass it to :func:`write_notebook` to save it.
+    :raises NotebookError: the document does not hold a notebook (no nbformat version).
+    """
+    # y-py's JSON of the doc is the fastest way out (faster than converting the shared types
+    # from Python and casting numbers); it writes integral numbers as integers, so ints come back.
+    meta = _parse_doc_json(doc.get_map(META).to_json())
+    cells = _parse_doc_json(doc.get_array(CELLS).to_json())
+    major, minor = meta.get("nbformat"), meta.get("nbformat_minor")
+    if not isinstance(major, int) or not isinstance(minor, int):
+        raise NotebookError(
+            f"The document holds no notebook (meta.nbformat={major!r}, "
+            f"meta.nbformat_minor={minor!r})"
+        )
+    with_ids = _has_cell_ids({"nbformat": major, "nbformat_minor": minor})
+    known = (major, minor) <= (4, _KNOWN_MINOR)
+    out_cells: list[dict[str, Any]] = []
+    for cell in cells:
+        if not isinstance(cell, dict):
+            raise NotebookError(f"A cell of the document is not a map: {cell!r:.80}")
+        cell.pop("execution_state", None)
+        cell_type = cell.get("cell_type")
+        allowed = _CELL_KEYS.get(cell_type) if known and isinstance(cell_type, str) else None
+        if allowed is not None:
+            for key in [key for key in cell if key not in allowed]:
+                del cell[key]
+            cell.setdefault("source", "")
+            cell.setdefault("metadata", NotebookNode())
+            if cell_type == "code":
+                cell.setdefault("outputs", [])
+                cell.setdefault("execution_count", None)
+        if cell_type in ("markdown", "raw") and "attachments" in cell and not cell["attachments"]:
+            del cell["attachments"]
+        if not with_ids:
+            cell.pop("id", None)
+        out_cells.append(cell)
+    if with_ids:
+        _fill_cell_ids(out_cells, [cell.get("id") for cell in out_cells])
+    metadata = meta.get("metadata")
+    # top-level fields of a notebook from a newer nbformat live in meta (see load_into)
+    notebook = NotebookNode() if known else meta
+    notebook.update(
+        cells=out_cells,
+        metadata=metadata if isinstance(metadata, dict) else NotebookNode(),
+        nbformat=major,
+        nbformat_minor=minor,
+    )
+    return notebook
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _has_cell_ids(nb: Mapping[str, Any]) -> bool:
+    """Whether the notebook's format has cell ids (nbformat 4.5 and later)."""
+    major, minor = get_version(nb)
+    return isinstance(major, int) and isinstance(minor, int) and (major, minor) >= (4, 5)
+
+
+def _fill_cell_ids(
+    cells: list[Any], ids: list[Any], *, copy: bool = False
+) -> list[str]:
+    """Give every cell without a usable id, or with an earlier cell's id, a derived one.
+
+    A derived id is 8 hex digits of a hash of the cell's position and content, unique in the
+    notebook (nbformat's random ids have the same form). With ``copy`` the cells are left alone
+    and only the list of ids is returned; otherwise the cells' ``id`` fields are set too.
+    """
+    wanted = [cell_id if isinstance(cell_id, str) and cell_id else None for cell_id in ids]
+    taken = {cell_id for cell_id in wanted if cell_id is not None}
+    seen: set[str] = set()
+    result: list[str] = []
+    for index, (cell, cell_id) in enumerate(zip(cells, wanted, strict=True)):
+        if cell_id is None or cell_id in seen:
+            cell_id = _derive_id(index, cell, taken)
+            taken.add(cell_id)
+            if not copy and isinstance(cell, dict):
+                cell["id"] = cell_id
+        seen.add(cell_id)
+        result.append(cell_id)
+    return result
+
+
+def _derive_id(index: int, cell: Any, taken: set[str]) -> str:
+    cell_type = cell.get("cell_type", "") if isinstance(cell, Mapping) else ""
+    source = _joined(cell.get("source", "")) if isinstance(cell, Mapping) else ""
+    seed = f"{index}\0{cell_type}\0{source}".encode("utf-8", "surrogatepass")
+    salt = 0
+    while True:
+        digest = hashlib.sha256(seed + salt.to_bytes(4, "big")).hexdigest()[:8]
+        if digest not in taken:
+            return digest
+        salt += 1
+
+
+def _joined(value: Any) -> str:
+    """nbformat multi-line text (a string or a list of lines) as one string."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "".join(value)
+    raise NotebookError(f"Expected text (a string or a list of strings), got {value!r:.80}")
+
+
+def _js_safe(value: Any) -> Any:
+    """``value`` with integers beyond JavaScript's safe range as floats (else unchanged)."""
+    if isinstance(value, (str, bool, float)) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
+    if isinstance(value, Mapping):
+        if not _needs_js_fix(value.values()):
+            return value
+        return {key: _js_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        if not _needs_js_fix(value):
+            return value
+        return [_js_safe(item) for item in value]
+    raise NotebookError(f"Not a JSON value: {value!r:.80}")
+
+
+def _needs_js_fix(values: Iterable[Any]) -> bool:
+    for item in values:
+        if isinstance(item, (str, bool, float)) or item is None:
+            continue
+        if isinstance(item, int):
+            if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+                return True
+        elif isinstance(item, (Mapping, list, tuple)):
+            if _needs_js_fix(item.values() if isinstance(item, Mapping) else item):
+                return True
+        else:
+            raise NotebookError(f"Not a JSON value: {item!r:.80}")
+    return False
+
+
+def _parse_doc_json(text: str) -> Any:
+    """Parse y-py's JSON of a shared type: objects as NotebookNodes, numbers as JSON has them.
+
+    y-py writes every integral float as an integer literal, so integers come back as ints; only
+    those too large to have been integers in JavaScript become floats again (they were floats
+    in the file, like ``1e+300``, or BigInts, which have no place in a notebook).
+    """
+    return json.loads(text, object_hook=NotebookNode, parse_int=_parse_int)
+
+
+def _parse_int(literal: str) -> int | float:
+    value = int(literal)
+    return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (KeyError, AttributeError)) and len(exc.args) == 1:
+        return f"missing field {exc.args[0]!r}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

@@ -1,0 +1,660 @@
+"""nbformat <-> YDoc mapping (``jupyter_ydjango.notebook``), checked against independent readers.
+
+Every notebook goes file -> :func:`read_notebook` -> :func:`load_into` (a y-py doc), then back:
+
+* :func:`notebook_from_doc` must give what nbformat reads from the file (after the same
+  upgrade), and :func:`write_notebook` what Jupyter would write;
+* ``jupyter_ydoc.YNotebook`` (pycrdt) on ``Y.encode_state_as_update(doc)`` must read the same
+  notebook, and find the schema's types (YText sources, YMap metadata, ...);
+* in the other direction, a doc written by JupyterLab's own ``@jupyter/ydoc`` (in node,
+  ``tests/js/ydoc_notebook.mjs``) must read as the notebook it built.
+
+The fixture notebooks live outside the project (``NOTEBOOK_FIXTURES_DIR``, by default
+``/work/shared/fixtures/notebooks``); their tests are skipped when that folder is absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pycrdt
+import pytest
+import y_py as Y
+from jupyter_ydoc import YNotebook
+from nbformat import NotebookNode
+from nbformat.v4 import (
+    new_code_cell,
+    new_markdown_cell,
+    new_notebook,
+    new_output,
+    new_raw_cell,
+)
+from yclient import JS_DIR
+
+from jupyter_ydjango import notebook as notebook_module
+from jupyter_ydjango.notebook import (
+    NotebookError,
+    load_into,
+    notebook_from_doc,
+    read_notebook,
+    validate_notebook,
+    write_notebook,
+)
+
+FIXTURES = Path(os.environ.get("NOTEBOOK_FIXTURES_DIR", "/work/shared/fixtures/notebooks"))
+INVALID_FIXTURE = "nbformat-invalid.ipynb"
+
+
+def _fixture_params(*, invalid: bool) -> list[Any]:
+    if not FIXTURES.is_dir():
+        reason = f"notebook fixture folder {FIXTURES} is absent (set NOTEBOOK_FIXTURES_DIR)"
+        return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-fixtures")]
+    paths = sorted(FIXTURES.glob("*.ipynb"))
+    chosen = [p for p in paths if (p.name == INVALID_FIXTURE) == invalid]
+    return [pytest.param(p, id=p.name) for p in chosen]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def jupyter_write(nb: NotebookNode) -> str:
+    """What Jupyter's file manager writes (``nbformat.write(nb, f, version=NO_CONVERT)``)."""
+    text = nbformat.writes(nb, version=nbformat.NO_CONVERT)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def without_empty_attachments(nb: NotebookNode) -> NotebookNode:
+    """``nb`` as the doc holds it: markdown/raw cells' empty ``attachments`` are omitted.
+
+    (The schema omits them, as jupyter_ydoc does; so a file with ``"attachments": {}`` loses
+    that line when it is saved from a room, as it does with jupyter-collaboration.)
+    """
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type in ("markdown", "raw") and cell.get("attachments") == {}:
+            del cell["attachments"]
+    return nb
+
+
+def plain(value: Any) -> Any:
+    """Plain JSON data (dicts, lists), for comparisons independent of container classes."""
+    return json.loads(json.dumps(value))
+
+
+def pycrdt_doc(ydoc: Y.YDoc) -> pycrdt.Doc:
+    """A pycrdt copy of a y-py doc, through its encoded state (as a client would get it)."""
+    doc = pycrdt.Doc()
+    doc.apply_update(bytes(Y.encode_state_as_update(ydoc)))
+    return doc
+
+
+def assert_schema(doc: pycrdt.Doc) -> None:
+    """The shared types are the ones the frontend expects (checked with pycrdt)."""
+    meta = doc.get("meta", type=pycrdt.Map)
+    assert isinstance(meta["metadata"], pycrdt.Map)
+    assert isinstance(meta["nbformat"], (int, float))
+    assert isinstance(meta["nbformat_minor"], (int, float))
+    cells = doc.get("cells", type=pycrdt.Array)
+    ids = []
+    for cell in cells:
+        assert isinstance(cell, pycrdt.Map)
+        ids.append(cell["id"])
+        assert isinstance(cell["id"], str) and cell["id"]
+        assert isinstance(cell["metadata"], pycrdt.Map)
+        if "source" in cell:
+            assert isinstance(cell["source"], pycrdt.Text)
+        if cell["cell_type"] == "code":
+            # the frontend only writes execution_state when a cell runs; we write "idle"
+            assert cell.get("execution_state", "idle") in ("idle", "running")
+            assert "execution_count" in cell
+            outputs = cell["outputs"]
+            assert isinstance(outputs, pycrdt.Array)
+            for output in outputs:
+                assert isinstance(output, pycrdt.Map)
+                if output["output_type"] == "stream":
+                    assert isinstance(output["text"], pycrdt.Text)
+        else:
+            assert "execution_state" not in cell and "outputs" not in cell
+            if "attachments" in cell:
+                assert cell["attachments"], "empty attachments are omitted"
+                assert not isinstance(cell["attachments"], (pycrdt.Map, pycrdt.Array))
+    assert len(set(ids)) == len(ids), "cell ids are unique in the doc"
+
+
+def check_mapping(nb: NotebookNode) -> Y.YDoc:
+    """The two checks every notebook goes through; returns the loaded doc."""
+    doc = Y.YDoc(client_id=1)
+    load_into(doc, copy.deepcopy(nb))
+    expected = without_empty_attachments(nb)
+
+    # 1. our reader gives back what nbformat read, and Jupyter would write the same bytes
+    back = notebook_from_doc(doc)
+    assert isinstance(back, NotebookNode)
+    assert back == expected
+    assert write_notebook(back) == jupyter_write(expected)
+
+    # 2. jupyter_ydoc (pycrdt), an independent implementation, reads the same notebook
+    other = pycrdt_doc(doc)
+    assert_schema(other)
+    got = YNotebook(other).get()
+    assert plain(got["cells"]) == plain(expected["cells"])
+    assert plain(got["metadata"]) == plain(expected["metadata"])
+    assert (got["nbformat"], got["nbformat_minor"]) == (
+        expected["nbformat"],
+        expected["nbformat_minor"],
+    )
+    # (jupyter_ydoc knows only these four top-level fields; a notebook from a future nbformat
+    # may have more, which we keep in meta)
+    assert set(got) == {"cells", "metadata", "nbformat", "nbformat_minor"}
+    return doc
+
+
+# --- fixtures from nbformat and real notebooks ------------------------------------------------
+
+
+@pytest.mark.parametrize("path", _fixture_params(invalid=True))
+def test_invalid_fixture_is_refused(path: Path) -> None:
+    with pytest.raises(NotebookError, match="source"):
+        read_notebook(path.read_bytes())
+
+
+@pytest.mark.parametrize("path", _fixture_params(invalid=False))
+@pytest.mark.filterwarnings("ignore::nbformat.validator.MissingIDFieldWarning")  # nbformat.reads
+def test_fixture_notebook(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    nb = read_notebook(text)
+    assert read_notebook(path.read_bytes()) == nb, "reading is deterministic"
+
+    # the same upgrade as Jupyter's file manager (nbformat.reads(..., as_version=4)), except
+    # that cells without an id in a 4.5+ file get derived ids instead of random ones
+    jupyter = nbformat.reads(text, as_version=4)
+    for ours, theirs, raw in zip(
+        nb.cells, jupyter.cells, json.loads(text)["cells"], strict=True
+    ):
+        if "id" not in raw and "id" in theirs:
+            theirs["id"] = ours["id"]
+    assert nb == jupyter
+
+    check_mapping(nb)
+
+    # saved as Jupyter would save it; a file Jupyter wrote comes back byte for byte (unless it
+    # has empty attachments, which the doc omits, as jupyter_ydoc's does)
+    doc = Y.YDoc()
+    load_into(doc, read_notebook(text))
+    saved = write_notebook(notebook_from_doc(doc))
+    assert saved == jupyter_write(without_empty_attachments(nb))
+    if jupyter_write(nb) == text:
+        assert saved == text or without_empty_attachments(nb) != nb
+
+
+# --- generated notebooks ----------------------------------------------------------------------
+
+#: a 1x1 transparent PNG, base64
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+    "rkJggg=="
+)
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+UNICODE = [
+    "emoji 😀🎉👩‍💻 and flags 🇫🇷",
+    "CJK 漢字かなカナ한국어",
+    "combining e\u0301 a\u0308 n\u0303 (not NFC)",
+    "zero width\u200bjoiner\u200d and RTL שלום عربي",
+]
+
+
+def generated_notebook(n_cells: int) -> NotebookNode:
+    """A deterministic nbformat 4.5 notebook of ``n_cells`` cells with every kind of content.
+
+    Mostly code cells (stream, execute_result with text/html, error outputs) and markdown cells
+    (some with attachments); every 10th cell is a code cell with a PNG ``display_data``; a few
+    raw cells, empty cells and cells never run.
+    """
+    cells = []
+    for i in range(n_cells):
+        text = UNICODE[i % len(UNICODE)]
+        with_png = i % 10 == 9
+        if i % 3 == 0 and not with_png:
+            cell = new_markdown_cell(
+                id=f"md-{i}",
+                source=f"## Section {i}\n\n{text}\n\n* item one\n* item two\n" if i % 12 else "",
+            )
+            if i % 9 == 0:
+                cell.source += f"\n![plot](attachment:plot-{i}.png)"
+                cell.attachments = {f"plot-{i}.png": {"image/png": PNG}}
+            if i % 6 == 0:
+                cell.metadata = {"tags": ["doc", text[:5]], "editable": False}
+        elif i % 17 == 5 and not with_png:
+            cell = new_raw_cell(
+                id=f"raw-{i}", source=f"raw {text}", metadata={"format": "text/x-rst"}
+            )
+        else:
+            run = i % 11 != 0 or with_png
+            outputs = [
+                new_output(
+                    "stream", name="stdout", text="".join(f"line {k} {text}\n" for k in range(5))
+                ),
+                new_output(
+                    "execute_result",
+                    execution_count=i,
+                    data={
+                        "text/plain": f"<Result {i}>\n{text}",
+                        "text/html": f"<p>{i}</p>\n<b>{text}</b>",
+                    },
+                    metadata={"isolated": i % 2 == 0},
+                ),
+            ]
+            if i % 4 == 1:
+                outputs.append(new_output("stream", name="stderr", text=f"warning {i}\n"))
+            if with_png:
+                outputs.append(
+                    new_output(
+                        "display_data",
+                        data={"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"},
+                        metadata={"image/png": {"width": 640, "height": 480}, "scale": 0.75},
+                    )
+                )
+            if i % 7 == 2:
+                outputs.append(
+                    new_output(
+                        "error",
+                        ename="ValueError",
+                        evalue=f"bad value {i} {text}",
+                        traceback=[
+                            "\x1b[0;31m---------------------------------------------------\x1b[0m",
+                            f"\x1b[0;31mValueError\x1b[0m: bad value {i}",
+                        ],
+                    )
+                )
+            cell = new_code_cell(
+                id=f"code-{i}",
+                source=f"x = {i}\nprint('{text}')\n# {text}" if i % 13 else "",
+                execution_count=i if run else None,
+                outputs=outputs if run else [],
+                metadata={
+                    "tags": ["generated"],
+                    "scrolled": i % 2 == 0,
+                    "jupyter": {"source_hidden": False},
+                },
+            )
+        cells.append(cell)
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": KERNELSPEC,
+            "language_info": {
+                "codemirror_mode": {"name": "ipython", "version": 3},
+                "file_extension": ".py",
+                "name": "python",
+                "version": "3.12.1",
+            },
+            "title": UNICODE[0],
+            "widgets": {
+                "application/vnd.jupyter.widget-state+json": {
+                    "state": {
+                        "a1b2c3": {
+                            "model_module": "@jupyter-widgets/controls",
+                            "model_module_version": "2.0.0",
+                            "model_name": "IntSliderModel",
+                            "state": {
+                                "value": 7,
+                                "max": 100,
+                                "min": 0,
+                                "step": 1,
+                                "description": "n 😀",
+                            },
+                        }
+                    },
+                    "version_major": 2,
+                    "version_minor": 0,
+                }
+            },
+        },
+    )
+    validate_notebook(nb)
+    return nb
+
+
+@pytest.mark.parametrize("n_cells", [100, 1_000, 5_000])
+def test_generated_notebook(n_cells: int) -> None:
+    nb = generated_notebook(n_cells)
+    text = write_notebook(nb)
+    assert text == jupyter_write(nb)
+    assert read_notebook(text) == nb
+    check_mapping(nb)
+
+
+def test_jupyter_written_notebook_round_trips_byte_for_byte() -> None:
+    nb = generated_notebook(60)
+    text = write_notebook(nb)
+    assert text == jupyter_write(nb)  # written exactly as Jupyter writes it
+    doc = Y.YDoc()
+    load_into(doc, read_notebook(text))
+    again = write_notebook(notebook_from_doc(doc))
+    assert again == text
+    # and through a second doc built from the first one's state
+    copy_doc = Y.YDoc()
+    Y.apply_update(copy_doc, Y.encode_state_as_update(doc))
+    assert write_notebook(notebook_from_doc(copy_doc)) == text
+
+
+# --- details ----------------------------------------------------------------------------------
+
+
+def test_load_is_deterministic_and_one_transaction() -> None:
+    """Two loads with one client id create the same items with the same Yjs ids.
+
+    That is what lets a room be rebuilt from its file while clients still hold the old items.
+    (The updates are not byte-identical: y-py writes a JSON object's keys in hash-map order. So
+    this checks what matters: edits made on one copy land in the same places on the other.)
+    """
+    nb = read_notebook(write_notebook(generated_notebook(30)))
+    nb.nbformat_minor = 4  # no cell ids in the file: the doc still needs them
+    for cell in nb.cells:
+        del cell["id"]
+    docs = []
+    for _ in range(2):
+        doc = Y.YDoc(client_id=7)
+        seen: list[bytes] = []
+        doc.observe_after_transaction(lambda event, seen=seen: seen.append(event.get_update()))
+        load_into(doc, nb, path="dir/nb.ipynb", content_hash="abc")
+        # one transaction (getting the root types makes empty ones)
+        assert len([update for update in seen if update != b"\x00\x00"]) == 1
+        docs.append(doc)
+    first, second = docs
+    assert bytes(Y.encode_state_vector(first)) == bytes(Y.encode_state_vector(second))
+    state = first.get_map("state")
+    assert (state["dirty"], state["path"], state["hash"]) == (False, "dir/nb.ipynb", "abc")
+    ids = [cell["id"] for cell in first.get_array("cells")]
+    assert all(ids) and len(set(ids)) == len(ids)
+    assert ids == [cell["id"] for cell in second.get_array("cells")]
+    back = notebook_from_doc(first)
+    assert back == nb and all("id" not in cell for cell in back.cells)
+
+    # a client that synced with the first copy edits; its update is applied to both copies
+    editor = Y.YDoc(client_id=99)
+    Y.apply_update(editor, Y.encode_state_as_update(first))
+    cells = editor.get_array("cells")
+    with editor.begin_transaction() as txn:
+        cells[4]["source"].insert(txn, 2, "EDIT")
+        cells[7]["metadata"].set(txn, "tags", ["edited"])
+        cells[1]["outputs"][0]["text"].extend(txn, "more\n")
+        cells[2].set(txn, "execution_count", 42)
+        cells.delete(txn, 5)
+        editor.get_map("meta")["metadata"].set(txn, "title", "edited")
+    update = Y.encode_state_as_update(editor, Y.encode_state_vector(first))
+    for doc in docs:
+        Y.apply_update(doc, update)
+    edited = notebook_from_doc(editor)
+    assert edited.cells[4].source[2:6] == "EDIT" and edited.metadata.title == "edited"
+    assert notebook_from_doc(first) == edited
+    assert notebook_from_doc(second) == edited
+
+
+def test_load_refuses_a_doc_that_has_content() -> None:
+    nb = generated_notebook(3)
+    doc = Y.YDoc()
+    load_into(doc, nb)
+    with pytest.raises(NotebookError, match="already has 3 cells"):
+        load_into(doc, nb)
+    other = Y.YDoc()
+    with other.begin_transaction() as txn:
+        other.get_map("meta").set(txn, "nbformat", 4)
+    with pytest.raises(NotebookError, match="already has notebook metadata"):
+        load_into(other, nb)
+
+
+def test_numbers_and_big_integers() -> None:
+    nb = generated_notebook(2)
+    nb.metadata["numbers"] = {"int": 3, "float": 2.5, "big": 2**60, "neg": -7, "huge": 1e300}
+    doc = Y.YDoc()
+    load_into(doc, nb)
+    stored = doc.get_map("meta")["metadata"]["numbers"]
+    assert isinstance(stored["big"], float), "no BigInt in the doc: the frontend cannot JSON it"
+    back = notebook_from_doc(doc)
+    numbers = back.metadata["numbers"]
+    assert numbers == {"int": 3, "float": 2.5, "big": float(2**60), "neg": -7, "huge": 1e300}
+    assert type(numbers["int"]) is int and type(numbers["huge"]) is float
+    assert type(back.cells[1].execution_count) is int
+    assert (type(back.nbformat), type(back.nbformat_minor)) == (int, int)
+
+
+def test_duplicate_and_missing_ids_in_a_doc_keep_every_cell() -> None:
+    nb = generated_notebook(3)
+    doc = Y.YDoc()
+    load_into(doc, nb)
+    cells = doc.get_array("cells")
+    with doc.begin_transaction() as txn:
+        cells[2].set(txn, "id", cells[0]["id"])
+        cells[1].pop(txn, "id")
+    back = notebook_from_doc(doc)
+    assert [c.source for c in back.cells] == [c.source for c in nb.cells]
+    ids = [c.id for c in back.cells]
+    assert ids[0] == nb.cells[0].id and len(set(ids)) == 3
+    assert notebook_from_doc(doc) == back, "derived ids are stable"
+    write_notebook(back)
+
+
+def test_read_notebook_errors() -> None:
+    with pytest.raises(NotebookError, match="not valid JSON"):
+        read_notebook("{")
+    with pytest.raises(NotebookError, match="not UTF-8"):
+        read_notebook(b"\xff\xfe")
+    with pytest.raises(NotebookError, match="must be an object"):
+        read_notebook("[]")
+    with pytest.raises(NotebookError, match="Unsupported notebook format"):
+        read_notebook('{"nbformat": 9, "nbformat_minor": 0, "cells": [], "metadata": {}}')
+    with pytest.raises(NotebookError, match="cells/0"):
+        read_notebook('{"nbformat": 4, "nbformat_minor": 5, "metadata": {},'
+                      ' "cells": [{"cell_type": "code", "source": "", "metadata": {}, "id": "a"}]}')
+
+
+@pytest.mark.filterwarnings("ignore::nbformat.validator.MissingIDFieldWarning")  # nbformat.reads
+def test_read_notebook_upgrades_like_jupyter() -> None:
+    v3 = nbformat.v3.new_notebook(
+        worksheets=[nbformat.v3.new_worksheet(cells=[nbformat.v3.new_code_cell(input="1 + 1")])]
+    )
+    text = nbformat.v3.writes_json(v3)
+    nb = read_notebook(text)
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
+    assert nb == read_notebook(text), "derived ids, not random ones"
+    expected = nbformat.reads(text, as_version=4)
+    expected.cells[0].id = nb.cells[0].id
+    assert nb == expected
+    check_mapping(nb)
+    # a duplicated id is repaired (as nbformat does), deterministically
+    twice = new_notebook(cells=[new_code_cell("a", id="same"), new_code_cell("b", id="other")])
+    twice.cells[1].id = "same"  # (new_notebook would have repaired it already)
+    repaired = read_notebook(nbformat.v4.writes_json(twice, split_lines=False))
+    assert repaired.cells[0].id == "same" and repaired.cells[1].id != "same"
+
+
+def test_write_refuses_invalid_notebooks() -> None:
+    nb = generated_notebook(2)
+    nb.cells[0].pop("source")
+    with pytest.raises(NotebookError, match=r"cells/0.*source"):
+        write_notebook(nb)
+    nb = generated_notebook(2)
+    nb.cells[1].id = nb.cells[0].id
+    with pytest.raises(NotebookError, match="duplicate cell id"):
+        validate_notebook(nb)
+    nb = generated_notebook(2)
+    del nb.cells[1]["id"]
+    with pytest.raises(NotebookError, match="cells/1"):
+        write_notebook(nb)
+    assert "id" not in nb.cells[1], "validation repairs nothing"
+
+
+def test_doc_only_fields_are_not_written() -> None:
+    nb = generated_notebook(4)
+    doc = Y.YDoc()
+    load_into(doc, nb)
+    code = doc.get_array("cells")[1]
+    with doc.begin_transaction() as txn:
+        code.set(txn, "execution_state", "running")
+        code.set(txn, "some_extension_key", 1)
+        code["metadata"].set(txn, "trusted", True)  # transient: nbformat never writes it
+    back = notebook_from_doc(doc)
+    assert "execution_state" not in back.cells[1] and "some_extension_key" not in back.cells[1]
+    assert write_notebook(back) == write_notebook(nb)
+
+
+def test_empty_notebook() -> None:
+    nb = new_notebook()
+    check_mapping(nb)
+
+
+def test_never_moves_array_items() -> None:
+    source = Path(notebook_module.__file__).read_text(encoding="utf-8")
+    assert "move_to(" not in source and "move_range_to(" not in source
+
+
+# --- documents written by JupyterLab's @jupyter/ydoc ------------------------------------------
+
+
+def expected_js_notebook() -> dict[str, Any]:
+    """The notebook ``tests/js/ydoc_notebook.mjs`` builds."""
+    png = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+        "rkJggg=="
+    )
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": KERNELSPEC,
+            "language_info": {
+                "codemirror_mode": {"name": "ipython", "version": 3},
+                "name": "python",
+                "version": "3.12.1",
+            },
+            "widgets": {
+                "application/vnd.jupyter.widget-state+json": {
+                    "state": {},
+                    "version_major": 2,
+                    "version_minor": 0,
+                }
+            },
+        },
+        "cells": [
+            {
+                "id": "md-1",
+                "cell_type": "markdown",
+                "source": "# Title 😀\n\n漢字 and e\u0301 ![pic](attachment:pic.png)",
+                "metadata": {},
+                "attachments": {"pic.png": {"image/png": png}},
+            },
+            {
+                "id": "code-1",
+                "cell_type": "code",
+                "source": 'print("hi")\nprint(42)',
+                "metadata": {"tags": ["setup"], "scrolled": True},
+                "execution_count": 3,
+                "outputs": [
+                    {"output_type": "stream", "name": "stdout", "text": "hi\n42\n"},
+                    {
+                        "output_type": "execute_result",
+                        "execution_count": 3,
+                        "data": {"text/plain": "42", "text/html": "<b>42</b>"},
+                        "metadata": {"scale": 0.5},
+                    },
+                    {
+                        "output_type": "display_data",
+                        "data": {
+                            "image/png": png,
+                            "text/plain": "<Figure size 640x480 with 1 Axes>",
+                        },
+                        "metadata": {"image/png": {"width": 640, "height": 480}},
+                    },
+                ],
+            },
+            {
+                "id": "raw-1",
+                "cell_type": "raw",
+                "source": "raw text, edited",
+                "metadata": {"format": "text/plain"},
+            },
+            {
+                "id": "code-2",
+                "cell_type": "code",
+                "source": "1 / 0",
+                "metadata": {},
+                "execution_count": 4,
+                "outputs": [
+                    {
+                        "output_type": "error",
+                        "ename": "ZeroDivisionError",
+                        "evalue": "division by zero",
+                        "traceback": ["\x1b[0;31mZeroDivisionError\x1b[0m: division by zero"],
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def run_ydoc_script(node_modules: Path, *args: str, stdin: str | None = None) -> str:
+    """Run ``tests/js/ydoc_notebook.mjs`` (JupyterLab's @jupyter/ydoc in node); its stdout."""
+    if not (node_modules / "@jupyter" / "ydoc" / "package.json").is_file():
+        pytest.fail(
+            f"@jupyter/ydoc is missing from {node_modules}: run `npm ci` in {JS_DIR}",
+            pytrace=False,
+        )
+    proc = subprocess.run(
+        ["node", str(JS_DIR / "ydoc_notebook.mjs"), *args],
+        cwd=JS_DIR,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.node
+def test_doc_written_by_jupyterlab_ydoc(node_modules: Path) -> None:
+    update_b64, js_json = run_ydoc_script(node_modules).splitlines()
+
+    doc = Y.YDoc()
+    Y.apply_update(doc, base64.b64decode(update_b64))
+    back = notebook_from_doc(doc)
+    expected = expected_js_notebook()
+    assert plain(back) == expected
+    assert plain(back) == json.loads(js_json), "reads as @jupyter/ydoc itself reads it"
+    assert type(back.cells[1].execution_count) is int
+    assert type(back.cells[1].outputs[1].execution_count) is int
+    # what gets saved is what nbformat would save for that notebook
+    assert write_notebook(back) == jupyter_write(nbformat.from_dict(expected))
+    # and the stock frontend's doc satisfies the schema we write
+    assert_schema(pycrdt_doc(doc))
+
+
+def test_generated_notebook_is_deterministic() -> None:
+    digest = hashlib.sha256(write_notebook(generated_notebook(50)).encode()).hexdigest()
+    assert digest == hashlib.sha256(write_notebook(generated_notebook(50)).encode()).hexdigest()
+
+
+@pytest.mark.node
+@pytest.mark.parametrize("minor", [5, 4])
+def test_jupyterlab_ydoc_reads_our_doc(node_modules: Path, minor: int) -> None:
+    """The frontend's own model sees the notebook we loaded (ids stripped for 4.0-4.4)."""
+    nb = generated_notebook(200)
+    if minor < 5:
+        nb.nbformat_minor = minor
+        for cell in nb.cells:
+            del cell["id"]
+    doc = Y.YDoc()
+    load_into(doc, nb)
+    update = base64.b64encode(bytes(Y.encode_state_as_update(doc))).decode()
+    seen = json.loads(run_ydoc_script(node_modules, "read", stdin=update))
+    assert seen == plain(nb)
