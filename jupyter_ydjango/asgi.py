@@ -14,12 +14,15 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from .middleware import IdentityMiddleware  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
 from .security import BrowserOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "http": IdentityMiddleware(django_asgi_app),
+        "websocket": BrowserOriginValidator(
+            AuthMiddlewareStack(IdentityMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

@@ -7,6 +7,8 @@ default below. The embedded project (:mod:`jupyter_ydjango.settings`) sets them 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -21,9 +23,32 @@ DEFAULTS: dict[str, Any] = {
     "YDJANGO_RELAY_HEARTBEAT": 5.0,
     # Development only: let unauthenticated clients into rooms of the shipped application.
     "YDJANGO_ALLOW_ANONYMOUS": False,
+    # The directory whose files are served (API paths are relative to it); None: the working
+    # directory.
+    "YDJANGO_NOTEBOOK_DIR": None,
+    # Seconds without changes before a document is saved to its file.
+    "YDJANGO_SAVE_DELAY": 1.0,
+    # Seconds a document with changes may go unsaved while edits keep coming.
+    "YDJANGO_SAVE_MAX_WAIT": 10.0,
+    # Seconds between checks of a loaded document's file for changes made by others.
+    "YDJANGO_FILE_POLL_INTERVAL": 1.0,
+    # Update-log rows of a document folded into a snapshot once this many accumulate...
+    "YDJANGO_COMPACT_AFTER": 500,
+    # ...or once the document had no change for this many seconds.
+    "YDJANGO_COMPACT_IDLE": 30.0,
+    # Secret shared with Jupyter servers that sign the identity header; empty: no header is
+    # accepted.
+    "YDJANGO_IDENTITY_SECRET": "",
+    # Seconds a signed identity stays valid.
+    "YDJANGO_IDENTITY_MAX_AGE": 60.0,
 }
 
 
 def get_setting(name: str) -> Any:
     """The value of a ``YDJANGO_*`` setting, or its default."""
     return getattr(settings, name, DEFAULTS[name])
+
+
+def notebook_root() -> Path:
+    """The directory whose files are served (``YDJANGO_NOTEBOOK_DIR``), resolved."""
+    return Path(get_setting("YDJANGO_NOTEBOOK_DIR") or os.getcwd()).resolve()

@@ -28,24 +28,34 @@ size-limited and malformed ones close only their sender.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, TypedDict
+from urllib.parse import parse_qs
 
 import y_py as Y
 from asgiref.sync import async_to_sync
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from .conf import get_setting
+from . import store
+from .conf import get_setting, notebook_root
+from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError
+from .formats import FORMATS
+from .identity import SCOPE_KEY
+from .middleware import ERROR_KEY
 from .relay import REMOTE, relay_group_name, room_group_name
 from .rooms import Peer, Room, get_registry
+from .store import run_db
 from .yutils import (
     Message,
     ProtocolError,
     YMessageType,
     YSyncMessageType,
     create_permission_denied_message,
+    create_raw_json_message,
     decode_messages,
+    read_raw_request,
 )
 
 logger = logging.getLogger(__name__)
@@ -243,3 +253,104 @@ async def asend_doc_update(room_name: str, update: bytes, *, channel_layer: Any 
 def send_doc_update(room_name: str, update: bytes) -> None:
     """Synchronous :func:`asend_doc_update`, for views, tasks and management commands."""
     async_to_sync(asend_doc_update)(room_name, update)
+
+
+#: Close code: the client's ``sessionId`` names another history of the document (the Jupyter
+#: side turns it into jupyter-collaboration's close 1003 ``unknown_session``, reloadable).
+CLOSE_STALE_SESSION = 4409
+
+
+class _IdentifiedConsumer(YjsConsumer):
+    """A consumer that needs the identity set by :class:`~.middleware.IdentityMiddleware`."""
+
+    async def refuse(self, code: int) -> None:
+        """Refuse the client with a close code it can read (a websocket refused before the
+        handshake only gets an HTTP 403, whatever the reason)."""
+        await self.accept()
+        await self.close(code)
+
+    async def connect(self) -> None:
+        self.identity = self.scope.get(SCOPE_KEY)
+        if self.identity is None:
+            logger.info("refused %s: %s", self.scope.get("path"),
+                        self.scope.get(ERROR_KEY) or "no identity")
+            await self.refuse(CLOSE_UNAUTHORIZED)
+            return
+        self.read_only = self.read_only or not self.identity.can_write
+        await super().connect()
+
+
+class AwarenessConsumer(_IdentifiedConsumer):
+    """A transient awareness-only room (``JupyterLab:globalAwareness``): presence, no document.
+
+    Nothing is stored and the room's document cannot be changed.
+    """
+
+    def make_room_name(self) -> str:
+        return self.scope["url_route"]["kwargs"]["room_id"]
+
+    async def connect(self) -> None:
+        self.read_only = True
+        await super().connect()
+
+
+class DocumentConsumer(_IdentifiedConsumer):
+    """The rooms of JupyterLab's collaborative documents: ``{format}:{type}:{fileId}``.
+
+    The room's document is a file under the notebook root, stored in the database and saved
+    back (:class:`~jupyter_ydjango.document.DocumentRoom`). Clients are refused with a close
+    code before the handshake: 4401 no identity, 4404 unknown room or file, 4403 a path outside
+    the root, 4409 a ``sessionId`` of another history, 4500 a file that cannot be loaded.
+    A RAW ``save`` request saves now and is answered ``{"type": "save", "responseTo": id,
+    "status": "success" | "skipped" | "failed"}``.
+    """
+
+    room_class = DocumentRoom
+
+    def make_room_name(self) -> str:
+        return self.document.room_name
+
+    async def connect(self) -> None:
+        room_id = self.scope["url_route"]["kwargs"]["room_id"]
+        kind, _, file_id = room_id.rpartition(":")
+        doc_format = FORMATS.get(tuple(kind.split(":", 1)))  # type: ignore[arg-type]
+        document = await run_db(store.get_document, file_id) if doc_format else None
+        if document is None or (document.format, document.type) != tuple(kind.split(":", 1)):
+            logger.info("refused room %s: no such document", room_id)
+            await self.refuse(CLOSE_NOT_FOUND)
+            return
+        session_id = parse_qs(self.scope.get("query_string", b"").decode()).get("sessionId")
+        if session_id and session_id[0] and session_id[0] != str(document.session_id):
+            logger.info("refused room %s: unknown session %s", room_id, session_id[0])
+            await self.refuse(CLOSE_STALE_SESSION)
+            return
+        self.document, self.doc_format = document, doc_format
+        try:
+            await super().connect()
+        except LoadError as exc:
+            logger.error("room %s: cannot load: %s", room_id, exc)
+            await self.refuse(exc.code)
+
+    async def make_room(self) -> Room:
+        return DocumentRoom(self.room_name, Y.YDoc(), document=self.document,
+                            format=self.doc_format, root=notebook_root())
+
+    async def receive_raw(self, payload: bytes) -> None:
+        action, request_id = read_raw_request(payload)
+        if action == "save":
+            asyncio.get_running_loop().create_task(self._save(request_id))
+
+    async def _save(self, request_id: int | None) -> None:
+        room, peer = self.room, self.peer
+        if self.read_only:
+            status = "skipped"
+        else:
+            try:
+                status = await room.save()
+            except Exception:
+                logger.exception("room %s: save failed", self.room_name)
+                status = "failed"
+        if peer is not None:
+            peer.push(create_raw_json_message(
+                {"type": "save", "responseTo": request_id, "status": status}
+            ))

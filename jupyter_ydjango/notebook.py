@@ -44,6 +44,7 @@ may run in a worker thread.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -60,6 +61,7 @@ __all__ = [
     "load_into",
     "notebook_from_doc",
     "read_notebook",
+    "replace_content",
     "validate_notebook",
     "write_notebook",
 ]
@@ -345,6 +347,93 @@ def _output_entries(output: Any, cell_id: str) -> dict[str, Any]:
     if output.get("output_type") == "stream" and "text" in output:
         entries["text"] = _Text(_joined(output["text"]))
     return entries
+
+
+def replace_content(doc: Y.YDoc, nb: Mapping[str, Any]) -> bool:
+    """Edit a loaded document so that it holds ``nb``, changing only what differs.
+
+    For a notebook changed on disk by someone else: unchanged cells keep their Yjs items (and
+    the cursors in them); changed, added and removed cells are deleted and inserted; notebook
+    metadata is updated key by key. One transaction, so clients see one change.
+
+    :returns: whether the document changed.
+    :raises NotebookError: ``nb`` cannot be a notebook document.
+    """
+    major, minor = get_version(nb)
+    if major != 4 or not isinstance(minor, int):
+        raise NotebookError(f"Only nbformat 4 notebooks can be loaded, not {major!r}.{minor!r}")
+    new_cells = nb.get("cells")
+    if not isinstance(new_cells, list):
+        raise NotebookError("The notebook has no list of cells")
+    metadata = nb.get("metadata", {})
+    if not isinstance(metadata, Mapping):
+        raise NotebookError("The notebook's metadata is not a JSON object")
+    old = notebook_from_doc(doc)
+    old_keys = [_cell_key(cell) for cell in old["cells"]]
+    new_keys = [_cell_key(cell) for cell in new_cells]
+    ids = [cell.get("id") if isinstance(cell, Mapping) else None for cell in new_cells]
+    if not all(isinstance(cell_id, str) and cell_id for cell_id in ids) or len(set(ids)) != len(
+        ids
+    ):
+        ids = _fill_cell_ids(new_cells, ids, copy=True)
+    opcodes = difflib.SequenceMatcher(None, old_keys, new_keys, autojunk=False).get_opcodes()
+    edits = [op for op in opcodes if op[0] != "equal"]
+    ymeta = doc.get_map(META)
+    old_metadata = old.get("metadata", {})
+    meta_changed = (
+        dict(old_metadata) != dict(metadata)
+        or old["nbformat"] != major
+        or old["nbformat_minor"] != minor
+    )
+    if not edits and not meta_changed:
+        return False
+    ycells = doc.get_array(CELLS)
+    with doc.begin_transaction() as txn:
+        for tag, i1, i2, j1, j2 in reversed(edits):  # from the end: indices stay valid
+            if tag in ("replace", "delete"):
+                ycells.delete_range(txn, i1, i2 - i1)
+            if tag in ("replace", "insert"):
+                entries = [_cell_entries(new_cells[j], ids[j]) for j in range(j1, j2)]
+                ymaps = [Y.YMap({}) for _ in entries]
+                ycells.insert_range(txn, i1, ymaps)
+                for ymap, cell_entries in zip(ymaps, entries, strict=True):
+                    _fill_map(txn, ymap, cell_entries)
+        if old["nbformat"] != major:
+            ymeta.set(txn, "nbformat", major)
+        if old["nbformat_minor"] != minor:
+            ymeta.set(txn, "nbformat_minor", minor)
+        if dict(old_metadata) != dict(metadata):
+            ymetadata = ymeta.get("metadata")
+            if not isinstance(ymetadata, Y.YMap):
+                ymetadata = Y.YMap({})
+                ymeta.set(txn, "metadata", ymetadata)
+            for key in [key for key in old_metadata if key not in metadata]:
+                ymetadata.pop(txn, key)
+            for key in sorted(metadata):
+                if old_metadata.get(key) != metadata[key]:
+                    ymetadata.set(txn, key, _js_safe(metadata[key]))
+    return True
+
+
+def _cell_key(cell: Any) -> str:
+    """A cell's content as a comparable string (multi-line text joined)."""
+    if not isinstance(cell, Mapping):
+        return repr(cell)
+    normal = dict(cell)
+    normal.pop("execution_state", None)
+    if "source" in normal:
+        normal["source"] = _joined(normal["source"])
+    if normal.get("cell_type") in ("markdown", "raw") and not normal.get("attachments", True):
+        del normal["attachments"]
+    outputs = normal.get("outputs")
+    if isinstance(outputs, list):
+        normal["outputs"] = [
+            {**out, "text": _joined(out["text"])}
+            if isinstance(out, Mapping) and "text" in out
+            else out
+            for out in outputs
+        ]
+    return json.dumps(normal, sort_keys=True, default=str)
 
 
 # --- YDoc -> nbformat -------------------------------------------------------------------------

@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 #: Close code for a peer that does not read its frames fast enough (retryable: not 44xx).
 CLOSE_SLOW_PEER = 4503
 
+#: Origin of changes a room replays from its stored history while loading: they are neither
+#: published to other processes nor stored again.
+HISTORY = "history"
+
 SendFrame = Callable[[bytes], Awaitable[None]]
 ClosePeer = Callable[[int], Awaitable[None]]
 
@@ -125,7 +129,8 @@ class Room:
         """Called after every change of the document, with its encoded update.
 
         ``origin`` is the :class:`Peer` that sent it, :data:`~jupyter_ydjango.relay.REMOTE`
-        for a change from another process, or ``None`` for one made by server-side code.
+        for a change from another process, :data:`HISTORY` for stored history replayed by
+        :meth:`on_load`, or ``None`` for one made by server-side code.
         Runs synchronously on the event loop: schedule slow work, do not do it here.
         """
 
@@ -218,7 +223,7 @@ class Room:
             for peer in self.peers:
                 if peer.synced and peer is not origin:
                     peer.push(frame)
-            if self.relay is not None and origin is not REMOTE:
+            if self.relay is not None and origin is not REMOTE and origin is not HISTORY:
                 self.relay.publish_update(update)
             self.on_change(update, origin)
         except Exception:
@@ -348,7 +353,12 @@ class RoomRegistry:
                     room.relay = RoomRelay(room, self.channel_layer, publish=self.cross_process,
                                            heartbeat=self.heartbeat)
                     await room.relay.start()
-                await room.on_load()
+                try:
+                    await room.on_load()
+                except BaseException:
+                    if room.relay is not None:
+                        await room.relay.stop()
+                    raise
                 self.rooms[name] = room
             finally:
                 del self._loading[name]
@@ -410,6 +420,12 @@ def _is_in_memory(layer: Any) -> bool:
 _registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomRegistry] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def find_room(name: str) -> Room | None:
+    """The room ``name`` if it is loaded in this process (on the running event loop)."""
+    registry = _registries.get(asyncio.get_running_loop())
+    return None if registry is None else registry.rooms.get(name)
 
 
 def get_registry(channel_layer: Any = None) -> RoomRegistry:

@@ -1,9 +1,15 @@
 """Websocket routes, for inclusion in a Django project's ASGI router."""
 
-from django.urls import path
+from django.urls import path, re_path
 
-from .consumer import RoomConsumer
+from .consumer import AwarenessConsumer, DocumentConsumer, RoomConsumer
 
 websocket_urlpatterns = [
+    # JupyterLab's collaborative documents: {format}:{type}:{fileId}
+    re_path(r"^api/collaboration/room/(?P<room_id>[^/:]+:[^/:]+:[^/]+)$",
+            DocumentConsumer.as_asgi()),
+    # awareness-only rooms such as JupyterLab:globalAwareness
+    re_path(r"^api/collaboration/room/(?P<room_id>[^/]+)$", AwarenessConsumer.as_asgi()),
+    # plain y-websocket rooms
     path("ws/<str:room>", RoomConsumer.as_asgi()),
 ]

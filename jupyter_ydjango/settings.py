@@ -11,8 +11,12 @@
 * ``YDJANGO_DATA_DIR``: where the default database and secret live; default
   ``<jupyter data dir>/ydjango``.
 * ``YDJANGO_ALLOWED_HOSTS``: comma-separated; default ``localhost,127.0.0.1,[::1]``.
-* ``YDJANGO_MAX_MESSAGE_SIZE``, ``YDJANGO_ROOM_UNLOAD_DELAY``, ``YDJANGO_RELAY_HEARTBEAT``:
-  see :mod:`jupyter_ydjango.conf`.
+* ``YDJANGO_IDENTITY_SECRET``: the secret Jupyter servers sign the identity header with
+  (remote mode); default none, and no header is accepted.
+* ``YDJANGO_MAX_MESSAGE_SIZE``, ``YDJANGO_ROOM_UNLOAD_DELAY``, ``YDJANGO_RELAY_HEARTBEAT``,
+  ``YDJANGO_SAVE_DELAY``, ``YDJANGO_SAVE_MAX_WAIT``, ``YDJANGO_FILE_POLL_INTERVAL``,
+  ``YDJANGO_COMPACT_AFTER``, ``YDJANGO_COMPACT_IDLE``, ``YDJANGO_IDENTITY_MAX_AGE``: see
+  :mod:`jupyter_ydjango.conf`.
 * ``YDJANGO_DEBUG=1``: Django's ``DEBUG``.
 """
 
@@ -130,6 +134,23 @@ YDJANGO_ROOM_UNLOAD_DELAY = float(
 YDJANGO_RELAY_HEARTBEAT = float(
     os.environ.get("YDJANGO_RELAY_HEARTBEAT", DEFAULTS["YDJANGO_RELAY_HEARTBEAT"])
 )
+YDJANGO_SAVE_DELAY = float(os.environ.get("YDJANGO_SAVE_DELAY", DEFAULTS["YDJANGO_SAVE_DELAY"]))
+YDJANGO_SAVE_MAX_WAIT = float(
+    os.environ.get("YDJANGO_SAVE_MAX_WAIT", DEFAULTS["YDJANGO_SAVE_MAX_WAIT"])
+)
+YDJANGO_FILE_POLL_INTERVAL = float(
+    os.environ.get("YDJANGO_FILE_POLL_INTERVAL", DEFAULTS["YDJANGO_FILE_POLL_INTERVAL"])
+)
+YDJANGO_COMPACT_AFTER = int(
+    os.environ.get("YDJANGO_COMPACT_AFTER", DEFAULTS["YDJANGO_COMPACT_AFTER"])
+)
+YDJANGO_COMPACT_IDLE = float(
+    os.environ.get("YDJANGO_COMPACT_IDLE", DEFAULTS["YDJANGO_COMPACT_IDLE"])
+)
+YDJANGO_IDENTITY_SECRET = os.environ.get("YDJANGO_IDENTITY_SECRET", "")
+YDJANGO_IDENTITY_MAX_AGE = float(
+    os.environ.get("YDJANGO_IDENTITY_MAX_AGE", DEFAULTS["YDJANGO_IDENTITY_MAX_AGE"])
+)
 
 LOGGING = {
     "version": 1,
@@ -140,6 +161,7 @@ LOGGING = {
         "jupyter_ydjango": {
             "handlers": ["console"],
             "level": os.environ.get("YDJANGO_LOG_LEVEL", "INFO"),
+            "propagate": False,  # daphne configures the root logger too
         }
     },
 }

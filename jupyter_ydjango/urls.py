@@ -1,8 +1,18 @@
-"""HTTP routes of the embedded project."""
+"""HTTP routes: the API the Jupyter server proxies, and the admin of the embedded project."""
 
 from django.contrib import admin
 from django.urls import path
 
+from . import views
+
+#: The API routes, for inclusion in a Django project's URLconf.
+api_urlpatterns = [
+    path("api/collaboration/session/<path:path>", views.session, name="ydjango-session"),
+    path("api/ydjango/rooms/<str:file_id>", views.room_status, name="ydjango-room-status"),
+    path("api/ydjango/rename", views.rename, name="ydjango-rename"),
+]
+
 urlpatterns = [
+    *api_urlpatterns,
     path("admin/", admin.site.urls),
 ]

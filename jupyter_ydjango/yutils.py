@@ -18,7 +18,7 @@ Nothing here does I/O. Malformed input raises :class:`ProtocolError`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple
@@ -180,6 +180,24 @@ def create_permission_denied_message(reason: str) -> bytes:
 def create_raw_message(payload: bytes) -> bytes:
     """RAW (type 2) with an arbitrary payload running to the end of the frame."""
     return b"\x02" + payload
+
+
+def create_raw_json_message(message: Mapping[str, Any]) -> bytes:
+    """RAW carrying ``varString(JSON)``, as jupyter-collaboration's server answers a save:
+    ``{"type": "save", "responseTo": id, "status": "success" | "skipped" | "failed"}``."""
+    return create_raw_message(write_var_string(json.dumps(message)))
+
+
+def read_raw_request(payload: Buffer) -> tuple[str, int | None]:
+    """A client's RAW request ``varString(action)`` [+ ``varUint(id)``]: ``(action, id)``.
+
+    JupyterLab sends ``"save"`` with a request id; the id is ``None`` when absent.
+
+    :raises ProtocolError: the payload does not start with a string.
+    """
+    action, pos = read_var_string(payload)
+    request_id = read_var_uint(payload, pos)[0] if pos < len(payload) else None
+    return action, request_id
 
 
 def read_message(data: Buffer, pos: int = 0) -> tuple[Message, int]:

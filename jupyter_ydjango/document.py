@@ -1,0 +1,427 @@
+"""A room bound to a file: its history in the database, its content saved back to disk.
+
+:class:`DocumentRoom` implements the room lifecycle hooks:
+
+``on_load``
+    Replay the document's history from the database; a document without history imports its
+    file once (deterministically, in exactly one process: see :func:`store.import_file`). A
+    file changed on disk while no room had it loaded is then handled like any change on disk.
+``on_change``
+    Queue the update for the log (written by one task, batched, within milliseconds) unless it
+    came from another process (that process logs it) and schedule a save.
+``on_unload``
+    Write what is queued, save, compact, stop the tasks.
+
+Saves are debounced (``YDJANGO_SAVE_DELAY`` of quiet, at most ``YDJANGO_SAVE_MAX_WAIT``
+after the first unsaved change) and never dropped; a save validates before writing, writes
+atomically, and keeps the last good file when the document is invalid. A watcher polls the
+file: a change made by someone else is loaded into the room as an edit, after the room's
+unsaved version is kept as a copy beside the file, so that neither side is lost.
+
+Everything that touches the YDoc runs on the event loop; the store runs in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import y_py as Y
+
+from . import store
+from .conf import get_setting
+from .formats import DocumentFormat, FormatError
+from .paths import PathError, resolve_in_root
+from .relay import REMOTE
+from .rooms import HISTORY, Room
+from .store import DocumentInfo, run_db, run_io
+from .yutils import create_raw_json_message
+
+logger = logging.getLogger(__name__)
+
+#: Client id of the documents files are imported into: a fixed one, so that importing the same
+#: file twice creates the same Yjs items (never duplicated cells when histories meet).
+IMPORT_CLIENT_ID = 0
+
+
+class LoadError(Exception):
+    """A room that cannot be loaded; ``code`` is the websocket close code for its clients."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+#: Close code: the document's file does not exist (and there is no history to load).
+CLOSE_NOT_FOUND = 4404
+#: Close code: the document's path is outside the notebook root.
+CLOSE_FORBIDDEN = 4403
+#: Close code: the file cannot be loaded (invalid notebook, not UTF-8...).
+CLOSE_LOAD_FAILED = 4500
+
+
+class DocumentRoom(Room):
+    """A room whose document is stored in the database and saved to a file."""
+
+    def __init__(self, name: str, doc: Y.YDoc, *, document: DocumentInfo,
+                 format: DocumentFormat, root: Path) -> None:
+        super().__init__(name, doc)
+        self.document = document
+        self.format = format
+        self.root = root
+        self.save_delay: float = get_setting("YDJANGO_SAVE_DELAY")
+        self.save_max_wait: float = get_setting("YDJANGO_SAVE_MAX_WAIT")
+        self.poll_interval: float = get_setting("YDJANGO_FILE_POLL_INTERVAL")
+        self.compact_after: int = get_setting("YDJANGO_COMPACT_AFTER")
+        self.compact_idle: float = get_setting("YDJANGO_COMPACT_IDLE")
+        #: When the file was last written by this room (epoch seconds), and the last error.
+        self.last_saved: float | None = None
+        self.save_error: str = ""
+        self._pending: list[bytes] = []
+        self._log_wake = asyncio.Event()
+        self._snapshot_ids: list[int] = []
+        self._update_ids: list[int] = []
+        self._changes = 0  # content changes so far
+        self._saved_changes = 0  # content changes the file holds
+        self._content_changed = asyncio.Event()
+        self._file_lock = asyncio.Lock()
+        self._disk_hash = ""  # hash of the file as this room last read or wrote it
+        self._disk_signature: tuple[int, int, int] | None = None
+        self._last_change = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions: list[Any] = []
+        self._invalid = False  # the last save found the document invalid
+
+    @property
+    def path(self) -> Path:
+        """The file's real path (checked to be inside the root)."""
+        return resolve_in_root(self.root, self.document.path)
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether the document has content changes the file does not hold."""
+        return self._changes != self._saved_changes
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def on_load(self) -> None:
+        try:
+            path = self.path
+        except PathError as exc:
+            raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
+        history = await run_db(store.load_history, self.document.id)
+        if history.empty:
+            history = await self._import(path) or history
+        self._replay(history)
+        for root in self.format.content_roots(self.doc):
+            self._subscriptions.append((root, root.observe_deep(self._on_content_change)))
+        await self._check_file(loading=True)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._write_log()),
+            loop.create_task(self._autosave()),
+            loop.create_task(self._watch()),
+        ]
+        if self.unsaved:
+            self._content_changed.set()
+
+    def on_change(self, update: bytes, origin: Any) -> None:
+        if origin is HISTORY:
+            return
+        self._last_change = time.monotonic()
+        if origin is not REMOTE:
+            self._pending.append(update)
+            self._log_wake.set()
+
+    async def on_unload(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.flush()
+        if self.unsaved:
+            await self.save()
+        if self._update_ids or len(self._snapshot_ids) > 1:
+            await self._compact()
+        for root, subscription in self._subscriptions:
+            with contextlib.suppress(Exception):
+                root.unobserve(subscription)
+        self._subscriptions = []
+
+    # --- loading ------------------------------------------------------------------------
+
+    async def _import(self, path: Path) -> store.History | None:
+        """Import the file into an empty history; returns the history another process wrote
+        if it imported first, else ``None`` (then this room's doc holds the import)."""
+        try:
+            file = await run_io(store.read_file, path)
+        except FileNotFoundError:
+            raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path}: no such file") from None
+        except OSError as exc:
+            raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
+        try:
+            content = await run_io(self.format.parse, file.data)
+        except FormatError as exc:
+            raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
+        imported = Y.YDoc(client_id=IMPORT_CLIENT_ID)
+        try:
+            self.format.load_into(imported, content, self.document.path)
+        except FormatError as exc:
+            raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
+        state = Y.encode_state_as_update(imported)
+        snapshot_id = await run_db(store.import_file, self.document.id, state, file.hash)
+        if snapshot_id is None:  # another process imported it meanwhile: take its history
+            return await run_db(store.load_history, self.document.id)
+        logger.info("%s: imported %s (%d bytes)", self.name, self.document.path, len(file.data))
+        self.document = _with_hash(self.document, file.hash)
+        return store.History([(snapshot_id, state)], [], True)
+
+    def _replay(self, history: store.History) -> None:
+        self._origin = HISTORY
+        try:
+            for snapshot_id, state in history.snapshots:
+                Y.apply_update(self.doc, state)
+                self._snapshot_ids.append(snapshot_id)
+            for row_id, data in history.updates:
+                for update in store.unpack_updates(data):
+                    Y.apply_update(self.doc, update)
+                self._update_ids.append(row_id)
+        finally:
+            self._origin = None
+
+    # --- the update log -----------------------------------------------------------------
+
+    async def _write_log(self) -> None:
+        """Write queued updates, as one row per batch, in order; retried until written."""
+        delay = 0.1
+        while True:
+            await self._log_wake.wait()
+            self._log_wake.clear()
+            while self._pending:
+                batch = list(self._pending)
+                try:
+                    row_id = await run_db(store.append_updates, self.document.id, batch)
+                except Exception as exc:
+                    logger.error("%s: cannot write the update log (retrying): %r", self.name, exc)
+                    self._notify({"type": "store", "status": "failing", "error": str(exc)})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                if delay > 0.1:
+                    self._notify({"type": "store", "status": "ok"})
+                    delay = 0.1
+                del self._pending[:len(batch)]
+                self._update_ids.append(row_id)
+            if len(self._update_ids) >= self.compact_after:
+                await self._compact()
+
+    async def flush(self) -> None:
+        """Write every queued update to the log now."""
+        while self._pending:
+            batch = list(self._pending)
+            row_id = await run_db(store.append_updates, self.document.id, batch)
+            del self._pending[:len(batch)]
+            self._update_ids.append(row_id)
+
+    async def _compact(self) -> None:
+        """Fold the rows this room knows into one snapshot of its whole state."""
+        state = Y.encode_state_as_update(self.doc)
+        snapshots, updates = list(self._snapshot_ids), list(self._update_ids)
+        try:
+            new_id = await run_db(store.compact, self.document.id, state, snapshots, updates)
+        except Exception as exc:
+            logger.error("%s: compaction failed (will retry): %r", self.name, exc)
+            return
+        self._snapshot_ids = [i for i in self._snapshot_ids if i not in snapshots] + [new_id]
+        self._update_ids = [i for i in self._update_ids if i not in set(updates)]
+        logger.debug("%s: compacted %d rows into %d bytes", self.name, len(updates), len(state))
+
+    # --- saving -------------------------------------------------------------------------
+
+    def _on_content_change(self, _events: Any) -> None:
+        if self._origin is HISTORY:
+            return
+        self._changes += 1
+        self._content_changed.set()
+
+    async def _autosave(self) -> None:
+        """Save after ``save_delay`` of quiet, or ``save_max_wait`` after the first change."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._content_changed.wait()
+            deadline = loop.time() + self.save_max_wait
+            while True:
+                self._content_changed.clear()
+                timeout = min(self.save_delay, deadline - loop.time())
+                if timeout <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._content_changed.wait(), timeout)
+                except asyncio.TimeoutError:
+                    break
+            self._content_changed.clear()
+            status = await self.save()
+            if status == "failed" and self.unsaved and not self._invalid:
+                await asyncio.sleep(self.save_delay)  # an I/O error: try again
+                self._content_changed.set()
+
+    async def save(self) -> str:
+        """Save the document to its file now: ``"success"``, ``"skipped"`` (the file already
+        holds it) or ``"failed"`` (the error is logged, recorded and sent to the clients)."""
+        async with self._file_lock:
+            changes = self._changes
+            try:
+                data = await run_io(self.format.render, self.format.read(self.doc))
+            except FormatError as exc:
+                self._invalid = True
+                return await self._save_failed(f"not saved, the document is invalid: {exc}")
+            self._invalid = False
+            file_hash = store.sha256(data)
+            if file_hash == self._disk_hash:
+                self._saved_changes = changes
+                self._mark_clean()
+                return "skipped"
+            # a change on disk not seen yet is handled first: never overwrite it unseen
+            if await self._check_file_locked():
+                return "skipped"
+            try:
+                path = self.path
+                file = await run_io(store.write_file_atomic, path, data)
+                await run_db(store.record_save, self.document.id, file.hash, len(data))
+            except (OSError, PathError) as exc:
+                return await self._save_failed(f"cannot write {self.document.path}: {exc}")
+            except Exception as exc:  # the file is written; only the record failed
+                logger.error("%s: saved, but cannot record the save: %r", self.name, exc)
+            self._disk_hash, self._disk_signature = file.hash, file.signature
+            self._saved_changes = changes
+            self.last_saved = time.time()
+            self.save_error = ""
+            self._mark_clean()
+            logger.info("%s: saved %s (%d bytes)", self.name, self.document.path, len(data))
+            return "success"
+
+    async def _save_failed(self, error: str) -> str:
+        logger.error("%s: %s", self.name, error)
+        self.save_error = error
+        with contextlib.suppress(Exception):
+            await run_db(store.record_save, self.document.id, "", 0, error)
+        self._notify({"type": "save", "status": "failed", "error": error})
+        return "failed"
+
+    def _mark_clean(self) -> None:
+        if not self.unsaved:
+            self.format.set_state(self.doc, dirty=False)
+
+    # --- changes on disk ----------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self._check_file()
+            except Exception:
+                logger.exception("%s: error while checking the file", self.name)
+            if (self._update_ids and time.monotonic() - self._last_change > self.compact_idle
+                    and not self._pending):
+                await self._compact()
+
+    async def _check_file(self, loading: bool = False) -> bool:
+        async with self._file_lock:
+            return await self._check_file_locked(loading)
+
+    async def _check_file_locked(self, loading: bool = False) -> bool:
+        """Look for a change of the file made by someone else and load it; whether one was."""
+        info = await run_db(store.get_document, self.document.id)
+        if info is not None:
+            if info.path != self.document.path:
+                logger.info("%s: renamed to %s", self.name, info.path)
+                self.format.set_state(self.doc, path=info.path)
+            self.document = info
+        try:
+            path = self.path
+        except PathError:
+            return False
+        signature = await run_io(store.stat_file, path)
+        if signature is None or (signature == self._disk_signature and not loading):
+            return False
+        try:
+            file = await run_io(store.read_file, path)
+        except OSError:
+            return False
+        self._disk_signature = file.signature
+        if file.hash in (self._disk_hash, self.document.file_hash):
+            self._disk_hash = file.hash  # ours, or written by another process of this room
+            if loading:
+                await self._check_saved()
+            return False
+        await self._load_from_disk(path, file)
+        return True
+
+    async def _check_saved(self) -> None:
+        """At load: whether the file holds the document (a save may have been cut off)."""
+        try:
+            data = await run_io(self.format.render, self.format.read(self.doc))
+        except FormatError:
+            return
+        if store.sha256(data) != self._disk_hash:
+            self._changes += 1  # the history holds changes the file lacks: save them
+
+    async def _load_from_disk(self, path: Path, file: store.FileState) -> None:
+        """Someone else changed the file: keep the room's unsaved version, load theirs."""
+        previous_hash = self.document.file_hash
+        claimed = await run_db(store.claim_file_hash, self.document.id, previous_hash, file.hash)
+        self.document = _with_hash(self.document, file.hash)
+        self._disk_hash = file.hash
+        if not claimed:  # another process of this room handles it; its edit reaches us
+            return
+        try:
+            content = await run_io(self.format.parse, file.data)
+        except FormatError as exc:
+            copy = await run_io(store.write_copy, path, "unreadable", file.data)
+            await self._save_failed(
+                f"{self.document.path} was changed on disk into an unreadable file ({exc}); "
+                f"it is kept as {copy.name} and the room's version stays"
+            )
+            self._changes += 1  # write the room's version back
+            self._content_changed.set()
+            return
+        try:
+            ours = await run_io(self.format.render, self.format.read(self.doc))
+        except FormatError:
+            ours = None
+        if ours is not None and store.sha256(ours) not in (previous_hash, file.hash):
+            # the room holds changes that were never in the file: keep them
+            copy = await run_io(store.write_copy, path, "unsaved", ours)
+            logger.warning("%s: %s changed on disk; the room's unsaved version is kept as %s",
+                           self.name, self.document.path, copy.name)
+        self.format.replace(self.doc, content)
+        self._saved_changes = self._changes
+        self._mark_clean()
+        logger.info("%s: loaded the change on disk of %s", self.name, self.document.path)
+
+    # --- clients ------------------------------------------------------------------------
+
+    def _notify(self, message: dict[str, Any]) -> None:
+        frame = create_raw_json_message(message)
+        for peer in self.peers:
+            peer.push(frame)
+
+    def status(self) -> dict[str, Any]:
+        """What the status API reports about this loaded room."""
+        return {
+            "loaded": True,
+            "connections": len(self.peers),
+            "unsaved": self.unsaved,
+            "saveError": self.save_error or None,
+        }
+
+
+def _with_hash(info: DocumentInfo, file_hash: str) -> DocumentInfo:
+    return dataclasses.replace(info, file_hash=file_hash)

@@ -1,0 +1,168 @@
+"""Document formats: how a file's bytes become a YDoc and back, per room type.
+
+A room id is ``{format}:{type}:{fileId}``; :data:`FORMATS` maps ``(format, type)`` to the
+:class:`DocumentFormat` that knows the document's schema:
+
+* ``json:notebook``: an ``.ipynb`` in JupyterLab's notebook schema (:mod:`.notebook`);
+* ``text:file``: a UTF-8 text file as a ``source`` YText (jupyter_ydoc's ``YUnicode``/``YFile``).
+
+``parse`` and ``render`` touch no y-py object and may run in a worker thread; the other
+methods run on the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import y_py as Y
+
+from . import notebook
+
+__all__ = ["FORMATS", "DocumentFormat", "FormatError", "NotebookFormat", "TextFormat"]
+
+
+class FormatError(ValueError):
+    """A file that cannot be loaded, or a document that cannot be written as a valid file."""
+
+
+class DocumentFormat:
+    """The conversions between a file and a document of one room type."""
+
+    def parse(self, data: bytes) -> Any:
+        """The file's content from its bytes (thread-safe). :raises FormatError:"""
+        raise NotImplementedError
+
+    def render(self, content: Any) -> bytes:
+        """The file's bytes for ``content``, validated (thread-safe). :raises FormatError:"""
+        raise NotImplementedError
+
+    def load_into(self, doc: Y.YDoc, content: Any, path: str) -> None:
+        """Fill an empty document with ``content``, deterministically, in one transaction."""
+        raise NotImplementedError
+
+    def read(self, doc: Y.YDoc) -> Any:
+        """The content a document holds. :raises FormatError:"""
+        raise NotImplementedError
+
+    def replace(self, doc: Y.YDoc, content: Any) -> bool:
+        """Edit a document to hold ``content``, changing only what differs; whether it changed."""
+        raise NotImplementedError
+
+    def content_roots(self, doc: Y.YDoc) -> list[Any]:
+        """The shared types whose changes are changes of the file (not of ``state``)."""
+        raise NotImplementedError
+
+    def set_state(self, doc: Y.YDoc, **values: Any) -> None:
+        """Set entries of the document's ``state`` map that differ from ``values``."""
+        ystate = doc.get_map(notebook.STATE)
+        changed = {key: value for key, value in values.items() if ystate.get(key) != value}
+        if changed:
+            with doc.begin_transaction() as txn:
+                for key, value in changed.items():
+                    ystate.set(txn, key, value)
+
+
+class NotebookFormat(DocumentFormat):
+    """``json:notebook``: ``.ipynb`` files through nbformat."""
+
+    def parse(self, data: bytes) -> Any:
+        try:
+            return notebook.read_notebook(data)
+        except notebook.NotebookError as exc:
+            raise FormatError(str(exc)) from None
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return notebook.write_notebook(content).encode("utf-8")
+        except notebook.NotebookError as exc:
+            raise FormatError(str(exc)) from None
+
+    def load_into(self, doc: Y.YDoc, content: Any, path: str) -> None:
+        try:
+            notebook.load_into(doc, content, path=path)
+        except notebook.NotebookError as exc:
+            raise FormatError(str(exc)) from None
+
+    def read(self, doc: Y.YDoc) -> Any:
+        try:
+            return notebook.notebook_from_doc(doc)
+        except notebook.NotebookError as exc:
+            raise FormatError(str(exc)) from None
+
+    def replace(self, doc: Y.YDoc, content: Any) -> bool:
+        try:
+            return notebook.replace_content(doc, content)
+        except notebook.NotebookError as exc:
+            raise FormatError(str(exc)) from None
+
+    def content_roots(self, doc: Y.YDoc) -> list[Any]:
+        return [doc.get_array(notebook.CELLS), doc.get_map(notebook.META)]
+
+
+class TextFormat(DocumentFormat):
+    """``text:file``: UTF-8 text files, as one ``source`` YText."""
+
+    SOURCE = "source"
+
+    def parse(self, data: bytes) -> Any:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"The file is not UTF-8 text: {exc}") from None
+
+    def render(self, content: Any) -> bytes:
+        return str(content).encode("utf-8", "surrogatepass")
+
+    def load_into(self, doc: Y.YDoc, content: Any, path: str) -> None:
+        source = doc.get_text(self.SOURCE)
+        if len(source):
+            raise FormatError("The document already has text; load into an empty one")
+        with doc.begin_transaction() as txn:
+            source.extend(txn, content)
+            state = doc.get_map(notebook.STATE)
+            state.set(txn, "dirty", False)
+            state.set(txn, "path", path)
+
+    def read(self, doc: Y.YDoc) -> Any:
+        return str(doc.get_text(self.SOURCE))
+
+    def replace(self, doc: Y.YDoc, content: Any) -> bool:
+        source = doc.get_text(self.SOURCE)
+        old = str(source)
+        if old == content:
+            return False
+        # keep the common head and tail (and the cursors in them); replace the middle
+        start = 0
+        limit = min(len(old), len(content))
+        while start < limit and old[start] == content[start]:
+            start += 1
+        end = 0
+        while end < limit - start and old[-1 - end] == content[-1 - end]:
+            end += 1
+        with doc.begin_transaction() as txn:
+            if len(old) - start - end:
+                source.delete_range(
+                    txn, _byte_index(old, start), _byte_len(old[start:len(old) - end])
+                )
+            if len(content) - start - end:
+                source.insert(txn, _byte_index(old, start), content[start:len(content) - end])
+        return True
+
+    def content_roots(self, doc: Y.YDoc) -> list[Any]:
+        return [doc.get_text(self.SOURCE)]
+
+
+# y-py 0.6 indexes text by UTF-8 bytes.
+def _byte_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _byte_index(text: str, index: int) -> int:
+    return _byte_len(text[:index])
+
+
+#: The document formats by ``(format, type)`` of the room id.
+FORMATS: dict[tuple[str, str], DocumentFormat] = {
+    ("json", "notebook"): NotebookFormat(),
+    ("text", "file"): TextFormat(),
+}

@@ -1,0 +1,78 @@
+"""The database side of a room: its document, the update log, and snapshots of the log.
+
+A room's history lives here, not in its file: the file is imported once per document (the
+first snapshot), and from then on every change is an :class:`Update` row; compaction folds
+rows into a :class:`Snapshot`. Loading a room applies every snapshot and every update row of
+its document (applying a Yjs update twice changes nothing, so overlaps are harmless).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Document(models.Model):
+    """A file served collaboratively; its id is the ``fileId`` of jupyter-collaboration's API."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    #: The file's API path, relative to the notebook root, ``/``-separated.
+    path = models.CharField(max_length=1024, unique=True)
+    #: ``json`` or ``text``, as in the room id ``{format}:{type}:{fileId}``.
+    format = models.CharField(max_length=16, default="json")
+    #: ``notebook`` or ``file``.
+    type = models.CharField(max_length=16, default="notebook")
+    #: Identifies this document's history: a client that synced another history (the database
+    #: was reset, or a snapshot restored) is refused with "unknown session" and reloads.
+    session_id = models.UUIDField(default=uuid.uuid4)
+    #: Set, once, by the process that imports the file into the history.
+    imported = models.BooleanField(default=False)
+    #: SHA-256 of the file's bytes as last imported or saved by any process.
+    file_hash = models.CharField(max_length=64, blank=True, default="")
+    #: Size in bytes of the file as last saved.
+    size = models.BigIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    last_saved = models.DateTimeField(null=True, blank=True)
+    #: Why the last save failed; empty after a successful save.
+    save_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def room_name(self) -> str:
+        """The room id the frontend uses for this document."""
+        return f"{self.format}:{self.type}:{self.id}"
+
+
+class Update(models.Model):
+    """One or more Yjs updates received by a process, appended in one write."""
+
+    id = models.BigAutoField(primary_key=True)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="updates")
+    #: The updates, each as a varUint length then its bytes (``store.pack_updates``).
+    data = models.BinaryField()
+    #: How many updates ``data`` holds.
+    count = models.PositiveIntegerField(default=1)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class Snapshot(models.Model):
+    """The whole state of a document at some point (a Yjs update holding everything)."""
+
+    id = models.BigAutoField(primary_key=True)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="snapshots")
+    state = models.BinaryField()
+    #: ``import`` for the file's import, ``compaction`` for a fold of the log.
+    reason = models.CharField(max_length=16, default="compaction")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]

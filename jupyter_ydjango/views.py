@@ -1,0 +1,130 @@
+"""HTTP API of the Django side: jupyter-collaboration's session endpoint, room status, renames.
+
+Views translate HTTP to calls of the store; the Jupyter server proxies them (with the user's
+identity, see :mod:`jupyter_ydjango.middleware`). Errors are JSON ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import store
+from .conf import notebook_root
+from .formats import FORMATS
+from .identity import SCOPE_KEY, Identity
+from .middleware import ERROR_KEY
+from .paths import PathError, normalize_api_path, resolve_in_root
+from .rooms import find_room
+from .store import run_db
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _identity(request: HttpRequest) -> Identity | None:
+    """The identity of a request: from the scope (bridge or signed header), else Django's
+    logged-in user. A refused signed header is not replaced by anything."""
+    scope: dict[str, Any] = getattr(request, "scope", {})
+    identity = scope.get(SCOPE_KEY)
+    if identity is not None or scope.get(ERROR_KEY, "not authenticated") != "not authenticated":
+        return identity
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        name = user.get_full_name()
+        return Identity(user.get_username(), "write", name, name)
+    return None
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+@csrf_exempt  # JSON PUT: browsers preflight it cross-origin; the Jupyter server proxies it
+@require_http_methods(["PUT"])
+def session(request: HttpRequest, path: str) -> HttpResponse:
+    """``PUT /api/collaboration/session/<path>`` with ``{"format", "type"}``: the file's room.
+
+    200 with ``{"format", "type", "fileId", "sessionId"}`` for a known file, 201 for a file
+    indexed now; 400 bad body or unsupported type, 401 no identity, 403 a path outside the
+    notebook root, 404 no such file.
+    """
+    if _identity(request) is None:
+        return _error(401, "not authenticated")
+    try:
+        body = _json_body(request)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    kind = (body.get("format"), body.get("type"))
+    if kind not in FORMATS:
+        return _error(400, f"unsupported document type {kind[0]!r}:{kind[1]!r}")
+    try:
+        api_path = normalize_api_path(path)
+        real = resolve_in_root(notebook_root(), api_path)
+    except PathError as exc:
+        return _error(403, str(exc))
+    if not real.is_file():
+        return _error(404, f"file {api_path!r} does not exist")
+    info, created = store.get_or_create_document(api_path, *kind)
+    return JsonResponse(
+        {"format": kind[0], "type": kind[1], "fileId": str(info.id),
+         "sessionId": str(info.session_id)},
+        status=201 if created else 200,
+    )
+
+
+@require_GET
+async def room_status(request: HttpRequest, file_id: str) -> HttpResponse:
+    """``GET /api/ydjango/rooms/<fileId>``: the state of a document's room, for status bars."""
+    identity = await sync_to_async(_identity)(request)
+    if identity is None:
+        return _error(401, "not authenticated")
+    info = await run_db(store.get_document, file_id)
+    if info is None:
+        return _error(404, f"no document {file_id!r}")
+    status: dict[str, Any] = {
+        "fileId": str(info.id),
+        "path": info.path,
+        "room": info.room_name,
+        "loaded": False,
+        "connections": 0,
+        "lastSaved": info.last_saved.isoformat() if info.last_saved else None,
+        "saveError": info.save_error or None,
+        "readOnly": not identity.can_write,
+    }
+    room = find_room(info.room_name)
+    if room is not None and hasattr(room, "status"):
+        status.update(room.status())
+    return JsonResponse(status)
+
+
+@csrf_exempt
+@require_POST
+def rename(request: HttpRequest) -> HttpResponse:
+    """``POST /api/ydjango/rename`` with ``{"old_path", "new_path"}``: keep file ids across a
+    rename (of a file or a directory). 204; 400 bad body, 401/403 not allowed to write."""
+    identity = _identity(request)
+    if identity is None:
+        return _error(401, "not authenticated")
+    if not identity.can_write:
+        return _error(403, "read-only users cannot rename")
+    try:
+        body = _json_body(request)
+        old_path = normalize_api_path(str(body.get("old_path", "")))
+        new_path = normalize_api_path(str(body.get("new_path", "")))
+    except (ValueError, PathError) as exc:
+        return _error(400, str(exc))
+    store.rename(old_path, new_path)
+    return HttpResponse(status=204)
