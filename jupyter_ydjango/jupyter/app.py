@@ -1,0 +1,324 @@
+"""The Jupyter server extension: jupyter-collaboration's server API, answered by Django.
+
+Users configure it as ``c.YDjango.<option>`` (``jupyter_server_config.py``) or
+``--YDjango.<option>=...`` on the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Float, Int, Unicode, default, validate
+
+from ..identity import Identity
+from .backend import Backend, BackendError
+from .handlers import RoomHandler, RoomStatusHandler, SessionHandler
+
+#: Schema of jupyter_server's contents events (a rename keeps the file's ``fileId``).
+CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+#: Server extensions that claim the same URLs as this one.
+CONFLICTING_EXTENSIONS = ("jupyter_server_ydoc", "jupyter_collaboration")
+#: Who the Django side hears from when the Jupyter server itself reports a rename.
+SERVER_IDENTITY = Identity("jupyter-server", "write", "Jupyter server", "Jupyter server")
+
+
+class YDjango(ExtensionApp):
+    """Real-time collaboration for JupyterLab, backed by Django Channels.
+
+    Serves ``{base_url}api/collaboration/session/*`` and ``{base_url}api/collaboration/room/*``
+    (the API of jupyter-collaboration that the stock RTC frontend speaks) and
+    ``{base_url}api/ydjango/rooms/*``, and hands every request to the Django side: by default
+    the embedded Django project, run in this process on the server's event loop (SQLite in
+    the Jupyter data directory); with :attr:`remote_url`, a separate Django Channels service.
+
+    **jupyter-collaboration installed as well**: its server extension
+    (``jupyter_server_ydoc``) claims the same URLs. Two backends for one document would split
+    its edits between two copies, so this extension must be the only one answering: it logs
+    an error that names the conflict and the fix, and puts its own routes ahead of the other
+    extension's, so that the collaboration API is consistently ours. (The other extension's
+    extra endpoints, such as forks and the timeline, stay its own and do not see our rooms.)
+    """
+
+    name = "jupyter_ydjango"
+    app_name = "jupyter-ydjango"
+    description = "Real-time collaboration for JupyterLab on Django Channels"
+    load_other_extensions = True
+
+    # Defaults of the options mirrored in YDJANGO_* variables come from those variables.
+    save_delay = Float(
+        config=True,
+        help="Seconds without changes before a document is saved to its file "
+             "(embedded Django side). Default: YDJANGO_SAVE_DELAY, else 1.",
+    )
+    room_unload_delay = Float(
+        config=True,
+        help="Seconds a document stays in memory after its last client left "
+             "(embedded Django side). Default: YDJANGO_ROOM_UNLOAD_DELAY, else 60.",
+    )
+    max_message_size = Int(
+        config=True,
+        help="Largest websocket frame, in bytes, from a client (a larger one closes its "
+             "connection) or from a remote Django side. Default: YDJANGO_MAX_MESSAGE_SIZE, "
+             "else 64 MiB.",
+    )
+    remote_url = Unicode(
+        "",
+        config=True,
+        help="URL of a remote Django Channels service (http(s)://host:port[/prefix]), e.g. "
+             "`python -m jupyter_ydjango serve`. Empty (the default): run the Django side "
+             "in this process.",
+    )
+    shared_secret = Unicode(
+        config=True,
+        help="Secret shared with the remote service (its YDJANGO_IDENTITY_SECRET), used to "
+             "sign the identity of each user. Required with remote_url. Default: the "
+             "YDJANGO_IDENTITY_SECRET environment variable.",
+    )
+    django_settings_module = Unicode(
+        config=True,
+        help="Django settings of the embedded Django side. Default: DJANGO_SETTINGS_MODULE "
+             "if set, else jupyter_ydjango.settings.",
+    )
+    asgi_application = Unicode(
+        "jupyter_ydjango.asgi:application",
+        config=True,
+        help="The embedded ASGI application, as 'module:attribute' (imported after Django "
+             "is set up).",
+    )
+    request_timeout = Float(
+        60.0,
+        config=True,
+        help="Seconds to wait for the Django side to answer an HTTP request or accept a "
+             "websocket.",
+    )
+    startup_timeout = Float(
+        120.0,
+        config=True,
+        help="Seconds a request waits for the embedded Django side to finish starting "
+             "(database migrations) before it is answered with 503.",
+    )
+
+    @default("save_delay")
+    def _default_save_delay(self) -> float:
+        return float(os.environ.get("YDJANGO_SAVE_DELAY", 1.0))
+
+    @default("room_unload_delay")
+    def _default_room_unload_delay(self) -> float:
+        return float(os.environ.get("YDJANGO_ROOM_UNLOAD_DELAY", 60.0))
+
+    @default("max_message_size")
+    def _default_max_message_size(self) -> int:
+        return int(os.environ.get("YDJANGO_MAX_MESSAGE_SIZE", 64 * 1024 * 1024))
+
+    @default("shared_secret")
+    def _default_shared_secret(self) -> str:
+        return os.environ.get("YDJANGO_IDENTITY_SECRET", "")
+
+    @default("django_settings_module")
+    def _default_settings_module(self) -> str:
+        return os.environ.get("DJANGO_SETTINGS_MODULE") or "jupyter_ydjango.settings"
+
+    @validate("max_message_size")
+    def _validate_max_message_size(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 1024:
+            raise ValueError("max_message_size must be at least 1024 bytes")
+        return int(proposal["value"])
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.backend: Backend | None = None
+        #: Open client websockets (closed at shutdown).
+        self.sockets: set[RoomHandler] = set()
+        self._ready = asyncio.Event()
+        self._startup_error: str | None = None
+
+    # --- start-up ---------------------------------------------------------------------------
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the Django side runs in this process."""
+        return not self.remote_url
+
+    def initialize_settings(self) -> None:
+        """Check the configuration and make the backend (Django is set up here if embedded)."""
+        self._check_conflicts()
+        if self.embedded:
+            self.backend = self._embedded_backend()
+        else:
+            self.backend = self._remote_backend()
+        self.serverapp.event_logger.add_listener(
+            schema_id=CONTENTS_EVENTS, listener=self._on_contents_event
+        )
+
+    def initialize_handlers(self) -> None:
+        """Register the collaboration API."""
+        kwargs = {"extension": self}
+        self.handlers.extend([
+            (r"/api/collaboration/session/(.*)", SessionHandler, kwargs),
+            (r"/api/collaboration/room/(.*)", RoomHandler, kwargs),
+            (r"/api/ydjango/rooms/(.*)", RoomStatusHandler, kwargs),
+        ])
+
+    def initialize(self) -> None:
+        """Initialise as any extension; then, if another one claims our URLs, go first."""
+        super().initialize()
+        if self._conflicts:
+            self._route_first()
+
+    def _embedded_backend(self) -> Backend:
+        from . import embedded
+        from .bridge import AsgiBackend
+
+        root = getattr(self.serverapp.contents_manager, "root_dir", None) or self.serverapp.root_dir
+        root = os.path.abspath(os.path.expanduser(root))
+        given = os.environ.get("YDJANGO_NOTEBOOK_DIR")
+        if given and os.path.abspath(given) != root:
+            self.log.warning("YDJANGO_NOTEBOOK_DIR=%s is ignored: documents are served from "
+                             "the Jupyter server's root directory %s", given, root)
+        values = {
+            "YDJANGO_NOTEBOOK_DIR": root,
+            "YDJANGO_SAVE_DELAY": repr(float(self.save_delay)),
+            "YDJANGO_ROOM_UNLOAD_DELAY": repr(float(self.room_unload_delay)),
+            "YDJANGO_MAX_MESSAGE_SIZE": str(self.max_message_size),
+        }
+        if not os.environ.get("YDJANGO_DATA_DIR"):
+            values["YDJANGO_DATA_DIR"] = os.path.join(jupyter_data_dir(), "ydjango")
+        if self.shared_secret:
+            values["YDJANGO_IDENTITY_SECRET"] = self.shared_secret
+        embedded.set_environment(values, self.log)
+        embedded.setup_django(self.django_settings_module)
+        application = embedded.import_object(self.asgi_application)
+        self.log.info("jupyter_ydjango: embedded Django side (%s), notebooks in %s",
+                      self.django_settings_module, root)
+        return AsgiBackend(application, log=self.log, request_timeout=self.request_timeout,
+                           connect_timeout=self.request_timeout)
+
+    def _remote_backend(self) -> Backend:
+        from .proxy import ProxyBackend
+
+        if not self.shared_secret:
+            message = (
+                "jupyter_ydjango: YDjango.remote_url is set but no shared secret is: set "
+                "c.YDjango.shared_secret (or the YDJANGO_IDENTITY_SECRET environment "
+                "variable) to the remote service's YDJANGO_IDENTITY_SECRET"
+            )
+            self.log.critical(message)
+            # Without it no user could open a document; a half-working server is worse.
+            raise SystemExit(message)
+        try:
+            backend = ProxyBackend(self.remote_url, self.shared_secret,
+                                   max_message_size=self.max_message_size, log=self.log,
+                                   request_timeout=self.request_timeout)
+        except ValueError as exc:
+            self.log.critical("jupyter_ydjango: %s", exc)
+            raise SystemExit(str(exc)) from None
+        self.log.info("jupyter_ydjango: remote Django side at %s", self.remote_url)
+        return backend
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Apply the embedded database's migrations (in a thread), then accept requests."""
+        if self.embedded:
+            from . import embedded
+
+            try:
+                await asyncio.to_thread(embedded.migrate)
+            except Exception as exc:
+                self._startup_error = f"database migrations failed: {exc!r}"
+                self.log.exception("jupyter_ydjango: %s", self._startup_error)
+        self._ready.set()
+
+    async def get_backend(self) -> Backend:
+        """The backend, once it is ready.
+
+        :raises BackendError: (503) it is still starting after :attr:`startup_timeout`, or
+            failed to start.
+        """
+        if not self._ready.is_set():
+            try:
+                await asyncio.wait_for(self._ready.wait(), self.startup_timeout)
+            except asyncio.TimeoutError:
+                raise BackendError(503, "the collaboration backend is still starting") from None
+        if self._startup_error is not None or self.backend is None:
+            raise BackendError(503, self._startup_error or "no collaboration backend")
+        return self.backend
+
+    # --- conflicts with jupyter-collaboration -------------------------------------------------
+
+    @property
+    def _conflicts(self) -> list[str]:
+        enabled = self.serverapp.jpserver_extensions
+        return [
+            name for name in CONFLICTING_EXTENSIONS
+            if enabled.get(name) and importlib.util.find_spec(name) is not None
+        ]
+
+    def _check_conflicts(self) -> None:
+        conflicts = self._conflicts
+        if conflicts:
+            self.log.error(
+                "jupyter_ydjango: the server extension%s %s (jupyter-collaboration) also "
+                "serve%s /api/collaboration/*; jupyter_ydjango answers these URLs and the "
+                "other backend gets no document traffic. To fix this, uninstall it "
+                "(`pip uninstall jupyter-collaboration jupyter-server-ydoc`) or disable it "
+                "(`jupyter server extension disable %s`).",
+                "s" if len(conflicts) > 1 else "",
+                " and ".join(conflicts),
+                "" if len(conflicts) > 1 else "s",
+                " ".join(conflicts),
+            )
+
+    def _route_first(self) -> None:
+        """Move this extension's routes ahead of every other extension's."""
+        ours = {SessionHandler, RoomHandler, RoomStatusHandler}
+        rules = self.serverapp.web_app.default_router.rules
+        for index, rule in enumerate(rules):
+            targets = {getattr(r, "target", None) for r in getattr(rule.target, "rules", ())}
+            if targets & ours:
+                rules.insert(0, rules.pop(index))
+                return
+
+    # --- contents events ----------------------------------------------------------------------
+
+    async def _on_contents_event(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        if data.get("action") != "rename":
+            return
+        old_path, new_path = data.get("source_path"), data.get("path")
+        if not old_path or not new_path:
+            return
+        try:
+            backend = await self.get_backend()
+            await backend.rename(old_path, new_path, identity=SERVER_IDENTITY)
+        except BackendError as exc:
+            self.log.error("jupyter_ydjango: %s renamed to %s, but the backend did not record "
+                           "it (the document gets a new fileId): %s", old_path, new_path, exc)
+        except Exception:
+            self.log.exception("jupyter_ydjango: error while recording the rename of %s",
+                               old_path)
+
+    # --- shutdown -----------------------------------------------------------------------------
+
+    async def stop_extension(self) -> None:
+        """Close every client websocket, then let the Django side save and unload its rooms."""
+        for handler in list(self.sockets):
+            handler.shutdown()
+        self.sockets.clear()
+        if self.backend is not None:
+            await self.backend.stop()
+        if self.embedded and self.backend is not None:
+            from ..rooms import get_registry
+
+            try:
+                await asyncio.wait_for(get_registry().close(), 60)
+            except asyncio.TimeoutError:
+                self.log.error("jupyter_ydjango: rooms did not unload within 60 s")
+            except Exception:
+                self.log.exception("jupyter_ydjango: error while unloading rooms")
+
+
+#: The extension application (``YDjango`` is also its configuration section).
+YDjangoApp = YDjango

@@ -1,0 +1,209 @@
+"""Jupyter handlers of jupyter-collaboration's server API, forwarded to the Django side.
+
+They are thin: Jupyter authenticates the user and checks the ``contents`` permission, the
+handler turns the user into an :class:`~jupyter_ydjango.identity.Identity` (``"write"`` if
+Jupyter's authorizer lets them write contents, else ``"read"``), then hands the request to the
+extension's :class:`~jupyter_ydjango.jupyter.backend.Backend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..identity import Identity
+from .backend import (
+    CLOSE_ABNORMAL,
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
+    BackendError,
+    RoomConnection,
+    client_close,
+)
+
+if TYPE_CHECKING:
+    from .app import YDjango
+
+#: The Jupyter authorization resource of collaborative documents (as jupyter-collaboration).
+AUTH_RESOURCE = "contents"
+#: Extra bytes Tornado accepts beyond ``max_message_size``, so that the Django side (which
+#: closes with 4413, a code clients do not retry) is the one refusing oversized frames.
+FRAME_SLACK = 1024 * 1024
+
+
+async def request_identity(handler: JupyterHandler) -> Identity | None:
+    """The identity of the handler's user, or ``None`` if they may not even read contents."""
+    user = handler.current_user
+    if not user:
+        return None
+    authorizer = handler.authorizer
+    if await ensure_async(authorizer.is_authorized(handler, user, "write", AUTH_RESOURCE)):
+        permission = "write"
+    elif await ensure_async(authorizer.is_authorized(handler, user, "read", AUTH_RESOURCE)):
+        permission = "read"
+    else:
+        return None
+    return Identity(
+        username=user.username,
+        permission=permission,
+        name=user.name or "",
+        display_name=user.display_name or "",
+    )
+
+
+def backend_path(handler: JupyterHandler) -> str:
+    """The request's path (still percent-encoded) without the server's ``base_url``."""
+    path = handler.request.path
+    base = handler.base_url
+    if base != "/" and path.startswith(base):
+        return path[len(base) - 1 :]
+    return path
+
+
+class _ForwardingHandler(APIHandler):
+    """Answers with what the Django side answers."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def initialize(self, extension: YDjango) -> None:
+        self.extension = extension
+
+    async def forward(self) -> None:
+        identity = await request_identity(self)
+        if identity is None:
+            raise web.HTTPError(403, "not authorized to read contents")
+        try:
+            backend = await self.extension.get_backend()
+            response = await backend.request(
+                self.request.method or "GET",
+                backend_path(self),
+                identity=identity,
+                query=self.request.query,
+                body=self.request.body or b"",
+                content_type=self.request.headers.get("Content-Type"),
+            )
+        except BackendError as exc:
+            raise web.HTTPError(exc.status, "%s", str(exc)) from None
+        self.set_status(response.status)
+        if response.content_type:
+            self.set_header("Content-Type", response.content_type)
+        else:
+            self.clear_header("Content-Type")
+        self.finish(response.body)
+
+
+class SessionHandler(_ForwardingHandler):
+    """``PUT {base_url}api/collaboration/session/{path}``: a document's ``fileId`` and
+    ``sessionId``."""
+
+    # Readers need a session too: their permission travels with their identity.
+    @web.authenticated
+    @authorized("read")
+    async def put(self, path: str) -> None:
+        await self.forward()
+
+
+class RoomStatusHandler(_ForwardingHandler):
+    """``GET {base_url}api/ydjango/rooms/{fileId}``: the state of a document's room."""
+
+    @web.authenticated
+    @authorized("read")
+    async def get(self, file_id: str) -> None:
+        await self.forward()
+
+
+class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """``{base_url}api/collaboration/room/{room_id}``: a y-websocket connection, relayed to
+    the Django side frame by frame in both directions."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def initialize(self, extension: YDjango) -> None:
+        self.extension = extension
+        self.upstream: RoomConnection | None = None
+        self._identity: Identity | None = None
+        self._session_id = ""
+        self._pump: asyncio.Task[None] | None = None
+        self._gone = False
+
+    def set_default_headers(self) -> None:
+        """No API headers on a websocket handshake (as Jupyter's kernel websockets)."""
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return self.settings.get("websocket_compression_options", None)
+
+    @property
+    def max_message_size(self) -> int:  # type: ignore[override]
+        return self.extension.max_message_size + FRAME_SLACK
+
+    @ws_authenticated
+    @authorized("read")
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse the upgrade (403) to users who may not read contents, then upgrade."""
+        self._identity = await request_identity(self)
+        if self._identity is None:
+            raise web.HTTPError(403, "not authorized to read contents")
+        await super().get(*args, **kwargs)
+
+    async def open(self, room_id: str) -> None:  # type: ignore[override]
+        super().open()  # keep-alive pings
+        self._session_id = self.get_query_argument("sessionId", "")
+        self.extension.sockets.add(self)
+        assert self._identity is not None
+        try:
+            backend = await self.extension.get_backend()
+            self.upstream = await backend.connect(
+                backend_path(self), identity=self._identity, query=self.request.query
+            )
+        except BackendError as exc:
+            self.log.error("room %s: %s", room_id, exc)
+            self.close(CLOSE_INTERNAL_ERROR, "backend unavailable")
+            return
+        if self._gone:  # the server began shutting down meanwhile
+            self.upstream.close(CLOSE_GOING_AWAY)
+            return
+        self._pump = asyncio.get_running_loop().create_task(self._pump_to_client(self.upstream))
+
+    async def _pump_to_client(self, upstream: RoomConnection) -> None:
+        try:
+            while (data := await upstream.receive()) is not None:
+                await self.write_message(data, binary=isinstance(data, bytes))
+        except WebSocketClosedError:
+            upstream.close(CLOSE_ABNORMAL)
+            return
+        except Exception:
+            self.log.exception("room %s: error while relaying to the client", self.request.path)
+            upstream.close(CLOSE_ABNORMAL)
+            self.close(CLOSE_INTERNAL_ERROR)
+            return
+        code, reason = client_close(upstream.close_code, upstream.close_reason,
+                                    self._session_id)
+        if code != upstream.close_code:
+            self.log.debug("room %s: backend closed with %s, client gets %s",
+                           self.request.path, upstream.close_code, code)
+        self.close(code, reason)
+
+    async def on_message(self, message: str | bytes) -> None:
+        # Awaited by Tornado before it reads the next frame: the backpressure towards clients.
+        if self.upstream is not None:
+            await self.upstream.send(message)
+
+    def on_close(self) -> None:
+        self._gone = True
+        self.extension.sockets.discard(self)
+        if self.upstream is not None:
+            self.upstream.close(self.close_code or CLOSE_ABNORMAL)
+
+    def shutdown(self) -> None:
+        """Close the connection because the server stops (code 1001: clients reconnect)."""
+        self._gone = True
+        self.close(CLOSE_GOING_AWAY, "server shutting down")
+        if self.upstream is not None:
+            self.upstream.close(CLOSE_GOING_AWAY)
