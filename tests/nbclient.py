@@ -7,12 +7,14 @@ updates both ways, RAW save requests) so that what it reads is what JupyterLab w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
 import pycrdt
 from jupyter_ydoc import YNotebook, YUnicode
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from jupyter_ydjango.yutils import (
     YMessageType,
@@ -49,7 +51,8 @@ class DocClient:
         """Connect to ``url`` and (with ``sync``) wait until the document arrived."""
         ws = await connect(url, additional_headers=headers, max_size=None, open_timeout=timeout)
         client = cls(ws, kind)
-        await client.ws.send(pycrdt.create_sync_message(client.doc))
+        with contextlib.suppress(ConnectionClosed):  # refused at once: see close_code
+            await client.ws.send(pycrdt.create_sync_message(client.doc))
         if sync:
             await client.wait_synced(timeout)
         return client
@@ -58,7 +61,7 @@ class DocClient:
         """Wait for the server's answer to our SYNC step 1."""
         closed = asyncio.ensure_future(self.wait_closed(timeout))
         synced = asyncio.ensure_future(self.synced.wait())
-        done, _ = await asyncio.wait({closed, synced}, timeout=timeout,
+        _done, _ = await asyncio.wait({closed, synced}, timeout=timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
         closed.cancel()
         synced.cancel()
@@ -70,8 +73,9 @@ class DocClient:
             self._outbox.put_nowait(pycrdt.create_update_message(event.update))
 
     async def _write(self) -> None:
-        while True:
-            await self.ws.send(await self._outbox.get())
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await self.ws.send(await self._outbox.get())
 
     async def _read(self) -> None:
         try:
@@ -133,10 +137,8 @@ class DocClient:
             if remaining <= 0:
                 raise AssertionError(f"no matching RAW message; got {self.raw}")
             self._raw_event.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._raw_event.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
 
     async def wait_for(self, predicate: Any, timeout: float = 10) -> Any:
         """Wait until ``predicate(self.model)`` is true; returns its value."""
@@ -152,10 +154,8 @@ class DocClient:
 
     async def wait_closed(self, timeout: float = 10) -> int | None:
         """Wait until the server closed the connection; its close code."""
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        except asyncio.TimeoutError:
-            pass
         return self.close_code
 
     async def close(self) -> None:

@@ -19,7 +19,6 @@ import base64
 import copy
 import hashlib
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,15 @@ from jupyter_ydoc import YNotebook
 from nbformat import NotebookNode
 from nbformat.v4 import (
     new_code_cell,
-    new_markdown_cell,
     new_notebook,
-    new_output,
-    new_raw_cell,
+)
+from notebooks import (
+    FIXTURES,
+    INVALID_FIXTURE,
+    KERNELSPEC,
+    generated_notebook,
+    plain,
+    without_empty_attachments,
 )
 from yclient import JS_DIR
 
@@ -48,9 +52,6 @@ from jupyter_ydjango.notebook import (
     validate_notebook,
     write_notebook,
 )
-
-FIXTURES = Path(os.environ.get("NOTEBOOK_FIXTURES_DIR", "/work/shared/fixtures/notebooks"))
-INVALID_FIXTURE = "nbformat-invalid.ipynb"
 
 
 def _fixture_params(*, invalid: bool) -> list[Any]:
@@ -69,24 +70,6 @@ def jupyter_write(nb: NotebookNode) -> str:
     """What Jupyter's file manager writes (``nbformat.write(nb, f, version=NO_CONVERT)``)."""
     text = nbformat.writes(nb, version=nbformat.NO_CONVERT)
     return text if text.endswith("\n") else text + "\n"
-
-
-def without_empty_attachments(nb: NotebookNode) -> NotebookNode:
-    """``nb`` as the doc holds it: markdown/raw cells' empty ``attachments`` are omitted.
-
-    (The schema omits them, as jupyter_ydoc does; so a file with ``"attachments": {}`` loses
-    that line when it is saved from a room, as it does with jupyter-collaboration.)
-    """
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        if cell.cell_type in ("markdown", "raw") and cell.get("attachments") == {}:
-            del cell["attachments"]
-    return nb
-
-
-def plain(value: Any) -> Any:
-    """Plain JSON data (dicts, lists), for comparisons independent of container classes."""
-    return json.loads(json.dumps(value))
 
 
 def pycrdt_doc(ydoc: Y.YDoc) -> pycrdt.Doc:
@@ -198,131 +181,6 @@ def test_fixture_notebook(path: Path) -> None:
 # --- generated notebooks ----------------------------------------------------------------------
 
 #: a 1x1 transparent PNG, base64
-PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
-    "rkJggg=="
-)
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-UNICODE = [
-    "emoji 😀🎉👩‍💻 and flags 🇫🇷",
-    "CJK 漢字かなカナ한국어",
-    "combining e\u0301 a\u0308 n\u0303 (not NFC)",
-    "zero width\u200bjoiner\u200d and RTL שלום عربي",
-]
-
-
-def generated_notebook(n_cells: int) -> NotebookNode:
-    """A deterministic nbformat 4.5 notebook of ``n_cells`` cells with every kind of content.
-
-    Mostly code cells (stream, execute_result with text/html, error outputs) and markdown cells
-    (some with attachments); every 10th cell is a code cell with a PNG ``display_data``; a few
-    raw cells, empty cells and cells never run.
-    """
-    cells = []
-    for i in range(n_cells):
-        text = UNICODE[i % len(UNICODE)]
-        with_png = i % 10 == 9
-        if i % 3 == 0 and not with_png:
-            cell = new_markdown_cell(
-                id=f"md-{i}",
-                source=f"## Section {i}\n\n{text}\n\n* item one\n* item two\n" if i % 12 else "",
-            )
-            if i % 9 == 0:
-                cell.source += f"\n![plot](attachment:plot-{i}.png)"
-                cell.attachments = {f"plot-{i}.png": {"image/png": PNG}}
-            if i % 6 == 0:
-                cell.metadata = {"tags": ["doc", text[:5]], "editable": False}
-        elif i % 17 == 5 and not with_png:
-            cell = new_raw_cell(
-                id=f"raw-{i}", source=f"raw {text}", metadata={"format": "text/x-rst"}
-            )
-        else:
-            run = i % 11 != 0 or with_png
-            outputs = [
-                new_output(
-                    "stream", name="stdout", text="".join(f"line {k} {text}\n" for k in range(5))
-                ),
-                new_output(
-                    "execute_result",
-                    execution_count=i,
-                    data={
-                        "text/plain": f"<Result {i}>\n{text}",
-                        "text/html": f"<p>{i}</p>\n<b>{text}</b>",
-                    },
-                    metadata={"isolated": i % 2 == 0},
-                ),
-            ]
-            if i % 4 == 1:
-                outputs.append(new_output("stream", name="stderr", text=f"warning {i}\n"))
-            if with_png:
-                outputs.append(
-                    new_output(
-                        "display_data",
-                        data={"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"},
-                        metadata={"image/png": {"width": 640, "height": 480}, "scale": 0.75},
-                    )
-                )
-            if i % 7 == 2:
-                outputs.append(
-                    new_output(
-                        "error",
-                        ename="ValueError",
-                        evalue=f"bad value {i} {text}",
-                        traceback=[
-                            "\x1b[0;31m---------------------------------------------------\x1b[0m",
-                            f"\x1b[0;31mValueError\x1b[0m: bad value {i}",
-                        ],
-                    )
-                )
-            cell = new_code_cell(
-                id=f"code-{i}",
-                source=f"x = {i}\nprint('{text}')\n# {text}" if i % 13 else "",
-                execution_count=i if run else None,
-                outputs=outputs if run else [],
-                metadata={
-                    "tags": ["generated"],
-                    "scrolled": i % 2 == 0,
-                    "jupyter": {"source_hidden": False},
-                },
-            )
-        cells.append(cell)
-    nb = new_notebook(
-        cells=cells,
-        metadata={
-            "kernelspec": KERNELSPEC,
-            "language_info": {
-                "codemirror_mode": {"name": "ipython", "version": 3},
-                "file_extension": ".py",
-                "name": "python",
-                "version": "3.12.1",
-            },
-            "title": UNICODE[0],
-            "widgets": {
-                "application/vnd.jupyter.widget-state+json": {
-                    "state": {
-                        "a1b2c3": {
-                            "model_module": "@jupyter-widgets/controls",
-                            "model_module_version": "2.0.0",
-                            "model_name": "IntSliderModel",
-                            "state": {
-                                "value": 7,
-                                "max": 100,
-                                "min": 0,
-                                "step": 1,
-                                "description": "n 😀",
-                            },
-                        }
-                    },
-                    "version_major": 2,
-                    "version_minor": 0,
-                }
-            },
-        },
-    )
-    validate_notebook(nb)
-    return nb
-
-
 @pytest.mark.parametrize("n_cells", [100, 1_000, 5_000])
 def test_generated_notebook(n_cells: int) -> None:
     nb = generated_notebook(n_cells)

@@ -1,0 +1,447 @@
+"""Documents in rooms, against real ``python -m jupyter_ydjango serve`` processes.
+
+The client is pycrdt + jupyter_ydoc (an independent Yjs implementation and JupyterLab's own
+Python schema), speaking to the server the way JupyterLab does: session request, then the
+room's websocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from docserver import DocServer
+from nbclient import DocClient
+from notebooks import FIXTURES, INVALID_FIXTURE, generated_notebook, plain
+from notebooks import without_empty_attachments as as_in_doc
+
+from jupyter_ydjango.notebook import read_notebook
+
+TEXT = {"format": "text", "type": "file"}
+
+
+def write_nb(path: Path, n_cells: int = 3) -> nbformat.NotebookNode:
+    """Write a small notebook the way Jupyter writes it; returns it as read back."""
+    nb = generated_notebook(n_cells)
+    path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+    return read_notebook(path.read_bytes())
+
+
+async def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+def append_source(client: DocClient, index: int, text: str) -> None:
+    """Type ``text`` at the end of a cell, as an editor does (an insert into its YText)."""
+    source = client.model.ycells[index]["source"]
+    source.insert(len(source), text)
+
+
+def file_nb(path: Path) -> nbformat.NotebookNode:
+    return read_notebook(path.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocServer]:
+    tmp = tmp_path_factory.mktemp("docs")
+    root = tmp / "root"
+    root.mkdir()
+    server = DocServer(tmp, root)
+    yield server
+    server.stop()
+
+
+# --- the session API ----------------------------------------------------------------------
+
+
+def test_session_ids_are_stable_per_file(docs: DocServer) -> None:
+    write_nb(docs.root / "stable.ipynb")
+    status, first = docs.request("PUT", "api/collaboration/session/stable.ipynb",
+                                 {"format": "json", "type": "notebook"})
+    assert status == 201
+    assert set(first) == {"format", "type", "fileId", "sessionId"}
+    status, again = docs.request("PUT", "api/collaboration/session/stable.ipynb",
+                                 {"format": "json", "type": "notebook"})
+    assert status == 200 and again == first
+
+
+@pytest.mark.parametrize(("path", "body", "status"), [
+    ("missing.ipynb", {"format": "json", "type": "notebook"}, 404),
+    ("stable.ipynb", b"{not json", 400),
+    ("stable.ipynb", {"format": "xml", "type": "notebook"}, 400),
+    ("stable.ipynb", [1, 2], 400),
+    ("../outside.ipynb", {"format": "json", "type": "notebook"}, 403),
+    ("%2e%2e/outside.ipynb", {"format": "json", "type": "notebook"}, 403),
+    ("sub/%2E%2E/%2E%2E/outside.ipynb", {"format": "json", "type": "notebook"}, 403),
+    ("/etc/hostname", {"format": "json", "type": "notebook"}, 403),
+    ("link-out.ipynb", {"format": "json", "type": "notebook"}, 403),
+])
+def test_session_errors(docs: DocServer, path: str, body: object, status: int) -> None:
+    write_nb(docs.root / "stable.ipynb")
+    outside = docs.tmp / "outside.ipynb"
+    write_nb(outside)
+    link = docs.root / "link-out.ipynb"
+    if not link.is_symlink():
+        link.symlink_to(outside)
+    got, reply = docs.request("PUT", f"api/collaboration/session/{path}", body)
+    assert got == status, reply
+    assert "error" in reply
+
+
+def test_session_without_identity_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    write_nb(root / "a.ipynb")
+    server = DocServer(tmp_path, root, YDJANGO_ALLOW_ANONYMOUS="0")
+    try:
+        status, reply = server.request("PUT", "api/collaboration/session/a.ipynb",
+                                       {"format": "json", "type": "notebook"})
+        assert status == 401, reply
+    finally:
+        server.stop()
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _fixtures() -> list[object]:
+    if not FIXTURES.is_dir():
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"{FIXTURES} is absent"))]
+    return [pytest.param(p, id=p.name) for p in sorted(FIXTURES.glob("*.ipynb"))]
+
+
+@pytest.mark.parametrize("fixture", _fixtures())
+@pytest.mark.filterwarnings("ignore::nbformat.validator.MissingIDFieldWarning")
+async def test_fixture_notebooks_read_as_nbformat_reads_them(docs: DocServer,
+                                                             fixture: Path) -> None:
+    name = "fixture-" + fixture.name
+    shutil.copy(fixture, docs.root / name)
+    if fixture.name == INVALID_FIXTURE:
+        session = docs.session(name)
+        client = await DocClient.open(docs.room_url(session), sync=False)
+        assert await client.wait_closed() == 4500
+        assert "source" in docs.log().split(name)[-1].splitlines()[0]
+        return
+    expected = as_in_doc(read_notebook(fixture.read_bytes()))
+    client = await docs.open(name)
+    got = client.model.get()
+    assert plain(got["cells"]) == plain(expected["cells"])
+    assert plain(got["metadata"]) == plain(expected["metadata"])
+    assert (got["nbformat"], got["nbformat_minor"]) == (expected.nbformat,
+                                                        expected.nbformat_minor)
+    await client.close()
+
+
+async def test_unknown_room_and_stale_session(docs: DocServer) -> None:
+    write_nb(docs.root / "session.ipynb")
+    session = docs.session("session.ipynb")
+    stale = await DocClient.open(docs.room_url(session, session_id="0" * 32), sync=False)
+    assert await stale.wait_closed() == 4409
+    bogus = dict(session, fileId="00000000-0000-0000-0000-000000000000")
+    unknown = await DocClient.open(docs.room_url(bogus), sync=False)
+    assert await unknown.wait_closed() == 4404
+    wrong_type = dict(session, format="text", type="file")
+    mismatched = await DocClient.open(docs.room_url(wrong_type), sync=False)
+    assert await mismatched.wait_closed() == 4404
+    fine = await docs.open("session.ipynb")
+    assert len(fine.model.ycells) == 3
+    await fine.close()
+
+
+async def test_symlink_swapped_out_of_the_root_is_refused(docs: DocServer) -> None:
+    target = docs.root / "swapped.ipynb"
+    write_nb(target)
+    session = docs.session("swapped.ipynb")
+    target.unlink()
+    target.symlink_to(Path("/etc/hostname"))
+    client = await DocClient.open(docs.room_url(session), sync=False)
+    assert await client.wait_closed() == 4403
+
+
+# --- saving -------------------------------------------------------------------------------
+
+
+async def test_edits_are_saved_after_the_delay_keeping_outputs(docs: DocServer) -> None:
+    path = docs.root / "save.ipynb"
+    original = write_nb(path, 12)
+    mode = 0o640
+    os.chmod(path, mode)
+    client = await docs.open("save.ipynb")
+    append_source(client, 0, "\nadded line")
+    await wait_until(lambda: "added line" in path.read_text(), what="the save")
+    saved = file_nb(path)
+    assert saved.cells[0].source.endswith("\nadded line")
+    assert [c.get("outputs") for c in saved.cells] == [c.get("outputs") for c in original.cells]
+    assert [c.get("execution_count") for c in saved.cells] == [
+        c.get("execution_count") for c in original.cells]
+    assert "execution_state" not in path.read_text()
+    assert path.read_text().endswith("}\n") and '\n "cells": [' in path.read_text()
+    assert os.stat(path).st_mode & 0o777 == mode
+    assert not [p for p in docs.root.iterdir() if p.name.startswith(".save.ipynb.")]
+    await client.close()
+
+
+async def test_unchanged_notebook_keeps_its_bytes(docs: DocServer) -> None:
+    path = docs.root / "bytes.ipynb"
+    nb = generated_notebook(30)
+    text = nbformat.writes(as_in_doc(nb)) + "\n"
+    path.write_text(text, encoding="utf-8")
+    client = await docs.open("bytes.ipynb")
+    assert await client.save() == "skipped"
+    assert path.read_text(encoding="utf-8") == text
+    await client.close()
+
+
+async def test_save_request_is_answered(docs: DocServer) -> None:
+    path = docs.root / "explicit.ipynb"
+    write_nb(path)
+    client = await docs.open("explicit.ipynb")
+    append_source(client, 1, " # explicit")
+    assert await client.save() == "success"
+    assert "# explicit" in path.read_text()
+    assert await client.save() == "skipped"
+    await client.close()
+
+
+async def test_invalid_document_is_not_written(docs: DocServer) -> None:
+    path = docs.root / "invalid-edit.ipynb"
+    write_nb(path)
+    before = path.read_bytes()
+    client = await docs.open("invalid-edit.ipynb")
+    client.model.ycells[0]["cell_type"] = "bogus"
+    failure = await client.wait_raw(lambda m: m.get("status") == "failed")
+    assert "invalid" in failure["error"]
+    assert await client.save() == "failed"
+    assert path.read_bytes() == before
+    status, room = docs.request("GET", f"api/ydjango/rooms/{docs.session(path.name)['fileId']}")
+    assert status == 200 and "invalid" in room["saveError"]
+    client.model.ycells[0]["cell_type"] = "markdown"
+    assert await client.save() in ("success", "skipped")
+    assert file_nb(path).cells[0].cell_type == "markdown"
+    await client.close()
+
+
+async def test_text_files(docs: DocServer) -> None:
+    path = docs.root / "script.py"
+    path.write_text("print('héllo')\n", encoding="utf-8")
+    client = await docs.open("script.py", TEXT)
+    assert client.model.get() == "print('héllo')\n"
+    client.model._ysource += "x = '😀'\n"
+    await wait_until(lambda: "😀" in path.read_text(encoding="utf-8"), what="the save")
+    assert path.read_text(encoding="utf-8") == "print('héllo')\nx = '😀'\n"
+    await client.close()
+
+
+# --- changes on disk ----------------------------------------------------------------------
+
+
+async def test_change_on_disk_is_loaded_into_the_room(docs: DocServer) -> None:
+    path = docs.root / "external.ipynb"
+    nb = write_nb(path, 4)
+    client = await docs.open("external.ipynb")
+    other = await docs.open("external.ipynb")
+    nb.cells.append(nbformat.v4.new_markdown_cell("from disk", id="disk-cell"))
+    nb.cells[0].source = "changed on disk"
+    path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+    for c in (client, other):
+        await c.wait_for(lambda m: len(m.ycells) == 5)
+        got = c.model.get()
+        assert got["cells"][0]["source"] == "changed on disk"
+        assert got["cells"][4]["source"] == "from disk"
+    assert not list(docs.root.glob("external.unsaved-*"))
+    await client.close()
+    await other.close()
+
+
+async def test_unsaved_room_version_is_kept_when_the_file_changes(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    path = root / "conflict.ipynb"
+    nb = write_nb(path, 4)
+    server = DocServer(tmp_path, root, YDJANGO_SAVE_DELAY="60", YDJANGO_SAVE_MAX_WAIT="120")
+    try:
+        client = await server.open("conflict.ipynb")
+        append_source(client, 1, "\n# room edit")
+        await client.flush()
+        nb.cells[2].source = "# disk edit"
+        path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+        await client.wait_for(lambda m: m.get()["cells"][2]["source"] == "# disk edit")
+        copies = await wait_until(lambda: list(root.glob("conflict.unsaved-*.ipynb")))
+        kept = file_nb(copies[0])
+        assert kept.cells[1].source.endswith("# room edit")
+        assert file_nb(path).cells[2].source == "# disk edit"
+    finally:
+        server.stop()
+
+
+async def test_unreadable_change_on_disk_is_kept_and_the_room_wins(docs: DocServer) -> None:
+    path = docs.root / "garbage.ipynb"
+    write_nb(path)
+    client = await docs.open("garbage.ipynb")
+    path.write_text("{ this is not json", encoding="utf-8")
+    await client.wait_raw(lambda m: m.get("status") == "failed" and "unreadable" in m["error"])
+    copies = await wait_until(lambda: list(docs.root.glob("garbage.unreadable-*.ipynb")))
+    assert copies[0].read_text() == "{ this is not json"
+    await wait_until(lambda: path.read_text().startswith("{\n"), what="the room's version back")
+    assert len(file_nb(path).cells) == 3
+    await client.close()
+
+
+# --- history in the database --------------------------------------------------------------
+
+
+def db_rows(server: DocServer, file_id: str) -> dict[str, tuple[int, int]]:
+    """``{table: (rows, bytes)}`` of a document's history in the test server's SQLite."""
+    con = sqlite3.connect(server.tmp / "data" / "ydjango.sqlite3")
+    try:
+        fid = file_id.replace("-", "")
+        out = {}
+        for table, column in (("update", "data"), ("snapshot", "state")):
+            out[table] = con.execute(
+                f'SELECT COUNT(*), COALESCE(SUM(LENGTH({column})), 0) '
+                f'FROM jupyter_ydjango_{table} WHERE document_id = ?', (fid,)
+            ).fetchone()
+        return out
+    finally:
+        con.close()
+
+
+async def test_killed_server_loses_no_update(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    path = root / "crash.ipynb"
+    write_nb(path, 5)
+    # a long save delay: the file is not saved before the kill, only the log has the edits
+    server = DocServer(tmp_path, root, YDJANGO_SAVE_DELAY="1", YDJANGO_SAVE_MAX_WAIT="60")
+    try:
+        client = await server.open("crash.ipynb")
+        for i in range(20):
+            append_source(client, 0, f" k{i}")
+            await asyncio.sleep(0.01)
+        await client.flush()
+        await asyncio.sleep(0.2)  # > the server's log write, < its 1 s save delay
+        expected = client.model.get()["cells"][0]["source"]
+        server.kill()
+        assert "k19" not in path.read_text(), "saved before the kill: the test proves nothing"
+        server.start()
+        again = await server.open("crash.ipynb")
+        assert again.model.get()["cells"][0]["source"] == expected
+        assert len(again.model.ycells) == 5
+        # and the file catches up without any new edit
+        await wait_until(lambda: "k19" in path.read_text(), what="the save after restart")
+        await again.close()
+    finally:
+        server.stop()
+
+
+async def test_restart_does_not_duplicate_cells_for_old_clients(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    write_nb(root / "dup.ipynb", 6)
+    server = DocServer(tmp_path, root)
+    try:
+        old = await server.open("dup.ipynb")
+        session = server.session("dup.ipynb")
+        server.stop()
+        server.start()
+        # the old client keeps its state and reconnects with the same session, as JupyterLab
+        # does; the history is the same, so nothing doubles
+        rejoin = await DocClient.open(server.room_url(session))
+        update = old.doc.get_update()
+        rejoin.doc.apply_update(update)
+        await rejoin.flush()
+        fresh = await server.open("dup.ipynb")
+        assert len(fresh.model.ycells) == 6
+        assert len(rejoin.model.ycells) == 6
+        await rejoin.close()
+        await fresh.close()
+    finally:
+        server.stop()
+
+
+async def test_log_is_compacted(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    write_nb(root / "compact.ipynb", 10)
+    server = DocServer(tmp_path, root, YDJANGO_COMPACT_AFTER="50", YDJANGO_COMPACT_IDLE="1")
+    try:
+        client = await server.open("compact.ipynb")
+        file_id = server.session("compact.ipynb")["fileId"]
+        for i in range(300):
+            append_source(client, i % 10, "x")
+            await client.flush() if i % 10 == 0 else None
+            await asyncio.sleep(0.005)
+        await client.flush()
+        expected = client.model.get()
+        rows = await wait_until(lambda: (r := db_rows(server, file_id))["update"][0] == 0 and r,
+                                timeout=15, what="idle compaction")
+        assert rows["snapshot"][0] == 1
+        await client.close()
+        server.stop()
+        server.start()
+        again = await server.open("compact.ipynb")
+        assert again.model.get() == expected
+        await again.close()
+    finally:
+        server.stop()
+
+
+async def test_keystrokes_are_logged_in_batches(docs: DocServer) -> None:
+    write_nb(docs.root / "typing.ipynb", 3)
+    client = await docs.open("typing.ipynb")
+    file_id = docs.session("typing.ipynb")["fileId"]
+    before = db_rows(docs, file_id)
+    assert before["update"] == (0, 0) and before["snapshot"][0] == 1
+    for i in range(100):
+        append_source(client, 2, "abcdefghij"[i % 10])
+        await asyncio.sleep(0.002)
+    await client.flush()
+    expected = client.model.get()
+    rows = await wait_until(lambda: (r := db_rows(docs, file_id))["update"][0] and r)
+    assert 1 <= rows["update"][0] <= 100
+    assert rows["snapshot"][0] == 1, "the file was imported once"
+    await client.close()
+    await asyncio.sleep(1.5)  # the room unloads (1 s), then loads from the log alone
+    again = await docs.open("typing.ipynb")
+    assert again.model.get() == expected
+    await again.close()
+
+
+async def test_simultaneous_first_opens_import_once(tmp_path: Path) -> None:
+    """Two processes on one database open a new notebook at the same moment."""
+    root = tmp_path / "root"
+    root.mkdir()
+    write_nb(root / "race.ipynb", 8)
+    first = DocServer(tmp_path, root, name="first")
+    second = DocServer(tmp_path, root, name="second")
+    try:
+        session = first.session("race.ipynb")
+        clients = await asyncio.gather(*(
+            DocClient.open(server.room_url(session)) for server in (first, second) * 3
+        ))
+        assert all(len(c.model.ycells) == 8 for c in clients)
+        rows = db_rows(first, session["fileId"])
+        assert rows["snapshot"][0] == 1, "imported exactly once"
+        # a client holding items from both processes still sees each cell once
+        merged = clients[0]
+        merged.doc.apply_update(clients[1].doc.get_update())
+        assert len(merged.model.ycells) == 8
+        for c in clients:
+            await c.close()
+    finally:
+        first.stop()
+        second.stop()
