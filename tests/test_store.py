@@ -1,0 +1,148 @@
+"""The pure and file-system parts of the store, path safety, and edits from a changed file."""
+
+from __future__ import annotations
+
+import copy
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import y_py as Y
+from notebooks import generated_notebook
+
+from jupyter_ydjango.formats import FormatError, NotebookFormat
+from jupyter_ydjango.notebook import load_into, notebook_from_doc, replace_content
+from jupyter_ydjango.paths import PathError, normalize_api_path, resolve_in_root
+from jupyter_ydjango.store import (
+    pack_updates,
+    read_file,
+    unpack_updates,
+    write_copy,
+    write_file_atomic,
+)
+from jupyter_ydjango.yutils import ProtocolError
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("a.ipynb", "a.ipynb"),
+    ("dir/a.ipynb", "dir/a.ipynb"),
+    ("dir//./a.ipynb", "dir/a.ipynb"),
+    ("dir/a.ipynb/", "dir/a.ipynb"),
+    ("dir/..a.ipynb", "dir/..a.ipynb"),
+])
+def test_normalize_accepts(given: str, expected: str) -> None:
+    assert normalize_api_path(given) == expected
+
+
+@pytest.mark.parametrize("given", [
+    "", "/", "../a.ipynb", "dir/../../a.ipynb", "dir/..", "/etc/passwd", "C:/x.ipynb",
+    "dir\\..\\a.ipynb", "a\x00.ipynb", "a\n.ipynb",
+])
+def test_normalize_refuses(given: str) -> None:
+    with pytest.raises(PathError):
+        normalize_api_path(given)
+
+
+def test_resolve_refuses_symlinks_out(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "secret.ipynb").write_text("{}")
+    (root / "out.ipynb").symlink_to(tmp_path / "secret.ipynb")
+    (root / "sub" / "up").symlink_to(tmp_path)
+    (root / "in.ipynb").symlink_to(root / "sub")
+    with pytest.raises(PathError):
+        resolve_in_root(root, "out.ipynb")
+    with pytest.raises(PathError):
+        resolve_in_root(root, "sub/up/secret.ipynb")
+    assert resolve_in_root(root, "in.ipynb") == (root / "sub").resolve()
+    assert resolve_in_root(root, "sub/new.ipynb") == (root / "sub" / "new.ipynb").resolve()
+
+
+def test_pack_round_trip_and_truncation() -> None:
+    updates = [b"", b"\x00", bytes(range(256)) * 3, b"x" * 200]
+    packed = pack_updates(updates)
+    assert unpack_updates(packed) == updates
+    assert unpack_updates(b"") == []
+    with pytest.raises(ProtocolError):
+        unpack_updates(packed[:-1])
+
+
+def test_atomic_write_keeps_permissions_and_replaces(tmp_path: Path) -> None:
+    path = tmp_path / "nb.ipynb"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o604)
+    state = write_file_atomic(path, b"new content")
+    assert path.read_bytes() == b"new content"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o604
+    assert state == read_file(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nb.ipynb"], "no temporary left"
+    fresh = tmp_path / "fresh.ipynb"
+    write_file_atomic(fresh, b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
+
+
+def test_atomic_write_failure_leaves_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "nb.ipynb"
+    path.write_bytes(b"old")
+
+    with pytest.raises(TypeError):
+        write_file_atomic(path, object())  # type: ignore[arg-type]
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nb.ipynb"]
+
+
+def test_copies_never_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "nb.ipynb"
+    first = write_copy(path, "unsaved", b"1")
+    second = write_copy(path, "unsaved", b"2")
+    assert first != second
+    assert first.name.startswith("nb.unsaved-") and first.suffix == ".ipynb"
+    assert (first.read_bytes(), second.read_bytes()) == (b"1", b"2")
+
+
+def _sync(a: Y.YDoc, b: Y.YDoc) -> None:
+    ua = Y.encode_state_as_update(a, Y.encode_state_vector(b))
+    ub = Y.encode_state_as_update(b, Y.encode_state_vector(a))
+    Y.apply_update(b, ua)
+    Y.apply_update(a, ub)
+
+
+def test_change_on_disk_keeps_concurrent_edits_of_unchanged_cells() -> None:
+    nb = generated_notebook(20)
+    room, client = Y.YDoc(), Y.YDoc()
+    load_into(room, copy.deepcopy(nb))
+    _sync(room, client)
+    # a client types into cell 3 while the file changes cells 10 and 15 and gains a cell
+    cell3 = client.get_array("cells")[3].get("source")
+    with client.begin_transaction() as txn:
+        cell3.extend(txn, " typed by a client")
+    disk = copy.deepcopy(nb)
+    disk.cells[10].source = "changed on disk"
+    disk.cells[15].metadata = {"tags": ["disk"]}
+    disk.cells.append(copy.deepcopy(disk.cells[0]))
+    disk.cells[-1].id = "appended"
+    disk.metadata["disk"] = True
+    assert replace_content(room, disk)
+    _sync(room, client)
+    for doc in (room, client):
+        got = notebook_from_doc(doc)
+        assert len(got.cells) == 21
+        assert got.cells[3].source.endswith(" typed by a client")
+        assert got.cells[10].source == "changed on disk"
+        assert got.cells[15].metadata == {"tags": ["disk"]}
+        assert got.cells[20].id == "appended"
+        assert got.metadata["disk"] is True
+    assert not replace_content(room, notebook_from_doc(room)), "no change, no edit"
+
+
+def test_notebook_format_refuses_invalid_documents() -> None:
+    fmt = NotebookFormat()
+    doc = Y.YDoc()
+    fmt.load_into(doc, generated_notebook(3), "x.ipynb")
+    with doc.begin_transaction() as txn:
+        doc.get_array("cells")[0].set(txn, "cell_type", "bogus")
+    with pytest.raises(FormatError, match="Invalid notebook"):
+        fmt.render(fmt.read(doc))
