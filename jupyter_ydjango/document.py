@@ -115,20 +115,22 @@ class DocumentRoom(Room):
         except PathError as exc:
             raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
         history = await run_db(store.load_history, self.document.id)
+        imported = None
         if history.empty:
-            history = await self._import(path) or history
+            imported = await self._import(path)
+            history = imported or await run_db(store.load_history, self.document.id)
         self._replay(history)
         for root in self.format.content_roots(self.doc):
             self._subscriptions.append((root, root.observe_deep(self._on_content_change)))
-        await self._check_file(loading=True)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._write_log()),
             loop.create_task(self._autosave()),
-            loop.create_task(self._watch()),
+            # a room loaded from history checks, in the background, that its file holds it (a
+            # save may have been cut off, or the file changed while no room had it); a fresh
+            # import is the file
+            loop.create_task(self._watch(check_first=imported is None)),
         ]
-        if self.unsaved:
-            self._content_changed.set()
 
     def on_change(self, update: bytes, origin: Any) -> None:
         if origin is HISTORY:
@@ -158,8 +160,8 @@ class DocumentRoom(Room):
     # --- loading ------------------------------------------------------------------------
 
     async def _import(self, path: Path) -> store.History | None:
-        """Import the file into an empty history; returns the history another process wrote
-        if it imported first, else ``None`` (then this room's doc holds the import)."""
+        """Import the file into an empty history; ``None`` if another process imported it
+        first (then load its history)."""
         try:
             file = await run_io(store.read_file, path)
         except FileNotFoundError:
@@ -177,8 +179,9 @@ class DocumentRoom(Room):
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
         state = Y.encode_state_as_update(imported)
         snapshot_id = await run_db(store.import_file, self.document.id, state, file.hash)
-        if snapshot_id is None:  # another process imported it meanwhile: take its history
-            return await run_db(store.load_history, self.document.id)
+        if snapshot_id is None:
+            return None
+        self._disk_hash, self._disk_signature = file.hash, file.signature
         logger.info("%s: imported %s (%d bytes)", self.name, self.document.path, len(file.data))
         self.document = _with_hash(self.document, file.hash)
         return store.History([(snapshot_id, state)], [], True)
@@ -198,11 +201,15 @@ class DocumentRoom(Room):
 
     # --- the update log -----------------------------------------------------------------
 
+    #: Seconds the log writer gathers updates before writing them as one row.
+    log_batch_delay = 0.05
+
     async def _write_log(self) -> None:
         """Write queued updates, as one row per batch, in order; retried until written."""
         delay = 0.1
         while True:
             await self._log_wake.wait()
+            await asyncio.sleep(self.log_batch_delay)
             self._log_wake.clear()
             while self._pending:
                 batch = list(self._pending)
@@ -321,7 +328,9 @@ class DocumentRoom(Room):
 
     # --- changes on disk ----------------------------------------------------------------
 
-    async def _watch(self) -> None:
+    async def _watch(self, check_first: bool) -> None:
+        if check_first:
+            await self._check_file(loading=True)
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
@@ -372,6 +381,7 @@ class DocumentRoom(Room):
             return
         if store.sha256(data) != self._disk_hash:
             self._changes += 1  # the history holds changes the file lacks: save them
+            self._content_changed.set()
 
     async def _load_from_disk(self, path: Path, file: store.FileState) -> None:
         """Someone else changed the file: keep the room's unsaved version, load theirs."""
