@@ -146,3 +146,25 @@ def test_notebook_format_refuses_invalid_documents() -> None:
         doc.get_array("cells")[0].set(txn, "cell_type", "bogus")
     with pytest.raises(FormatError, match="Invalid notebook"):
         fmt.render(fmt.read(doc))
+
+
+def test_admin_pages_render(tmp_path: Path) -> None:
+    """The admin's document, snapshot and update lists render with data in them."""
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from django.test import Client
+
+    from jupyter_ydjango.models import Document, Snapshot, Update
+
+    call_command("migrate", interactive=False, verbosity=0)
+    document = Document.objects.create(path=f"{tmp_path.name}/admin.ipynb")
+    Snapshot.objects.create(document=document, state=b"\x00\x00", reason="import")
+    Update.objects.create(document=document, data=b"\x02\x00\x00")
+    User.objects.filter(username="admin-test").delete()
+    User.objects.create_superuser("admin-test", "a@example.com", "pw")
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(User.objects.get(username="admin-test"))
+    for page in ("document", "snapshot", "update"):
+        response = client.get(f"/admin/jupyter_ydjango/{page}/")
+        assert response.status_code == 200, page
+        assert b"admin.ipynb" in response.content
