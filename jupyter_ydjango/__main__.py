@@ -21,6 +21,8 @@ def serve(args: argparse.Namespace) -> None:
 
     from .conf import get_setting
 
+    _flush_rooms_at_shutdown()
+
     limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")
     CommandLineInterface().run([
         "--bind", args.host,
@@ -32,6 +34,21 @@ def serve(args: argparse.Namespace) -> None:
         "--websocket_timeout", "-1",
         "jupyter_ydjango.asgi:application",
     ])
+
+
+def _flush_rooms_at_shutdown() -> None:
+    """On SIGTERM/SIGINT, unload every room (write its log, save its file) before exiting."""
+    import asyncio
+
+    import daphne.server  # noqa: F401  (installs the asyncio reactor daphne runs on)
+    from twisted.internet import defer, reactor
+
+    from .rooms import close_all_rooms
+
+    def before_shutdown() -> defer.Deferred:
+        return defer.Deferred.fromFuture(asyncio.ensure_future(close_all_rooms()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 
 
 def main(argv: list[str] | None = None) -> None:

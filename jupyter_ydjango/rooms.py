@@ -422,6 +422,14 @@ _registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomRegistry] 
 )
 
 
+async def close_all_rooms() -> None:
+    """Unload every room of the running event loop (at shutdown): their ``on_unload`` hooks
+    write what is pending."""
+    registry = _registries.get(asyncio.get_running_loop())
+    if registry is not None:
+        await registry.close()
+
+
 def find_room(name: str) -> Room | None:
     """The room ``name`` if it is loaded in this process (on the running event loop)."""
     registry = _registries.get(asyncio.get_running_loop())

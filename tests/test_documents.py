@@ -445,3 +445,22 @@ async def test_simultaneous_first_opens_import_once(tmp_path: Path) -> None:
     finally:
         first.stop()
         second.stop()
+
+
+async def test_clean_shutdown_saves_pending_changes(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    path = root / "shutdown.ipynb"
+    write_nb(path, 3)
+    server = DocServer(tmp_path, root, YDJANGO_SAVE_DELAY="60", YDJANGO_SAVE_MAX_WAIT="120")
+    try:
+        client = await server.open("shutdown.ipynb")
+        append_source(client, 0, " before shutdown")
+        await client.flush()
+        await asyncio.sleep(0.3)
+        assert "before shutdown" not in path.read_text()
+        server.stop()  # SIGTERM
+        assert "before shutdown" in file_nb(path).cells[0].source
+        assert server.server.proc.returncode == 0, server.log()[-2000:]
+    finally:
+        server.stop()
