@@ -136,6 +136,7 @@ class YDjango(ExtensionApp):
         self.sockets: set[RoomHandler] = set()
         self._ready = asyncio.Event()
         self._startup_error: str | None = None
+        self._renames: set[asyncio.Task[Any]] = set()
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -290,6 +291,12 @@ class YDjango(ExtensionApp):
         old_path, new_path = data.get("source_path"), data.get("path")
         if not old_path or not new_path:
             return
+        # The listener runs as a task made when the event was emitted, before the client got
+        # the rename's answer: registering it now lets later session requests wait for it.
+        task = asyncio.current_task()
+        if task is not None:
+            self._renames.add(task)
+            task.add_done_callback(self._renames.discard)
         try:
             backend = await self.get_backend()
             await backend.rename(old_path, new_path, identity=SERVER_IDENTITY)
@@ -299,6 +306,13 @@ class YDjango(ExtensionApp):
         except Exception:
             self.log.exception("jupyter_ydjango: error while recording the rename of %s",
                                old_path)
+
+    async def renames_recorded(self) -> None:
+        """Wait until the renames reported so far reached the backend (so that a session
+        request for a file's new path finds its ``fileId``)."""
+        pending = [task for task in self._renames if task is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.request_timeout)
 
     # --- shutdown -----------------------------------------------------------------------------
 

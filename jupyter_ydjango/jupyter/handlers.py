@@ -107,6 +107,7 @@ class SessionHandler(_ForwardingHandler):
     @web.authenticated
     @authorized("read")
     async def put(self, path: str) -> None:
+        await self.extension.renames_recorded()
         await self.forward()
 
 
