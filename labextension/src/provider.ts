@@ -19,7 +19,6 @@ export interface IYWebsocket {
   /** `{format}:{type}:{fileId}` */
   readonly roomname: string;
   readonly wsconnected: boolean;
-  readonly wsconnecting: boolean;
   /** Whether the first sync with the server of the current connection is done. */
   readonly synced: boolean;
   on(event: 'status' | 'sync' | 'connection-close', listener: (...args: unknown[]) => void): void;
@@ -58,8 +57,9 @@ export function findRoomProvider(
  * The connection state of a provider.
  *
  * `everSynced` tells a first connection (`connecting` until the first sync)
- * from a lost one (`disconnected` while y-websocket waits to retry, then
- * `connecting` while it reconnects and syncs again).
+ * from a lost one: once the room has been synced, anything short of a synced
+ * connection is `disconnected` (y-websocket keeps retrying meanwhile; the
+ * state does not flicker with each attempt).
  */
 export function connectionState(
   provider: IRoomProvider | null,
@@ -68,17 +68,10 @@ export function connectionState(
   if (provider === null || provider.isDisposed) {
     return 'disconnected';
   }
+  // wsProvider is null while the provider asks the server for the session.
   const ws = provider.wsProvider;
-  if (ws === null) {
-    // The provider is asking the server for the session, or is between two
-    // connections.
-    return everSynced ? 'disconnected' : 'connecting';
-  }
-  if (ws.wsconnected && ws.synced) {
+  if (ws !== null && ws.wsconnected && ws.synced) {
     return 'synced';
   }
-  if (ws.wsconnecting || ws.wsconnected || !everSynced) {
-    return 'connecting';
-  }
-  return 'disconnected';
+  return everSynced ? 'disconnected' : 'connecting';
 }
