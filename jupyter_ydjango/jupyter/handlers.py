@@ -9,6 +9,7 @@ extension's :class:`~jupyter_ydjango.jupyter.backend.Backend`.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any
 
 from jupyter_core.utils import ensure_async
@@ -90,7 +91,12 @@ class _ForwardingHandler(APIHandler):
                 content_type=self.request.headers.get("Content-Type"),
             )
         except BackendError as exc:
-            raise web.HTTPError(exc.status, "%s", str(exc)) from None
+            # Answered as Jupyter's API errors are, without formatting the message (a path
+            # may hold "%").
+            self.log.warning("%s %s: %s", self.request.method, self.request.path, exc)
+            self.set_status(exc.status)
+            self.finish(json.dumps({"message": str(exc), "reason": None}))
+            return
         self.set_status(response.status)
         if response.content_type:
             self.set_header("Content-Type", response.content_type)
