@@ -34,7 +34,6 @@ django.setup()
 import nbformat  # noqa: E402
 import y_py as Y  # noqa: E402
 from docserver import DocServer  # noqa: E402
-from nbclient import DocClient  # noqa: E402
 from notebooks import generated_notebook  # noqa: E402
 
 from jupyter_ydjango.formats import NotebookFormat  # noqa: E402

@@ -8,14 +8,23 @@ import sys
 
 
 def serve(args: argparse.Namespace) -> None:
-    """Apply migrations, then run daphne on the ASGI application."""
+    """Apply migrations, then run daphne on the ASGI application (in N workers with
+    ``--workers N``)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
+    if args.workers > 1:
+        from .workers import check_can_share_rooms
+
+        check_can_share_rooms()
     import django
     from django.core.management import call_command
 
     django.setup()
     if not args.no_migrate:
         call_command("migrate", interactive=False, verbosity=0)
+    if args.workers > 1:
+        from .workers import supervise
+
+        sys.exit(supervise(args.host, args.port, args.workers, []))
 
     from daphne.cli import CommandLineInterface
 
@@ -24,9 +33,10 @@ def serve(args: argparse.Namespace) -> None:
     _flush_rooms_at_shutdown()
 
     limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")
+    where = ["--fd", str(args.fd)] if args.fd is not None else [
+        "--bind", args.host, "--port", str(args.port)]
     CommandLineInterface().run([
-        "--bind", args.host,
-        "--port", str(args.port),
+        *where,
         # Our consumer enforces YDJANGO_MAX_MESSAGE_SIZE; daphne's own cap must not be lower.
         "--websocket-max-message-size", str(limit + 1024),
         "--websocket-max-frame-size", str(limit + 1024),
@@ -60,6 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve_parser.add_argument("--no-migrate", action="store_true",
                               help="do not apply database migrations first")
+    serve_parser.add_argument("--workers", type=int, default=1,
+                              help="worker processes sharing the address (needs "
+                                   "YDJANGO_REDIS_URL when more than 1)")
+    serve_parser.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args)

@@ -28,12 +28,13 @@ import contextlib
 import dataclasses
 import logging
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import y_py as Y
 
-from . import store
+from . import metrics, store
 from .conf import get_setting
 from .formats import DocumentFormat, FormatError
 from .paths import PathError, resolve_in_root
@@ -96,6 +97,9 @@ class DocumentRoom(Room):
         self._tasks: list[asyncio.Task[None]] = []
         self._subscriptions: list[Any] = []
         self._invalid = False  # the last save found the document invalid
+        #: This room's claim to write the file (one writer per document across processes).
+        self.writer_id = uuid.uuid4().hex
+        self.writer_lease = max(10.0, 5 * self.poll_interval)
 
     @property
     def path(self) -> Path:
@@ -148,10 +152,12 @@ class DocumentRoom(Room):
                 await task
         self._tasks = []
         await self.flush()
-        if self.unsaved:
+        if self.unsaved and await self.is_writer():
             await self.save()
         if self._update_ids or len(self._snapshot_ids) > 1:
             await self._compact()
+        with contextlib.suppress(Exception):
+            await run_db(store.release_writer, self.document.id, self.writer_id)
         for root, subscription in self._subscriptions:
             with contextlib.suppress(Exception):
                 root.unobserve(subscription)
@@ -216,6 +222,7 @@ class DocumentRoom(Room):
                 try:
                     row_id = await run_db(store.append_updates, self.document.id, batch)
                 except Exception as exc:
+                    metrics.LOG_WRITE_FAILURES.inc()
                     logger.error("%s: cannot write the update log (retrying): %r", self.name, exc)
                     self._notify({"type": "store", "status": "failing", "error": str(exc)})
                     await asyncio.sleep(delay)
@@ -274,14 +281,32 @@ class DocumentRoom(Room):
                 except asyncio.TimeoutError:
                     break
             self._content_changed.clear()
+            if not await self.is_writer():
+                continue  # another process's room writes the file
             status = await self.save()
             if status == "failed" and self.unsaved and not self._invalid:
                 await asyncio.sleep(self.save_delay)  # an I/O error: try again
                 self._content_changed.set()
 
+    async def is_writer(self) -> bool:
+        """Whether this room writes the file (taking or renewing the lease); a database error
+        counts as no."""
+        try:
+            return await run_db(store.claim_writer, self.document.id, self.writer_id,
+                                self.writer_lease)
+        except Exception as exc:
+            logger.error("%s: cannot claim the file: %r", self.name, exc)
+            return False
+
     async def save(self) -> str:
         """Save the document to its file now: ``"success"``, ``"skipped"`` (the file already
-        holds it) or ``"failed"`` (the error is logged, recorded and sent to the clients)."""
+        holds it) or ``"failed"`` (the error is logged, recorded and sent to the clients).
+
+        Where another process's room writes the file, wait (up to the save delay and 2 s)
+        for the file to hold this document: ``"success"`` if it does, else ``"skipped"``.
+        """
+        if not await self.is_writer():
+            return await self._wait_for_writer()
         async with self._file_lock:
             changes = self._changes
             try:
@@ -310,11 +335,27 @@ class DocumentRoom(Room):
             self._saved_changes = changes
             self.last_saved = time.time()
             self.save_error = ""
+            metrics.SAVES.inc()
             self._mark_clean()
             logger.info("%s: saved %s (%d bytes)", self.name, self.document.path, len(data))
             return "success"
 
+    async def _wait_for_writer(self) -> str:
+        try:
+            wanted = store.sha256(await run_io(self.format.render, self.format.read(self.doc)))
+        except FormatError:
+            return "failed"
+        deadline = time.monotonic() + self.save_delay + 2
+        while time.monotonic() < deadline:
+            info = await run_db(store.get_document, self.document.id)
+            if info is not None and info.file_hash == wanted:
+                self._saved_changes = self._changes
+                return "success"
+            await asyncio.sleep(0.1)
+        return "skipped"
+
     async def _save_failed(self, error: str) -> str:
+        metrics.SAVE_FAILURES.inc()
         logger.error("%s: %s", self.name, error)
         self.save_error = error
         with contextlib.suppress(Exception):
@@ -329,12 +370,18 @@ class DocumentRoom(Room):
     # --- changes on disk ----------------------------------------------------------------
 
     async def _watch(self, check_first: bool) -> None:
-        if check_first:
+        if check_first and await self.is_writer():
             await self._check_file(loading=True)
+        was_writer = True
         while True:
             await asyncio.sleep(self.poll_interval)
             try:
-                await self._check_file()
+                writer = await self.is_writer()
+                if writer and not was_writer and self.unsaved:
+                    self._content_changed.set()  # took over from a writer that went away
+                was_writer = writer
+                if writer:
+                    await self._check_file()
             except Exception:
                 logger.exception("%s: error while checking the file", self.name)
             if (self._update_ids and time.monotonic() - self._last_change > self.compact_idle

@@ -36,6 +36,10 @@ class Document(models.Model):
     last_saved = models.DateTimeField(null=True, blank=True)
     #: Why the last save failed; empty after a successful save.
     save_error = models.TextField(blank=True, default="")
+    #: The loaded room (in some process) that writes the file, and until when its lease runs:
+    #: one writer at a time, another takes over when a lease lapses.
+    writer = models.CharField(max_length=64, blank=True, default="")
+    writer_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["path"]

@@ -23,6 +23,7 @@ from typing import Any
 
 import y_py as Y
 
+from . import metrics
 from .relay import REMOTE, RoomRelay
 from .yutils import (
     EMPTY_UPDATE,
@@ -143,6 +144,7 @@ class Room:
         """Add a connection; it is sent our SYNC step 1 and the known awareness states."""
         peer = Peer(self, send, close, self.max_queued_frames)
         self.peers.add(peer)
+        metrics.CONNECTIONS.inc()
         peer.push(create_sync_step1_message(Y.encode_state_vector(self.doc)))
         awareness = self.awareness_message()
         if awareness is not None:
@@ -154,6 +156,7 @@ class Room:
         if peer not in self.peers:
             return
         self.peers.discard(peer)
+        metrics.CONNECTIONS.dec()
         peer.stop()
         gone = self._remove_awareness(peer.awareness_ids)
         peer.awareness_ids.clear()
@@ -219,6 +222,8 @@ class Room:
             if update == EMPTY_UPDATE:
                 return
             origin = self._origin
+            if origin is not HISTORY:
+                metrics.UPDATES.inc()
             frame = create_update_message(update)
             for peer in self.peers:
                 if peer.synced and peer is not origin:
@@ -360,6 +365,7 @@ class RoomRegistry:
                         await room.relay.stop()
                     raise
                 self.rooms[name] = room
+                metrics.ROOMS.inc()
             finally:
                 del self._loading[name]
                 loading.set_result(None)
@@ -389,6 +395,7 @@ class RoomRegistry:
 
     async def _unload(self, name: str) -> None:
         room = self.rooms.pop(name)
+        metrics.ROOMS.dec()
         self._holders.pop(name, None)
         try:
             if room.relay is not None:

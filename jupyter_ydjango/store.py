@@ -16,12 +16,13 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .models import Document, Snapshot, Update
@@ -35,6 +36,7 @@ __all__ = [
     "History",
     "append_updates",
     "claim_file_hash",
+    "claim_writer",
     "compact",
     "get_document",
     "get_or_create_document",
@@ -43,6 +45,7 @@ __all__ = [
     "pack_updates",
     "read_file",
     "record_save",
+    "release_writer",
     "rename",
     "run_db",
     "run_io",
@@ -242,6 +245,21 @@ def record_save(document_id: uuid.UUID, file_hash: str, size: int, error: str = 
         Document.objects.filter(pk=document_id).update(
             file_hash=file_hash, size=size, last_saved=timezone.now(), save_error=""
         )
+
+
+def claim_writer(document_id: uuid.UUID, holder: str, lease: float) -> bool:
+    """Take or renew the lease to write the document's file for ``lease`` seconds; True if
+    ``holder`` has it (it had it, nobody had it, or the last holder's lease lapsed)."""
+    now = timezone.now()
+    free = Q(writer=holder) | Q(writer="") | Q(writer_until__isnull=True) | Q(writer_until__lt=now)
+    return bool(Document.objects.filter(free, pk=document_id).update(
+        writer=holder, writer_until=now + timedelta(seconds=lease)
+    ))
+
+
+def release_writer(document_id: uuid.UUID, holder: str) -> None:
+    """Give up the lease to write the document's file, if ``holder`` has it."""
+    Document.objects.filter(pk=document_id, writer=holder).update(writer="", writer_until=None)
 
 
 def claim_file_hash(document_id: uuid.UUID, old_hash: str, new_hash: str) -> bool:

@@ -12,7 +12,14 @@ api_urlpatterns = [
     path("api/ydjango/rename", views.rename, name="ydjango-rename"),
 ]
 
+#: Operations: health check and Prometheus metrics (expose them to your monitoring only).
+ops_urlpatterns = [
+    path("healthz", views.health, name="ydjango-health"),
+    path("metrics", views.prometheus, name="ydjango-metrics"),
+]
+
 urlpatterns = [
     *api_urlpatterns,
+    *ops_urlpatterns,
     path("admin/", admin.site.urls),
 ]

@@ -6,15 +6,19 @@ identity, see :mod:`jupyter_ydjango.middleware`). Errors are JSON ``{"error": ".
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import store
+from . import metrics, store
 from .conf import notebook_root
 from .formats import FORMATS
 from .identity import SCOPE_KEY, Identity
@@ -22,6 +26,39 @@ from .middleware import ERROR_KEY
 from .paths import PathError, normalize_api_path, resolve_in_root
 from .rooms import find_room
 from .store import run_db
+
+
+async def health(request: HttpRequest) -> HttpResponse:
+    """``GET /healthz``: 200 when the database and the channel layer answer, else 503."""
+    checks: dict[str, str] = {}
+
+    def database() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    try:
+        await asyncio.wait_for(run_db(database), 5)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc!r}"
+    layer = get_channel_layer()
+    if layer is not None:
+        try:
+            channel = await layer.new_channel()
+            await asyncio.wait_for(layer.send(channel, {"type": "health.ping"}), 5)
+            await asyncio.wait_for(layer.receive(channel), 5)
+            checks["channel_layer"] = "ok"
+        except Exception as exc:
+            checks["channel_layer"] = f"error: {exc!r}"
+    ok = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if ok else "failing", **checks,
+                         "worker": os.environ.get("YDJANGO_WORKER", "0")},
+                        status=200 if ok else 503)
+
+
+def prometheus(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics``: the service's counters in Prometheus' text format."""
+    return HttpResponse(metrics.render(), content_type=metrics.CONTENT_TYPE_LATEST)
 
 
 def _error(status: int, message: str) -> JsonResponse:
