@@ -12,3 +12,9 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .jupyter.app import YDjango
 
     return [{"module": "jupyter_ydjango", "app": YDjango}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Our JupyterLab extension, built into ``labextension/`` (for ``jupyter labextension
+    develop``; installs get it as data files in ``share/jupyter/labextensions``)."""
+    return [{"src": "labextension", "dest": "jupyter-ydjango"}]
