@@ -218,6 +218,18 @@ async def test_raw_save_request_and_answer_bytes(jupyter: JupyterServer) -> None
         assert reply["status"] in ("success", "skipped")
 
 
+async def test_browser_headers_stay_on_the_jupyter_side(jupyter: JupyterServer) -> None:
+    # Jupyter lets token-authenticated clients in from any origin; the Django side would refuse
+    # a foreign Origin, so the connection working shows that Origin (and the token header) are
+    # not forwarded.
+    _, info = jupyter.session(write_notebook(jupyter.root / "origin.ipynb").name)
+    client = await DocClient.open(jupyter.room_url(info, token=None), headers={
+        "Origin": "https://elsewhere.example", "Authorization": f"token {TOKEN}",
+        "Cookie": "sessionid=not-a-django-session"})
+    assert source_of(client.model, 0) == "# origin"
+    await client.close()
+
+
 async def test_stale_session_is_closed_with_1003(jupyter: JupyterServer) -> None:
     _, info = jupyter.session(write_notebook(jupyter.root / "stale.ipynb").name)
     client = await DocClient.open(jupyter.room_url(info, session_id="from-an-old-run"),
