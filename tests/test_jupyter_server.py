@@ -452,6 +452,23 @@ def test_remote_mode_needs_a_shared_secret(tmp_path: Path) -> None:
     assert "c.YDjango.shared_secret" in log
 
 
+async def test_embedded_start_failure_is_reported(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write_notebook(root / "x.ipynb")
+    server = JupyterServer(tmp_path, root, args=("--YDjango.asgi_application=no.such:app",))
+    try:
+        status, body = server.session("x.ipynb")
+        assert status == 503
+        assert "embedded Django side failed to start" in body["message"]
+        assert "No module named 'no'" in body["message"]
+        client = await DocClient.open(server.room_url({"format": "json", "type": "notebook",
+                                                       "fileId": "f", "sessionId": "s"}),
+                                      sync=False)
+        assert await client.wait_closed() == 1011
+    finally:
+        server.stop()
+
+
 async def test_shutdown_closes_clients_and_saves(tmp_path: Path) -> None:
     root = tmp_path / "root"
     path = write_notebook(root / "last.ipynb")

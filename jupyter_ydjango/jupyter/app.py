@@ -149,7 +149,13 @@ class YDjango(ExtensionApp):
         """Check the configuration and make the backend (Django is set up here if embedded)."""
         self._check_conflicts()
         if self.embedded:
-            self.backend = self._embedded_backend()
+            try:
+                self.backend = self._embedded_backend()
+            except Exception as exc:
+                # The handlers stay registered and answer 503 with this message, so that the
+                # frontend fails visibly instead of with "not found".
+                self._startup_error = f"the embedded Django side failed to start: {exc!r}"
+                self.log.exception("jupyter_ydjango: %s", self._startup_error)
         else:
             self.backend = self._remote_backend()
         self.serverapp.event_logger.add_listener(
@@ -223,7 +229,7 @@ class YDjango(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         """Apply the embedded database's migrations (in a thread), then accept requests."""
-        if self.embedded:
+        if self.embedded and self._startup_error is None:
             from . import embedded
 
             try:
