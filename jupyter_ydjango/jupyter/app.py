@@ -42,6 +42,17 @@ class YDjango(ExtensionApp):
     an error that names the conflict and the fix, and puts its own routes ahead of the other
     extension's, so that the collaboration API is consistently ours. (The other extension's
     extra endpoints, such as forks and the timeline, stay its own and do not see our rooms.)
+
+    **Configuration of the embedded side**: the Django settings read ``YDJANGO_*`` environment
+    variables when they are imported; the extension sets ``YDJANGO_NOTEBOOK_DIR`` to the
+    server's root directory and ``YDJANGO_SAVE_DELAY``, ``YDJANGO_ROOM_UNLOAD_DELAY`` and
+    ``YDJANGO_MAX_MESSAGE_SIZE`` from its options, whose defaults are those variables (so a
+    variable set by the user holds unless the option is configured too), then sets Django up
+    and applies its migrations in a thread once the server runs; requests wait for that.
+
+    **Failures**: ``remote_url`` without a shared secret stops the server at start-up with a
+    message saying what to set; an embedded side that fails to start leaves the API answering
+    503 with the error (and websockets closing with 1011), logged with its traceback.
     """
 
     name = "jupyter_ydjango"

@@ -9,8 +9,9 @@ on behalf of a user the Jupyter server has already authenticated and authorized 
 * :class:`~jupyter_ydjango.jupyter.proxy.ProxyBackend` forwards to a remote Django Channels
   service over HTTP and websockets, with a signed identity header.
 
-Paths given to a backend are the Django side's: the Jupyter ``base_url`` is already stripped
-(``/api/collaboration/session/a.ipynb``).
+Paths given to a backend are the Django side's, still percent-encoded as the client sent
+them, with the Jupyter ``base_url`` already stripped (``/api/collaboration/session/a%20b.ipynb``);
+queries are raw query strings.
 """
 
 from __future__ import annotations
