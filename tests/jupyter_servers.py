@@ -30,11 +30,15 @@ class JupyterServer:
     """
 
     def __init__(self, tmp: Path, root: Path, *, base_url: str = "/", args: tuple[str, ...] = (),
-                 name: str = "jupyter", **env: str) -> None:
+                 name: str = "jupyter", config: dict[str, Any] | None = None,
+                 **env: str) -> None:
         self.tmp, self.root, self.base_url = tmp, root, base_url
         self.config_dir = tmp / "jupyter-config"
-        (self.config_dir / "jupyter_server_config.d").mkdir(parents=True, exist_ok=True)
-        shutil.copy(EXTENSION_CONFIG, self.config_dir / "jupyter_server_config.d")
+        config_d = self.config_dir / "jupyter_server_config.d"
+        config_d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(EXTENSION_CONFIG, config_d)
+        for filename, content in (config or {}).items():  # more config files, as installed
+            (config_d / filename).write_text(json.dumps(content))
         self.env = server_env(tmp / "ydjango", **{
             "JUPYTER_CONFIG_DIR": str(self.config_dir),
             "JUPYTER_DATA_DIR": str(tmp / "jupyter-data"),

@@ -426,13 +426,11 @@ def test_conflicting_collaboration_extension(tmp_path: Path) -> None:
     import os
 
     pythonpath = os.pathsep.join([str(tmp_path / "fake"), str(Path(__file__).parent)])
-    server = JupyterServer(tmp_path, root, PYTHONPATH=pythonpath)
+    # enabled in the same config directory, as `pip install jupyter-collaboration` does
+    enable = {"ServerApp": {"jpserver_extensions": {"jupyter_server_ydoc": True}}}
+    server = JupyterServer(tmp_path, root, config={"jupyter_server_ydoc.json": enable},
+                           PYTHONPATH=pythonpath)
     try:
-        # enabled in the same config directory, as `pip install jupyter-collaboration` does
-        server.stop()
-        (server.config_dir / "jupyter_server_config.d" / "jupyter_server_ydoc.json").write_text(
-            json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_server_ydoc": True}}}))
-        server.start()
         status, body = server.session("x.ipynb")
         assert status == 201, (status, body)
         log = server.log()
