@@ -29,7 +29,9 @@ size-limited and malformed ones close only their sender.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 from urllib.parse import parse_qs
 
@@ -199,6 +201,38 @@ class YjsConsumer(AsyncWebsocketConsumer):
 
     # --- internals ------------------------------------------------------------------
 
+    @property
+    def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:
+        """What Channels' dispatch loop calls to read this connection's channel.
+
+        Channels ends the connection when the layer's ``receive`` raises, which would drop
+        every client of every room when Redis restarts. It is retried instead, and the
+        connection re-joins its room's group once the layer answers again (a restarted
+        Redis has forgotten the groups); the room relay repairs what was missed meanwhile.
+        """
+        return self._receive_retrying
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self._layer_receive = receive
+
+    async def _receive_retrying(self) -> dict[str, Any]:
+        delay, failures = 0.1, 0
+        while True:
+            try:
+                if failures and self.group_name is not None and self.peer is not None:
+                    await self.channel_layer.group_add(self.group_name, self.channel_name)
+                    failures = 0
+                return await self._layer_receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log = logger.warning if failures == 1 else logger.debug
+                log("room %s: channel layer failed (retrying): %r", self.room_name, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
     async def _send_frame(self, frame: bytes) -> None:
         await self.send(bytes_data=frame)
 
@@ -220,7 +254,8 @@ class YjsConsumer(AsyncWebsocketConsumer):
             get_registry(self.channel_layer).release(self.room)
             self.room = None
             if self.channel_layer is not None:
-                await self.channel_layer.group_discard(self.group_name, self.channel_name)
+                with contextlib.suppress(Exception):  # the layer may be down: leave anyway
+                    await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
 
 class RoomConsumer(YjsConsumer):

@@ -33,6 +33,16 @@ def check_can_share_rooms() -> None:
                  "would diverge")
 
 
+def _forget_metrics(pid: int) -> None:
+    """Drop a dead worker's live gauges from the multiprocess metrics directory."""
+    try:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+    except Exception as exc:
+        logger.warning("cannot drop the metrics of worker process %d: %r", pid, exc)
+
+
 def supervise(host: str, port: int, workers: int, worker_args: Sequence[str]) -> int:
     """Run ``workers`` worker processes on ``host:port`` until SIGTERM/SIGINT; exit status."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -66,6 +76,8 @@ def supervise(host: str, port: int, workers: int, worker_args: Sequence[str]) ->
             if proc.poll() is None or stopping:
                 continue
             logger.error("worker %d exited with %s; starting it again", index, proc.returncode)
+            # its live gauges (rooms, connections) must no longer count in /metrics
+            _forget_metrics(proc.pid)
             if time.monotonic() - restarts.get(index, 0.0) < 1.0:
                 time.sleep(1.0)  # crash loop: do not spin
             restarts[index] = time.monotonic()
