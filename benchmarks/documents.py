@@ -58,7 +58,7 @@ def in_process(path: Path, runs: int) -> dict[str, list[float]]:
         content = fmt.parse(file.data)
         t1 = time.perf_counter()
         imported = Y.YDoc(client_id=0)
-        fmt.load_into(imported, content, path.name)
+        fmt.load_into(imported, content, path.name, file.hash)
         room = Y.YDoc()
         Y.apply_update(room, Y.encode_state_as_update(imported))
         t2 = time.perf_counter()

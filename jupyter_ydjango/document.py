@@ -99,7 +99,7 @@ class DocumentRoom(Room):
         self._invalid = False  # the last save found the document invalid
         #: This room's claim to write the file (one writer per document across processes).
         self.writer_id = uuid.uuid4().hex
-        self.writer_lease = max(10.0, 5 * self.poll_interval)
+        self.writer_lease = max(3.0, 5 * self.poll_interval)
 
     @property
     def path(self) -> Path:
@@ -180,7 +180,7 @@ class DocumentRoom(Room):
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
         imported = Y.YDoc(client_id=IMPORT_CLIENT_ID)
         try:
-            self.format.load_into(imported, content, self.document.path)
+            self.format.load_into(imported, content, self.document.path, file.hash)
         except FormatError as exc:
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
         state = Y.encode_state_as_update(imported)
@@ -318,7 +318,7 @@ class DocumentRoom(Room):
             file_hash = store.sha256(data)
             if file_hash == self._disk_hash:
                 self._saved_changes = changes
-                self._mark_clean()
+                self._mark_clean(file_hash)
                 return "skipped"
             # a change on disk not seen yet is handled first: never overwrite it unseen
             if await self._check_file_locked():
@@ -336,7 +336,7 @@ class DocumentRoom(Room):
             self.last_saved = time.time()
             self.save_error = ""
             metrics.SAVES.inc()
-            self._mark_clean()
+            self._mark_clean(file.hash)
             logger.info("%s: saved %s (%d bytes)", self.name, self.document.path, len(data))
             return "success"
 
@@ -363,30 +363,37 @@ class DocumentRoom(Room):
         self._notify({"type": "save", "status": "failed", "error": error})
         return "failed"
 
-    def _mark_clean(self) -> None:
-        if not self.unsaved:
-            self.format.set_state(self.doc, dirty=False)
+    def _mark_clean(self, file_hash: str) -> None:
+        """The file (with hash ``file_hash``) holds the document as of the last save: tell the
+        frontend, which compares ``state.hash`` with the file's before it saves."""
+        if self.unsaved:
+            self.format.set_state(self.doc, hash=file_hash)
+        else:
+            self.format.set_state(self.doc, dirty=False, hash=file_hash)
 
     # --- changes on disk ----------------------------------------------------------------
 
     async def _watch(self, check_first: bool) -> None:
-        if check_first and await self.is_writer():
-            await self._check_file(loading=True)
+        """Poll the file (as its writer); with ``check_first``, check it against the loaded
+        history as soon as this room is the writer."""
         was_writer = True
         while True:
-            await asyncio.sleep(self.poll_interval)
             try:
                 writer = await self.is_writer()
-                if writer and not was_writer and self.unsaved:
-                    self._content_changed.set()  # took over from a writer that went away
-                was_writer = writer
-                if writer:
+                if writer and check_first:
+                    await self._check_file(loading=True)
+                    check_first = False
+                elif writer:
+                    if not was_writer and self.unsaved:
+                        self._content_changed.set()  # took over from a writer that went away
                     await self._check_file()
+                was_writer = writer
             except Exception:
                 logger.exception("%s: error while checking the file", self.name)
             if (self._update_ids and time.monotonic() - self._last_change > self.compact_idle
                     and not self._pending):
                 await self._compact()
+            await asyncio.sleep(self.poll_interval)
 
     async def _check_file(self, loading: bool = False) -> bool:
         async with self._file_lock:
@@ -460,7 +467,7 @@ class DocumentRoom(Room):
                            self.name, self.document.path, copy.name)
         self.format.replace(self.doc, content)
         self._saved_changes = self._changes
-        self._mark_clean()
+        self._mark_clean(file.hash)
         logger.info("%s: loaded the change on disk of %s", self.name, self.document.path)
 
     # --- clients ------------------------------------------------------------------------

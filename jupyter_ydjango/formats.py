@@ -36,8 +36,10 @@ class DocumentFormat:
         """The file's bytes for ``content``, validated (thread-safe). :raises FormatError:"""
         raise NotImplementedError
 
-    def load_into(self, doc: Y.YDoc, content: Any, path: str) -> None:
-        """Fill an empty document with ``content``, deterministically, in one transaction."""
+    def load_into(self, doc: Y.YDoc, content: Any, path: str, content_hash: str) -> None:
+        """Fill an empty document with ``content``, deterministically, in one transaction;
+        ``state.path`` and ``state.hash`` (the file's SHA-256, as Jupyter's contents manager
+        computes it: the frontend compares it with the file's) are set too."""
         raise NotImplementedError
 
     def read(self, doc: Y.YDoc) -> Any:
@@ -77,9 +79,9 @@ class NotebookFormat(DocumentFormat):
         except notebook.NotebookError as exc:
             raise FormatError(str(exc)) from None
 
-    def load_into(self, doc: Y.YDoc, content: Any, path: str) -> None:
+    def load_into(self, doc: Y.YDoc, content: Any, path: str, content_hash: str) -> None:
         try:
-            notebook.load_into(doc, content, path=path)
+            notebook.load_into(doc, content, path=path, content_hash=content_hash)
         except notebook.NotebookError as exc:
             raise FormatError(str(exc)) from None
 
@@ -113,7 +115,7 @@ class TextFormat(DocumentFormat):
     def render(self, content: Any) -> bytes:
         return str(content).encode("utf-8", "surrogatepass")
 
-    def load_into(self, doc: Y.YDoc, content: Any, path: str) -> None:
+    def load_into(self, doc: Y.YDoc, content: Any, path: str, content_hash: str) -> None:
         source = doc.get_text(self.SOURCE)
         if len(source):
             raise FormatError("The document already has text; load into an empty one")
@@ -121,6 +123,7 @@ class TextFormat(DocumentFormat):
             source.extend(txn, content)
             state = doc.get_map(notebook.STATE)
             state.set(txn, "dirty", False)
+            state.set(txn, "hash", content_hash)
             state.set(txn, "path", path)
 
     def read(self, doc: Y.YDoc) -> Any:

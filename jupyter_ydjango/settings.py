@@ -121,6 +121,8 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 USE_TZ = True
+# UTC: Django exports TIME_ZONE as the process's TZ, which would reach kernels and logs.
+TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 
 YDJANGO_NOTEBOOK_DIR = os.environ.get("YDJANGO_NOTEBOOK_DIR") or os.getcwd()

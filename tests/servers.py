@@ -65,8 +65,9 @@ class Server:
         try:
             wait_for_port(self.port, self.proc)
         except RuntimeError:
+            output = self.log()
             self.stop()
-            raise RuntimeError(f"server failed to start:\n{self.log()}") from None
+            raise RuntimeError(f"server failed to start:\n{output}") from None
 
     @property
     def ws_url(self) -> str:

@@ -464,3 +464,22 @@ async def test_clean_shutdown_saves_pending_changes(tmp_path: Path) -> None:
         assert server.server.proc.returncode == 0, server.log()[-2000:]
     finally:
         server.stop()
+
+
+async def test_state_hash_follows_the_file_as_jupyter_hashes_it(docs: DocServer) -> None:
+    """JupyterLab compares ``state.hash`` with the contents manager's hash before saving."""
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+
+    manager = FileContentsManager(root_dir=str(docs.root))
+
+    def jupyter_hash(name: str) -> str:
+        return manager.get(name, content=False, require_hash=True)["hash"]
+
+    write_nb(docs.root / "hash.ipynb")
+    client = await docs.open("hash.ipynb")
+    assert client.model.hash == jupyter_hash("hash.ipynb")
+    append_source(client, 0, " changed")
+    assert await client.save() == "success"
+    await client.wait_for(lambda m: m.hash == jupyter_hash("hash.ipynb"))
+    assert client.model.dirty is False
+    await client.close()

@@ -141,7 +141,7 @@ def test_change_on_disk_keeps_concurrent_edits_of_unchanged_cells() -> None:
 def test_notebook_format_refuses_invalid_documents() -> None:
     fmt = NotebookFormat()
     doc = Y.YDoc()
-    fmt.load_into(doc, generated_notebook(3), "x.ipynb")
+    fmt.load_into(doc, generated_notebook(3), "x.ipynb", "0" * 64)
     with doc.begin_transaction() as txn:
         doc.get_array("cells")[0].set(txn, "cell_type", "bogus")
     with pytest.raises(FormatError, match="Invalid notebook"):
