@@ -61,6 +61,24 @@ def _flush_rooms_at_shutdown() -> None:
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 
 
+def options() -> None:
+    """Print every option: the Jupyter side's ``c.YDjango.*`` and the Django side's
+    ``YDJANGO_*`` settings, with defaults and help."""
+    import textwrap
+
+    from .conf import SETTINGS
+    from .jupyter.app import YDjango
+
+    print("Jupyter server extension (c.YDjango.<name> or --YDjango.<name>=...)\n")
+    for name, trait in sorted(YDjango.class_own_traits(config=True).items()):
+        print(f"c.YDjango.{name} = {trait.default_value!r}")
+        print(textwrap.indent(textwrap.fill(trait.help, 88), "    "), end="\n\n")
+    print("Django side (Django settings; environment variables for the embedded settings)\n")
+    for name, (default, help_text) in SETTINGS.items():
+        print(f"{name} = {default!r}")
+        print(textwrap.indent(textwrap.fill(help_text, 88), "    "), end="\n\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the chosen command."""
     parser = argparse.ArgumentParser(prog="python -m jupyter_ydjango")
@@ -74,9 +92,12 @@ def main(argv: list[str] | None = None) -> None:
                               help="worker processes sharing the address (needs "
                                    "YDJANGO_REDIS_URL when more than 1)")
     serve_parser.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
+    commands.add_parser("options", help="print every option with its default and help")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args)
+    elif args.command == "options":
+        options()
 
 
 if __name__ == "__main__":

@@ -13,35 +13,39 @@ from typing import Any
 
 from django.conf import settings
 
-DEFAULTS: dict[str, Any] = {
-    # Largest websocket frame accepted from a client, in bytes; larger ones close the
-    # connection with 1009. Sized for a first sync of a large notebook with outputs.
-    "YDJANGO_MAX_MESSAGE_SIZE": 64 * 1024 * 1024,
-    # Seconds a room stays loaded after its last connection left.
-    "YDJANGO_ROOM_UNLOAD_DELAY": 60.0,
-    # Seconds between relay heartbeats (cross-process gap detection, group re-join).
-    "YDJANGO_RELAY_HEARTBEAT": 5.0,
-    # Development only: let unauthenticated clients into rooms of the shipped application.
-    "YDJANGO_ALLOW_ANONYMOUS": False,
-    # The directory whose files are served (API paths are relative to it); None: the working
-    # directory.
-    "YDJANGO_NOTEBOOK_DIR": None,
-    # Seconds without changes before a document is saved to its file.
-    "YDJANGO_SAVE_DELAY": 1.0,
-    # Seconds a document with changes may go unsaved while edits keep coming.
-    "YDJANGO_SAVE_MAX_WAIT": 10.0,
-    # Seconds between checks of a loaded document's file for changes made by others.
-    "YDJANGO_FILE_POLL_INTERVAL": 1.0,
-    # Update-log rows of a document folded into a snapshot once this many accumulate...
-    "YDJANGO_COMPACT_AFTER": 500,
-    # ...or once the document had no change for this many seconds.
-    "YDJANGO_COMPACT_IDLE": 30.0,
-    # Secret shared with Jupyter servers that sign the identity header; empty: no header is
-    # accepted.
-    "YDJANGO_IDENTITY_SECRET": "",
-    # Seconds a signed identity stays valid.
-    "YDJANGO_IDENTITY_MAX_AGE": 60.0,
+#: Every setting of the app: its default and what it does.
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "YDJANGO_MAX_MESSAGE_SIZE": (
+        64 * 1024 * 1024,
+        "Largest websocket frame accepted from a client, in bytes; a larger one closes the "
+        "connection with 4413. Sized for a first sync of a large notebook with outputs.",
+    ),
+    "YDJANGO_ROOM_UNLOAD_DELAY": (60.0, "Seconds a room stays loaded after its last connection "
+                                  "left."),
+    "YDJANGO_RELAY_HEARTBEAT": (5.0, "Seconds between relay heartbeats (cross-process gap "
+                                "detection, group re-join)."),
+    "YDJANGO_ALLOW_ANONYMOUS": (False, "Development only: let unauthenticated clients into "
+                                "rooms."),
+    "YDJANGO_NOTEBOOK_DIR": (None, "The directory whose files are served (API paths are "
+                             "relative to it); unset: the working directory."),
+    "YDJANGO_SAVE_DELAY": (1.0, "Seconds without changes before a document is saved to its "
+                           "file."),
+    "YDJANGO_SAVE_MAX_WAIT": (10.0, "Seconds a document with changes may go unsaved while "
+                              "edits keep coming."),
+    "YDJANGO_FILE_POLL_INTERVAL": (1.0, "Seconds between checks of a loaded document's file "
+                                   "for changes made by others."),
+    "YDJANGO_COMPACT_AFTER": (500, "Update-log rows of a document folded into a snapshot once "
+                              "this many accumulate."),
+    "YDJANGO_COMPACT_IDLE": (30.0, "Seconds without changes after which a document's log is "
+                             "folded into a snapshot."),
+    "YDJANGO_IDENTITY_SECRET": ("", "Secret shared with Jupyter servers that sign the "
+                                "identity header (remote mode); empty: no header is "
+                                "accepted."),
+    "YDJANGO_IDENTITY_MAX_AGE": (60.0, "Seconds a signed identity stays valid."),
 }
+
+#: The default of every setting.
+DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in SETTINGS.items()}
 
 
 def get_setting(name: str) -> Any:

@@ -1,0 +1,28 @@
+"""The command line: ``python -m jupyter_ydjango options`` lists every option of both sides."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from jupyter_ydjango.conf import SETTINGS
+from jupyter_ydjango.jupyter.app import YDjango
+
+
+def test_options_lists_every_option_with_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "jupyter_ydjango", "options"],
+                         capture_output=True, text=True, check=True).stdout
+    for name, trait in YDjango.class_own_traits(config=True).items():
+        assert f"c.YDjango.{name} = " in out
+        assert trait.help, f"c.YDjango.{name} has no help"
+    for name, (_, help_text) in SETTINGS.items():
+        assert f"{name} = " in out
+        assert help_text.split()[0] in out
+
+
+def test_workers_need_redis() -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if k != "YDJANGO_REDIS_URL"}
+    proc = subprocess.run([sys.executable, "-m", "jupyter_ydjango", "serve", "--workers", "2"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode != 0
+    assert "YDJANGO_REDIS_URL" in proc.stderr
