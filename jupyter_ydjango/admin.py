@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+import json
+
+from asgiref.sync import async_to_sync
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
@@ -14,7 +17,7 @@ class DocumentAdmin(admin.ModelAdmin):
     """Documents: path, type, last save and its error, size of the stored history."""
 
     list_display = ("path", "format", "type", "size", "last_saved", "save_error",
-                    "update_rows", "snapshots")
+                    "connected_users", "update_rows", "snapshots")
     search_fields = ("path",)
     readonly_fields = ("id", "session_id", "imported", "file_hash", "created", "last_saved",
                        "size", "save_error")
@@ -23,6 +26,12 @@ class DocumentAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(
             _updates=Count("updates", distinct=True), _snapshots=Count("snapshots", distinct=True)
         )
+
+    @admin.display(description="connected here")
+    def connected_users(self, obj: Document) -> str:
+        """Who is in the document's room, as this process sees it (its awareness states)."""
+        names = _room_users(obj.room_name)
+        return ", ".join(names) if names else "-"
 
     @admin.display(description="update rows", ordering="_updates")
     def update_rows(self, obj: Document) -> int:
@@ -40,6 +49,23 @@ class SnapshotAdmin(admin.ModelAdmin):
     list_display = ("document", "reason", "created", "size")
     list_filter = ("reason",)
     exclude = ("state",)
+    actions = ["restore"]
+
+    @admin.action(description="Restore this snapshot (as an edit everyone receives)")
+    def restore(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> None:
+        from .restore import RestoreError, restore_snapshot
+
+        for snapshot in queryset.order_by("id"):
+            try:
+                changed = async_to_sync(restore_snapshot)(snapshot.id)
+            except RestoreError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"{snapshot.document}: restored the snapshot of {snapshot.created:%Y-%m-%d %H:%M}"
+                if changed else f"{snapshot.document}: already holds that snapshot's content",
+            )
 
     @admin.display(description="bytes")
     def size(self, obj: Snapshot) -> int:
@@ -65,3 +91,23 @@ class UpdateAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+def _room_users(room_name: str) -> list[str]:
+    """Names in the awareness states of a room loaded in this process (any event loop)."""
+    from .rooms import _registries
+
+    names: list[str] = []
+    for registry in list(_registries.values()):
+        room = registry.rooms.get(room_name)
+        if room is None:
+            continue
+        for _clock, state in list(room._awareness.values()):
+            try:
+                user = json.loads(state).get("user") or {}
+            except (ValueError, AttributeError):
+                continue
+            name = user.get("display_name") or user.get("name") or user.get("username")
+            if name:
+                names.append(str(name))
+    return sorted(set(names))

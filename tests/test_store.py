@@ -168,3 +168,59 @@ def test_admin_pages_render(tmp_path: Path) -> None:
         response = client.get(f"/admin/jupyter_ydjango/{page}/")
         assert response.status_code == 200, page
         assert b"admin.ipynb" in response.content
+
+
+def test_restore_snapshot_is_an_edit_of_the_history(tmp_path: Path) -> None:
+    """The admin's restore action brings a snapshot's content back as a logged change."""
+    from asgiref.sync import async_to_sync
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from django.test import Client
+
+    from jupyter_ydjango import store
+    from jupyter_ydjango.models import Document, Snapshot, Update
+    from jupyter_ydjango.restore import restore_snapshot
+
+    call_command("migrate", interactive=False, verbosity=0)
+    fmt = NotebookFormat()
+    document = Document.objects.create(path=f"{tmp_path.name}/restore.ipynb")
+    original = generated_notebook(5)
+    doc = Y.YDoc(client_id=0)
+    fmt.load_into(doc, copy.deepcopy(original), document.path, "0" * 64)
+    snapshot = Snapshot.objects.create(document=document, reason="import",
+                                       state=Y.encode_state_as_update(doc))
+    before = Y.encode_state_vector(doc)
+    with doc.begin_transaction() as txn:
+        doc.get_array("cells").delete(txn, 0)
+    Update.objects.create(document=document,
+                          data=store.pack_updates([Y.encode_state_as_update(doc, before)]))
+
+    def stored_content() -> object:
+        history = store.load_history(document.id)
+        replay = Y.YDoc()
+        for _, state in history.snapshots:
+            Y.apply_update(replay, state)
+        for _, data in history.updates:
+            for update in store.unpack_updates(data):
+                Y.apply_update(replay, update)
+        return fmt.read(replay)
+
+    assert len(stored_content().cells) == 4
+    User.objects.filter(username="restorer").delete()
+    admin_user = User.objects.create_superuser("restorer", "r@example.com", "pw")
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(admin_user)
+    response = client.post("/admin/jupyter_ydjango/snapshot/",
+                           {"action": "restore", "_selected_action": [snapshot.id]}, follow=True)
+    assert response.status_code == 200
+    assert b"restored the snapshot" in response.content
+    assert stored_content().cells == read_back(original).cells
+    assert Update.objects.filter(document=document).count() == 2, "appended, not rewritten"
+    assert not async_to_sync(restore_snapshot)(snapshot.id), "restoring twice changes nothing"
+
+
+def read_back(nb: object) -> object:
+    """A notebook as it reads back from a document."""
+    doc = Y.YDoc()
+    load_into(doc, copy.deepcopy(nb))
+    return notebook_from_doc(doc)
