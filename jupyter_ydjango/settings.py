@@ -18,6 +18,8 @@
   ``YDJANGO_COMPACT_AFTER``, ``YDJANGO_COMPACT_IDLE``, ``YDJANGO_IDENTITY_MAX_AGE``: see
   :mod:`jupyter_ydjango.conf`.
 * ``YDJANGO_DEBUG=1``: Django's ``DEBUG``.
+* ``YDJANGO_LOG_LEVEL`` (``INFO``) and ``YDJANGO_LOG_FORMAT`` (``json`` for one JSON object per
+  line, with the worker number; default plain text).
 """
 
 from __future__ import annotations
@@ -157,8 +159,21 @@ YDJANGO_IDENTITY_MAX_AGE = float(
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        # one JSON object per line, for log collectors (YDJANGO_LOG_FORMAT=json)
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "static_fields": {"worker": os.environ.get("YDJANGO_WORKER", "0")},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if os.environ.get("YDJANGO_LOG_FORMAT") == "json" else "plain",
+        }
+    },
     "loggers": {
         "jupyter_ydjango": {
             "handlers": ["console"],

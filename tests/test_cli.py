@@ -26,3 +26,19 @@ def test_workers_need_redis() -> None:
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode != 0
     assert "YDJANGO_REDIS_URL" in proc.stderr
+
+
+def test_json_logs() -> None:
+    """``YDJANGO_LOG_FORMAT=json``: one JSON object per line, with the worker number."""
+    import json
+    import os
+
+    code = ("import django; django.setup(); import logging; "
+            "logging.getLogger('jupyter_ydjango.test').warning('saved %s', 'x.ipynb')")
+    env = {**os.environ, "YDJANGO_LOG_FORMAT": "json", "YDJANGO_WORKER": "2",
+           "DJANGO_SETTINGS_MODULE": "jupyter_ydjango.settings"}
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stderr
+    record = json.loads(err.strip().splitlines()[-1])
+    assert record["message"] == "saved x.ipynb"
+    assert record["levelname"] == "WARNING" and record["worker"] == "2"
