@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import itertools
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +28,7 @@ from typing import Any
 import nbformat
 import pycrdt
 import pytest
+import y_py as Y
 from docserver import DocServer
 from nbclient import DocClient
 from notebooks import generated_notebook
@@ -49,6 +49,8 @@ from yclient import NodeDriver, YClient
 
 from jupyter_ydjango.identity import HEADER, Identity, sign_identity
 from jupyter_ydjango.notebook import read_notebook
+from jupyter_ydjango.store import unpack_updates
+from jupyter_ydjango.yutils import read_var_uint
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -125,6 +127,71 @@ class Cluster:
             "SELECT writer, writer_until, file_hash, imported FROM jupyter_ydjango_document "
             "WHERE id = %s", (uuid.UUID(file_id),))
         return dict(zip(("writer", "writer_until", "file_hash", "imported"), row, strict=True))
+
+
+@dataclass
+class LoggedUpdate:
+    """One update of a document's log, replayed in log order after the snapshots."""
+
+    row: int
+    #: client ids whose clock the update advanced (empty: it changed nothing)
+    authors: set[int]
+    #: the ``source`` text's length after it
+    source_length: int
+
+
+def state_vector(doc: pycrdt.Doc) -> dict[int, int]:
+    data = doc.get_state()
+    count, pos = read_var_uint(data)
+    out = {}
+    for _ in range(count):
+        client, pos = read_var_uint(data, pos)
+        out[client], pos = read_var_uint(data, pos)
+    return out
+
+
+def server_client_id(client: DocClient) -> int:
+    """The client id under which the server's y-py stores a pycrdt client's changes.
+
+    pycrdt draws 53-bit client ids; y-py 0.6 reads client ids as 32-bit varints (the bits
+    past 32 wrap around), so the server, and every client it relays to, sees that client's
+    items under another id. Found with a probe document of the same client id.
+    """
+    probe = pycrdt.Doc(client_id=client.doc.client_id)
+    probe.get("probe", type=pycrdt.Text).insert(0, "x")
+    doc = Y.YDoc()
+    Y.apply_update(doc, probe.get_update())
+    sv = Y.encode_state_vector(doc)
+    _, pos = read_var_uint(sv)
+    return read_var_uint(sv, pos)[0]
+
+
+def replay_log(cluster: Cluster, file_id: str) -> tuple[pycrdt.Doc, int, list[LoggedUpdate]]:
+    """The document rebuilt from its snapshots and update log (one update at a time, in row
+    order), the source length after the snapshots, and what each logged update did."""
+    key = (uuid.UUID(file_id),)
+    doc = pycrdt.Doc()
+    for (state,) in cluster.db.query("SELECT state FROM jupyter_ydjango_snapshot "
+                                     "WHERE document_id = %s ORDER BY id", key):
+        doc.apply_update(bytes(state))
+    source = doc.get("source", type=pycrdt.Text)
+    start = len(str(source))
+    replayed = []
+    for row, data in cluster.db.query("SELECT id, data FROM jupyter_ydjango_update "
+                                      "WHERE document_id = %s ORDER BY id", key):
+        for update in unpack_updates(bytes(data)):
+            before = state_vector(doc)
+            doc.apply_update(update)
+            after = state_vector(doc)
+            authors = {c for c, clock in after.items() if clock != before.get(c)}
+            replayed.append(LoggedUpdate(row, authors, len(str(source))))
+    return doc, start, replayed
+
+
+def logged_source(cluster: Cluster, file_id: str) -> str:
+    """The ``source`` text of the document as the database holds it."""
+    doc, _, _ = replay_log(cluster, file_id)
+    return str(doc.get("source", type=pycrdt.Text))
 
 
 def start_all(factories: Sequence[Callable[[], Service]]) -> list[Service]:
@@ -377,11 +444,22 @@ async def test_update_log_written_once_per_update(cluster: Cluster, driver: Node
     n = len(typed) + 30
     await listen_node.wait_text(length=30, timeout=30)
     await listen_doc.wait_for(lambda m: m.get()["cells"][1]["source"].endswith(typed))
-    await wait_until(lambda: cluster.log_rows(file_id)[1] >= n, what="the log rows")
+    typists = {server_client_id(writer_doc), writer_node.client_id}
+
+    def typed_and_logged() -> int:
+        return sum(1 for u in replay_log(cluster, file_id)[2] if u.authors & typists)
+
+    await wait_until(lambda: typed_and_logged() >= n, interval=0.2, what="the log rows")
     await asyncio.sleep(1.0)  # > the 50 ms log batch of either process
     rows, total = cluster.log_rows(file_id)
-    assert total == n, f"{total} updates logged for {n} edits"
-    assert 1 <= rows <= n
+    _, _, logged = replay_log(cluster, file_id)
+    mine = [u for u in logged if u.authors & typists]
+    others = [u for u in logged if not u.authors & typists]
+    assert len(mine) == n, f"{len(mine)} updates logged for {n} edits"
+    assert all(u.authors for u in logged), "an update was logged twice"
+    # the rest is the writer process's own changes of the state map (hash, dirty) at saves
+    assert len({author for u in others for author in u.authors}) <= 1, others
+    assert total == n + len(others) and 1 <= rows <= total
     await close_all([writer_doc, writer_node, listen_doc, listen_node])
 
 
@@ -665,25 +743,24 @@ async def test_postgres_briefly_unavailable(cluster: Cluster) -> None:
         url = cluster.db.url(port=forwarder.port)
         pair = start_all([(lambda i=i: cluster.service(f"pg-pause{i}", YDJANGO_DATABASE_URL=url))
                           for i in range(2)])
-        name = write_text(cluster.root, "pg-pause.txt", "")
+        name = write_text(cluster.root, "pg-pause.txt", "0:\n1:\n")
         session = pair[0].session(name, TEXT)
         file_id = session["fileId"]
         clients = [await DocClient.open(svc.room_url(session), "file") for svc in pair]
         a_text = [f"a{i % 10}" for i in range(30)]
         b_text = [f"b{i % 10}" for i in range(30)]
 
-        async def typing(client: DocClient, chunks: list[str], start: int, stop: int) -> None:
-            for chunk in chunks[start:stop]:
-                type_into(client, chunk)
-                await asyncio.sleep(0.02)
-            await client.flush()
+        async def typing(line: int, chunks: list[str], start: int, stop: int) -> None:
+            await type_slowly(clients[line], "".join(chunks[start:stop]), 0.01, line=line)
 
         async def type_both(start: int, stop: int) -> None:
-            await asyncio.gather(typing(clients[0], a_text, start, stop),
-                                 typing(clients[1], b_text, start, stop))
+            await asyncio.gather(typing(0, a_text, start, stop), typing(1, b_text, start, stop))
 
         await type_both(0, 10)
-        await wait_until(lambda: cluster.log_rows(file_id)[1] == 40, what="the first edits")
+        first = "".join(f"{i}:{''.join(t[:10])}\n" for i, t in enumerate((a_text, b_text)))
+        await wait_until(lambda: logged_source(cluster, file_id) == first, interval=0.2,
+                         what="the first edits logged")
+        logged_before = cluster.log_rows(file_id)[1]
         forwarder.pause()
         await type_both(10, 20)
         for c in clients:
@@ -692,7 +769,7 @@ async def test_postgres_briefly_unavailable(cluster: Cluster) -> None:
         status, _ = pair[0].get("healthz")
         assert status == 503
         await asyncio.sleep(2.0)
-        assert cluster.log_rows(file_id)[1] == 40, "written while the database was away?"
+        assert cluster.log_rows(file_id)[1] == logged_before, "written while it was away?"
         forwarder.resume()
         await type_both(20, 30)
         for c in clients:
@@ -702,32 +779,27 @@ async def test_postgres_briefly_unavailable(cluster: Cluster) -> None:
             ok = [i for i, m in enumerate(c.raw) if m.get("status") == "ok"]
             assert failing and ok and failing[0] < ok[-1]
         n = 2 * 60  # single characters
-        await wait_until(lambda: cluster.log_rows(file_id)[1] == n, what="every update logged")
-        expected = clients[0].model.get()
-        assert clients[1].model.get() == expected and len(expected) == n
+        expected = "".join(f"{i}:{''.join(t)}\n" for i, t in enumerate((a_text, b_text)))
+        for c in clients:
+            await c.wait_for(lambda m: m.get() == expected)
+        await wait_until(lambda: logged_source(cluster, file_id) == expected, interval=0.3,
+                         what="every update logged")
 
-        # the log, replayed in row order one update at a time: every update applies at
-        # once (nothing depends on a later row) and adds one character
-        snapshots = cluster.db.query(
-            "SELECT state FROM jupyter_ydjango_snapshot WHERE document_id = %s ORDER BY id",
-            (uuid.UUID(file_id),))
-        rows = cluster.db.query(
-            "SELECT data FROM jupyter_ydjango_update WHERE document_id = %s ORDER BY id",
-            (uuid.UUID(file_id),))
-        from jupyter_ydjango.store import unpack_updates
-
-        replay = pycrdt.Doc()
-        for (state,) in snapshots:
-            replay.apply_update(bytes(state))
-        source = replay.get("source", type=pycrdt.Text)
-        lengths = [len(str(source))]
-        for (data,) in rows:
-            for update in unpack_updates(bytes(data)):
-                replay.apply_update(update)
-                lengths.append(len(str(source)))
-        steps = collections.Counter(b - a for a, b in itertools.pairwise(lengths))
+        # the log, replayed in row order one update at a time: each typed character is
+        # there once, applies at once (nothing depends on a later row) and adds one
+        # character; every other logged update is the server's own (the state map)
+        replay, length, logged = replay_log(cluster, file_id)
+        typists = {server_client_id(c) for c in clients}
+        steps = collections.Counter()
+        for update in logged:
+            assert update.authors, f"row {update.row}: an update logged twice"
+            if update.authors & typists:
+                steps[update.source_length - length] += 1
+            else:
+                assert update.source_length == length
+            length = update.source_length
         assert steps == {1: n}, steps
-        assert str(source) == expected
+        assert str(replay.get("source", type=pycrdt.Text)) == expected
         await close_all(clients)
 
         for svc in pair:
