@@ -1,0 +1,230 @@
+"""JupyterLab in a real browser: a ``jupyter lab`` process and helpers for its pages.
+
+:class:`LabServer` runs ``python -m jupyterlab`` (the ``jupyter lab`` command) on a free port
+with everything it writes in a temporary directory: Jupyter config, data and runtime
+directories, JupyterLab user settings and workspaces, the embedded Django side's database.
+Its users are those of :mod:`jupyter_auth` (``writer``, ``reader``, ``nobody`` by token); the
+server's own token (:data:`TOKEN`) signs in an anonymous user with a generated name, like a
+default ``jupyter lab``.
+
+The page helpers drive Playwright's synchronous API on the system's Chromium
+(:data:`CHROMIUM`; ``playwright install`` is never needed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from jupyter_servers import EXTENSION_CONFIG
+from servers import TESTS_DIR, Server, server_env
+
+#: The browser: Debian's chromium package.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+#: The server's own token (an anonymous user), and the named users' tokens.
+TOKEN = "browser-tests-token"
+WRITER_TOKEN = "writer-token"
+READER_TOKEN = "reader-token"
+
+#: JupyterLab user settings of the test server: no news, no update check, no announcement
+#: prompt (each would pop a toast over the notebook); every cell attached to the DOM.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification": {
+        "fetchNews": "false", "checkForUpdates": False,
+    },
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+}
+
+#: How long a page may take to show a notebook, and anything else to happen, in ms.
+OPEN_TIMEOUT_MS = 30_000
+TIMEOUT_MS = 10_000
+
+#: The text of each cell of the current notebook, as its CodeMirror editor shows it.
+CELL_TEXTS_JS = """() => {
+    const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+    if (!panel) return null;
+    return [...panel.querySelectorAll('.jp-Notebook .jp-Cell')].map(cell =>
+        [...cell.querySelectorAll('.cm-content .cm-line')].map(l => l.textContent).join('\\n'));
+}"""
+
+#: The current notebook's editors.
+CELL_EDITORS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell .cm-content"
+#: Our status item, and the stock kernel picker a notebook without kernelspec opens with.
+STATUS = "#ydjango-status"
+KERNEL_DIALOG = ".jp-Dialog"
+KERNEL_DIALOG_TITLE = "Select Kernel"
+
+T = TypeVar("T")
+
+
+def unavailable() -> str | None:
+    """Why browser tests cannot run here, or None."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} not found (install Debian's chromium package)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[test]')"
+    return None
+
+
+def wait_until(condition: Callable[[], T], *, timeout: float = TIMEOUT_MS / 1000,
+               interval: float = 0.02, message: str | Callable[[], str] = "") -> T:
+    """Poll ``condition`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"not within {timeout} s: {text}")
+        time.sleep(interval)
+
+
+class LabServer:
+    """``jupyter lab`` serving ``root`` under ``base_url``, with jupyter_ydjango enabled."""
+
+    def __init__(self, tmp: Path, root: Path, *, base_url: str = "/jp/",
+                 args: tuple[str, ...] = ()) -> None:
+        self.tmp, self.root, self.base_url = tmp, root, base_url
+        self._workspaces = 0
+        config_d = tmp / "jupyter-config" / "jupyter_server_config.d"
+        config_d.mkdir(parents=True)
+        shutil.copy(EXTENSION_CONFIG, config_d)
+        for name, values in LAB_SETTINGS.items():
+            path = tmp / "lab-settings" / f"{name}.jupyterlab-settings"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values))
+        # The server imports the users and authorizer from a directory of their own: the
+        # tests directory itself would shadow installed packages (tests/nbclient.py is not
+        # the nbclient that nbconvert imports).
+        modules = tmp / "python"
+        modules.mkdir()
+        shutil.copy(TESTS_DIR / "jupyter_auth.py", modules)
+        (tmp / "ydjango").mkdir()
+        env = server_env(
+            tmp / "ydjango",
+            JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"),
+            JUPYTER_DATA_DIR=str(tmp / "jupyter-data"),
+            JUPYTER_RUNTIME_DIR=str(tmp / "jupyter-runtime"),
+            JUPYTERLAB_SETTINGS_DIR=str(tmp / "lab-settings"),
+            JUPYTERLAB_WORKSPACES_DIR=str(tmp / "lab-workspaces"),
+            JUPYTER_PLATFORM_DIRS="0",
+            PYTHONPATH=str(modules),
+        )
+        self.server = Server([
+            sys.executable, "-m", "jupyterlab",
+            "--ServerApp.ip=127.0.0.1", "--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            "--allow-root", "--no-browser",
+            f"--IdentityProvider.token={TOKEN}",
+            "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
+            "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer",
+            f"--ServerApp.root_dir={root}",
+            f"--ServerApp.base_url={base_url}",
+            *args,
+        ], env, tmp / "jupyterlab.log")
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def url(self, path: str, *, token: str | None = None) -> str:
+        """Absolute URL of ``path`` (relative to the base URL, not encoded here)."""
+        return f"{self.origin}{self.base_url}{path}" + (f"?token={token}" if token else "")
+
+    def notebook_url(self, path: str, *, token: str | None = None,
+                     workspace: bool = True) -> str:
+        """The JupyterLab URL that opens the notebook at ``path`` (relative to the root).
+
+        With ``workspace`` (the default), the page gets a workspace of its own: JupyterLab
+        keeps workspaces on the server, shared by every user, so a page opened in the default
+        workspace (``lab/tree/...``) reopens whatever earlier pages had open.
+        """
+        self._workspaces += 1
+        prefix = f"lab/workspaces/page-{self._workspaces}/" if workspace else "lab/"
+        return self.url(prefix + "tree/" + quote(path), token=token)
+
+    def log(self) -> str:
+        return self.server.log()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+def cell_texts(page: Any) -> list[str] | None:
+    """The text of each cell of the notebook shown in ``page`` (None: no notebook shown)."""
+    return page.evaluate(CELL_TEXTS_JS)
+
+
+def status(page: Any) -> dict[str, str]:
+    """The ``data-*`` attributes of our status item."""
+    return page.locator(STATUS).evaluate("element => ({...element.dataset})")
+
+
+def open_notebook(page: Any, url: str) -> float:
+    """Go to ``url`` (a notebook), get past the kernel picker, and wait until the first cell's
+    editor is shown and editable. Returns the seconds from navigation to then."""
+    start = time.monotonic()
+    page.goto(url)
+    return start_editing(page, start)
+
+
+def start_editing(page: Any, start: float) -> float:
+    """Dismiss the kernel picker of the notebook being opened ("No Kernel": the tests start no
+    kernels) and wait for an editable first cell; seconds since ``start``."""
+    dialog = page.locator(KERNEL_DIALOG, has_text=KERNEL_DIALOG_TITLE)
+    dialog.locator(".jp-Dialog-button.jp-mod-reject").click(timeout=OPEN_TIMEOUT_MS)
+    dialog.wait_for(state="detached", timeout=TIMEOUT_MS)
+    editor = page.locator(CELL_EDITORS).first
+    editor.wait_for(state="visible", timeout=OPEN_TIMEOUT_MS)
+    page.wait_for_function(
+        "selector => document.querySelector(selector)?.contentEditable === 'true'",
+        arg=CELL_EDITORS, timeout=TIMEOUT_MS)
+    return time.monotonic() - start
+
+
+def edit_cell_end(page: Any, index: int) -> None:
+    """Put the cursor at the end of cell ``index``'s editor (edit mode)."""
+    page.locator(CELL_EDITORS).nth(index).click()
+    page.keyboard.press("Control+End")
+
+
+def wait_for_cells(page: Any, expected: list[str] | Callable[[list[str]], bool], *,
+                   timeout: float = TIMEOUT_MS / 1000) -> list[str]:
+    """Wait until the cells of ``page`` are ``expected`` (or satisfy it); return them."""
+    check = expected if callable(expected) else (lambda cells: cells == expected)
+    last: list[list[str] | None] = [None]
+
+    def condition() -> bool:
+        last[0] = cell_texts(page)
+        return last[0] is not None and check(last[0])
+
+    wait_until(condition, timeout=timeout,
+               message=lambda: f"cells are {last[0]!r}, expected {expected!r}")
+    return last[0] or []
+
+
+def wait_for_status(page: Any, **expected: str) -> dict[str, str]:
+    """Wait until our status item shows ``expected`` (``state="synced", people="2"``)."""
+    last: list[dict[str, str]] = [{}]
+
+    def condition() -> bool:
+        last[0] = status(page) if page.locator(STATUS).count() else {}
+        return all(last[0].get(key) == value for key, value in expected.items())
+
+    wait_until(condition, message=lambda: f"status is {last[0]!r}, expected {expected!r}")
+    return last[0]

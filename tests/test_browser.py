@@ -1,0 +1,387 @@
+"""The product end to end: ``jupyter lab`` with jupyter_ydjango, in real Chromium.
+
+One JupyterLab server for the module (started by the tests, under the base URL ``/jp/``, its
+files and settings in a temporary directory), one browser, and a fresh browser context for
+each user of each test. ``writer`` and ``reader`` are the named users of
+:mod:`jupyter_auth`; the server's own token signs in an anonymous user, a second writer.
+
+The server saves a document only when asked (``save_delay`` is long): what reaches the file
+was saved by Ctrl+S in the page.
+
+When a test fails, a screenshot of each page it opened and the server's log are saved to
+``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from browser import (
+    CELL_EDITORS,
+    CELL_TEXTS_JS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    READER_TOKEN,
+    TIMEOUT_MS,
+    TOKEN,
+    WRITER_TOKEN,
+    LabServer,
+    cell_texts,
+    edit_cell_end,
+    open_notebook,
+    start_editing,
+    status,
+    unavailable,
+    wait_for_cells,
+    wait_for_status,
+    wait_until,
+)
+from nbformat.v4 import new_code_cell, new_notebook
+from servers import PROJECT_DIR
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(unavailable() is not None, reason=unavailable() or ""),
+]
+
+ARTIFACTS_DIR = PROJECT_DIR / "test-artifacts"
+RESULTS_FILE = PROJECT_DIR / "benchmarks" / "results" / "browser.json"
+#: Who each token signs in (screenshot names).
+USERS = {WRITER_TOKEN: "writer", READER_TOKEN: "reader", TOKEN: "anonymous"}
+#: Keystrokes timed from one page to the other.
+KEYSTROKES = 20
+
+NOTEBOOKS = {
+    "coedit.ipynb": ["x = 1"],
+    "shared dir/room é.ipynb": ["y = 2"],
+    "readonly.ipynb": ["z = 3"],
+    "bench.ipynb": [""],
+}
+
+
+def write_notebook(path: Path, sources: list[str]) -> None:
+    """A notebook without kernelspec (JupyterLab asks which kernel; the tests say none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cells = [new_code_cell(source, id=f"cell-{i}") for i, source in enumerate(sources)]
+    nbformat.write(new_notebook(cells=cells), path)
+
+
+def read_notebook(path: Path) -> Any:
+    """The notebook file, validated."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    return nb
+
+
+def sources(path: Path) -> list[str]:
+    return [cell.source for cell in nbformat.read(path, as_version=4).cells]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "root"
+    for name, cells in NOTEBOOKS.items():
+        write_notebook(root / name, cells)
+    server = LabServer(tmp, root, base_url="/jp/", args=("--YDjango.save_delay=3600",))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def sign_in(lab: LabServer, chromium: Any,
+            request: pytest.FixtureRequest) -> Iterator[Callable[[str], Any]]:
+    """``sign_in(token)``: a page in a new browser context (a user's browser), signed in
+    with ``token`` (the login cookie is set; no page is loaded yet).
+
+    On failure, each page's screenshot and console, and the server's log, are saved to
+    ``test-artifacts/``.
+    """
+    contexts: list[Any] = []
+    pages: list[tuple[str, Any, list[str]]] = []
+    failed_before = request.session.testsfailed
+
+    def new_page(token: str) -> Any:
+        context = chromium.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(TIMEOUT_MS)
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.origin)
+        contexts.append(context)
+        response = context.request.get(lab.url("api/me", token=token))
+        assert response.ok, response.status
+        page = context.new_page()
+        console: list[str] = []
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+        pages.append((USERS[token], page, console))
+        return page
+
+    yield new_page
+    # The call's report is in by now: a failure of this test counts already.
+    if request.session.testsfailed > failed_before:
+        save_artifacts(request.node.name, pages, lab)
+    for context in contexts:
+        context.close()
+
+
+def save_artifacts(test: str, pages: list[tuple[str, Any, list[str]]], lab: LabServer) -> None:
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    stem = re.sub(r"[^\w.-]+", "_", test)
+    for i, (user, page, console) in enumerate(pages):
+        name = f"{stem}-{i}-{user}"
+        (ARTIFACTS_DIR / f"{name}-console.txt").write_text("\n".join(console) + "\n")
+        try:
+            page.screenshot(path=str(ARTIFACTS_DIR / f"{name}.png"), full_page=True)
+        except Exception as error:  # a crashed page: keep saving the others
+            print(f"no screenshot of page {i} ({user}): {error}")
+    (ARTIFACTS_DIR / f"{stem}-jupyterlab.log").write_text(lab.log())
+    print(f"screenshots, page consoles and the server log saved in {ARTIFACTS_DIR}")
+
+
+def no_dialog(page: Any) -> None:
+    dialogs = page.locator(".jp-Dialog")
+    assert dialogs.count() == 0, dialogs.first.inner_text()
+
+
+# --- 1. two users co-edit, see each other, save ---------------------------------------------
+
+
+def test_two_users_coedit_see_each_other_and_save(
+        lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    path = lab.root / "coedit.ipynb"
+    alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
+    # Bob is in the notebook, looking at the collaborators panel, when Alice joins. (The
+    # panel lists what changes while it is shown: opened later, it stays empty until
+    # somebody's presence changes again.)
+    open_notebook(bob, lab.notebook_url("coedit.ipynb"))
+    bob.locator(".jp-SideBar .lm-TabBar-tab[data-id='jp-collaboration-panel']").click()
+    bob.locator(".jp-CollaboratorsPanel").wait_for()
+    wait_for_status(bob, state="synced", people="1")
+    open_notebook(alice, lab.notebook_url("coedit.ipynb"))
+    wait_for_cells(alice, ["x = 1"])
+    for page in (alice, bob):
+        wait_for_status(page, state="synced", people="2")
+    bob.locator(".jp-CollaboratorsList .jp-Collaborator", has_text="Writer").wait_for()
+
+    # Alice types into the cell, then adds a cell below (Escape, B) and types into it.
+    edit_cell_end(alice, 0)
+    alice.keyboard.type(" + 41")
+    alice.keyboard.press("Escape")
+    alice.keyboard.press("b")
+    alice.keyboard.press("Enter")
+    alice.keyboard.type("print('from alice')")
+    expected = ["x = 1 + 41", "print('from alice')"]
+    wait_for_cells(alice, expected)
+    wait_for_cells(bob, expected, timeout=5)
+
+    # Bob sees where Alice is: her cursor in the new cell's editor.
+    bob.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-remote-cursor").wait_for()
+    assert status(bob)["people"] == "2"
+
+    # Nothing is saved yet; Ctrl+S in Alice's page saves both edits.
+    assert sources(path) == ["x = 1"]
+    saved_before = status(alice)["lastSaved"]
+    alice.keyboard.press("Control+s")
+    wait_until(lambda: sources(path) == expected,
+               message=lambda: f"the file holds {sources(path)!r}")
+    nb = read_notebook(path)
+    assert [cell.cell_type for cell in nb.cells] == ["code", "code"]
+    assert nb.cells[0].id == "cell-0"
+    # The page knows it saved (no "file changed" dialog, a later save time).
+    wait_until(lambda: status(alice)["lastSaved"] > saved_before,
+               message=lambda: f"last saved {status(alice)['lastSaved']} (was {saved_before})")
+    no_dialog(alice)
+    no_dialog(bob)
+
+
+# --- 2. the room link -----------------------------------------------------------------------
+
+
+def copied_link(page: Any) -> str:
+    """What "Copy room link" gave the user: the clipboard after the "copied" toast, or the
+    link in the dialog shown where the clipboard is refused."""
+    toast = page.locator(".Toastify__toast", has_text="Room link copied")
+    dialog_input = page.locator(".jp-Dialog .ydjango-LinkDialog-input")
+    toast.or_(dialog_input).first.wait_for()
+    if dialog_input.count():
+        print("copy room link: the clipboard was refused, the dialog shows the link")
+        link = dialog_input.input_value()
+        page.locator(".jp-Dialog .jp-Dialog-button").click()
+        return link
+    return page.evaluate("navigator.clipboard.readText()")
+
+
+def test_room_link_opens_the_same_room(lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    name = "shared dir/room é.ipynb"
+    alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
+    open_notebook(alice, lab.notebook_url(name))
+    alice.locator("[data-command='ydjango:copy-room-link']").click()
+    link = copied_link(alice)
+    assert link == f"{lab.origin}/jp/lab/tree/shared%20dir/room%20%C3%A9.ipynb"
+
+    # Bob (signed in, with his own cookie) follows the link: same notebook, same room.
+    start = time.monotonic()
+    bob.goto(link)
+    start_editing(bob, start)
+    tab = bob.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
+    assert tab.inner_text().strip() == "room é.ipynb"
+    wait_for_cells(bob, ["y = 2"])
+    for page in (alice, bob):
+        wait_for_status(page, state="synced", people="2")
+    edit_cell_end(bob, 0)
+    bob.keyboard.type("  # bob was here")
+    wait_for_cells(alice, ["y = 2  # bob was here"], timeout=5)
+
+
+# --- 3. a read-only user --------------------------------------------------------------------
+
+
+def test_read_only_user_cannot_change_the_notebook(
+        lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    path = lab.root / "readonly.ipynb"
+    alice, reader = sign_in(WRITER_TOKEN), sign_in(READER_TOKEN)
+    open_notebook(alice, lab.notebook_url("readonly.ipynb"))
+    open_notebook(reader, lab.notebook_url("readonly.ipynb"))
+    wait_for_status(reader, state="read-only", people="2")
+    wait_for_status(alice, state="synced", people="2")
+
+    # The reader types; then Alice types and saves. Once the reader sees Alice's edit, and
+    # the file holds it, the reader's keystrokes would have arrived too.
+    edit_cell_end(reader, 0)
+    reader.keyboard.type(" # READER")
+    edit_cell_end(alice, 0)
+    alice.keyboard.type(" # alice")
+    wait_for_cells(reader, lambda cells: "# alice" in cells[0])
+    alice.keyboard.press("Control+s")
+    wait_until(lambda: "# alice" in sources(path)[0],
+               message=lambda: f"the file holds {sources(path)!r}")
+    read_notebook(path)
+    assert sources(path) == ["z = 3 # alice"]
+    assert cell_texts(alice) == ["z = 3 # alice"]
+    no_dialog(alice)
+    # The reader's own page: the stock frontend does not make the editors read-only, so the
+    # reader's keystrokes stay in the reader's copy (the server answered "permission denied").
+    reader_view = cell_texts(reader)
+    if reader_view != ["z = 3 # alice"]:
+        pytest.xfail(f"the reader's editor accepts typing that no one else sees: {reader_view}")
+
+
+# --- 4. timings -----------------------------------------------------------------------------
+
+#: Record when each key goes down in the page, on the shared clock of the machine (ms).
+RECORD_KEYS_JS = """() => {
+    window.__keys = [];
+    document.addEventListener('keydown', event => window.__keys.push(
+        [performance.timeOrigin + performance.now(), event.key]), true);
+}"""
+#: Record each text the first cell's editor shows, with the time it showed it (ms).
+RECORD_FIRST_CELL_JS = """selector => {
+    window.__seen = [];
+    const editor = document.querySelector(selector);
+    new MutationObserver(() => window.__seen.push(
+        [performance.timeOrigin + performance.now(), editor.textContent]
+    )).observe(editor, {subtree: true, childList: true, characterData: true});
+}"""
+FIRST_CELL_ENDS_WITH_JS = f"text => ({CELL_TEXTS_JS})()?.[0]?.endsWith(text)"
+
+
+def time_to_editable(page: Any, url: str) -> float:
+    """Seconds from navigation until a keystroke shows in the first cell's editor."""
+    start = time.monotonic()
+    page.goto(url)
+    start_editing(page, start)
+    edit_cell_end(page, 0)
+    page.keyboard.type("#")
+    page.wait_for_function(FIRST_CELL_ENDS_WITH_JS, arg="#", polling=5)
+    return time.monotonic() - start
+
+
+def summary(samples: list[float]) -> dict[str, Any]:
+    ordered = sorted(samples)
+    return {
+        "median": round(statistics.median(ordered), 1),
+        "p90": round(ordered[int(0.9 * (len(ordered) - 1))], 1),
+        "min": round(ordered[0], 1),
+        "max": round(ordered[-1], 1),
+        "samples": [round(sample, 1) for sample in samples],
+    }
+
+
+def test_timings(lab: LabServer, sign_in: Callable[[str], Any], chromium: Any,
+                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Measured, printed and written to benchmarks/results/browser.json; bounds are loose."""
+    alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
+    editable = {
+        "alice": time_to_editable(alice, lab.notebook_url("bench.ipynb")),
+        "bob": time_to_editable(bob, lab.notebook_url("bench.ipynb")),
+    }
+    wait_for_cells(alice, ["##"])
+    wait_for_cells(bob, ["##"])
+    wait_for_status(bob, state="synced", people="2")
+
+    # Keystroke to screen: Alice types one key at a time; each is timed from its keydown in
+    # Alice's page to the mutation of Bob's editor that shows it.
+    alice.evaluate(RECORD_KEYS_JS)
+    bob.evaluate(RECORD_FIRST_CELL_JS, CELL_EDITORS)
+    edit_cell_end(alice, 0)
+    keys = "abcdefghijklmnopqrstuvwxyz"[:KEYSTROKES]
+    text = "##"
+    driver_ms = []
+    for key in keys:
+        text += key
+        start = time.perf_counter()
+        alice.keyboard.type(key)
+        bob.wait_for_function(FIRST_CELL_ENDS_WITH_JS, arg=text, polling=5)
+        driver_ms.append((time.perf_counter() - start) * 1000)
+    pressed = [t for t, key in alice.evaluate("window.__keys") if key in keys]
+    seen = bob.evaluate("window.__seen")
+    latency_ms = []
+    for i, key_time in enumerate(pressed):
+        shown = "##" + keys[: i + 1]
+        latency_ms.append(next(t for t, content in seen if content == shown) - key_time)
+    assert len(latency_ms) == KEYSTROKES
+    wait_for_cells(alice, ["##" + keys])
+
+    results = {
+        "what": "JupyterLab in headless Chromium, two browser contexts, one jupyter lab "
+                "process with jupyter_ydjango (embedded Django side) on this machine",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {platform.python_implementation()} "
+                   f"{platform.python_version()}",
+        "chromium": chromium.version,
+        "jupyterlab": version("jupyterlab"),
+        "page_to_editable_s": {user: round(seconds, 2) for user, seconds in editable.items()},
+        "keystrokes": KEYSTROKES,
+        "keystroke_to_other_page_ms": summary(latency_ms),
+        "keystroke_to_other_page_with_driver_ms": summary(driver_ms),
+    }
+    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_FILE.write_text(json.dumps(results, indent=1) + "\n")
+    latency = results["keystroke_to_other_page_ms"]
+    with capsys.disabled():
+        print(f"\nbrowser timings: page to editable {editable['alice']:.2f} s (alice), "
+              f"{editable['bob']:.2f} s (bob); keystroke in alice's page to bob's screen: "
+              f"median {latency['median']} ms, p90 {latency['p90']} ms, "
+              f"max {latency['max']} ms over {KEYSTROKES} keys "
+              f"(written to {RESULTS_FILE.relative_to(PROJECT_DIR)})")
+    assert max(editable.values()) < 30
+    assert latency["median"] < 2000
