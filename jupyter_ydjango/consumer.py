@@ -37,6 +37,7 @@ from urllib.parse import parse_qs
 
 import y_py as Y
 from asgiref.sync import async_to_sync
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
@@ -200,6 +201,22 @@ class YjsConsumer(AsyncWebsocketConsumer):
         self.room.apply_update(update_wrapper["update"], REMOTE)
 
     # --- internals ------------------------------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Call the handler of a message (a frame, a group message), as Channels does, minus
+        Channels' hop to the database thread before every message.
+
+        Channels runs ``close_old_connections`` for every message in the one thread that
+        also runs every ``database_sync_to_async`` call, so each frame waited behind the
+        database work in progress there (update-log writes, writer leases): a process
+        fell behind at a few hundred frames per second, with latencies growing to seconds.
+        The database is only used through ``database_sync_to_async``, which closes stale
+        connections itself, before and after each call.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     @property
     def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:

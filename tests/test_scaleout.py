@@ -383,9 +383,10 @@ async def test_clients_spread_over_workers_converge(cluster: Cluster, driver: No
     client ends with the same document, with every character typed, and the file on disk
     holds the typed content."""
     services = cluster.services[:workers]
-    # each pycrdt client types on a line of its own: pycrdt 0.14 clients typing concurrently
-    # at one position were seen to show an order that differs from their own encoded state
-    # (and from Yjs and y-py); Yjs clients type concurrently at one position
+    # each pycrdt client types on a line of its own: y-py stores a pycrdt client's items
+    # under another id than the client's own (see server_client_id), so concurrent inserts
+    # at one position would be ordered differently by that client than by everyone else.
+    # The Yjs clients (32-bit ids) type concurrently at one position.
     lines = "".join(f"{i}:\n" for i in range(workers))
     name = write_text(cluster.root, f"converge-{workers}.txt", lines)
     session = services[0].session(name, TEXT)
