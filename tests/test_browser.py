@@ -264,10 +264,11 @@ def test_read_only_user_cannot_change_the_notebook(
     wait_for_status(reader, state="read-only", people="2")
     wait_for_status(alice, state="synced", people="2")
 
-    # The reader types; then Alice types and saves. Once the reader sees Alice's edit, and
-    # the file holds it, the reader's keystrokes would have arrived too.
+    # The reader types: the server refuses the change (y-websocket logs the refusal). Then
+    # Alice types and saves.
     edit_cell_end(reader, 0)
-    reader.keyboard.type(" # READER")
+    with reader.expect_console_message(lambda message: "Permission denied" in message.text):
+        reader.keyboard.type(" # READER")
     edit_cell_end(alice, 0)
     alice.keyboard.type(" # alice")
     wait_for_cells(reader, lambda cells: "# alice" in cells[0])
