@@ -91,6 +91,9 @@ class Peer:
             except Exception as exc:  # the socket is gone; the consumer's disconnect cleans up
                 logger.debug("room %s: stopped writing to a peer: %r", self.room.name, exc)
                 return
+            # Not kept while waiting for the next frame: a joiner's last frame is often the
+            # whole document (its SYNC step 2), and idle peers would each hold a copy.
+            del frame
 
     def stop(self) -> None:
         """Stop writing to this peer."""

@@ -182,6 +182,8 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         try:
             while (data := await upstream.receive()) is not None:
                 await self.write_message(data, binary=isinstance(data, bytes))
+                # not kept while waiting for the next frame (it may be the whole document)
+                del data
         except WebSocketClosedError:
             upstream.close(CLOSE_ABNORMAL)
             return
