@@ -106,9 +106,8 @@ class LabServer:
             path = tmp / "lab-settings" / f"{name}.jupyterlab-settings"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
-        # The server imports the users and authorizer from a directory of their own: the
-        # tests directory itself would shadow installed packages (tests/nbclient.py is not
-        # the nbclient that nbconvert imports).
+        # The server imports the users and authorizer from a directory of their own, so that
+        # no test module can shadow an installed package in a real JupyterLab.
         modules = tmp / "python"
         modules.mkdir()
         shutil.copy(TESTS_DIR / "jupyter_auth.py", modules)

@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from nbclient import DocClient
+from docclient import DocClient
 from servers import Server, migrate, serve_command, server_env
 
 NOTEBOOK = {"format": "json", "type": "notebook"}

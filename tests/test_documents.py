@@ -17,8 +17,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from docclient import DocClient
 from docserver import DocServer
-from nbclient import DocClient
 from notebooks import FIXTURES, INVALID_FIXTURE, generated_notebook, plain
 from notebooks import without_empty_attachments as as_in_doc
 

@@ -18,8 +18,8 @@ from unittest import mock
 
 import nbformat
 import pytest
+from docclient import DocClient
 from jupyter_servers import TOKEN, JupyterServer
-from nbclient import DocClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from servers import Server, migrate, serve_command, server_env
 

@@ -1,6 +1,6 @@
 """The Jupyter server extension in a real Jupyter server process, embedded Django side.
 
-Clients are real: pycrdt + jupyter_ydoc (:mod:`nbclient`), Yjs / y-websocket in node
+Clients are real: pycrdt + jupyter_ydoc (:mod:`docclient`), Yjs / y-websocket in node
 (:mod:`yclient`), raw websockets and raw HTTP. The server runs under a base URL (``/jp/``),
 so every test also proves that the base URL is stripped on the way to the Django side.
 """
@@ -21,9 +21,9 @@ from typing import Any
 import nbformat
 import pycrdt
 import pytest
+from docclient import DocClient
 from jupyter_servers import TOKEN, JupyterServer
 from jupyter_ydoc import YNotebook
-from nbclient import DocClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
