@@ -1,0 +1,1323 @@
+"""jupyter-ydjango against jupyter-collaboration 5.0.x: the same clients drive both servers.
+
+    python benchmarks/compare.py            # full run (~15 min on 2 cores)
+    python benchmarks/compare.py --quick    # smaller run (~3 min), for development
+
+Run it with the project's interpreter (the project installed with its test extras). It makes
+(or reuses) a separate virtual environment, ``benchmarks/.venv-jc``, with
+``jupyter-collaboration==5.0.*``, JupyterLab 4.6 and matplotlib from PyPI; jupyter-collaboration
+is never a dependency of the project. It then starts both Jupyter servers on 127.0.0.1, ours
+from this interpreter and theirs from that environment, each in its own temporary root, data
+and config directories, and measures, alternating the servers from trial to trial:
+
+1. cold and warm opens (session PUT, websocket, SYNC, the client holds the whole notebook);
+2. fan-out latency (one writer typing into a cell every 50 ms, 10/50/100 clients);
+3. throughput (one writer as fast as it can, 10 listeners);
+4. memory (RSS idle, with a 5,000-cell room loaded, with 100 clients connected);
+5. saving (edit -> file on disk with the default 1 s debounce; an explicit RAW save).
+
+It prints a table (medians over the trials with their min-max, and the ratio us / them), the
+targets met or missed, the CPU time of the clients and servers, and writes
+``benchmarks/results/compare.json`` and ``benchmarks/results/compare.png``. See
+``benchmarks/README.md``. This is a measurement, not a test: it asserts nothing.
+
+Only the standard library is imported at module level, so that the chart can be drawn by the
+other environment's interpreter (``python compare.py --plot JSON PNG``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import datetime
+import hashlib
+import http.client
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "benchmarks"
+JC_VENV = BENCH_DIR / ".venv-jc"
+JC_REQUIREMENTS = ["jupyter-collaboration==5.0.*", "jupyterlab>=4.6,<4.7", "matplotlib>=3.7"]
+DRIVER = BENCH_DIR / "js" / "notebook_clients.mjs"
+RESULTS_JSON = BENCH_DIR / "results" / "compare.json"
+RESULTS_PNG = BENCH_DIR / "results" / "compare.png"
+EXTENSION_CONFIG = ROOT / "jupyter-config" / "jupyter_server_config.d" / "jupyter_ydjango.json"
+FIXTURES = Path(os.environ.get("NOTEBOOK_FIXTURES_DIR", "/work/shared/fixtures/notebooks"))
+TOKEN = "compare-benchmark-token"
+US, THEM = "ydjango", "jupyter-collaboration"
+SERVERS = (US, THEM)
+#: The cell the writers type into (a code cell in every generated notebook).
+TYPING_CELL = 1
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def progress(text: str) -> None:
+    print(f"[compare {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# --- the other environment ------------------------------------------------------------------
+
+
+def jc_python() -> Path:
+    return JC_VENV / "bin" / "python"
+
+
+def _jc_versions() -> dict[str, str] | None:
+    code = ("import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
+            "('jupyter-collaboration', 'jupyter-server-ydoc', 'jupyter-ydoc', 'pycrdt', "
+            "'pycrdt-websocket', 'jupyterlab', 'jupyter-server', 'tornado', 'matplotlib')}))")
+    try:
+        out = subprocess.run([str(jc_python()), "-c", code], capture_output=True, text=True,
+                             check=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return json.loads(out.stdout)
+
+
+def ensure_jc_venv() -> dict[str, str]:
+    """Create or reuse ``benchmarks/.venv-jc`` with jupyter-collaboration 5.0.x; its versions."""
+    versions = _jc_versions() if jc_python().exists() else None
+    ok = (versions is not None and versions["jupyter-collaboration"].startswith("5.0.")
+          and versions["jupyterlab"].startswith("4.6."))
+    if ok:
+        return versions
+    progress(f"installing {' '.join(JC_REQUIREMENTS)} into {JC_VENV} (once)")
+    if not jc_python().exists():
+        subprocess.run([sys.executable, "-m", "venv", str(JC_VENV)], check=True)
+    proc = subprocess.run([str(jc_python()), "-m", "pip", "install", "-q", *JC_REQUIREMENTS],
+                          capture_output=True, text=True)
+    noise = "WARNING: Location"
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if noise not in line and line.strip():
+            print(line, file=sys.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"pip install into {JC_VENV} failed")
+    versions = _jc_versions()
+    if versions is None:
+        raise SystemExit(f"{JC_VENV}: cannot read the installed versions")
+    return versions
+
+
+def our_versions() -> dict[str, str]:
+    import importlib.metadata as m
+
+    return {p: m.version(p) for p in ("jupyter-ydjango", "y-py", "channels", "django",
+                                      "jupyterlab", "jupyter-server", "tornado", "pycrdt",
+                                      "jupyter-ydoc", "websockets")}
+
+
+def ensure_node_modules() -> None:
+    js = ROOT / "tests" / "js"
+    if shutil.which("node") is None:
+        raise SystemExit("node is needed (the Yjs clients)")
+    if not all((js / "node_modules" / p / "package.json").is_file()
+               for p in ("yjs", "y-websocket", "ws")):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=js, check=True)
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a live process so far."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return math.nan
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def proc_memory(pid: int) -> dict[str, float]:
+    """``VmRSS`` and ``VmHWM`` (peak) of a process, in MB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values
+
+
+def self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class JupyterProcess:
+    """A Jupyter server with one collaboration backend, in its own temporary directories."""
+
+    def __init__(self, kind: str, tmp: Path, label: str) -> None:
+        self.kind = kind
+        self.dir = tmp / f"{label}-{kind}"
+        self.root = self.dir / "root"
+        config = self.dir / "config"
+        for d in (self.root, config / "jupyter_server_config.d", self.dir / "data",
+                  self.dir / "ydjango"):
+            d.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("YDJANGO_")}
+        env.update({
+            "JUPYTER_CONFIG_DIR": str(config),
+            "JUPYTER_DATA_DIR": str(self.dir / "data"),
+            "JUPYTER_RUNTIME_DIR": str(self.dir / "runtime"),
+            "JUPYTER_PLATFORM_DIRS": "0",
+            "PYTHONUNBUFFERED": "1",
+        })
+        if kind == US:
+            python = sys.executable
+            shutil.copy(EXTENSION_CONFIG, config / "jupyter_server_config.d")
+            env["YDJANGO_DATA_DIR"] = str(self.dir / "ydjango")
+            extra: list[str] = []
+        else:
+            python = str(jc_python())
+            extra = [f"--SQLiteYStore.db_path={self.dir / 'ystore.db'}",
+                     f"--YDocExtension.session_store_path={self.dir / 'sessions.json'}"]
+        self.port = free_port()
+        self.log_path = self.dir / "server.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (open while the server runs)
+        self.proc = subprocess.Popen(
+            [python, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1",
+             f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0", "--allow-root",
+             "--no-browser", f"--IdentityProvider.token={TOKEN}",
+             f"--ServerApp.root_dir={self.root}", *extra],
+            env=env, cwd=self.dir, stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} server exited:\n{self.log_tail()}")
+            with contextlib.suppress(OSError):
+                if self.request("GET", "api/status")[0] == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.kind} server not ready in {timeout} s:\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, chars: int = 3000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        headers = {"Authorization": f"token {TOKEN}"}
+        data = None if body is None else json.dumps(body).encode()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, f"/{path}", body=data, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+        finally:
+            conn.close()
+        try:
+            return response.status, json.loads(payload)
+        except ValueError:
+            return response.status, payload
+
+    def session(self, path: str) -> dict[str, Any]:
+        status, info = self.request("PUT", f"api/collaboration/session/{quote(path)}",
+                                    {"format": "json", "type": "notebook"})
+        if status not in (200, 201):
+            raise RuntimeError(f"{self.kind}: session {path}: {status} {info}")
+        return info
+
+    @property
+    def room_base(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/collaboration/room"
+
+    def room_url(self, info: dict[str, Any]) -> str:
+        room = f"{info['format']}:{info['type']}:{info['fileId']}"
+        return f"{self.room_base}/{room}?sessionId={quote(info['sessionId'])}&token={TOKEN}"
+
+    def cpu(self) -> float:
+        return proc_cpu(self.pid)
+
+    def memory(self) -> dict[str, float]:
+        return proc_memory(self.pid)
+
+    def put_file(self, name: str, data: bytes) -> str:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return name
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+# --- the node clients -----------------------------------------------------------------------
+
+
+class Driver:
+    """One ``node benchmarks/js/notebook_clients.mjs`` process (many Yjs clients)."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._rid = 0
+        self._reader: asyncio.Task[None] | None = None
+        self._stderr: list[str] = []
+
+    async def start(self) -> Driver:
+        self.proc = await asyncio.create_subprocess_exec(
+            "node", str(DRIVER), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, limit=256 * 1024 * 1024)
+        self._reader = asyncio.create_task(self._read())
+        self._stderr_reader = asyncio.create_task(self._read_stderr())
+        await self.call("now")
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            reply = json.loads(line)
+            fut = self._pending.pop(reply["rid"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(RuntimeError("node driver exited:\n"
+                                               + "\n".join(self._stderr[-30:])))
+
+    async def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self._stderr.append(line.decode(errors="replace").rstrip())
+            del self._stderr[:-200]
+
+    async def call(self, cmd: str, timeout: float = 120, **fields: Any) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None
+        self._rid += 1
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[self._rid] = fut
+        self.proc.stdin.write((json.dumps({**fields, "cmd": cmd, "rid": self._rid}) + "\n")
+                              .encode())
+        await self.proc.stdin.drain()
+        reply = await asyncio.wait_for(fut, timeout)
+        if not reply["ok"]:
+            raise RuntimeError(f"driver {cmd}: {reply['error']}")
+        return reply
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
+
+
+def summary(values: Sequence[float]) -> dict[str, Any]:
+    """Median and min-max of one figure over the trials (with the trials' values)."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return {"median": math.nan, "min": math.nan, "max": math.nan, "n": 0, "values": []}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values), "values": [round(v, 4) for v in values]}
+
+
+def fmt(s: dict[str, Any] | None, digits: int = 1) -> str:
+    if not s or not s["n"]:
+        return "-"
+    if s["n"] == 1 or s["min"] == s["max"]:
+        return f"{s['median']:.{digits}f}"
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
+
+
+def text_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        parts = [row[0].ljust(widths[0])]
+        parts += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([title, "=" * len(title), line(cells[0]), rule,
+                      *(line(r) for r in cells[1:]), ""])
+
+
+def orders(trial: int) -> tuple[str, str]:
+    """Which server goes first in a trial: they alternate, so that drift hits both."""
+    return SERVERS if trial % 2 == 0 else SERVERS[::-1]
+
+
+@dataclass
+class CpuWindow:
+    """Wall and CPU seconds of the benchmark, the node drivers and each server in a section."""
+
+    wall: float = 0.0
+    bench: float = 0.0
+    node: float = 0.0
+    servers: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SERVERS, 0.0))
+    load: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"wall_s": round(self.wall, 2), "bench_cpu_s": round(self.bench, 2),
+                "node_cpu_s": round(self.node, 2),
+                "server_cpu_s": {k: round(v, 2) for k, v in self.servers.items()},
+                "load_1min": self.load}
+
+
+class Meter:
+    """CPU accounting of one section; servers and drivers come and go within it."""
+
+    def __init__(self) -> None:
+        self.window = CpuWindow()
+        self._servers: dict[int, tuple[str, float]] = {}
+        self._drivers: dict[int, float] = {}
+        self._t0 = time.monotonic()
+        self._bench0 = self_cpu()
+        self.window.load.append(loadavg())
+
+    def add_server(self, server: JupyterProcess) -> None:
+        self._servers[server.pid] = (server.kind, server.cpu())
+
+    def take_server(self, server: JupyterProcess) -> None:
+        """Account a server's CPU before it stops."""
+        kind, start = self._servers.pop(server.pid)
+        self.window.servers[kind] += server.cpu() - start
+
+    def add_driver(self, driver: Driver) -> None:
+        self._drivers[driver.pid] = proc_cpu(driver.pid)
+
+    def take_driver(self, driver: Driver) -> None:
+        start = self._drivers.pop(driver.pid)
+        used = proc_cpu(driver.pid) - start
+        if not math.isnan(used):
+            self.window.node += used
+
+    def finish(self) -> CpuWindow:
+        self.window.wall = time.monotonic() - self._t0
+        self.window.bench = self_cpu() - self._bench0
+        self.window.load.append(loadavg())
+        return self.window
+
+
+# --- notebooks ------------------------------------------------------------------------------
+
+
+@dataclass
+class Notebook:
+    label: str
+    data: bytes
+    cells: int
+
+    @property
+    def mb(self) -> float:
+        return len(self.data) / 1e6
+
+
+def generated(n: int) -> Notebook:
+    import nbformat
+    from notebooks import generated_notebook
+
+    data = (nbformat.writes(generated_notebook(n)) + "\n").encode()
+    return Notebook(f"generated {n:,} cells", data, n)
+
+
+def fixture_notebooks() -> list[Notebook]:
+    out = []
+    for path in sorted(FIXTURES.glob("pdsh-*.ipynb")) if FIXTURES.is_dir() else []:
+        data = path.read_bytes()
+        out.append(Notebook(path.stem, data, len(json.loads(data)["cells"])))
+    return out
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}.ipynb"
+
+
+# --- the Python notebook client (pycrdt + jupyter_ydoc) -------------------------------------
+
+
+def timed_client_class() -> Any:
+    from docclient import DocClient
+
+    class TimedClient(DocClient):
+        """tests/docclient.py's client, noting when the SYNC step 2 frame came and was applied."""
+
+        step2_received: float | None = None
+        step2_applied: float | None = None
+
+        def _handle(self, message: Any) -> None:
+            is_step2 = message.type == 0 and message.sync_type == 1
+            if is_step2:
+                self.step2_received = time.monotonic()
+            super()._handle(message)
+            if is_step2:
+                self.step2_applied = time.monotonic()
+
+    return TimedClient
+
+
+async def open_notebook(server: JupyterProcess, path: str, cells: int) -> tuple[Any, dict]:
+    """Session PUT, websocket, SYNC; returns once the client holds all ``cells`` cells."""
+    client_class = timed_client_class()
+    t0 = time.monotonic()
+    info = server.session(path)
+    t_put = time.monotonic()
+    client = await client_class.open(server.room_url(info), timeout=120)
+    if len(client.model.ycells) != cells:
+        await client.wait_for(lambda m: len(m.ycells) == cells, timeout=120)
+    t_end = time.monotonic()
+    received = client.step2_received or t_end
+    applied = client.step2_applied or t_end
+    return client, {
+        "total_ms": (t_end - t0) * 1000,
+        "put_ms": (t_put - t0) * 1000,
+        # websocket handshake + the server's load + its answer to our step 1, until the frame
+        "server_ms": (received - t_put) * 1000,
+        "client_apply_ms": (applied - received) * 1000,
+    }
+
+
+def source_digest(client: Any) -> str:
+    """A digest of every cell's source, to check both servers delivered the same notebook."""
+    sources = [str(cell["source"]) for cell in client.model.ycells]
+    return hashlib.sha256("\x00".join(sources).encode()).hexdigest()[:16]
+
+
+# --- 1. opening -----------------------------------------------------------------------------
+
+
+async def bench_open(opts: argparse.Namespace, tmp: Path, notebooks: list[Notebook],
+                     meter: Meter) -> dict[str, Any]:
+    servers = {kind: JupyterProcess(kind, tmp, "open") for kind in SERVERS}
+    for server in servers.values():
+        meter.add_server(server)
+        await warm_up(server)
+    raw: dict[str, dict[str, list[dict]]] = {nb.label: {k: [] for k in SERVERS}
+                                             for nb in notebooks}
+    warm: dict[str, dict[str, list[float]]] = {nb.label: {k: [] for k in SERVERS}
+                                               for nb in notebooks}
+    digests: dict[str, dict[str, str]] = {nb.label: {} for nb in notebooks}
+    cpu: dict[str, dict[str, list[float]]] = {nb.label: {k: [] for k in SERVERS}
+                                              for nb in notebooks}
+    try:
+        for trial in range(opts.trials):
+            for nb in notebooks:
+                for kind in orders(trial):
+                    server = servers[kind]
+                    path = server.put_file(unique(f"open/{nb.cells}"), nb.data)
+                    cpu0 = server.cpu()
+                    client, timing = await open_notebook(server, path, nb.cells)
+                    cpu[nb.label][kind].append(server.cpu() - cpu0)
+                    raw[nb.label][kind].append(timing)
+                    if trial == 0:
+                        digests[nb.label][kind] = source_digest(client)
+                    t0 = time.monotonic()
+                    second, _ = await open_notebook(server, path, nb.cells)
+                    warm[nb.label][kind].append((time.monotonic() - t0) * 1000)
+                    await second.close()
+                    await client.close()
+                    progress(f"open trial {trial + 1}/{opts.trials} {nb.label} {kind}: "
+                             f"cold {timing['total_ms']:.0f} ms, "
+                             f"warm {warm[nb.label][kind][-1]:.0f} ms")
+    finally:
+        for server in servers.values():
+            meter.take_server(server)
+            server.stop()
+    out: dict[str, Any] = {}
+    for nb in notebooks:
+        same = len(set(digests[nb.label].values())) == 1
+        out[nb.label] = {
+            "cells": nb.cells, "mb": round(nb.mb, 3), "same_content": same,
+            "cold": {k: {key: summary([t[key] for t in raw[nb.label][k]])
+                         for key in ("total_ms", "put_ms", "server_ms", "client_apply_ms")}
+                     for k in SERVERS},
+            "warm": {k: summary(warm[nb.label][k]) for k in SERVERS},
+            "server_cpu_ms": {k: summary([c * 1000 for c in cpu[nb.label][k]])
+                              for k in SERVERS},
+        }
+    return out
+
+
+async def warm_up(server: JupyterProcess) -> None:
+    """Open and close a tiny notebook: every code path is loaded (Django, the file ids)."""
+    import nbformat
+    from notebooks import generated_notebook
+
+    path = server.put_file(unique("warmup"), nbformat.writes(generated_notebook(3)).encode())
+    client, _ = await open_notebook(server, path, 3)
+    await client.close()
+
+
+# --- 2. fan-out latency ---------------------------------------------------------------------
+
+
+def delays(sent: dict[str, list[float]], watched: dict[str, dict[str, list[float]]],
+           ) -> tuple[list[float], int]:
+    """Send-to-receipt delay of every (character, receiver) pair, and how many never came."""
+    out: list[float] = []
+    lost = 0
+    for rec in watched.values():
+        times, lengths = rec["t"], rec["length"]
+        for t_sent, length in zip(sent["t"], sent["length"], strict=True):
+            i = bisect.bisect_left(lengths, length)
+            if i < len(lengths):
+                out.append(times[i] - t_sent)
+            else:
+                lost += 1
+    return out, lost
+
+
+async def connect_clients(server: JupyterProcess, drivers: list[Driver], path: str,
+                          writer: int, receivers: list[list[str]]) -> tuple[str, dict]:
+    info = server.session(path)
+    room = f"json:notebook:{info['fileId']}"
+    params = {"sessionId": info["sessionId"], "token": TOKEN}
+    await drivers[writer].call("connect", ids=["w"], url=server.room_base, room=room,
+                               params=params)
+    await asyncio.gather(*(
+        d.call("connect", ids=ids, url=server.room_base, room=room, params=params,
+               concurrency=10, timeout_ms=120_000, timeout=180)
+        for d, ids in zip(drivers, receivers, strict=True) if ids))
+    return room, params
+
+
+def split_receivers(n: int, drivers: int, writer_driver_share: bool) -> list[list[str]]:
+    """Receiver ids per driver: alternating, the writer's driver taking fewer if shared."""
+    out: list[list[str]] = [[] for _ in range(drivers)]
+    for i in range(n):
+        slot = (i + 1) % drivers if writer_driver_share else 1 + i % (drivers - 1)
+        out[slot].append(f"r{i}")
+    return out
+
+
+async def run_burst(drivers: list[Driver], receivers: list[list[str]], count: int,
+                    interval_ms: float, wait_s: float) -> dict[str, Any]:
+    """The writer (``w`` on driver 0) types; every receiver watches; returns the raw data."""
+    await asyncio.sleep(1.0)  # awareness of the joins settles
+    replies = await asyncio.gather(*(d.call("watch", ids=ids, cell=TYPING_CELL)
+                                     for d, ids in zip(drivers, receivers, strict=True) if ids))
+    start_length = replies[0]["length"]
+    sent = await drivers[0].call("type", id="w", cell=TYPING_CELL, count=count,
+                                 interval_ms=interval_ms,
+                                 timeout=count * max(interval_ms, 1) / 1000 + 120)
+    final = sent["length"][-1]
+    await asyncio.gather(*(d.call("wait_length", ids=ids, cell=TYPING_CELL, length=final,
+                                  timeout_ms=int(wait_s * 1000), timeout=wait_s + 60)
+                           for d, ids in zip(drivers, receivers, strict=True) if ids))
+    watched: dict[str, Any] = {}
+    for d, ids in zip(drivers, receivers, strict=True):
+        if ids:
+            watched.update((await d.call("watched", ids=ids))["watched"])
+    return {"sent": sent, "watched": watched, "start_length": start_length}
+
+
+async def bench_fanout(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
+                       meter: Meter) -> dict[str, Any]:
+    servers = {kind: JupyterProcess(kind, tmp, "fanout") for kind in SERVERS}
+    drivers = [await Driver().start() for _ in range(2)]
+    for server in servers.values():
+        meter.add_server(server)
+        await warm_up(server)
+    for driver in drivers:
+        meter.add_driver(driver)
+    results: dict[str, Any] = {}
+    try:
+        for n in opts.fanout_clients:
+            per: dict[str, list[dict[str, float]]] = {k: [] for k in SERVERS}
+            for trial in range(opts.fanout_trials):
+                for kind in orders(trial):
+                    server = servers[kind]
+                    path = server.put_file(unique(f"fanout/{n}"), notebook.data)
+                    receivers = split_receivers(n - 1, 2, writer_driver_share=True)
+                    await connect_clients(server, drivers, path, 0, receivers)
+                    cpu0 = server.cpu()
+                    data = await run_burst(drivers, receivers, opts.fanout_chars,
+                                           opts.interval_ms, wait_s=10)
+                    server_cpu = server.cpu() - cpu0
+                    values, lost = delays(data["sent"], data["watched"])
+                    row = {"p50_ms": percentile(values, 50) if values else math.nan,
+                           "p99_ms": percentile(values, 99) if values else math.nan,
+                           "max_ms": max(values) if values else math.nan,
+                           "lost": lost, "samples": len(values) + lost,
+                           "writer_slip_ms": data["sent"]["slip_ms"],
+                           "server_cpu_s": server_cpu}
+                    per[kind].append(row)
+                    for d in drivers:
+                        await d.call("close")
+                    progress(f"fan-out {n} clients trial {trial + 1}/{opts.fanout_trials} "
+                             f"{kind}: p50 {row['p50_ms']:.1f} p99 {row['p99_ms']:.1f} max "
+                             f"{row['max_ms']:.1f} ms, lost {lost}")
+            results[str(n)] = {k: {key: summary([r[key] for r in per[k]]) for key in per[k][0]}
+                               for k in SERVERS}
+    finally:
+        for driver in drivers:
+            meter.take_driver(driver)
+            await driver.stop()
+        for server in servers.values():
+            meter.take_server(server)
+            server.stop()
+    return results
+
+
+# --- 3. throughput --------------------------------------------------------------------------
+
+
+async def bench_throughput(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
+                           meter: Meter) -> dict[str, Any]:
+    servers = {kind: JupyterProcess(kind, tmp, "throughput") for kind in SERVERS}
+    drivers = [await Driver().start() for _ in range(2)]
+    for server in servers.values():
+        meter.add_server(server)
+        await warm_up(server)
+    for driver in drivers:
+        meter.add_driver(driver)
+    per: dict[str, list[dict[str, float]]] = {k: [] for k in SERVERS}
+    try:
+        for trial in range(opts.trials):
+            for kind in orders(trial):
+                server = servers[kind]
+                path = server.put_file(unique("throughput"), notebook.data)
+                # the writer alone in driver 0, the listeners in driver 1
+                receivers = [[], [f"r{i}" for i in range(opts.listeners)]]
+                await connect_clients(server, drivers, path, 0, receivers)
+                cpu0 = server.cpu()
+                node0 = proc_cpu(drivers[1].pid)
+                data = await run_burst(drivers, receivers, opts.throughput_chars, 0,
+                                       wait_s=opts.throughput_chars / 100 + 30)
+                server_cpu = server.cpu() - cpu0
+                listeners_cpu = proc_cpu(drivers[1].pid) - node0
+                sent = data["sent"]
+                first = sent["t"][0]
+                final = sent["length"][-1]
+                rates = []
+                lost = 0
+                for rec in data["watched"].values():
+                    got = [t for t, length in zip(rec["t"], rec["length"], strict=True)
+                           if length >= final]
+                    if got:
+                        rates.append(len(sent["t"]) / ((got[0] - first) / 1000))
+                    else:
+                        lost += 1
+                send_rate = len(sent["t"]) / max((sent["t"][-1] - first) / 1000, 1e-6)
+                duration = len(sent["t"]) / statistics.median(rates) if rates else math.nan
+                row = {"per_listener_ups": statistics.median(rates) if rates else math.nan,
+                       "slowest_listener_ups": min(rates) if rates else math.nan,
+                       "writer_ups": send_rate, "listeners_short": lost,
+                       "server_cpu_s": server_cpu, "listeners_node_cpu_s": listeners_cpu,
+                       "duration_s": duration}
+                per[kind].append(row)
+                for d in drivers:
+                    await d.call("close")
+                progress(f"throughput trial {trial + 1}/{opts.trials} {kind}: "
+                         f"{row['per_listener_ups']:.0f} updates/s per listener "
+                         f"(writer sent {send_rate:.0f}/s; listeners' node CPU "
+                         f"{listeners_cpu:.1f} s over {duration:.1f} s)")
+    finally:
+        for driver in drivers:
+            meter.take_driver(driver)
+            await driver.stop()
+        for server in servers.values():
+            meter.take_server(server)
+            server.stop()
+    return {k: {key: summary([r[key] for r in per[k]]) for key in per[k][0]} for k in SERVERS}
+
+
+# --- 4. memory ------------------------------------------------------------------------------
+
+
+class RawSink:
+    """A minimal y-websocket client that receives the document and discards it."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.synced = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, url: str) -> RawSink:
+        from websockets.asyncio.client import connect
+
+        ws = await connect(url, max_size=None, open_timeout=120)
+        sink = cls(ws)
+        await ws.send(b"\x00\x00\x01\x00")  # SYNC step 1 with an empty state vector
+        return sink
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for frame in self.ws:
+                if frame[:2] == b"\x00\x00":  # the server's step 1: an empty step 2 back
+                    await self.ws.send(b"\x00\x01\x02\x00\x00")
+                elif frame[:2] == b"\x00\x01":
+                    self.synced.set()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        self.task.cancel()
+
+
+async def memory_trial(kind: str, tmp: Path, trial: int, big: Notebook, clients: int,
+                       settle: float, meter: Meter) -> dict[str, float]:
+    server = JupyterProcess(kind, tmp, f"memory{trial}")
+    meter.add_server(server)
+    sinks: list[RawSink] = []
+    client = None
+    try:
+        await warm_up(server)
+        await asyncio.sleep(settle)
+        idle = server.memory()
+        path = server.put_file(unique("memory"), big.data)
+        client, _ = await open_notebook(server, path, big.cells)
+        await asyncio.sleep(settle)
+        loaded = server.memory()
+        url = server.room_url(server.session(path))
+        for start in range(0, clients - 1, 10):
+            batch = await asyncio.gather(*(RawSink.open(url)
+                                           for _ in range(min(10, clients - 1 - start))))
+            sinks.extend(batch)
+            await asyncio.wait_for(asyncio.gather(*(s.synced.wait() for s in batch)), 300)
+        await asyncio.sleep(settle)
+        connected = server.memory()
+        return {"idle_mb": idle["VmRSS"], "room_loaded_mb": loaded["VmRSS"],
+                "peak_loading_mb": loaded["VmHWM"], "clients_mb": connected["VmRSS"],
+                "per_room_mb": loaded["VmRSS"] - idle["VmRSS"],
+                "per_connection_kb": (connected["VmRSS"] - loaded["VmRSS"]) * 1024
+                / (clients - 1),
+                "peak_mb": connected["VmHWM"]}
+    finally:
+        for sink in sinks:
+            await sink.close()
+        if client is not None:
+            await client.close()
+        meter.take_server(server)
+        server.stop()
+
+
+async def bench_memory(opts: argparse.Namespace, tmp: Path, big: Notebook,
+                       meter: Meter) -> dict[str, Any]:
+    per: dict[str, list[dict[str, float]]] = {k: [] for k in SERVERS}
+    for trial in range(opts.memory_trials):
+        for kind in orders(trial):
+            row = await memory_trial(kind, tmp, trial, big, opts.memory_clients, opts.settle,
+                                     meter)
+            per[kind].append(row)
+            progress(f"memory trial {trial + 1}/{opts.memory_trials} {kind}: idle "
+                     f"{row['idle_mb']:.0f} MB, +room {row['per_room_mb']:.0f} MB, "
+                     f"+{opts.memory_clients - 1} clients "
+                     f"{row['clients_mb'] - row['room_loaded_mb']:.0f} MB")
+    return {k: {key: summary([r[key] for r in per[k]]) for key in per[k][0]} for k in SERVERS}
+
+
+# --- 5. saving ------------------------------------------------------------------------------
+
+
+async def wait_on_disk(path: Path, marker: bytes, timeout: float = 30) -> float:
+    """Poll the file every 2 ms until it holds ``marker``; the monotonic time it did."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            stat = path.stat()
+            signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            if signature != last:
+                last = signature
+                if marker in path.read_bytes():
+                    return time.monotonic()
+        await asyncio.sleep(0.002)
+    raise TimeoutError(f"{path.name} did not get the edit within {timeout} s")
+
+
+async def bench_save(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
+                     meter: Meter) -> dict[str, Any]:
+    from jupyter_ydjango.yutils import write_var_string, write_var_uint
+
+    servers = {kind: JupyterProcess(kind, tmp, "save") for kind in SERVERS}
+    for server in servers.values():
+        meter.add_server(server)
+        await warm_up(server)
+    autosave: dict[str, list[float]] = {k: [] for k in SERVERS}
+    explicit: dict[str, list[float]] = {k: [] for k in SERVERS}
+    statuses: dict[str, list[str]] = {k: [] for k in SERVERS}
+    try:
+        for trial in range(opts.trials):
+            for kind in orders(trial):
+                server = servers[kind]
+                path = server.put_file(unique("save"), notebook.data)
+                client, _ = await open_notebook(server, path, notebook.cells)
+                file = server.root / path
+                await asyncio.sleep(1.5)  # whatever the load started is over
+                source = client.model.ycells[TYPING_CELL]["source"]
+                for _ in range(opts.save_edits):
+                    marker = f"edit-{uuid.uuid4().hex}"
+                    source.insert(len(source), marker)
+                    t0 = time.monotonic()
+                    t1 = await wait_on_disk(file, marker.encode())
+                    autosave[kind].append((t1 - t0) * 1000)
+                    await asyncio.sleep(1.5)
+                for request_id in range(1, opts.save_edits + 1):
+                    marker = f"save-{uuid.uuid4().hex}"
+                    source.insert(len(source), marker)
+                    await client.flush()
+                    client.raw.clear()
+                    t0 = time.monotonic()
+                    await client.ws.send(b"\x02" + write_var_string("save")
+                                         + write_var_uint(request_id))
+                    reply = await client.wait_raw(lambda m, i=request_id: m.get("responseTo")
+                                                  == i, timeout=60)
+                    explicit[kind].append((time.monotonic() - t0) * 1000)
+                    statuses[kind].append(reply.get("status"))
+                    if marker.encode() not in file.read_bytes():
+                        statuses[kind][-1] += " (file lacks the edit)"
+                    await asyncio.sleep(1.5)
+                await client.close()
+                progress(f"save trial {trial + 1}/{opts.trials} {kind}: edit->disk "
+                         f"{autosave[kind][-1]:.0f} ms, explicit save {explicit[kind][-1]:.0f}"
+                         f" ms ({statuses[kind][-1]})")
+    finally:
+        for server in servers.values():
+            meter.take_server(server)
+            server.stop()
+    return {k: {"edit_to_disk_ms": summary(autosave[k]), "explicit_save_ms": summary(explicit[k]),
+                "statuses": sorted(set(statuses[k]))} for k in SERVERS}
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def ratio(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> float:
+    if not ours or not theirs or not ours["n"] or not theirs["n"] or not theirs["median"]:
+        return math.nan
+    return ours["median"] / theirs["median"]
+
+
+def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures of the main table: ``{section, name, unit, better, ours, theirs}``."""
+    rows: list[dict[str, Any]] = []
+
+    def add(section: str, name: str, unit: str, ours: Any, theirs: Any,
+            better: str = "lower", digits: int = 1) -> None:
+        rows.append({"section": section, "name": name, "unit": unit, "better": better,
+                     "digits": digits, US: ours, THEM: theirs, "ratio": ratio(ours, theirs)})
+
+    for label, r in results.get("open", {}).items():
+        add("cold open", f"{label} ({r['mb']:.2f} MB)", "ms", r["cold"][US]["total_ms"],
+            r["cold"][THEM]["total_ms"])
+    for label, r in results.get("open", {}).items():
+        add("warm open", label, "ms", r["warm"][US], r["warm"][THEM])
+    for n, r in results.get("fanout", {}).items():
+        for key in ("p50_ms", "p99_ms", "max_ms"):
+            add("fan-out", f"{n} clients {key[:-3]}", "ms", r[US][key], r[THEM][key], digits=2)
+        add("fan-out", f"{n} clients lost", "pairs", r[US]["lost"], r[THEM]["lost"], digits=0)
+    if "throughput" in results:
+        r = results["throughput"]
+        add("throughput", "per listener (median)", "updates/s", r[US]["per_listener_ups"],
+            r[THEM]["per_listener_ups"], better="higher", digits=0)
+        add("throughput", "slowest listener", "updates/s", r[US]["slowest_listener_ups"],
+            r[THEM]["slowest_listener_ups"], better="higher", digits=0)
+    if "memory" in results:
+        r = results["memory"]
+        for key, name in (("idle_mb", "RSS idle"), ("room_loaded_mb", "RSS 5,000-cell room"),
+                          ("clients_mb", "RSS + clients"), ("per_room_mb", "per room"),
+                          ("peak_loading_mb", "peak RSS while loading"),
+                          ("per_connection_kb", "per connection")):
+            unit = "kB" if key.endswith("kb") else "MB"
+            add("memory", name, unit, r[US][key], r[THEM][key], digits=0)
+    if "save" in results:
+        r = results["save"]
+        add("save", "edit -> on disk (1 s debounce)", "ms", r[US]["edit_to_disk_ms"],
+            r[THEM]["edit_to_disk_ms"], digits=0)
+        add("save", "explicit save (request -> reply)", "ms", r[US]["explicit_save_ms"],
+            r[THEM]["explicit_save_ms"], digits=0)
+    return rows
+
+
+def main_table(rows: list[dict[str, Any]], clients: int) -> str:
+    lines = []
+    for row in rows:
+        name = row["name"].replace("+ clients", f"+ {clients} clients")
+        r = row["ratio"]
+        if math.isnan(r):
+            verdict = "-"
+        elif row["better"] == "lower":
+            verdict = f"{r:.2f}" + (f" ({1 / r:.1f}x better)" if 0 < r < 1 else "")
+        else:
+            verdict = f"{r:.2f}" + (f" ({r:.1f}x better)" if r > 1 else "")
+        lines.append([f"{row['section']}: {name} [{row['unit']}]",
+                      fmt(row[US], row["digits"]), fmt(row[THEM], row["digits"]), verdict])
+    return text_table("us vs jupyter-collaboration: median (min-max over trials)",
+                      ["figure", US, THEM, "us / them"], lines)
+
+
+def _median(results: dict[str, Any], *path: str) -> float:
+    node: Any = results
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return math.nan
+        node = node[key]
+    return node["median"] if node and node.get("n") else math.nan
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The goals, with jupyter-collaboration's figures as measured here before (the brief)."""
+    out = []
+    g1000, g5000 = "generated 1,000 cells", "generated 5,000 cells"
+
+    def add(name: str, ours: float, goal: str, met: bool | None, them: float,
+            earlier: str) -> None:
+        out.append({"target": name, "ours": ours, "goal": goal,
+                    "met": None if math.isnan(ours) else met, "them_now": them,
+                    "them_earlier": earlier})
+
+    ours = _median(results, "open", g1000, "cold", US, "total_ms")
+    them = _median(results, "open", g1000, "cold", THEM, "total_ms")
+    add("cold open 1,000 cells [ms]", ours, ">= 3x faster (aim 5x)", them / ours >= 3, them,
+        "~300")
+    ours = _median(results, "open", g5000, "cold", US, "total_ms")
+    add("cold open 5,000 cells [ms]", ours, "< 400", ours < 400,
+        _median(results, "open", g5000, "cold", THEM, "total_ms"), "~1700")
+    ours = _median(results, "open", g1000, "warm", US)
+    add("warm open 1,000 cells [ms]", ours, "(no goal)", None,
+        _median(results, "open", g1000, "warm", THEM), "~19")
+    for n, goal in (("50", 5), ("100", 15)):
+        ours = _median(results, "fanout", n, US, "p99_ms")
+        add(f"fan-out p99 at {n} clients [ms]", ours, f"< {goal}", ours < goal,
+            _median(results, "fanout", n, THEM, "p99_ms"), "~12" if n == "50" else "~55")
+    ours = _median(results, "throughput", US, "per_listener_ups")
+    them = _median(results, "throughput", THEM, "per_listener_ups")
+    add("throughput per listener [updates/s]", ours, ">= 2x theirs", ours >= 2 * them, them,
+        "~700")
+    ours = _median(results, "memory", US, "per_room_mb")
+    add("5,000-cell room [MB RSS]", ours, "<= 50", ours <= 50,
+        _median(results, "memory", THEM, "per_room_mb"), "~150")
+    ours = _median(results, "save", US, "edit_to_disk_ms")
+    add("edit -> on disk [ms]", ours, "<= debounce + 100 (1100)", ours <= 1100,
+        _median(results, "save", THEM, "edit_to_disk_ms"), "~1300")
+    return out
+
+
+def targets_table(items: list[dict[str, Any]]) -> str:
+    rows = []
+    for t in items:
+        verdict = {True: "met", False: "MISSED", None: "-"}[t["met"]]
+        rows.append([t["target"], f"{t['ours']:.1f}", t["goal"], verdict,
+                     f"{t['them_now']:.1f}", t["them_earlier"]])
+    return text_table("Targets (shown, not asserted)",
+                      ["target", US, "goal", "", f"{THEM} now", "earlier"], rows)
+
+
+def cpu_table(cpu: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for section, c in cpu.items():
+        rows.append([section, f"{c['wall_s']:.1f}", f"{c['bench_cpu_s']:.1f}",
+                     f"{c['node_cpu_s']:.1f}", f"{c['server_cpu_s'][US]:.1f}",
+                     f"{c['server_cpu_s'][THEM]:.1f}",
+                     " -> ".join(f"{x:.2f}" for x in c["load_1min"])])
+    return text_table("CPU time per section [s] (clients: bench = this process, pycrdt "
+                      "clients; node = Yjs clients)",
+                      ["section", "wall", "bench CPU", "node CPU", f"{US} CPU", f"{THEM} CPU",
+                       "load 1 min"], rows)
+
+
+def detail_tables(results: dict[str, Any]) -> str:
+    out = []
+    if "open" in results:
+        rows = []
+        for label, r in results["open"].items():
+            for k in SERVERS:
+                c = r["cold"][k]
+                rows.append([f"{label} / {k}", fmt(c["total_ms"]), fmt(c["put_ms"]),
+                             fmt(c["server_ms"]), fmt(c["client_apply_ms"]),
+                             fmt(r["server_cpu_ms"][k], 0),
+                             "yes" if r["same_content"] else "NO"])
+        out.append(text_table(
+            "Cold open, split [ms]: PUT; websocket + server load + answer until the step 2 "
+            "frame arrived; client applying it (pycrdt)",
+            ["notebook / server", "total", "PUT", "server", "client apply", "server CPU ms",
+             "same cells"], rows))
+    if "fanout" in results:
+        rows = []
+        for n, r in results["fanout"].items():
+            for k in SERVERS:
+                x = r[k]
+                rows.append([f"{n} clients / {k}", fmt(x["p50_ms"], 2), fmt(x["p99_ms"], 2),
+                             fmt(x["max_ms"], 2), fmt(x["lost"], 0), fmt(x["samples"], 0),
+                             fmt(x["writer_slip_ms"], 1), fmt(x["server_cpu_s"], 2)])
+        out.append(text_table("Fan-out: one writer, a character every 50 ms",
+                              ["clients / server", "p50 ms", "p99 ms", "max ms", "lost",
+                               "samples", "writer slip ms", "server CPU s"], rows))
+    if "throughput" in results:
+        rows = []
+        for k in SERVERS:
+            x = results["throughput"][k]
+            rows.append([k, fmt(x["per_listener_ups"], 0), fmt(x["slowest_listener_ups"], 0),
+                         fmt(x["writer_ups"], 0), fmt(x["duration_s"], 2),
+                         fmt(x["server_cpu_s"], 2), fmt(x["listeners_node_cpu_s"], 2),
+                         fmt(x["listeners_short"], 0)])
+        out.append(text_table("Throughput: one writer as fast as it can, listeners",
+                              ["server", "per listener /s", "slowest /s", "writer sent /s",
+                               "delivery s", "server CPU s", "listeners node CPU s",
+                               "short"], rows))
+    if "save" in results:
+        rows = [[k, ", ".join(results["save"][k]["statuses"])] for k in SERVERS]
+        out.append(text_table("Explicit save replies", ["server", "statuses"], rows))
+    return "\n".join(out)
+
+
+# --- the chart ------------------------------------------------------------------------------
+
+
+def plot(data: dict[str, Any], png: Path) -> None:
+    """Draw the chart (needs matplotlib: run by the benchmark environment's interpreter)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = data["rows"]
+    sections = [s for s in dict.fromkeys(r["section"] for r in rows)]
+    skip = {"lost", "per connection", "peak RSS while loading", "slowest listener"}
+    sections_rows = {s: [r for r in rows if r["section"] == s
+                         and not any(k in r["name"] for k in skip)] for s in sections}
+    sections = [s for s in sections if sections_rows[s]]
+    fig, axes = plt.subplots(len(sections), 1, figsize=(11, 3.1 * len(sections)))
+    axes = [axes] if len(sections) == 1 else list(axes)
+    colours = {US: "#2b7bba", THEM: "#e07b39"}
+    for ax, section in zip(axes, sections, strict=True):
+        items = sections_rows[section]
+        labels = [f"{r['name']}" for r in items]
+        width = 0.38
+        for j, kind in enumerate(SERVERS):
+            med = [r[kind]["median"] if r[kind] and r[kind]["n"] else 0 for r in items]
+            lo = [m - (r[kind]["min"] if r[kind] and r[kind]["n"] else 0)
+                  for m, r in zip(med, items, strict=True)]
+            hi = [(r[kind]["max"] if r[kind] and r[kind]["n"] else 0) - m
+                  for m, r in zip(med, items, strict=True)]
+            ys = [i + (j - 0.5) * width for i in range(len(items))]
+            ax.barh(ys, med, height=width, xerr=[lo, hi], color=colours[kind], label=kind,
+                    capsize=2)
+            for y, m in zip(ys, med, strict=True):
+                ax.text(m, y, f" {m:.3g}", va="center", fontsize=7)
+        ax.set_yticks(range(len(items)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        unit = items[0]["unit"]
+        better = items[0]["better"]
+        ax.set_title(f"{section} [{unit}], {better} is better", fontsize=10, loc="left")
+        positive = [r[k]["median"] for r in items for k in SERVERS
+                    if r[k] and r[k]["n"] and r[k]["median"] > 0]
+        if positive and max(positive) / min(positive) > 30:
+            ax.set_xscale("log")
+        ax.legend(fontsize=8, loc="lower right")
+    meta = data["meta"]
+    version = meta["versions"][THEM]["jupyter-collaboration"]
+    fig.suptitle(f"jupyter-ydjango vs jupyter-collaboration {version}"
+                 f" - median, bars min-max over trials ({meta['mode']} run, "
+                 f"{meta['date'][:16]}, load {meta['load_1min_before']:.2f})", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+
+
+def draw_chart(json_path: Path, png: Path) -> None:
+    """Draw the chart here if matplotlib is importable, else with the other environment."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        subprocess.run([str(jc_python()), __file__, "--plot", str(json_path), str(png)],
+                       check=True)
+        return
+    plot(json.loads(json_path.read_text()), png)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def wait_for_load(limit: float, max_wait: float) -> float:
+    """Wait (up to ``max_wait`` s) until the 1-minute load average is below ``limit``."""
+    deadline = time.monotonic() + max_wait
+    load = loadavg()
+    while load >= limit and time.monotonic() < deadline:
+        progress(f"load average {load:.2f} >= {limit}: waiting")
+        time.sleep(20)
+        load = loadavg()
+    return load
+
+
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer trials and smaller bursts (~3 min)")
+    parser.add_argument("--trials", type=int, help="trials of opens, throughput, saves "
+                        "(default 5, quick 2)")
+    parser.add_argument("--only", default="memory,open,fanout,throughput,save",
+                        help="comma-separated sections to run (default: all)")
+    parser.add_argument("--json", type=Path, default=RESULTS_JSON)
+    parser.add_argument("--png", type=Path, default=RESULTS_PNG)
+    parser.add_argument("--wait-load", type=float, default=None, metavar="LOAD",
+                        help="first wait (up to --max-wait s) until the 1-minute load average "
+                        "is below LOAD (default: 1.0 for a full run, no wait with --quick)")
+    parser.add_argument("--max-wait", type=float, default=900)
+    parser.add_argument("--plot", nargs=2, type=Path, metavar=("JSON", "PNG"),
+                        help=argparse.SUPPRESS)
+    opts = parser.parse_args(argv)
+    quick = opts.quick
+    opts.mode = "quick" if quick else "full"
+    opts.trials = opts.trials or (2 if quick else 5)
+    opts.fanout_trials = min(opts.trials, 3)
+    opts.fanout_clients = [10, 50, 100]
+    opts.fanout_chars = 40 if quick else 100
+    opts.interval_ms = 50
+    opts.listeners = 10
+    opts.throughput_chars = 1000 if quick else 2000
+    opts.memory_trials = 1 if quick else 3
+    opts.memory_clients = 100
+    opts.save_edits = 1 if quick else 2
+    opts.settle = 1.0 if quick else 2.0
+    opts.sizes = [100, 1000, 5000]
+    opts.fixtures = not quick
+    if opts.wait_load is None and not quick:
+        opts.wait_load = 1.0
+    return opts
+
+
+async def run(opts: argparse.Namespace, versions: dict[str, Any]) -> dict[str, Any]:
+    sections = [s.strip() for s in opts.only.split(",") if s.strip()]
+    results: dict[str, Any] = {}
+    cpu: dict[str, dict[str, Any]] = {}
+    progress("generating the notebooks")
+    notebooks = {n: generated(n) for n in opts.sizes}
+    fixtures = fixture_notebooks() if opts.fixtures else []
+    with tempfile.TemporaryDirectory(prefix="ydjango-compare-") as tmp_name:
+        tmp = Path(tmp_name)
+        for section in sections:
+            meter = Meter()
+            progress(f"section {section}")
+            try:
+                if section == "memory":
+                    results[section] = await bench_memory(opts, tmp, notebooks[5000], meter)
+                elif section == "open":
+                    results[section] = await bench_open(
+                        opts, tmp, [notebooks[n] for n in opts.sizes] + fixtures, meter)
+                elif section == "fanout":
+                    results[section] = await bench_fanout(opts, tmp, notebooks[100], meter)
+                elif section == "throughput":
+                    results[section] = await bench_throughput(opts, tmp, notebooks[100], meter)
+                elif section == "save":
+                    results[section] = await bench_save(opts, tmp, notebooks[1000], meter)
+                else:
+                    raise SystemExit(f"unknown section {section}")
+            except Exception:
+                logs = sorted(tmp.glob("*/server.log"))
+                keep = Path(tempfile.mkdtemp(prefix="ydjango-compare-logs-"))
+                for log in logs:
+                    shutil.copy(log, keep / f"{log.parent.name}.log")
+                progress(f"section {section} failed; server logs kept in {keep}")
+                raise
+            cpu[section] = meter.finish().as_dict()
+    return {"results": results, "cpu": cpu}
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = options(argv)
+    if opts.plot:
+        plot(json.loads(opts.plot[0].read_text()), opts.plot[1])
+        return
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+    ensure_node_modules()
+    versions = {THEM: ensure_jc_venv(), US: our_versions()}
+    load_before = loadavg()
+    if opts.wait_load:
+        load_before = wait_for_load(opts.wait_load, opts.max_wait)
+    started = time.monotonic()
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    progress(f"{opts.mode} run, load average {load_before:.2f}")
+    out = asyncio.run(run(opts, versions))
+    results, cpu = out["results"], out["cpu"]
+    rows = rows_of(results)
+    goals = targets(results)
+    load_after = loadavg()
+    meta = {
+        "date": date, "mode": opts.mode, "duration_s": round(time.monotonic() - started, 1),
+        "trials": opts.trials, "fanout_trials": opts.fanout_trials,
+        "memory_trials": opts.memory_trials, "fanout_chars": opts.fanout_chars,
+        "throughput_chars": opts.throughput_chars, "listeners": opts.listeners,
+        "memory_clients": opts.memory_clients, "save_edits_per_trial": opts.save_edits,
+        "load_1min_before": load_before, "load_1min_after": load_after,
+        "cpus": os.cpu_count(), "machine": platform.platform(), "versions": versions,
+        "python": platform.python_version(),
+    }
+    report = "\n".join([
+        f"jupyter-ydjango vs jupyter-collaboration "
+        f"{versions[THEM]['jupyter-collaboration']} ({opts.mode} run, {date}, "
+        f"{os.cpu_count()} CPUs, load average {load_before:.2f} before, {load_after:.2f} "
+        f"after, {meta['duration_s']:.0f} s)", "",
+        main_table(rows, opts.memory_clients), targets_table(goals), detail_tables(results),
+        cpu_table(cpu)])
+    print(report)
+    data = {"meta": meta, "report": report, "rows": rows, "targets": goals,
+            "results": results, "cpu": cpu}
+    opts.json.parent.mkdir(parents=True, exist_ok=True)
+    opts.json.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    try:
+        draw_chart(opts.json, opts.png)
+        progress(f"wrote {opts.json} and {opts.png}")
+    except Exception as exc:
+        progress(f"wrote {opts.json}; no chart: {exc!r}")
+
+
+if __name__ == "__main__":
+    main()
