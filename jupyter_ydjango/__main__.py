@@ -66,7 +66,7 @@ def options() -> None:
     ``YDJANGO_*`` settings, with defaults and help."""
     import textwrap
 
-    from .conf import SETTINGS
+    from .conf import ENVIRONMENT, SETTINGS
     from .jupyter.app import YDjango
 
     print("Jupyter server extension (c.YDjango.<name> or --YDjango.<name>=...)\n")
@@ -76,6 +76,10 @@ def options() -> None:
     print("Django side (Django settings; environment variables for the embedded settings)\n")
     for name, (default, help_text) in SETTINGS.items():
         print(f"{name} = {default!r}")
+        print(textwrap.indent(textwrap.fill(help_text, 88), "    "), end="\n\n")
+    print("Embedded settings only (environment variables)\n")
+    for name, (default, help_text) in ENVIRONMENT.items():
+        print(f"{name} (default: {default})")
         print(textwrap.indent(textwrap.fill(help_text, 88), "    "), end="\n\n")
 
 

@@ -47,6 +47,37 @@ SETTINGS: dict[str, tuple[Any, str]] = {
 #: The default of every setting.
 DEFAULTS: dict[str, Any] = {name: default for name, (default, _) in SETTINGS.items()}
 
+#: Environment variables that only the embedded settings (:mod:`jupyter_ydjango.settings`)
+#: read, beside one for each setting above: the default, as text, and what it does.
+ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "YDJANGO_DATABASE_URL": (
+        "SQLite in YDJANGO_DATA_DIR",
+        "The database, as a URL that dj-database-url understands (postgres://user:password@"
+        "host:5432/name, sqlite:///path).",
+    ),
+    "YDJANGO_REDIS_URL": (
+        "none: the in-memory channel layer",
+        "redis://host:6379/0: use the channels_redis layer, so that several processes share "
+        "rooms (required by serve --workers N with N > 1).",
+    ),
+    "YDJANGO_REDIS_CAPACITY": ("1000", "Messages a channel of the Redis layer holds before "
+                               "the layer drops them."),
+    "YDJANGO_SECRET_KEY": (
+        "generated once, kept in YDJANGO_DATA_DIR",
+        "Django's SECRET_KEY. Processes that share rooms and sessions need the same key.",
+    ),
+    "YDJANGO_DATA_DIR": ("<jupyter data dir>/ydjango", "Where the default SQLite database and "
+                         "the generated secret key live."),
+    "YDJANGO_ALLOWED_HOSTS": ("localhost,127.0.0.1,[::1]", "Django's ALLOWED_HOSTS, comma-"
+                              "separated: the host names the service answers to."),
+    "YDJANGO_DEBUG": ("off", "1: Django's DEBUG (never in production)."),
+    "YDJANGO_LOG_LEVEL": ("INFO", "Level of the jupyter_ydjango loggers."),
+    "YDJANGO_LOG_FORMAT": ("plain text", "json: one JSON object per line, with the worker "
+                           "number, for log collectors."),
+    "YDJANGO_WORKER": ("0", "Set by serve --workers for each worker process (its number, in "
+                       "logs and metrics); not to be set by hand."),
+}
+
 
 def get_setting(name: str) -> Any:
     """The value of a ``YDJANGO_*`` setting, or its default."""
