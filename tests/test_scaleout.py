@@ -4,7 +4,7 @@ Every test runs real processes: ``python -m jupyter_ydjango serve`` (separate pr
 one ``serve --workers 2`` supervisor), a private ``redis-server`` on a free port, and a
 PostgreSQL database of this module's own (created on the server at 127.0.0.1:5432, dropped
 at the end). Clients are real Yjs clients (node y-websocket, typing into a ``Y.Text`` named
-``t``) and pycrdt + jupyter_ydoc clients (:class:`nbclient.DocClient`, editing the document's
+``t``) and pycrdt + jupyter_ydoc clients (:class:`docclient.DocClient`, editing the document's
 content as JupyterLab does). Without PostgreSQL, ``redis-server`` or node, the tests skip and
 say why.
 
@@ -29,8 +29,8 @@ import nbformat
 import pycrdt
 import pytest
 import y_py as Y
+from docclient import DocClient
 from docserver import DocServer
-from nbclient import DocClient
 from notebooks import generated_notebook
 from prometheus_client.parser import text_string_to_metric_families
 from servers import Server, migrate, serve_command, server_env
@@ -672,8 +672,9 @@ async def test_redis_restart(cluster: Cluster, driver: NodeDriver, tmp_path: Pat
     """Two processes on a Redis of their own, clients on both; Redis is stopped and started
     again on the same port (empty: no persistence).
 
-    While Redis is down, no connection is dropped, and the clients of one process keep
-    editing together (the room is in that process); the other process gets nothing. Once
+    While Redis is down, no connection is dropped, the clients of one process keep editing
+    together (the room is in that process), the other process gets nothing, and new
+    connections are refused. Once
     Redis is back, the relay heartbeat re-joins the groups, the gap is repaired by a resync,
     and every client on both sides ends with every edit: those made while Redis was down
     and those made after."""
@@ -704,6 +705,11 @@ async def test_redis_restart(cluster: Cluster, driver: NodeDriver, tmp_path: Pat
             same, other = "abcd"[i % 2::2], "abcd"[1 - i % 2::2]
             assert all(text.count(ch) == 10 for ch in same), (i, text)
             assert not any(ch in text for ch in other), (i, text)
+        try:  # a new connection needs the layer: it is refused until Redis is back
+            late = await DocClient.open(pair[0].room_url(session), "file", timeout=5)
+        except Exception:
+            late = None
+        assert late is None, "a connection was accepted while Redis was down"
         redis.start()
         await asyncio.sleep(1.0)
         # typed after it came back
