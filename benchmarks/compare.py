@@ -67,6 +67,8 @@ US, THEM = "ydjango", "jupyter-collaboration"
 SERVERS = (US, THEM)
 #: The cell the writers type into (a code cell in every generated notebook).
 TYPING_CELL = 1
+#: Characters typed before a fan-out or throughput measurement (not measured).
+WARM_UP_CHARS = 5
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -645,8 +647,16 @@ def split_receivers(n: int, drivers: int, writer_driver_share: bool) -> list[lis
 
 async def run_burst(drivers: list[Driver], receivers: list[list[str]], count: int,
                     interval_ms: float, wait_s: float) -> dict[str, Any]:
-    """The writer (``w`` on driver 0) types; every receiver watches; returns the raw data."""
+    """The writer (``w`` on driver 0) types; every receiver watches; returns the raw data.
+
+    A few characters are typed (and not measured) first: a room's first edit starts work
+    that later ones do not (a save timer, the update log's writer), and its delay would
+    otherwise weigh on the tail of a short burst.
+    """
     await asyncio.sleep(1.0)  # awareness of the joins settles
+    await drivers[0].call("type", id="w", cell=TYPING_CELL, count=WARM_UP_CHARS,
+                          interval_ms=50)
+    await asyncio.sleep(1.0)
     replies = await asyncio.gather(*(d.call("watch", ids=ids, cell=TYPING_CELL)
                                      for d, ids in zip(drivers, receivers, strict=True) if ids))
     start_length = replies[0]["length"]
@@ -943,7 +953,7 @@ def ratio(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> float:
     return ours["median"] / theirs["median"]
 
 
-def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
+def rows_of(results: dict[str, Any], clients: int) -> list[dict[str, Any]]:
     """The figures of the main table: ``{section, name, unit, better, ours, theirs}``."""
     rows: list[dict[str, Any]] = []
 
@@ -970,7 +980,8 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
     if "memory" in results:
         r = results["memory"]
         for key, name in (("idle_mb", "RSS idle"), ("room_loaded_mb", "RSS 5,000-cell room"),
-                          ("clients_mb", "RSS + clients"), ("per_room_mb", "per room"),
+                          ("clients_mb", f"RSS with {clients} clients"),
+                          ("per_room_mb", "per room"),
                           ("peak_loading_mb", "peak RSS while loading"),
                           ("per_connection_kb", "per connection")):
             unit = "kB" if key.endswith("kb") else "MB"
@@ -984,10 +995,10 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def main_table(rows: list[dict[str, Any]], clients: int) -> str:
+def main_table(rows: list[dict[str, Any]]) -> str:
     lines = []
     for row in rows:
-        name = row["name"].replace("+ clients", f"+ {clients} clients")
+        name = row["name"]
         r = row["ratio"]
         if math.isnan(r):
             verdict = "-"
@@ -1119,6 +1130,10 @@ def detail_tables(results: dict[str, Any]) -> str:
 # --- the chart ------------------------------------------------------------------------------
 
 
+def _label(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def plot(data: dict[str, Any], png: Path) -> None:
     """Draw the chart (needs matplotlib: run by the benchmark environment's interpreter)."""
     import matplotlib
@@ -1126,47 +1141,56 @@ def plot(data: dict[str, Any], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = data["rows"]
-    sections = [s for s in dict.fromkeys(r["section"] for r in rows)]
-    skip = {"lost", "per connection", "peak RSS while loading", "slowest listener"}
-    sections_rows = {s: [r for r in rows if r["section"] == s
-                         and not any(k in r["name"] for k in skip)] for s in sections}
-    sections = [s for s in sections if sections_rows[s]]
-    fig, axes = plt.subplots(len(sections), 1, figsize=(11, 3.1 * len(sections)))
-    axes = [axes] if len(sections) == 1 else list(axes)
+    skip = ("lost", "per connection", "peak RSS", "slowest listener")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in data["rows"]:
+        if not any(word in row["name"] for word in skip):
+            groups.setdefault(f"{row['section']} [{row['unit']}]", []).append(row)
+    heights = [0.9 + 0.42 * len(rows) for rows in groups.values()]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(11, sum(heights) + 1.2),
+                             gridspec_kw={"height_ratios": heights})
+    axes = [axes] if len(groups) == 1 else list(axes)
     colours = {US: "#2b7bba", THEM: "#e07b39"}
-    for ax, section in zip(axes, sections, strict=True):
-        items = sections_rows[section]
-        labels = [f"{r['name']}" for r in items]
-        width = 0.38
+    width = 0.4
+    for ax, (title, rows) in zip(axes, groups.items(), strict=True):
+        def stat(row: dict[str, Any], kind: str, key: str) -> float:
+            s = row[kind]
+            return s[key] if s and s["n"] else 0.0
+
         for j, kind in enumerate(SERVERS):
-            med = [r[kind]["median"] if r[kind] and r[kind]["n"] else 0 for r in items]
-            lo = [m - (r[kind]["min"] if r[kind] and r[kind]["n"] else 0)
-                  for m, r in zip(med, items, strict=True)]
-            hi = [(r[kind]["max"] if r[kind] and r[kind]["n"] else 0) - m
-                  for m, r in zip(med, items, strict=True)]
-            ys = [i + (j - 0.5) * width for i in range(len(items))]
-            ax.barh(ys, med, height=width, xerr=[lo, hi], color=colours[kind], label=kind,
-                    capsize=2)
-            for y, m in zip(ys, med, strict=True):
-                ax.text(m, y, f" {m:.3g}", va="center", fontsize=7)
-        ax.set_yticks(range(len(items)))
-        ax.set_yticklabels(labels, fontsize=8)
+            med = [stat(r, kind, "median") for r in rows]
+            err = [[m - stat(r, kind, "min") for m, r in zip(med, rows, strict=True)],
+                   [stat(r, kind, "max") - m for m, r in zip(med, rows, strict=True)]]
+            ys = [i + (j - 0.5) * width for i in range(len(rows))]
+            ax.barh(ys, med, height=width, xerr=err, color=colours[kind], label=kind,
+                    capsize=2, error_kw={"elinewidth": 0.8})
+            for y, m, hi in zip(ys, med, err[1], strict=True):
+                ax.text(m + hi, y, f" {_label(m)}", va="center", fontsize=7)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([r["name"] for r in rows], fontsize=8)
         ax.invert_yaxis()
-        unit = items[0]["unit"]
-        better = items[0]["better"]
-        ax.set_title(f"{section} [{unit}], {better} is better", fontsize=10, loc="left")
-        positive = [r[k]["median"] for r in items for k in SERVERS
-                    if r[k] and r[k]["n"] and r[k]["median"] > 0]
+        for i, r in enumerate(rows):
+            if not math.isnan(r["ratio"]):
+                ax.annotate(f"us/them {r['ratio']:.2f}", xy=(1.0, i), xycoords=("axes fraction",
+                            "data"), xytext=(4, 0), textcoords="offset points", va="center",
+                            fontsize=7)
+        better = rows[0]["better"]
+        ax.set_title(f"{title}, {better} is better", fontsize=9, loc="left")
+        values = [stat(r, k, "median") for r in rows for k in SERVERS]
+        positive = [v for v in values if v > 0]
         if positive and max(positive) / min(positive) > 30:
             ax.set_xscale("log")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.margins(x=0.12)
+        ax.tick_params(axis="x", labelsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
     meta = data["meta"]
     version = meta["versions"][THEM]["jupyter-collaboration"]
-    fig.suptitle(f"jupyter-ydjango vs jupyter-collaboration {version}"
-                 f" - median, bars min-max over trials ({meta['mode']} run, "
-                 f"{meta['date'][:16]}, load {meta['load_1min_before']:.2f})", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    fig.legend(handles, labels, loc="upper right", fontsize=8, ncol=2)
+    fig.suptitle(f"jupyter-ydjango vs jupyter-collaboration {version}: median, bars min-max "
+                 f"over trials\n{meta['mode']} run {meta['date'][:16]}, {meta['cpus']} CPUs, "
+                 f"load average {meta['load_1min_before']:.2f} at the start", fontsize=9,
+                 x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 0.93, 0.97))
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
 
@@ -1219,7 +1243,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     opts.trials = opts.trials or (2 if quick else 5)
     opts.fanout_trials = min(opts.trials, 3)
     opts.fanout_clients = [10, 50, 100]
-    opts.fanout_chars = 40 if quick else 100
+    opts.fanout_chars = 60 if quick else 150
     opts.interval_ms = 50
     opts.listeners = 10
     opts.throughput_chars = 1000 if quick else 2000
@@ -1287,7 +1311,7 @@ def main(argv: list[str] | None = None) -> None:
     progress(f"{opts.mode} run, load average {load_before:.2f}")
     out = asyncio.run(run(opts, versions))
     results, cpu = out["results"], out["cpu"]
-    rows = rows_of(results)
+    rows = rows_of(results, opts.memory_clients)
     goals = targets(results)
     load_after = loadavg()
     meta = {
@@ -1305,7 +1329,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{versions[THEM]['jupyter-collaboration']} ({opts.mode} run, {date}, "
         f"{os.cpu_count()} CPUs, load average {load_before:.2f} before, {load_after:.2f} "
         f"after, {meta['duration_s']:.0f} s)", "",
-        main_table(rows, opts.memory_clients), targets_table(goals), detail_tables(results),
+        main_table(rows), targets_table(goals), detail_tables(results),
         cpu_table(cpu)])
     print(report)
     data = {"meta": meta, "report": report, "rows": rows, "targets": goals,
