@@ -19,6 +19,7 @@ import platform
 import re
 import statistics
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -230,60 +231,142 @@ def copied_link(page: Any) -> str:
     return page.evaluate("navigator.clipboard.readText()")
 
 
+#: A workspace JupyterLab would restore for ``lab/tree/...``: the host's tabs.
+HOST_WORKSPACE = {
+    "data": {
+        "layout-restorer:data": {
+            "main": {
+                "dock": {"type": "tab-area", "currentIndex": 0,
+                         "widgets": ["notebook:coedit.ipynb"]},
+                "current": "notebook:coedit.ipynb",
+            },
+        },
+        "notebook:coedit.ipynb": {"data": {"path": "coedit.ipynb", "factory": "Notebook"}},
+    },
+    "metadata": {"id": "default"},
+}
+#: The room link of "shared dir/room é.ipynb": a new workspace of its own, no token.
+ROOM_LINK = re.compile(
+    r"(?P<base>.*/jp/lab/workspaces/)(?P<workspace>auto-room-[A-Za-z0-9]{12})"
+    r"/tree/shared%20dir/room%20%C3%A9\.ipynb")
+
+
+def workspace(lab: LabServer, name: str, data: dict[str, Any] | None = None) -> Any:
+    """The saved JupyterLab workspace ``name`` (after saving ``data`` as it, if given)."""
+    url = lab.url(f"lab/api/workspaces/{name}")
+    headers = {"Authorization": f"token {TOKEN}", "Content-Type": "application/json"}
+    if data is not None:
+        put = urllib.request.Request(url, json.dumps(data).encode(), headers, method="PUT")
+        urllib.request.urlopen(put, timeout=10).close()
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+        return json.load(r)
+
+
 def test_room_link_opens_the_same_room(lab: LabServer, sign_in: Callable[[str], Any]) -> None:
     name = "shared dir/room é.ipynb"
+    # The server's default workspace has another notebook open: what ``lab/tree/{path}``
+    # would have brought along.
+    host_workspace = workspace(lab, "default", HOST_WORKSPACE)
     alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
     open_notebook(alice, lab.notebook_url(name))
     alice.locator("[data-command='ydjango:copy-room-link']").click()
     link = copied_link(alice)
-    assert link == f"{lab.origin}/jp/lab/tree/shared%20dir/room%20%C3%A9.ipynb"
+    match = ROOM_LINK.fullmatch(link)
+    assert match, link
+    assert match["base"] == f"{lab.origin}/jp/lab/workspaces/"
+    assert "token" not in link
 
-    # Bob (signed in, with his own cookie) follows the link: same notebook, same room.
+    # Bob (signed in, with his own cookie) follows the link: same notebook, same room, in a
+    # workspace of its own holding only that notebook.
     start = time.monotonic()
     bob.goto(link)
     start_editing(bob, start)
-    tab = bob.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
-    assert tab.inner_text().strip() == "room é.ipynb"
+    tabs = bob.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")
+    assert tabs.locator(".lm-TabBar-tabLabel").all_inner_texts() == ["room é.ipynb"]
+    assert f"/jp/lab/workspaces/{match['workspace']}" in bob.url
     wait_for_cells(bob, ["y = 2"])
     for page in (alice, bob):
         wait_for_status(page, state="synced", people="2")
     edit_cell_end(bob, 0)
     bob.keyboard.type("  # bob was here")
     wait_for_cells(alice, ["y = 2  # bob was here"], timeout=5)
+    # JupyterLab saved Bob's layout under the link's workspace; the default one is as it was.
+    saved = lambda: workspace(lab, match["workspace"])["data"]  # noqa: E731
+    wait_until(lambda: "notebook:shared dir/room é.ipynb" in saved(), message=lambda: repr(saved()))
+    assert workspace(lab, "default") == host_workspace
 
 
 # --- 3. a read-only user --------------------------------------------------------------------
+
+#: Keys of the notebook's command mode that would change it: insert above and below, change
+#: to markdown, cut, copy and paste, delete, undo, run.
+COMMAND_MODE_EDITS = ["a", "b", "m", "x", "c", "v", "d", "d", "z", "Shift+Enter"]
+
+
+def read_only_editor(page: Any, index: int) -> bool:
+    """Whether CodeMirror has made the editor of cell ``index`` read-only."""
+    return page.locator(CELL_EDITORS).nth(index).get_attribute("aria-readonly") == "true"
 
 
 def test_read_only_user_cannot_change_the_notebook(
         lab: LabServer, sign_in: Callable[[str], Any]) -> None:
     path = lab.root / "readonly.ipynb"
     alice, reader = sign_in(WRITER_TOKEN), sign_in(READER_TOKEN)
+    refusals: list[str] = []
+    reader.on("console", lambda message: "Permission denied" in message.text
+              and refusals.append(message.text))
     open_notebook(alice, lab.notebook_url("readonly.ipynb"))
     open_notebook(reader, lab.notebook_url("readonly.ipynb"))
     wait_for_status(reader, state="read-only", people="2")
     wait_for_status(alice, state="synced", people="2")
 
-    # The reader types: the server refuses the change (y-websocket logs the refusal). Then
-    # Alice types and saves.
+    # The reader's notebook is read-only and says so; Alice's is not.
+    reader.locator(".jp-NotebookPanel.ydjango-mod-readOnly .ydjango-ReadOnlyLabel").wait_for()
+    assert read_only_editor(reader, 0)
+    assert not read_only_editor(alice, 0)
+    assert alice.locator(".ydjango-mod-readOnly").count() == 0
+
+    # (The stock frontend's own changes on joining, such as the document id in the shared
+    # state, are refused already; the reader's attempts below must not add any.)
+    refused_on_join = len(refusals)
+
+    # The reader types into the cell, then tries to change the notebook from command mode:
+    # nothing changes, in the reader's own view too, and a notification says why.
     edit_cell_end(reader, 0)
-    with reader.expect_console_message(lambda message: "Permission denied" in message.text):
-        reader.keyboard.type(" # READER")
+    reader.keyboard.type(" # READER")
+    reader.locator(".Toastify__toast", has_text="read-only").wait_for()
+    assert cell_texts(reader) == ["z = 3"]
+    reader.keyboard.press("Escape")
+    for key in COMMAND_MODE_EDITS:
+        reader.keyboard.press(key)
+    assert cell_texts(reader) == ["z = 3"]
+    assert reader.locator(".jp-Notebook .jp-Cell.jp-CodeCell").count() == 1
+
+    # Alice types and adds a cell; the reader sees both, and the new cell is read-only for
+    # the reader too.
     edit_cell_end(alice, 0)
     alice.keyboard.type(" # alice")
-    wait_for_cells(reader, lambda cells: "# alice" in cells[0])
+    alice.keyboard.press("Escape")
+    alice.keyboard.press("b")
+    alice.keyboard.press("Enter")
+    alice.keyboard.type("w = 4")
+    expected = ["z = 3 # alice", "w = 4"]
+    wait_for_cells(alice, expected)
+    wait_for_cells(reader, expected)
+    assert read_only_editor(reader, 1)
+    edit_cell_end(reader, 1)
+    reader.keyboard.type(" # READER")
+    assert cell_texts(reader) == expected
+
     alice.keyboard.press("Control+s")
-    wait_until(lambda: "# alice" in sources(path)[0],
+    wait_until(lambda: sources(path) == expected,
                message=lambda: f"the file holds {sources(path)!r}")
     read_notebook(path)
-    assert sources(path) == ["z = 3 # alice"]
-    assert cell_texts(alice) == ["z = 3 # alice"]
+    assert cell_texts(alice) == expected
+    assert cell_texts(reader) == expected
     no_dialog(alice)
-    # The reader's own page: the stock frontend does not make the editors read-only, so the
-    # reader's keystrokes stay in the reader's copy (the server answered "permission denied").
-    reader_view = cell_texts(reader)
-    if reader_view != ["z = 3 # alice"]:
-        pytest.xfail(f"the reader's editor accepts typing that no one else sees: {reader_view}")
+    # Nothing the reader tried reached the server: it had nothing more to refuse.
+    assert len(refusals) == refused_on_join, refusals
 
 
 # --- 4. timings -----------------------------------------------------------------------------

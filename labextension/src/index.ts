@@ -1,6 +1,7 @@
 /**
- * jupyter-ydjango's JupyterLab extension: the "Copy room link" command and
- * the room status item of the status bar.
+ * jupyter-ydjango's JupyterLab extension: the "Copy room link" command, the
+ * room status item of the status bar, and read-only notebooks for users who
+ * may only read a room.
  */
 import { ICollaborativeContentProvider } from '@jupyter/collaborative-drive';
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
@@ -14,6 +15,9 @@ import { Signal } from '@lumino/signaling';
 
 import { copyRoomLink } from './link';
 import { RoomMonitor } from './monitor';
+import { findRoomProvider } from './provider';
+import { ReadOnlyNotebook, refuseDocumentCommands } from './readonly';
+import { fetchRoomInfoOf } from './room';
 import { RoomStatusItem } from './status';
 
 export const PLUGIN_ID = 'jupyter-ydjango:plugin';
@@ -24,7 +28,8 @@ export namespace CommandIDs {
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
-  description: 'Room link and room status for collaborative notebooks served by jupyter-ydjango.',
+  description:
+    'Room link, room status and read-only rooms for collaborative notebooks served by jupyter-ydjango.',
   autoStart: true,
   requires: [INotebookTracker],
   optional: [ICommandPalette, IStatusBar, ICollaborativeContentProvider, IDefaultFileBrowser],
@@ -38,8 +43,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ): void => {
     addCopyRoomLink(app, tracker, fileBrowser);
     palette?.addItem({ command: CommandIDs.copyRoomLink, category: 'Collaboration' });
+    const readOnlyOf = addReadOnlyNotebooks(app, tracker, contentProvider);
     if (statusBar) {
-      addRoomStatus(app, tracker, statusBar, contentProvider);
+      addRoomStatus(app, tracker, statusBar, contentProvider, readOnlyOf);
     }
   }
 };
@@ -83,6 +89,55 @@ function addCopyRoomLink(
 }
 
 /**
+ * Read-only notebooks: each open notebook gets a `ReadOnlyNotebook`, told
+ * whether its room is read-only by one request to the room endpoint once the
+ * notebook is ready, then by the room status's polling while it is the
+ * current tab. Returns the `ReadOnlyNotebook` of a panel.
+ */
+function addReadOnlyNotebooks(
+  app: JupyterFrontEnd,
+  tracker: INotebookTracker,
+  contentProvider: ICollaborativeContentProvider | null
+): (panel: NotebookPanel) => ReadOnlyNotebook | null {
+  const notebooks = new Map<NotebookPanel, ReadOnlyNotebook>();
+
+  const watch = (panel: NotebookPanel): void => {
+    if (notebooks.has(panel) || panel.isDisposed) {
+      return;
+    }
+    const notebook = new ReadOnlyNotebook(panel);
+    notebooks.set(panel, notebook);
+    panel.disposed.connect(() => notebooks.delete(panel));
+    // The provider has synced once the context is ready: its room name is known.
+    void panel.context.ready.then(async () => {
+      if (notebook.isDisposed || notebook.roomReadOnly !== null) {
+        return;
+      }
+      const path = panel.context.path;
+      const roomName = findRoomProvider(contentProvider, path)?.wsProvider?.roomname ?? null;
+      try {
+        const room = await fetchRoomInfoOf(path, roomName, app.serviceManager.serverSettings);
+        if (!notebook.isDisposed && notebook.roomReadOnly === null) {
+          notebook.roomReadOnly = room.readOnly;
+        }
+      } catch (reason) {
+        // No room endpoint (or out of reach): the room status polls again.
+        console.debug('jupyter-ydjango: no room information for', path, reason);
+      }
+    });
+  };
+
+  tracker.forEach(watch);
+  tracker.widgetAdded.connect((_, panel) => watch(panel));
+  // The notebook commands act on the current notebook.
+  refuseDocumentCommands(app.commands, () => {
+    const current = tracker.currentWidget;
+    return current === null ? null : (notebooks.get(current) ?? null);
+  });
+  return panel => notebooks.get(panel) ?? null;
+}
+
+/**
  * The status item, showing the room of the notebook in the main area's
  * current tab (nothing while another kind of document is current).
  */
@@ -90,7 +145,8 @@ function addRoomStatus(
   app: JupyterFrontEnd,
   tracker: INotebookTracker,
   statusBar: IStatusBar,
-  contentProvider: ICollaborativeContentProvider | null
+  contentProvider: ICollaborativeContentProvider | null,
+  readOnlyOf: (panel: NotebookPanel) => ReadOnlyNotebook | null
 ): void {
   const item = new RoomStatusItem();
   const activeStateChanged = new Signal<RoomStatusItem, void>(item);
@@ -113,11 +169,19 @@ function addRoomStatus(
     item.monitor = null;
     shown = panel;
     if (panel !== null) {
-      item.monitor = new RoomMonitor({
+      const monitor = new RoomMonitor({
         context: panel.context,
         contentProvider,
         serverSettings: app.serviceManager.serverSettings
       });
+      // Before the item: the notebook is read-only by the time it says so.
+      monitor.changed.connect(() => {
+        const notebook = readOnlyOf(panel);
+        if (notebook !== null && monitor.roomReadOnly !== null) {
+          notebook.roomReadOnly = monitor.roomReadOnly;
+        }
+      });
+      item.monitor = monitor;
     }
     activeStateChanged.emit();
   };

@@ -6,18 +6,56 @@ import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { Widget } from '@lumino/widgets';
 
 /**
+ * The prefix of the workspace names of room links. JupyterLab's window
+ * resolver names the workspaces it makes up `auto-` and one character (when
+ * the requested workspace is already open in another window of the browser,
+ * it goes to a random one of those 62 names and resets it); ours have a
+ * longer suffix, so that the two never meet.
+ */
+export const LINK_WORKSPACE_PREFIX = 'auto-room-';
+
+/**
+ * Random characters in a link's workspace name: 62^12 (about 71 bits), so
+ * that two copied links never name the same workspace.
+ */
+const WORKSPACE_ID_LENGTH = 12;
+const WORKSPACE_ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+
+/**
+ * A new workspace name for a room link: `auto-room-` and 12 random letters and
+ * digits (JupyterLab accepts `[a-zA-Z0-9_-]+`).
+ */
+export function newLinkWorkspace(): string {
+  const bytes = new Uint8Array(WORKSPACE_ID_LENGTH);
+  crypto.getRandomValues(bytes);
+  // 256 = 4 * 62 + 8: the bias towards the first 8 characters is negligible here.
+  const id = Array.from(bytes, byte => WORKSPACE_ID_ALPHABET[byte % 62]).join('');
+  return `${LINK_WORKSPACE_PREFIX}${id}`;
+}
+
+/**
  * The link that opens `path` (a server-relative path) in JupyterLab.
  *
- * It is `{origin}{baseUrl}lab/tree/{path}` with each path segment
- * URL-encoded. The base URL is JupyterLab's share URL, which is the base URL
- * unless the deployment configures one for sharing (JupyterHub does). The
- * link never carries the user's token: a co-editor signs in with their own.
+ * It is `{origin}{baseUrl}lab/workspaces/{workspace}/tree/{path}`, with each
+ * path segment URL-encoded and a new workspace name each time (see
+ * `newLinkWorkspace`). JupyterLab keeps workspaces on the server, one set
+ * per server: `lab/tree/{path}` would open the default workspace, which is
+ * the sender's, with every tab the sender has open. A workspace the server
+ * does not know yet opens empty but for the notebook of the link (JupyterLab
+ * then saves it under that name), and no other workspace is touched: there
+ * is no `reset` or `clone` in the link. Everyone who follows one copied
+ * link shares its workspace; each "Copy room link" makes a new one.
+ *
+ * The base URL is JupyterLab's share URL, which is the base URL unless the
+ * deployment configures one for sharing (JupyterHub does). The link never
+ * carries the user's token: a co-editor signs in with their own.
  */
-export function roomLink(path: string): string {
+export function roomLink(path: string, workspace: string = newLinkWorkspace()): string {
   const base = new URL(PageConfig.getShareUrl(), window.location.href);
   const segments = path.split('/').filter(segment => segment !== '');
   const encoded = segments.map(encodeURIComponent).join('/');
-  return `${base.origin}${URLExt.join(base.pathname, 'lab', 'tree')}/${encoded}`;
+  const prefix = URLExt.join(base.pathname, 'lab', 'workspaces', workspace, 'tree');
+  return `${base.origin}${prefix}/${encoded}`;
 }
 
 /**

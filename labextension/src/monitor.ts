@@ -108,6 +108,14 @@ export class RoomMonitor implements IDisposable {
   }
 
   /**
+   * Whether the room endpoint says the room is read-only for us; null until
+   * it has answered (or when its last request failed).
+   */
+  get roomReadOnly(): boolean | null {
+    return this._room ? this._room.readOnly : null;
+  }
+
+  /**
    * Look at the document provider again: it creates its y-websocket provider
    * only after the session request, and a new one on each reconnect.
    */

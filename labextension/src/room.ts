@@ -78,6 +78,21 @@ export async function fetchRoomInfo(
   };
 }
 
+/**
+ * The room endpoint's view of the room of the notebook at `path`, whose room
+ * name (`{format}:{type}:{fileId}`) is `roomName` when the provider knows it;
+ * without it, the file id comes from the session endpoint.
+ */
+export async function fetchRoomInfoOf(
+  path: string,
+  roomName: string | null,
+  settings: ServerConnection.ISettings
+): Promise<IRoomInfo> {
+  const fileId =
+    (roomName === null ? null : fileIdOfRoom(roomName)) ?? (await requestFileId(path, settings));
+  return fetchRoomInfo(fileId, settings);
+}
+
 async function requestJSON(
   url: string,
   init: RequestInit,

@@ -145,7 +145,11 @@ function formatPeople(people: number): string {
 }
 
 function describe(status: IRoomStatus): string {
-  const lines = [`Room: ${status.state}`, `People in the room: ${status.people}`];
+  const lines = [`Room: ${status.state}`];
+  if (status.state === 'read-only') {
+    lines.push('You can read this notebook but not change it (read-only access to the room)');
+  }
+  lines.push(`People in the room: ${status.people}`);
   if (status.connections !== null) {
     lines.push(`Connections on the server: ${status.connections}`);
   }
