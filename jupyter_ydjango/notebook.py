@@ -54,6 +54,7 @@ import nbformat
 import y_py as Y
 from nbformat import NotebookNode
 from nbformat.reader import get_version
+from nbformat.v4.rwbase import rejoin_lines, strip_transient
 from nbformat.validator import iter_validate
 
 __all__ = [
@@ -118,7 +119,10 @@ def read_notebook(source: str | bytes) -> NotebookNode:
         except UnicodeDecodeError as exc:
             raise NotebookError(f"Notebook is not UTF-8 text: {exc}") from None
     try:
-        raw = json.loads(source)
+        # Every JSON object becomes a NotebookNode as it is parsed, as nbformat's from_dict
+        # would make it afterwards in a second pass over the whole tree (a fifth of a large
+        # notebook's load).
+        raw = json.loads(source, object_hook=NotebookNode)
     except ValueError as exc:
         raise NotebookError(f"Notebook is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
@@ -127,7 +131,11 @@ def read_notebook(source: str | bytes) -> NotebookNode:
     if type(major) is not int or major not in nbformat.versions:
         raise NotebookError(f"Unsupported notebook format version: nbformat {major!r}")
     try:
-        nb = nbformat.versions[major].to_notebook_json(raw)
+        if major == 4:
+            # nbformat.v4's reader, without its from_dict pass (the nodes are made already)
+            nb = strip_transient(rejoin_lines(raw))
+        else:
+            nb = nbformat.versions[major].to_notebook_json(raw)
         if major != 4:
             nb = nbformat.convert(nb, 4)
             for cell in nb.get("cells", ()):
