@@ -120,8 +120,8 @@ def read_notebook(source: str | bytes) -> NotebookNode:
             raise NotebookError(f"Notebook is not UTF-8 text: {exc}") from None
     try:
         # Every JSON object becomes a NotebookNode as it is parsed, as nbformat's from_dict
-        # would make it afterwards in a second pass over the whole tree (a fifth of a large
-        # notebook's load).
+        # would make it afterwards in a second pass over the whole tree (that pass took a
+        # fifth of this function's time; the hook costs less than half of it).
         raw = json.loads(source, object_hook=NotebookNode)
     except ValueError as exc:
         raise NotebookError(f"Notebook is not valid JSON: {exc}") from None
