@@ -607,19 +607,23 @@ async def warm_up(server: JupyterProcess) -> None:
 
 
 def delays(sent: dict[str, list[float]], watched: dict[str, dict[str, list[float]]],
-           ) -> tuple[list[float], int]:
-    """Send-to-receipt delay of every (character, receiver) pair, and how many never came."""
+           ) -> tuple[list[float], int, list[tuple[float, float]]]:
+    """Send-to-receipt delay of every (character, receiver) pair, how many never came, and
+    per character the first and the last receiver's delay."""
     out: list[float] = []
     lost = 0
+    per_char: list[list[float]] = [[] for _ in sent["t"]]
     for rec in watched.values():
         times, lengths = rec["t"], rec["length"]
-        for t_sent, length in zip(sent["t"], sent["length"], strict=True):
+        for k, (t_sent, length) in enumerate(zip(sent["t"], sent["length"], strict=True)):
             i = bisect.bisect_left(lengths, length)
             if i < len(lengths):
                 out.append(times[i] - t_sent)
+                per_char[k].append(times[i] - t_sent)
             else:
                 lost += 1
-    return out, lost
+    spans = [(min(d), max(d)) for d in per_char if d]
+    return out, lost, spans
 
 
 async def connect_clients(server: JupyterProcess, drivers: list[Driver], path: str,
@@ -646,7 +650,8 @@ def split_receivers(n: int, drivers: int, writer_driver_share: bool) -> list[lis
 
 
 async def run_burst(drivers: list[Driver], receivers: list[list[str]], count: int,
-                    interval_ms: float, wait_s: float) -> dict[str, Any]:
+                    interval_ms: float, wait_s: float, server: JupyterProcess,
+                    ) -> dict[str, Any]:
     """The writer (``w`` on driver 0) types; every receiver watches; returns the raw data.
 
     A few characters are typed (and not measured) first: a room's first edit starts work
@@ -660,6 +665,7 @@ async def run_burst(drivers: list[Driver], receivers: list[list[str]], count: in
     replies = await asyncio.gather(*(d.call("watch", ids=ids, cell=TYPING_CELL)
                                      for d, ids in zip(drivers, receivers, strict=True) if ids))
     start_length = replies[0]["length"]
+    cpu0 = server.cpu()
     sent = await drivers[0].call("type", id="w", cell=TYPING_CELL, count=count,
                                  interval_ms=interval_ms,
                                  timeout=count * max(interval_ms, 1) / 1000 + 120)
@@ -667,11 +673,13 @@ async def run_burst(drivers: list[Driver], receivers: list[list[str]], count: in
     await asyncio.gather(*(d.call("wait_length", ids=ids, cell=TYPING_CELL, length=final,
                                   timeout_ms=int(wait_s * 1000), timeout=wait_s + 60)
                            for d, ids in zip(drivers, receivers, strict=True) if ids))
+    server_cpu = server.cpu() - cpu0
     watched: dict[str, Any] = {}
     for d, ids in zip(drivers, receivers, strict=True):
         if ids:
             watched.update((await d.call("watched", ids=ids))["watched"])
-    return {"sent": sent, "watched": watched, "start_length": start_length}
+    return {"sent": sent, "watched": watched, "start_length": start_length,
+            "server_cpu_s": server_cpu}
 
 
 async def bench_fanout(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
@@ -693,17 +701,22 @@ async def bench_fanout(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
                     path = server.put_file(unique(f"fanout/{n}"), notebook.data)
                     receivers = split_receivers(n - 1, 2, writer_driver_share=True)
                     await connect_clients(server, drivers, path, 0, receivers)
-                    cpu0 = server.cpu()
                     data = await run_burst(drivers, receivers, opts.fanout_chars,
-                                           opts.interval_ms, wait_s=10)
-                    server_cpu = server.cpu() - cpu0
-                    values, lost = delays(data["sent"], data["watched"])
+                                           opts.interval_ms, wait_s=10, server=server)
+                    server_cpu = data["server_cpu_s"]
+                    values, lost, spans = delays(data["sent"], data["watched"])
                     row = {"p50_ms": percentile(values, 50) if values else math.nan,
                            "p99_ms": percentile(values, 99) if values else math.nan,
                            "max_ms": max(values) if values else math.nan,
                            "lost": lost, "samples": len(values) + lost,
+                           # median over the characters: the first receiver's delay, and
+                           # how much later the last receiver got it
+                           "first_ms": statistics.median(a for a, _ in spans),
+                           "spread_ms": statistics.median(b - a for a, b in spans),
                            "writer_slip_ms": data["sent"]["slip_ms"],
-                           "server_cpu_s": server_cpu}
+                           # server CPU per character, per receiver (typing, until received)
+                           "server_us_per_delivery": server_cpu * 1e6
+                           / (opts.fanout_chars * (n - 1))}
                     per[kind].append(row)
                     for d in drivers:
                         await d.call("close")
@@ -743,11 +756,10 @@ async def bench_throughput(opts: argparse.Namespace, tmp: Path, notebook: Notebo
                 # the writer alone in driver 0, the listeners in driver 1
                 receivers = [[], [f"r{i}" for i in range(opts.listeners)]]
                 await connect_clients(server, drivers, path, 0, receivers)
-                cpu0 = server.cpu()
                 node0 = proc_cpu(drivers[1].pid)
                 data = await run_burst(drivers, receivers, opts.throughput_chars, 0,
-                                       wait_s=opts.throughput_chars / 100 + 30)
-                server_cpu = server.cpu() - cpu0
+                                       wait_s=opts.throughput_chars / 100 + 30, server=server)
+                server_cpu = data["server_cpu_s"]
                 listeners_cpu = proc_cpu(drivers[1].pid) - node0
                 sent = data["sent"]
                 first = sent["t"][0]
@@ -766,6 +778,8 @@ async def bench_throughput(opts: argparse.Namespace, tmp: Path, notebook: Notebo
                 row = {"per_listener_ups": statistics.median(rates) if rates else math.nan,
                        "slowest_listener_ups": min(rates) if rates else math.nan,
                        "writer_ups": send_rate, "listeners_short": lost,
+                       "server_us_per_delivery": server_cpu * 1e6
+                       / (opts.throughput_chars * opts.listeners),
                        "server_cpu_s": server_cpu, "listeners_node_cpu_s": listeners_cpu,
                        "duration_s": duration}
                 per[kind].append(row)
@@ -1104,23 +1118,26 @@ def detail_tables(results: dict[str, Any]) -> str:
             for k in SERVERS:
                 x = r[k]
                 rows.append([f"{n} clients / {k}", fmt(x["p50_ms"], 2), fmt(x["p99_ms"], 2),
-                             fmt(x["max_ms"], 2), fmt(x["lost"], 0), fmt(x["samples"], 0),
-                             fmt(x["writer_slip_ms"], 1), fmt(x["server_cpu_s"], 2)])
-        out.append(text_table("Fan-out: one writer, a character every 50 ms",
-                              ["clients / server", "p50 ms", "p99 ms", "max ms", "lost",
-                               "samples", "writer slip ms", "server CPU s"], rows))
+                             fmt(x["max_ms"], 2), fmt(x["first_ms"], 2), fmt(x["spread_ms"], 2),
+                             fmt(x["lost"], 0), fmt(x["samples"], 0),
+                             fmt(x["writer_slip_ms"], 1), fmt(x["server_us_per_delivery"], 0)])
+        out.append(text_table(
+            "Fan-out: one writer, a character every 50 ms (first: the first receiver's delay, "
+            "spread: until the last one's, medians over the characters)",
+            ["clients / server", "p50 ms", "p99 ms", "max ms", "first ms", "spread ms", "lost",
+             "samples", "writer slip ms", "server CPU us/delivery"], rows))
     if "throughput" in results:
         rows = []
         for k in SERVERS:
             x = results["throughput"][k]
             rows.append([k, fmt(x["per_listener_ups"], 0), fmt(x["slowest_listener_ups"], 0),
                          fmt(x["writer_ups"], 0), fmt(x["duration_s"], 2),
-                         fmt(x["server_cpu_s"], 2), fmt(x["listeners_node_cpu_s"], 2),
-                         fmt(x["listeners_short"], 0)])
+                         fmt(x["server_cpu_s"], 2), fmt(x["server_us_per_delivery"], 0),
+                         fmt(x["listeners_node_cpu_s"], 2), fmt(x["listeners_short"], 0)])
         out.append(text_table("Throughput: one writer as fast as it can, listeners",
                               ["server", "per listener /s", "slowest /s", "writer sent /s",
-                               "delivery s", "server CPU s", "listeners node CPU s",
-                               "short"], rows))
+                               "delivery s", "server CPU s", "server CPU us/delivery",
+                               "listeners node CPU s", "short"], rows))
     if "save" in results:
         rows = [[k, ", ".join(results["save"][k]["statuses"])] for k in SERVERS]
         out.append(text_table("Explicit save replies", ["server", "statuses"], rows))
