@@ -74,8 +74,10 @@ class NotebookFormat(DocumentFormat):
             raise FormatError(str(exc)) from None
 
     def render(self, content: Any) -> bytes:
+        """The file's bytes; ``content`` (as :meth:`read` returns it) is used up: multi-line
+        strings are split in place rather than in a copy."""
         try:
-            return notebook.write_notebook(content).encode("utf-8")
+            return notebook.write_notebook(content, copy=False).encode("utf-8")
         except notebook.NotebookError as exc:
             raise FormatError(str(exc)) from None
 
