@@ -1226,6 +1226,18 @@ def draw_chart(json_path: Path, png: Path) -> None:
 # --- main -----------------------------------------------------------------------------------
 
 
+def git_commit() -> str:
+    """The checkout's commit, marked ``+changes`` if the package has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "jupyter_ydjango"],
+                               cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" +changes" if dirty.strip() else "")
+
+
 def wait_for_load(limit: float, max_wait: float) -> float:
     """Wait (up to ``max_wait`` s) until the 1-minute load average is below ``limit``."""
     deadline = time.monotonic() + max_wait
@@ -1325,6 +1337,7 @@ def main(argv: list[str] | None = None) -> None:
         load_before = wait_for_load(opts.wait_load, opts.max_wait)
     started = time.monotonic()
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    commit = git_commit()
     progress(f"{opts.mode} run, load average {load_before:.2f}")
     out = asyncio.run(run(opts, versions))
     results, cpu = out["results"], out["cpu"]
@@ -1339,11 +1352,12 @@ def main(argv: list[str] | None = None) -> None:
         "memory_clients": opts.memory_clients, "save_edits_per_trial": opts.save_edits,
         "load_1min_before": load_before, "load_1min_after": load_after,
         "cpus": os.cpu_count(), "machine": platform.platform(), "versions": versions,
+        "commit": commit,
         "python": platform.python_version(),
     }
     report = "\n".join([
         f"jupyter-ydjango vs jupyter-collaboration "
-        f"{versions[THEM]['jupyter-collaboration']} ({opts.mode} run, {date}, "
+        f"{versions[THEM]['jupyter-collaboration']} ({opts.mode} run, {date}, commit {commit}, "
         f"{os.cpu_count()} CPUs, load average {load_before:.2f} before, {load_after:.2f} "
         f"after, {meta['duration_s']:.0f} s)", "",
         main_table(rows), targets_table(goals), detail_tables(results),
