@@ -1,6 +1,6 @@
 """jupyter-ydjango against jupyter-collaboration 5.0.x: the same clients drive both servers.
 
-    python benchmarks/compare.py            # full run (~15 min on 2 cores)
+    python benchmarks/compare.py            # full run (~10 min on 2 cores)
     python benchmarks/compare.py --quick    # smaller run (~3 min), for development
 
 Run it with the project's interpreter (the project installed with its test extras). It makes
