@@ -178,21 +178,29 @@ class History:
 
 
 def load_history(document_id: uuid.UUID) -> History:
-    """Every snapshot and update row of a document, oldest first."""
+    """Every snapshot and update row of a document, oldest first.
+
+    Another process may import or compact between two of these reads (each read sees what
+    was committed when it ran, under PostgreSQL's READ COMMITTED), so they go in the order
+    that can only make the history hold more, never less: the import flag first (an import
+    commits its flag and its snapshot together), then the update rows, then the snapshots (a
+    compaction replaces update rows by a snapshot that holds them).
+    """
     with transaction.atomic():
-        imported = Document.objects.filter(pk=document_id).values_list("imported", flat=True)
-        snapshots = list(
-            Snapshot.objects.filter(document_id=document_id).order_by("id")
-            .values_list("id", "state")
-        )
+        imported = (Document.objects.filter(pk=document_id)
+                    .values_list("imported", flat=True).first())
         updates = list(
             Update.objects.filter(document_id=document_id).order_by("id")
             .values_list("id", "data")
         )
+        snapshots = list(
+            Snapshot.objects.filter(document_id=document_id).order_by("id")
+            .values_list("id", "state")
+        )
     return History(
         [(i, bytes(s)) for i, s in snapshots],
         [(i, bytes(d)) for i, d in updates],
-        bool(imported and imported[0]),
+        bool(imported),
     )
 
 
