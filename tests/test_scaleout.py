@@ -495,6 +495,9 @@ async def test_simultaneous_first_open_imports_once(cluster: Cluster, round_: in
     for client in clients:
         merged.apply_update(client.doc.get_update())
     assert [c["id"] for c in YNotebook(merged).get()["cells"]] == ids
+    await asyncio.sleep(0.6)  # > the save delay and the file poll: the writer checked the file
+    on_disk = read_notebook((cluster.root / name).read_bytes())
+    assert [c.id for c in on_disk.cells] == ids
     await close_all(clients)
 
 
