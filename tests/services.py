@@ -319,7 +319,15 @@ def connections_by_worker(workers: Sequence[int], port: int) -> dict[int, set[in
             for pid in workers}
 
 
-def kill(pid: int) -> None:
-    """SIGKILL a process (if it is still there)."""
+def kill(pid: int, only_if: str | None = None) -> None:
+    """SIGKILL a process (if it is still there and, with ``only_if``, if its command line
+    still contains that text: a pid seen earlier may be another process by now)."""
+    if only_if is not None:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if only_if.encode() not in f.read():
+                    return
+        except OSError:
+            return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)

@@ -563,8 +563,8 @@ def supervised(cluster: Cluster) -> Iterator[Service]:
     finally:
         seen |= set(children(supervisor))
         svc.stop()
-        for pid in seen:
-            kill(pid)
+        for pid in seen:  # workers the supervisor left behind, if any
+            kill(pid, only_if="jupyter_ydjango")
 
 
 def worker_pids(svc: Service) -> list[int]:
