@@ -25,7 +25,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.management.utils import get_random_secret_key
@@ -36,6 +38,11 @@ from .conf import DEFAULTS
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _setting(name: str, cast: Callable[[Any], Any]) -> Any:
+    """A numeric ``YDJANGO_*`` setting from the environment, else its default."""
+    return cast(os.environ.get(name, DEFAULTS[name]))
 
 
 def _secret_key(data_dir: Path) -> str:
@@ -129,32 +136,16 @@ STATIC_URL = "static/"
 
 YDJANGO_NOTEBOOK_DIR = os.environ.get("YDJANGO_NOTEBOOK_DIR") or os.getcwd()
 YDJANGO_ALLOW_ANONYMOUS = _flag("YDJANGO_ALLOW_ANONYMOUS")
-YDJANGO_MAX_MESSAGE_SIZE = int(
-    os.environ.get("YDJANGO_MAX_MESSAGE_SIZE", DEFAULTS["YDJANGO_MAX_MESSAGE_SIZE"])
-)
-YDJANGO_ROOM_UNLOAD_DELAY = float(
-    os.environ.get("YDJANGO_ROOM_UNLOAD_DELAY", DEFAULTS["YDJANGO_ROOM_UNLOAD_DELAY"])
-)
-YDJANGO_RELAY_HEARTBEAT = float(
-    os.environ.get("YDJANGO_RELAY_HEARTBEAT", DEFAULTS["YDJANGO_RELAY_HEARTBEAT"])
-)
-YDJANGO_SAVE_DELAY = float(os.environ.get("YDJANGO_SAVE_DELAY", DEFAULTS["YDJANGO_SAVE_DELAY"]))
-YDJANGO_SAVE_MAX_WAIT = float(
-    os.environ.get("YDJANGO_SAVE_MAX_WAIT", DEFAULTS["YDJANGO_SAVE_MAX_WAIT"])
-)
-YDJANGO_FILE_POLL_INTERVAL = float(
-    os.environ.get("YDJANGO_FILE_POLL_INTERVAL", DEFAULTS["YDJANGO_FILE_POLL_INTERVAL"])
-)
-YDJANGO_COMPACT_AFTER = int(
-    os.environ.get("YDJANGO_COMPACT_AFTER", DEFAULTS["YDJANGO_COMPACT_AFTER"])
-)
-YDJANGO_COMPACT_IDLE = float(
-    os.environ.get("YDJANGO_COMPACT_IDLE", DEFAULTS["YDJANGO_COMPACT_IDLE"])
-)
+YDJANGO_MAX_MESSAGE_SIZE = _setting("YDJANGO_MAX_MESSAGE_SIZE", int)
+YDJANGO_ROOM_UNLOAD_DELAY = _setting("YDJANGO_ROOM_UNLOAD_DELAY", float)
+YDJANGO_RELAY_HEARTBEAT = _setting("YDJANGO_RELAY_HEARTBEAT", float)
+YDJANGO_SAVE_DELAY = _setting("YDJANGO_SAVE_DELAY", float)
+YDJANGO_SAVE_MAX_WAIT = _setting("YDJANGO_SAVE_MAX_WAIT", float)
+YDJANGO_FILE_POLL_INTERVAL = _setting("YDJANGO_FILE_POLL_INTERVAL", float)
+YDJANGO_COMPACT_AFTER = _setting("YDJANGO_COMPACT_AFTER", int)
+YDJANGO_COMPACT_IDLE = _setting("YDJANGO_COMPACT_IDLE", float)
 YDJANGO_IDENTITY_SECRET = os.environ.get("YDJANGO_IDENTITY_SECRET", "")
-YDJANGO_IDENTITY_MAX_AGE = float(
-    os.environ.get("YDJANGO_IDENTITY_MAX_AGE", DEFAULTS["YDJANGO_IDENTITY_MAX_AGE"])
-)
+YDJANGO_IDENTITY_MAX_AGE = _setting("YDJANGO_IDENTITY_MAX_AGE", float)
 
 LOGGING = {
     "version": 1,
