@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 from urllib.parse import parse_qs
 
-import y_py as Y
+import pycrdt
 from asgiref.sync import async_to_sync
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -44,6 +44,7 @@ from channels.layers import get_channel_layer
 from . import store
 from .conf import get_setting, notebook_root
 from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError
+from .engines import UnsupportedClientId
 from .formats import FORMATS
 from .identity import SCOPE_KEY
 from .middleware import ERROR_KEY
@@ -72,6 +73,8 @@ CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_UNAUTHORIZED = 4401
 #: A frame larger than the limit.
 CLOSE_TOO_BIG = 4413
+#: An update with a client id the room's document cannot hold (a y-py room and a 53-bit id).
+CLOSE_UNSUPPORTED_CLIENT_ID = 4422
 #: A text frame: the protocol is binary.
 CLOSE_UNSUPPORTED_DATA = 4415
 
@@ -88,7 +91,8 @@ class YjsConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.room_name: str | None = None
         self.group_name: str | None = None
-        self.ydoc: Y.YDoc | None = None
+        #: The room's document (shared by every connection of the room in this process).
+        self.ydoc: pycrdt.Doc | Any = None
         self.room: Room | None = None
         self.peer: Peer | None = None
         #: Set to True in :meth:`connect` (before ``super().connect()``) for a reader.
@@ -100,13 +104,17 @@ class YjsConsumer(AsyncWebsocketConsumer):
         """Name the room of this connection. Default: the ``room`` keyword of the URL route."""
         return self.scope["url_route"]["kwargs"]["room"]
 
-    async def make_ydoc(self) -> Y.YDoc:
-        """Make the document of a room, once per room per process. Default: an empty ``YDoc``.
+    async def make_ydoc(self) -> pycrdt.Doc:
+        """Make the document of a room, once per room per process. Default: an empty
+        :class:`pycrdt.Doc`.
 
         Override it to fill the document (from your database) or to add observers. It runs on
-        the event loop; keep y-py calls here, do blocking I/O through ``sync_to_async``.
+        the event loop, the thread the document must stay on; do blocking I/O through
+        ``sync_to_async``. A ``y_py.YDoc`` is accepted too (the ``[ypy]`` extra), for code
+        written for y-py; such a room refuses clients with 53-bit client ids (pycrdt's),
+        closing them with 4422.
         """
-        return Y.YDoc()
+        return pycrdt.Doc()
 
     async def make_room(self) -> Room:
         """Make the room (its document through :meth:`make_ydoc`); called once per room."""
@@ -145,6 +153,8 @@ class YjsConsumer(AsyncWebsocketConsumer):
         try:
             for message in decode_messages(bytes_data):
                 await self.receive_message(message)
+        except UnsupportedClientId as exc:
+            await self._refuse(CLOSE_UNSUPPORTED_CLIENT_ID, str(exc))
         except ProtocolError as exc:
             await self._refuse(CLOSE_PROTOCOL_ERROR, str(exc))
 
@@ -384,7 +394,7 @@ class DocumentConsumer(_IdentifiedConsumer):
             await self.refuse(exc.code)
 
     async def make_room(self) -> Room:
-        return DocumentRoom(self.room_name, Y.YDoc(), document=self.document,
+        return DocumentRoom(self.room_name, pycrdt.Doc(), document=self.document,
                             format=self.doc_format, root=notebook_root())
 
     async def receive_raw(self, payload: bytes) -> None:

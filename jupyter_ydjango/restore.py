@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-import y_py as Y
+import pycrdt
 
 from . import store
 from .consumer import asend_doc_update
@@ -25,7 +25,7 @@ class RestoreError(ValueError):
 
 async def restore_snapshot(snapshot_id: int) -> bool:
     """Make the document of snapshot ``snapshot_id`` hold the snapshot's content again;
-    whether anything changed. Runs its y-py documents on the calling event loop only."""
+    whether anything changed. Runs its documents on the calling event loop only."""
     row = await run_db(_snapshot, snapshot_id)
     if row is None:
         raise RestoreError(f"no snapshot {snapshot_id}")
@@ -34,20 +34,20 @@ async def restore_snapshot(snapshot_id: int) -> bool:
     doc_format = FORMATS.get((info.format, info.type)) if info else None
     if info is None or doc_format is None:
         raise RestoreError(f"snapshot {snapshot_id}: its document cannot be restored")
-    target = Y.YDoc()
-    Y.apply_update(target, state)
+    target = pycrdt.Doc()
+    target.apply_update(state)
     content = doc_format.read(target)
     history = await run_db(store.load_history, document_id)
-    current = Y.YDoc()
-    for _, snapshot_state in history.snapshots:
-        Y.apply_update(current, snapshot_state)
+    current = pycrdt.Doc()
+    updates = [snapshot_state for _, snapshot_state in history.snapshots]
     for _, data in history.updates:
-        for update in store.unpack_updates(data):
-            Y.apply_update(current, update)
-    before = Y.encode_state_vector(current)
+        updates.extend(store.unpack_updates(data))
+    if updates:
+        current.apply_update(pycrdt.merge_updates(*updates))
+    before = current.get_state()
     if not doc_format.replace(current, content):
         return False
-    change = Y.encode_state_as_update(current, before)
+    change = current.get_update(before)
     await run_db(store.append_updates, document_id, [change])
     await asend_doc_update(info.room_name, change)
     return True
