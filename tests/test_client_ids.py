@@ -105,18 +105,16 @@ async def test_concurrent_edits_of_one_cell_converge(server: DocServer,
     await py.close()
 
 
-async def test_six_clients_five_concurrent_inserts_converge(server: DocServer,
-                                                            ydriver: NodeDriver) -> None:
-    """Three pycrdt and three node clients on one plain ``ws/<room>`` each insert five times
-    at once, without waiting: all six end with the same 30 inserts, each once."""
+async def six_clients_converge(urls: list[str], ydriver: NodeDriver, room: str) -> None:
+    """Three pycrdt and three node clients, spread over ``urls``, on one plain ``ws/<room>``,
+    each insert five times at once without waiting: all six end with the same 30 inserts,
+    each once."""
     from websockets.asyncio.client import connect
 
-    room = "ids-six"
-    url = f"ws://127.0.0.1:{server.port}/ws"
-    nodes = [await ydriver.connect(url, room) for _ in range(3)]
+    nodes = [await ydriver.connect(urls[k % len(urls)], room) for k in range(3)]
     pys = []
-    for _ in range(3):
-        ws = await connect(f"{url}/{room}", max_size=None)
+    for k in range(3):
+        ws = await connect(f"{urls[(k + 1) % len(urls)]}/{room}", max_size=None)
         client = DocClient(ws, "file")
         await ws.send(pycrdt.create_sync_message(client.doc))
         await client.wait_synced()
@@ -144,6 +142,20 @@ async def test_six_clients_five_concurrent_inserts_converge(server: DocServer,
             assert values[0].count(f"<p{k}.{i}>") == 1 and values[0].count(f"<n{k}.{i}>") == 1
     for client in pys:
         await client.close()
+
+
+async def test_six_clients_five_concurrent_inserts_converge(server: DocServer,
+                                                            ydriver: NodeDriver) -> None:
+    """One process: see :func:`six_clients_converge`."""
+    await six_clients_converge([f"ws://127.0.0.1:{server.port}/ws"], ydriver, "ids-six")
+
+
+@pytest.mark.redis
+async def test_six_clients_on_two_processes_converge(redis_servers: list[Any],
+                                                     ydriver: NodeDriver) -> None:
+    """Two processes sharing the room through Redis: the relay carries 53-bit ids as sent."""
+    await six_clients_converge([srv.ws_url for srv in redis_servers], ydriver,
+                               f"ids-six-redis-{id(ydriver)}")
 
 
 @pytest.mark.parametrize("how", ["unload", "restart", "sigkill"])
