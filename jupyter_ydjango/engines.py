@@ -14,6 +14,7 @@ does not care which library holds the document.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -145,6 +146,8 @@ def engine_for(doc: Any) -> Engine:
     """
     if isinstance(doc, pycrdt.Doc):
         return PycrdtEngine(doc)
-    if type(doc).__module__.split(".")[0] == "y_py":
+    # y_py.YDoc's __module__ is "builtins"; a YDoc exists only once y_py is imported
+    y_py = sys.modules.get("y_py")
+    if y_py is not None and isinstance(doc, y_py.YDoc):
         return YpyEngine(doc)
     raise TypeError(f"make_ydoc() must return a pycrdt.Doc (or a y_py.YDoc), not {doc!r}")

@@ -6,8 +6,8 @@ import asyncio
 import socket
 import time
 
+import pycrdt
 import pytest
-import y_py as Y
 from channels.layers import InMemoryChannelLayer
 
 from jupyter_ydjango.rooms import Room, RoomRegistry
@@ -15,13 +15,13 @@ from jupyter_ydjango.rooms import Room, RoomRegistry
 
 def edit(room: Room, text: str) -> None:
     """Append to the room's text as server-side code would (origin None)."""
-    ytext = room.doc.get_text("t")
-    with room.doc.begin_transaction() as txn:
-        ytext.extend(txn, text)
+    ytext = room.doc.get("t", type=pycrdt.Text)
+    with room.doc.transaction():
+        ytext += text
 
 
 def text_of(room: Room) -> str:
-    return str(room.doc.get_text("t"))
+    return str(room.doc.get("t", type=pycrdt.Text))
 
 
 async def eventually(predicate, timeout: float = 5.0) -> None:
@@ -37,7 +37,7 @@ def factory(name: str, calls: list[str] | None = None, delay: float = 0.0):
         if calls is not None:
             calls.append(name)
         await asyncio.sleep(delay)
-        return Room(name, Y.YDoc())
+        return Room(name, pycrdt.Doc())
 
     return make
 
@@ -62,7 +62,7 @@ async def test_idle_room_unloaded_after_delay_and_kept_on_reconnect():
             unloaded.append(self.name)
 
     async def make() -> Room:
-        return Tracked("r", Y.YDoc())
+        return Tracked("r", pycrdt.Doc())
 
     registry = RoomRegistry(unload_delay=0.2)
     room = await registry.acquire("r", make)
@@ -93,7 +93,7 @@ async def test_load_waits_for_an_unload_in_progress():
             order.append("unload end")
 
     async def make() -> Room:
-        return Slow("r", Y.YDoc())
+        return Slow("r", pycrdt.Doc())
 
     registry = RoomRegistry(unload_delay=0)
     registry.release(await registry.acquire("r", make))
@@ -234,7 +234,7 @@ async def test_relay_on_real_redis_repairs_losses():
 async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
     from jupyter_ydjango.rooms import CLOSE_SLOW_PEER
 
-    room = Room("slow", Y.YDoc())
+    room = Room("slow", pycrdt.Doc())
     room.max_queued_frames = 5
     stuck = asyncio.Event()
     closed: list[int] = []
@@ -246,9 +246,53 @@ async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
         closed.append(code)
 
     peer = room.join(send, close)
-    room.sync_step1(peer, Y.encode_state_vector(Y.YDoc()))
+    room.sync_step1(peer, pycrdt.Doc().get_state())
     for ch in "abcdefgh":
         edit(room, ch)
     await eventually(lambda: closed == [CLOSE_SLOW_PEER])
     peer.push(b"more")  # nothing more is queued once the peer is being closed
     assert peer._queue.qsize() <= room.max_queued_frames
+
+
+# --- engines ---------------------------------------------------------------------------
+
+
+def client_update(client_id: int, text: str) -> bytes:
+    """An update from a fresh client with ``client_id`` appending ``text`` to ``t``."""
+    doc = pycrdt.Doc(client_id=client_id)
+    doc.get("t", type=pycrdt.Text).insert(0, text)
+    return doc.get_update()
+
+
+def test_room_keeps_wide_client_ids_as_sent():
+    from jupyter_ydjango.engines import decode_state_vector
+
+    wide = (1 << 53) - 3  # pycrdt draws client ids this wide
+    room = Room("wide", pycrdt.Doc())
+    room.apply_update(client_update(wide, "from pycrdt"))
+    room.apply_update(client_update(0xFFFF_FFF0, " and yjs"))
+    assert decode_state_vector(room.state_vector()) == {wide: 11, 0xFFFF_FFF0: 8}
+    peer = pycrdt.Doc()
+    peer.apply_update(room.diff())
+    assert decode_state_vector(peer.get_state()) == decode_state_vector(room.state_vector())
+
+
+def test_ypy_room_refuses_client_ids_it_cannot_hold():
+    y_py = pytest.importorskip(
+        "y_py", reason="y-py (the [ypy] extra) installs only on Python < 3.13")
+    from jupyter_ydjango.engines import UnsupportedClientId, decode_state_vector
+
+    changes: list[bytes] = []
+
+    class Observed(Room):
+        def on_change(self, update: bytes, origin) -> None:
+            changes.append(update)
+
+    room = Observed("ypy", y_py.YDoc())
+    room.apply_update(client_update(0xFFFF_FFF0, "yjs"))
+    assert str(room.doc.get_text("t")) == "yjs" and len(changes) == 1
+    before = room.state_vector()
+    with pytest.raises(UnsupportedClientId, match="wider than 32 bits"):
+        room.apply_update(client_update(1 << 40, "pycrdt"))
+    assert room.state_vector() == before and len(changes) == 1  # nothing applied
+    assert decode_state_vector(before) == {0xFFFF_FFF0: 3}
