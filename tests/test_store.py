@@ -7,8 +7,8 @@ import os
 import stat
 from pathlib import Path
 
+import pycrdt
 import pytest
-import y_py as Y
 from notebooks import generated_notebook
 
 from jupyter_ydjango.formats import FormatError, NotebookFormat
@@ -103,22 +103,22 @@ def test_copies_never_overwrite(tmp_path: Path) -> None:
     assert (first.read_bytes(), second.read_bytes()) == (b"1", b"2")
 
 
-def _sync(a: Y.YDoc, b: Y.YDoc) -> None:
-    ua = Y.encode_state_as_update(a, Y.encode_state_vector(b))
-    ub = Y.encode_state_as_update(b, Y.encode_state_vector(a))
-    Y.apply_update(b, ua)
-    Y.apply_update(a, ub)
+def _sync(a: pycrdt.Doc, b: pycrdt.Doc) -> None:
+    ua = a.get_update(b.get_state())
+    ub = b.get_update(a.get_state())
+    b.apply_update(ua)
+    a.apply_update(ub)
 
 
 def test_change_on_disk_keeps_concurrent_edits_of_unchanged_cells() -> None:
     nb = generated_notebook(20)
-    room, client = Y.YDoc(), Y.YDoc()
+    room, client = pycrdt.Doc(), pycrdt.Doc()
     load_into(room, copy.deepcopy(nb))
     _sync(room, client)
     # a client types into cell 3 while the file changes cells 10 and 15 and gains a cell
-    cell3 = client.get_array("cells")[3].get("source")
-    with client.begin_transaction() as txn:
-        cell3.extend(txn, " typed by a client")
+    cell3 = client.get("cells", type=pycrdt.Array)[3].get("source")
+    with client.transaction():
+        cell3 += " typed by a client"
     disk = copy.deepcopy(nb)
     disk.cells[10].source = "changed on disk"
     disk.cells[15].metadata = {"tags": ["disk"]}
@@ -140,10 +140,10 @@ def test_change_on_disk_keeps_concurrent_edits_of_unchanged_cells() -> None:
 
 def test_notebook_format_refuses_invalid_documents() -> None:
     fmt = NotebookFormat()
-    doc = Y.YDoc()
+    doc = pycrdt.Doc()
     fmt.load_into(doc, generated_notebook(3), "x.ipynb", "0" * 64)
-    with doc.begin_transaction() as txn:
-        doc.get_array("cells")[0].set(txn, "cell_type", "bogus")
+    with doc.transaction():
+        doc.get("cells", type=pycrdt.Array)[0]["cell_type"] = "bogus"
     with pytest.raises(FormatError, match="Invalid notebook"):
         fmt.render(fmt.read(doc))
 
@@ -185,24 +185,24 @@ def test_restore_snapshot_is_an_edit_of_the_history(tmp_path: Path) -> None:
     fmt = NotebookFormat()
     document = Document.objects.create(path=f"{tmp_path.name}/restore.ipynb")
     original = generated_notebook(5)
-    doc = Y.YDoc(client_id=0)
+    doc = pycrdt.Doc(client_id=0)
     fmt.load_into(doc, copy.deepcopy(original), document.path, "0" * 64)
     snapshot = Snapshot.objects.create(document=document, reason="import",
-                                       state=Y.encode_state_as_update(doc))
-    before = Y.encode_state_vector(doc)
-    with doc.begin_transaction() as txn:
-        doc.get_array("cells").delete(txn, 0)
+                                       state=doc.get_update())
+    before = doc.get_state()
+    with doc.transaction():
+        del doc.get("cells", type=pycrdt.Array)[0]
     Update.objects.create(document=document,
-                          data=store.pack_updates([Y.encode_state_as_update(doc, before)]))
+                          data=store.pack_updates([doc.get_update(before)]))
 
     def stored_content() -> object:
         history = store.load_history(document.id)
-        replay = Y.YDoc()
+        replay = pycrdt.Doc()
         for _, state in history.snapshots:
-            Y.apply_update(replay, state)
+            replay.apply_update(state)
         for _, data in history.updates:
             for update in store.unpack_updates(data):
-                Y.apply_update(replay, update)
+                replay.apply_update(update)
         return fmt.read(replay)
 
     assert len(stored_content().cells) == 4
@@ -221,6 +221,6 @@ def test_restore_snapshot_is_an_edit_of_the_history(tmp_path: Path) -> None:
 
 def read_back(nb: object) -> object:
     """A notebook as it reads back from a document."""
-    doc = Y.YDoc()
+    doc = pycrdt.Doc()
     load_into(doc, copy.deepcopy(nb))
     return notebook_from_doc(doc)
