@@ -29,7 +29,9 @@ def serve(args: argparse.Namespace) -> None:
     from daphne.cli import CommandLineInterface
 
     from .conf import get_setting
+    from .importer import get_importer
 
+    get_importer().warm_up()
     _flush_rooms_at_shutdown()
 
     limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")
@@ -53,10 +55,15 @@ def _flush_rooms_at_shutdown() -> None:
     import daphne.server  # noqa: F401  (installs the asyncio reactor daphne runs on)
     from twisted.internet import defer, reactor
 
+    from .importer import get_importer
     from .rooms import close_all_rooms
 
+    async def close() -> None:
+        await close_all_rooms()
+        get_importer().shutdown()
+
     def before_shutdown() -> defer.Deferred:
-        return defer.Deferred.fromFuture(asyncio.ensure_future(close_all_rooms()))
+        return defer.Deferred.fromFuture(asyncio.ensure_future(close()))
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 

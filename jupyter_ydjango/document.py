@@ -37,6 +37,7 @@ import pycrdt
 from . import metrics, store
 from .conf import get_setting
 from .formats import DocumentFormat, FormatError
+from .importer import get_importer
 from .paths import PathError, resolve_in_root
 from .relay import REMOTE
 from .rooms import HISTORY, Room
@@ -44,10 +45,6 @@ from .store import DocumentInfo, run_db, run_io
 from .yutils import create_raw_json_message
 
 logger = logging.getLogger(__name__)
-
-#: Client id of the documents files are imported into: a fixed one, so that importing the same
-#: file twice creates the same Yjs items (never duplicated cells when histories meet).
-IMPORT_CLIENT_ID = 0
 
 
 class LoadError(Exception):
@@ -122,8 +119,12 @@ class DocumentRoom(Room):
         imported = None
         if history.empty:
             imported = await self._import(path)
-            history = imported or await run_db(store.load_history, self.document.id)
-        self._replay(history)
+        if imported is not None:
+            await self._apply_import(*imported)
+        else:
+            if history.empty:  # another process imported the file first
+                history = await run_db(store.load_history, self.document.id)
+            self._replay(history)
         for root in self.format.content_roots(self.doc):
             self._subscriptions.append((root, root.observe_deep(self._on_content_change)))
         loop = asyncio.get_running_loop()
@@ -165,39 +166,44 @@ class DocumentRoom(Room):
 
     # --- loading ------------------------------------------------------------------------
 
-    async def _import(self, path: Path) -> store.History | None:
-        """Import the file into an empty history; ``None`` if another process imported it
-        first (then load its history)."""
+    async def _import(self, path: Path) -> tuple[int, list[bytes]] | None:
+        """Import the file into an empty history: the import snapshot's id and the updates
+        that build the document; ``None`` if another process imported it first (then load
+        its history)."""
         try:
             file = await run_io(store.read_file, path)
         except FileNotFoundError:
             raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path}: no such file") from None
         except OSError as exc:
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
+        kind = (self.document.format, self.document.type)
         try:
-            content = await run_io(self.format.parse, file.data)
+            built = await get_importer().build(kind, file.data, self.document.path, file.hash)
         except FormatError as exc:
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
-        imported = pycrdt.Doc(client_id=IMPORT_CLIENT_ID)
-        try:
-            self.format.load_into(imported, content, self.document.path, file.hash)
-        except FormatError as exc:
-            raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
-        state = imported.get_update()
-        snapshot_id = await run_db(store.import_file, self.document.id, state, file.hash)
+        snapshot_id = await run_db(store.import_file, self.document.id, built.state, file.hash)
         if snapshot_id is None:
             return None
         self._disk_hash, self._disk_signature = file.hash, file.signature
         logger.info("%s: imported %s (%d bytes)", self.name, self.document.path, len(file.data))
         self.document = _with_hash(self.document, file.hash)
-        return store.History([(snapshot_id, state)], [], True)
+        return snapshot_id, built.chunks
+
+    async def _apply_import(self, snapshot_id: int, chunks: list[bytes]) -> None:
+        """Apply an import's updates one after the other, letting other rooms run between
+        them (a 5,000-cell notebook would otherwise hold the event loop for ~100 ms)."""
+        for chunk in chunks:
+            self.apply_update(chunk, HISTORY)
+            await asyncio.sleep(0)
+        self._snapshot_ids.append(snapshot_id)
 
     def _replay(self, history: store.History) -> None:
-        updates = [state for _, state in history.snapshots]
-        for _, data in history.updates:
-            updates.extend(store.unpack_updates(data))
+        for _, state in history.snapshots:
+            self.apply_update(state, HISTORY)
+        updates = [update for _, data in history.updates for update in store.unpack_updates(data)]
         if updates:
-            # one merged update applies in one transaction, much faster than row by row
+            # the log's many small updates merged into one apply much faster than one by one
+            # (a big snapshot is applied alone: merging it would cost more than it saves)
             self.apply_update(updates[0] if len(updates) == 1 else pycrdt.merge_updates(*updates),
                               HISTORY)
         self._snapshot_ids.extend(snapshot_id for snapshot_id, _ in history.snapshots)

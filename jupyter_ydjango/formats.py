@@ -12,6 +12,7 @@ methods run on the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pycrdt
@@ -41,6 +42,13 @@ class DocumentFormat:
         ``state.path`` and ``state.hash`` (the file's SHA-256, as Jupyter's contents manager
         computes it: the frontend compares it with the file's) are set too."""
         raise NotImplementedError
+
+    def load_steps(self, doc: pycrdt.Doc, content: Any, path: str,
+                   content_hash: str) -> Iterator[None]:
+        """:meth:`load_into` in several transactions, pausing after each (the same operations
+        in the same order, so the same Yjs items). Default: one step."""
+        self.load_into(doc, content, path, content_hash)
+        yield
 
     def read(self, doc: pycrdt.Doc) -> Any:
         """The content a document holds. :raises FormatError:"""
@@ -84,6 +92,13 @@ class NotebookFormat(DocumentFormat):
     def load_into(self, doc: pycrdt.Doc, content: Any, path: str, content_hash: str) -> None:
         try:
             notebook.load_into(doc, content, path=path, content_hash=content_hash)
+        except notebook.NotebookError as exc:
+            raise FormatError(str(exc)) from None
+
+    def load_steps(self, doc: pycrdt.Doc, content: Any, path: str,
+                   content_hash: str) -> Iterator[None]:
+        try:
+            yield from notebook.load_steps(doc, content, path=path, content_hash=content_hash)
         except notebook.NotebookError as exc:
             raise FormatError(str(exc)) from None
 

@@ -48,7 +48,7 @@ import difflib
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import jsonschema_rs
@@ -63,6 +63,7 @@ from nbformat.validator import get_validator, iter_validate
 __all__ = [
     "NotebookError",
     "load_into",
+    "load_steps",
     "notebook_from_doc",
     "read_notebook",
     "replace_content",
@@ -253,6 +254,25 @@ def load_into(
         file the notebook came from).
     :raises NotebookError: the document is not empty, or ``nb`` cannot be a notebook document.
     """
+    with doc.transaction():
+        for _ in load_steps(doc, nb, path=path, content_hash=content_hash):
+            pass
+
+
+def load_steps(
+    doc: pycrdt.Doc,
+    nb: Mapping[str, Any],
+    *,
+    path: str | None = None,
+    content_hash: str | None = None,
+    cells_per_step: int = 500,
+) -> Iterator[None]:
+    """:func:`load_into` in several transactions of at most ``cells_per_step`` cells, pausing
+    (yielding) after each: the same operations in the same order, so the same Yjs items.
+
+    A big notebook's update can then be applied to a room as several smaller updates, none of
+    which holds the event loop for long.
+    """
     ycells = doc.get(CELLS, type=pycrdt.Array)
     ymeta = doc.get(META, type=pycrdt.Map)
     ystate = doc.get(STATE, type=pycrdt.Map)
@@ -274,8 +294,7 @@ def load_into(
     usable = all(isinstance(cell_id, str) and cell_id for cell_id in ids)
     if not usable or len(set(ids)) != len(ids):
         ids = _fill_cell_ids(cells, ids, copy=True)
-    prelims = [_prelim_map(_cell_entries(cell, cell_id))
-               for cell, cell_id in zip(cells, ids, strict=True)]
+    entries = [_cell_entries(cell, cell_id) for cell, cell_id in zip(cells, ids, strict=True)]
     # A notebook from a newer nbformat may have more top-level fields: kept in ``meta`` too
     # (the frontend and jupyter_ydoc ignore them) so that saving does not lose them.
     future = (major, minor) > (4, _KNOWN_MINOR)
@@ -289,12 +308,17 @@ def load_into(
     with doc.transaction():
         for key in sorted(meta):
             ymeta[key] = _prelim(meta[key])
-        ycells.extend(prelims)
+    for start in range(0, len(entries), cells_per_step):
+        with doc.transaction():
+            ycells.extend([_prelim_map(cell) for cell in entries[start:start + cells_per_step]])
+        yield
+    with doc.transaction():
         ystate["dirty"] = False
         if path is not None:
             ystate["path"] = path
         if content_hash is not None:
             ystate["hash"] = content_hash
+    yield
 
 
 # Maps are made from dicts in sorted key order: pycrdt integrates a prelim map's entries in

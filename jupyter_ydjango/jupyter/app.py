@@ -248,6 +248,10 @@ class YDjango(ExtensionApp):
             except Exception as exc:
                 self._startup_error = f"database migrations failed: {exc!r}"
                 self.log.exception("jupyter_ydjango: %s", self._startup_error)
+            else:
+                from ..importer import get_importer
+
+                get_importer().warm_up()
         self._ready.set()
 
     async def get_backend(self) -> Backend:
@@ -349,6 +353,9 @@ class YDjango(ExtensionApp):
                 self.log.error("jupyter_ydjango: rooms did not unload within 60 s")
             except Exception:
                 self.log.exception("jupyter_ydjango: error while unloading rooms")
+            from ..importer import get_importer
+
+            get_importer().shutdown()
 
 
 #: The extension application (``YDjango`` is also its configuration section).

@@ -1,0 +1,151 @@
+"""Building a room's first document from its file, away from the event loop.
+
+Importing a big notebook means parsing and validating it and building a document of
+thousands of shared types: hundreds of milliseconds of Python that would stall every other
+room of the process, and tens of megabytes of freed objects that the allocator keeps. So the
+document is built in a worker process (``YDJANGO_IMPORT_PROCESSES``, kept warm), which hands
+back bytes only:
+
+* ``chunks``: the document as a few incremental updates, each of at most a few hundred cells,
+  which the room applies one after the other, letting other rooms run in between;
+* ``state``: the whole document as one update, stored as the import snapshot.
+
+The build is deterministic: a fixed client id (:data:`IMPORT_CLIENT_ID`) and a fixed order
+of operations give the same Yjs items every time, so two imports of one file never
+duplicate cells for clients that hold the items of the other.
+
+With ``YDJANGO_IMPORT_PROCESSES = 0`` the build runs in a thread of the server instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import pycrdt
+
+from .formats import FORMATS
+
+logger = logging.getLogger(__name__)
+
+#: Client id of the documents files are imported into: a fixed one, so that importing the same
+#: file twice creates the same Yjs items (never duplicated cells when histories meet).
+IMPORT_CLIENT_ID = 0
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A file built into a document, as bytes."""
+
+    #: Incremental updates that together make the document, to apply in order.
+    chunks: list[bytes]
+    #: The whole document as one update.
+    state: bytes
+
+
+def build(kind: tuple[str, str], data: bytes, path: str, content_hash: str) -> Imported:
+    """Parse a file's bytes and build its document (runs in the worker).
+
+    :raises FormatError: the file cannot be loaded as ``kind``.
+    """
+    doc_format = FORMATS[kind]
+    content = doc_format.parse(data)
+    doc = pycrdt.Doc(client_id=IMPORT_CLIENT_ID)
+    chunks = []
+    state_vector = b"\x00"
+    for _ in doc_format.load_steps(doc, content, path, content_hash):
+        chunks.append(doc.get_update(state_vector))
+        state_vector = doc.get_state()
+    return Imported(chunks, doc.get_update())
+
+
+class Importer:
+    """Runs :func:`build` in a pool of worker processes (or a thread), one pool per process."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._pool: concurrent.futures.Executor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> concurrent.futures.Executor:
+        with self._lock:
+            if self._pool is None:
+                if self.processes > 0:
+                    # spawn: a fork of a server with running threads could inherit held locks
+                    self._pool = concurrent.futures.ProcessPoolExecutor(
+                        self.processes, mp_context=multiprocessing.get_context("spawn"),
+                        initializer=_init_worker, initargs=(os.getpid(),))
+                else:
+                    self._pool = concurrent.futures.ThreadPoolExecutor(
+                        1, thread_name_prefix="ydjango-import")
+            return self._pool
+
+    def warm_up(self) -> None:
+        """Start the workers now, so that the first open does not wait for them."""
+        self._executor().submit(_warm)
+
+    async def build(self, kind: tuple[str, str], data: bytes, path: str,
+                    content_hash: str) -> Imported:
+        """:func:`build` in a worker. A worker that died is replaced, and the build is tried
+        once more (it may have been killed from outside, or run out of memory)."""
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            executor = self._executor()
+            try:
+                return await loop.run_in_executor(executor, build, kind, data, path,
+                                                  content_hash)
+            except BrokenProcessPool:
+                logger.error("an import worker died while building %s (attempt %d)", path,
+                             attempt)
+                with self._lock:
+                    if self._pool is executor:
+                        self._pool = None
+                executor.shutdown(wait=False)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def shutdown(self) -> None:
+        """Stop the workers."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _warm() -> None:
+    """Import what a build needs."""
+    from . import formats, notebook  # noqa: F401
+
+
+def _init_worker(server_pid: int) -> None:
+    """A worker process's start: warm up, and exit as soon as the server is gone (a server
+    killed with SIGKILL cannot stop its workers)."""
+    _warm()
+
+    def watch() -> None:
+        while os.getppid() == server_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="ydjango-import-watchdog", daemon=True).start()
+
+
+_importer: Importer | None = None
+
+
+def get_importer() -> Importer:
+    """The importer of this process, configured from ``YDJANGO_IMPORT_PROCESSES``."""
+    global _importer
+    if _importer is None:
+        from .conf import get_setting
+
+        _importer = Importer(int(get_setting("YDJANGO_IMPORT_PROCESSES")))
+    return _importer
