@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 #: Close code for a peer that does not read its frames fast enough (retryable: not 44xx).
 CLOSE_SLOW_PEER = 4503
 
+#: The state vector of an empty document: what a client that holds nothing sends in SYNC step 1.
+EMPTY_STATE_VECTOR = b"\x00"
+
 #: Origin of changes a room replays from its stored history while loading: they are neither
 #: published to other processes nor stored again.
 HISTORY = "history"
@@ -126,6 +129,8 @@ class Room:
         # client id -> relay origin, for states announced by peers of other processes.
         self._remote_awareness: dict[int, str] = {}
         self._origin: Any = None
+        # SYNC step 2 of the whole document, for joiners that hold nothing (see sync_step1)
+        self._whole_frame: bytes | None = None
         self.engine.observe(self._after_transaction)
 
     # --- lifecycle hooks ----------------------------------------------------------------
@@ -173,8 +178,18 @@ class Room:
     # --- document -----------------------------------------------------------------------
 
     def sync_step1(self, peer: Peer, state_vector: bytes) -> None:
-        """Answer a peer's SYNC step 1 with what it lacks; from now on it gets updates."""
-        peer.push(create_sync_step2_message(self.engine.diff(state_vector)))
+        """Answer a peer's SYNC step 1 with what it lacks; from now on it gets updates.
+
+        Most joiners hold nothing yet (an empty state vector): they all get one shared frame
+        of the whole document, encoded once per version of it, rather than a copy each.
+        """
+        if state_vector == EMPTY_STATE_VECTOR:
+            if self._whole_frame is None:
+                self._whole_frame = create_sync_step2_message(self.engine.diff())
+            frame = self._whole_frame
+        else:
+            frame = create_sync_step2_message(self.engine.diff(state_vector))
+        peer.push(frame)
         peer.synced = True
 
     def apply_update(self, update: bytes, origin: Any = None) -> None:
@@ -216,6 +231,7 @@ class Room:
         try:
             if update == EMPTY_UPDATE:
                 return
+            self._whole_frame = None
             origin = self._origin
             if origin is not HISTORY:
                 metrics.UPDATES.inc()

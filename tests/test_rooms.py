@@ -254,6 +254,34 @@ async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
     assert peer._queue.qsize() <= room.max_queued_frames
 
 
+async def test_joiners_holding_nothing_share_one_frame_of_the_current_document():
+    room = Room("joiners", pycrdt.Doc())
+
+    async def close(code: int) -> None:
+        pass
+
+    def join() -> list[bytes]:
+        got: list[bytes] = []
+
+        async def send(frame: bytes) -> None:
+            got.append(frame)
+
+        peer = room.join(send, close)
+        room.sync_step1(peer, pycrdt.Doc().get_state())
+        return got
+
+    edit(room, "a")
+    first, second = join(), join()
+    await eventually(lambda: len(first) == 2 and len(second) == 2)  # SYNC step 1, step 2
+    assert first[1] is second[1]  # one shared step 2
+    edit(room, "b")  # a new version of the document: the next joiner gets it
+    third = join()
+    await eventually(lambda: len(third) == 2)
+    joiner = pycrdt.Doc()
+    pycrdt.handle_sync_message(third[1][1:], joiner)
+    assert str(joiner.get("t", type=pycrdt.Text)) == "ab"
+
+
 # --- engines ---------------------------------------------------------------------------
 
 
