@@ -49,7 +49,7 @@ from .formats import FORMATS
 from .identity import SCOPE_KEY
 from .middleware import ERROR_KEY
 from .relay import REMOTE, relay_group_name, room_group_name
-from .rooms import Peer, Room, get_registry
+from .rooms import Peer, Room, find_room, get_registry
 from .store import run_db
 from .yutils import (
     Message,
@@ -376,7 +376,11 @@ class DocumentConsumer(_IdentifiedConsumer):
         room_id = self.scope["url_route"]["kwargs"]["room_id"]
         kind, _, file_id = room_id.rpartition(":")
         doc_format = FORMATS.get(tuple(kind.split(":", 1)))  # type: ignore[arg-type]
-        document = await run_db(store.get_document, file_id) if doc_format else None
+        loaded = find_room(room_id)  # a co-editor joining: no database query
+        if isinstance(loaded, DocumentRoom):
+            document = loaded.document
+        else:
+            document = await run_db(store.get_document, file_id) if doc_format else None
         if document is None or (document.format, document.type) != tuple(kind.split(":", 1)):
             logger.info("refused room %s: no such document", room_id)
             await self.refuse(CLOSE_NOT_FOUND)

@@ -454,6 +454,12 @@ def find_room(name: str) -> Room | None:
     return None if registry is None else registry.rooms.get(name)
 
 
+def loaded_rooms() -> list[Room]:
+    """The rooms loaded in this process (on the running event loop)."""
+    registry = _registries.get(asyncio.get_running_loop())
+    return [] if registry is None else list(registry.rooms.values())
+
+
 def get_registry(channel_layer: Any = None) -> RoomRegistry:
     """The registry of the running event loop, created on first use from Django settings."""
     loop = asyncio.get_running_loop()

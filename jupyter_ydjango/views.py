@@ -24,7 +24,7 @@ from .formats import FORMATS
 from .identity import SCOPE_KEY, Identity
 from .middleware import ERROR_KEY
 from .paths import PathError, normalize_api_path, resolve_in_root
-from .rooms import find_room
+from .rooms import find_room, loaded_rooms
 from .store import run_db
 
 
@@ -79,6 +79,26 @@ def _identity(request: HttpRequest) -> Identity | None:
     return None
 
 
+async def _aidentity(request: HttpRequest) -> Identity | None:
+    """:func:`_identity` from async code: the Django login (a database query) is looked up in
+    a thread only when the scope brings no identity of its own."""
+    scope: dict[str, Any] = getattr(request, "scope", {})
+    if scope.get(SCOPE_KEY) is not None or scope.get(ERROR_KEY, "not authenticated") != (
+            "not authenticated"):
+        return scope.get(SCOPE_KEY)
+    return await sync_to_async(_identity)(request)
+
+
+def _loaded_document(api_path: str, kind: tuple[str, str]) -> store.DocumentInfo | None:
+    """The document of ``api_path`` if a room of this process holds it (no database query)."""
+    for room in loaded_rooms():
+        document = getattr(room, "document", None)
+        if (isinstance(document, store.DocumentInfo) and document.path == api_path
+                and (document.format, document.type) == kind):
+            return document
+    return None
+
+
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         body = json.loads(request.body or b"{}")
@@ -91,14 +111,15 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 
 @csrf_exempt  # JSON PUT: browsers preflight it cross-origin; the Jupyter server proxies it
 @require_http_methods(["PUT"])
-def session(request: HttpRequest, path: str) -> HttpResponse:
+async def session(request: HttpRequest, path: str) -> HttpResponse:
     """``PUT /api/collaboration/session/<path>`` with ``{"format", "type"}``: the file's room.
 
     200 with ``{"format", "type", "fileId", "sessionId"}`` for a known file, 201 for a file
     indexed now; 400 bad body or unsupported type, 401 no identity, 403 a path outside the
-    notebook root, 404 no such file.
+    notebook root, 404 no such file. A document whose room is loaded here is answered without
+    a database query (a co-editor joining).
     """
-    if _identity(request) is None:
+    if await _aidentity(request) is None:
         return _error(401, "not authenticated")
     try:
         body = _json_body(request)
@@ -114,7 +135,9 @@ def session(request: HttpRequest, path: str) -> HttpResponse:
         return _error(403, str(exc))
     if not real.is_file():
         return _error(404, f"file {api_path!r} does not exist")
-    info, created = store.get_or_create_document(api_path, *kind)
+    info, created = _loaded_document(api_path, kind), False
+    if info is None:
+        info, created = await run_db(store.get_or_create_document, api_path, *kind)
     return JsonResponse(
         {"format": kind[0], "type": kind[1], "fileId": str(info.id),
          "sessionId": str(info.session_id)},
@@ -125,7 +148,7 @@ def session(request: HttpRequest, path: str) -> HttpResponse:
 @require_GET
 async def room_status(request: HttpRequest, file_id: str) -> HttpResponse:
     """``GET /api/ydjango/rooms/<fileId>``: the state of a document's room, for status bars."""
-    identity = await sync_to_async(_identity)(request)
+    identity = await _aidentity(request)
     if identity is None:
         return _error(401, "not authenticated")
     info = await run_db(store.get_document, file_id)
