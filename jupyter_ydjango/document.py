@@ -299,8 +299,9 @@ class DocumentRoom(Room):
             return False
 
     async def save(self) -> str:
-        """Save the document to its file now: ``"success"``, ``"skipped"`` (the file already
-        holds it) or ``"failed"`` (the error is logged, recorded and sent to the clients).
+        """Save the document to its file now: ``"success"`` once the file holds the document
+        (written now, or already by an earlier save), ``"failed"`` on a real failure (the
+        error is logged, recorded and sent to the clients).
 
         Where another process's room writes the file, wait (up to the save delay and 2 s)
         for the file to hold this document: ``"success"`` if it does, else ``"skipped"``.
@@ -319,10 +320,11 @@ class DocumentRoom(Room):
             if file_hash == self._disk_hash:
                 self._saved_changes = changes
                 self._mark_clean(file_hash)
-                return "skipped"
+                return "success"  # the file holds the document already
             # a change on disk not seen yet is handled first: never overwrite it unseen
             if await self._check_file_locked():
-                return "skipped"
+                # the room now holds the file's version (its own is kept beside the file)
+                return "skipped" if self.unsaved else "success"
             try:
                 path = self.path
                 file = await run_io(store.write_file_atomic, path, data)
