@@ -11,6 +11,7 @@ can watch the document context's save states instead of guessing from the screen
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -149,4 +150,87 @@ def test_ctrl_s_of_a_second_user(lab: LabServer, sign_in: Callable[[str], Any]) 
     wait_until(lambda: sources(path) == ["y = 10"], message="the autosave")
     assert press_save(bob) == "completed"
     no_dialog(bob)
+    no_dialog(alice)
+
+
+# --- deleting an open notebook ----------------------------------------------------------------
+
+
+def delete_in_file_browser(page: Any, name: str) -> None:
+    """Delete the file ``name`` (in the root) from JupyterLab's file browser, as a user does:
+    its context menu's Delete, then the confirmation."""
+    if not page.locator("#filebrowser").is_visible():
+        page.locator(".jp-SideBar .lm-TabBar-tab[data-id='filebrowser']").click()
+    item = page.locator("#filebrowser .jp-DirListing-item", has=page.locator(
+        ".jp-DirListing-itemText", has_text=name))
+    item.click(button="right")
+    page.locator(".lm-Menu-item[data-command='filebrowser:delete']").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+    dialog.wait_for(state="detached")
+
+
+@pytest.mark.parametrize("how", ["file browser", "on disk"])
+def test_a_deleted_notebook_stays_deleted(lab: LabServer, sign_in: Callable[[str], Any],
+                                          how: str) -> None:
+    name = f"doomed-{how.replace(' ', '-')}.ipynb"
+    path = lab.root / name
+    write_notebook(path, ["z = 1"])
+    alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
+    open_notebook(alice, lab.notebook_url(name))
+    open_notebook(bob, lab.notebook_url(name))
+    for page in (alice, bob):
+        wait_for_status(page, state="synced", people="2")
+
+    if how == "file browser":
+        # JupyterLab closes the deleter's own tab of the file; the others are told.
+        delete_in_file_browser(alice, name)
+        alice.locator(".jp-NotebookPanel").wait_for(state="detached")
+        told = [bob]
+    else:
+        path.unlink()
+        told = [alice, bob]
+    for page in told:
+        wait_for_status(page, state="deleted")
+        assert page.locator("#ydjango-status").inner_text().startswith("deleted")
+    assert not path.exists()
+
+    # Typing goes on between the people still there; the file is not made again.
+    edit_cell_end(bob, 0)
+    bob.keyboard.type(" + 1")
+    wait_for_cells(told[0], ["z = 1 + 1"])
+    time.sleep(4 * SAVE_DELAY + 2)  # the room would have saved by now
+    assert not path.exists()
+    assert not [p for p in lab.root.iterdir() if p.name.startswith(name)]
+
+
+# --- when it was last written --------------------------------------------------------------------
+
+
+def test_last_written_is_what_the_server_knows(lab: LabServer,
+                                               sign_in: Callable[[str], Any]) -> None:
+    """No time for a file nobody saved since it was opened; "saved" once the room wrote it;
+    "changed on disk" once another program did."""
+    path = lab.root / "when.ipynb"
+    write_notebook(path, ["w = 1"])
+    alice = sign_in(WRITER_TOKEN)
+    open_notebook(alice, lab.notebook_url("when.ipynb"))
+    shown = wait_for_status(alice, state="synced", people="1")
+    # the status has polled the room at least once by now (it knows the room's state)
+    assert shown["writtenAt"] == "" and shown["writtenBy"] == ""
+    text = alice.locator("#ydjango-status").inner_text()
+    assert text == "synced · 1 person", text
+
+    edit_cell_end(alice, 0)
+    alice.keyboard.type("0")
+    wait_until(lambda: sources(path) == ["w = 10"], message="the autosave")
+    shown = wait_for_status(alice, writtenBy="room")
+    assert shown["writtenAt"] and shown["lastSaved"]
+    wait_until(lambda: "saved" in alice.locator("#ydjango-status").inner_text())
+
+    write_notebook(path, ["w = 2"])  # another program
+    wait_for_cells(alice, ["w = 2"])
+    shown = wait_for_status(alice, writtenBy="outside")
+    wait_until(lambda: "changed on disk" in alice.locator("#ydjango-status").inner_text(),
+               message=lambda: alice.locator("#ydjango-status").inner_text())
     no_dialog(alice)
