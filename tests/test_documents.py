@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -310,6 +311,35 @@ async def test_unsaved_room_version_is_kept_when_the_file_changes(tmp_path: Path
         assert file_nb(path).cells[2].source == "# disk edit"
     finally:
         server.stop()
+
+
+async def test_last_written_is_known_or_absent(docs: DocServer) -> None:
+    """The status API says when the file was last written and by whom, only when a room
+    knows: nothing for a file imported and never written since, ``room`` after a save,
+    ``outside`` (at the file's mtime) after a change made by another program."""
+    path = docs.root / "written.ipynb"
+    write_nb(path)
+    client = await docs.open("written.ipynb")
+    file_id = docs.session(path.name)["fileId"]
+
+    def room() -> dict:
+        status, body = docs.request("GET", f"api/ydjango/rooms/{file_id}")
+        assert status == 200
+        return body
+
+    assert (room()["writtenAt"], room()["writtenBy"], room()["lastSaved"]) == (None, None, None)
+    append_source(client, 0, " # saved")
+    assert await client.save() == "success"
+    saved = room()
+    assert saved["writtenBy"] == "room" and saved["writtenAt"] == saved["lastSaved"]
+    changed = generated_notebook(2)
+    path.write_text(nbformat.writes(changed) + "\n", encoding="utf-8")
+    mtime = path.stat().st_mtime
+    await wait_until(lambda: room()["writtenBy"] == "outside", what="the change on disk")
+    written = datetime.fromisoformat(room()["writtenAt"]).timestamp()
+    assert abs(written - mtime) < 0.01
+    assert room()["lastSaved"] == saved["lastSaved"]
+    await client.close()
 
 
 async def test_unreadable_change_on_disk_is_kept_and_the_room_wins(docs: DocServer) -> None:
