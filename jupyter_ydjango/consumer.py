@@ -364,7 +364,8 @@ class DocumentConsumer(_IdentifiedConsumer):
     code before the handshake: 4401 no identity, 4404 unknown room or file, 4403 a path outside
     the root, 4409 a ``sessionId`` of another history, 4500 a file that cannot be loaded.
     A RAW ``save`` request saves now and is answered ``{"type": "save", "responseTo": id,
-    "status": "success" | "skipped" | "failed"}``.
+    "status": "success" | "skipped" | "failed"}``: ``"success"`` whenever the file holds the
+    document (whoever wrote it), ``"failed"`` when it cannot be written.
     """
 
     room_class = DocumentRoom
@@ -407,15 +408,14 @@ class DocumentConsumer(_IdentifiedConsumer):
             asyncio.get_running_loop().create_task(self._save(request_id))
 
     async def _save(self, request_id: int | None) -> None:
+        # A reader's request saves too (as jupyter-collaboration's): it writes what the
+        # room's writers made, nothing of the reader's own.
         room, peer = self.room, self.peer
-        if self.read_only:
-            status = "skipped"
-        else:
-            try:
-                status = await room.save()
-            except Exception:
-                logger.exception("room %s: save failed", self.room_name)
-                status = "failed"
+        try:
+            status = await room.save()
+        except Exception:
+            logger.exception("room %s: save failed", self.room_name)
+            status = "failed"
         if peer is not None:
             peer.push(create_raw_json_message(
                 {"type": "save", "responseTo": request_id, "status": status}

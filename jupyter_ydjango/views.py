@@ -1,4 +1,5 @@
-"""HTTP API of the Django side: jupyter-collaboration's session endpoint, room status, renames.
+"""HTTP API of the Django side: jupyter-collaboration's session endpoint, room status, renames
+and deletions.
 
 Views translate HTTP to calls of the store; the Jupyter server proxies them (with the user's
 identity, see :mod:`jupyter_ydjango.middleware`). Errors are JSON ``{"error": "..."}``.
@@ -20,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import metrics, store
 from .conf import notebook_root
+from .document import DocumentRoom
 from .formats import FORMATS
 from .identity import SCOPE_KEY, Identity
 from .middleware import ERROR_KEY
@@ -92,10 +94,10 @@ async def _aidentity(request: HttpRequest) -> Identity | None:
 def _loaded_document(api_path: str, kind: tuple[str, str]) -> store.DocumentInfo | None:
     """The document of ``api_path`` if a room of this process holds it (no database query)."""
     for room in loaded_rooms():
-        document = getattr(room, "document", None)
-        if (isinstance(document, store.DocumentInfo) and document.path == api_path
-                and (document.format, document.type) == kind):
-            return document
+        if (isinstance(room, DocumentRoom) and not room.deleted
+                and room.document.path == api_path
+                and (room.document.format, room.document.type) == kind):
+            return room.document
     return None
 
 
@@ -161,8 +163,11 @@ async def room_status(request: HttpRequest, file_id: str) -> HttpResponse:
         "loaded": False,
         "connections": 0,
         "lastSaved": info.last_saved.isoformat() if info.last_saved else None,
+        "writtenAt": info.written_at.isoformat() if info.written_at else None,
+        "writtenBy": info.written_by or None,
         "saveError": info.save_error or None,
         "readOnly": not identity.can_write,
+        "deleted": info.deleted is not None,
     }
     room = find_room(info.room_name)
     if room is not None and hasattr(room, "status"):
@@ -187,4 +192,31 @@ def rename(request: HttpRequest) -> HttpResponse:
     except (ValueError, PathError) as exc:
         return _error(400, str(exc))
     store.rename(old_path, new_path)
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+async def delete(request: HttpRequest) -> HttpResponse:
+    """``POST /api/ydjango/delete`` with ``{"path"}``: a file (or a directory) was deleted.
+
+    Its documents are marked deleted (their history stays; a new file at the path is a new
+    document) and their rooms loaded in this process stop saving and tell their clients at
+    once (rooms in other processes follow within their file poll). 204; 400 bad body,
+    401/403 not allowed to write.
+    """
+    identity = await _aidentity(request)
+    if identity is None:
+        return _error(401, "not authenticated")
+    if not identity.can_write:
+        return _error(403, "read-only users cannot delete")
+    try:
+        body = _json_body(request)
+        path = normalize_api_path(str(body.get("path", "")))
+    except (ValueError, PathError) as exc:
+        return _error(400, str(exc))
+    for info in await run_db(store.mark_deleted, path):
+        room = find_room(info.room_name)
+        if isinstance(room, DocumentRoom):
+            await room.file_deleted()
     return HttpResponse(status=204)

@@ -12,7 +12,7 @@ import pytest
 from notebooks import generated_notebook
 
 from jupyter_ydjango.formats import FormatError, NotebookFormat
-from jupyter_ydjango.notebook import load_into, notebook_from_doc, replace_content
+from jupyter_ydjango.notebook import load_into, notebook_from_doc, read_notebook, replace_content
 from jupyter_ydjango.paths import PathError, normalize_api_path, resolve_in_root
 from jupyter_ydjango.store import (
     pack_updates,
@@ -224,3 +224,40 @@ def read_back(nb: object) -> object:
     doc = pycrdt.Doc()
     load_into(doc, copy.deepcopy(nb))
     return notebook_from_doc(doc)
+
+
+def test_admin_restores_a_deleted_file(tmp_path: Path) -> None:
+    """The admin's "restore the deleted file" action writes the document's last content back
+    to its path and makes the document live again."""
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from django.test import Client, override_settings
+    from django.utils import timezone
+
+    from jupyter_ydjango import store
+    from jupyter_ydjango.models import Document, Snapshot
+
+    call_command("migrate", interactive=False, verbosity=0)
+    fmt = NotebookFormat()
+    path = f"{tmp_path.name}/deleted.ipynb"
+    document = Document.objects.create(path=path, deleted=timezone.now())
+    nb = generated_notebook(3)
+    doc = pycrdt.Doc(client_id=0)
+    fmt.load_into(doc, copy.deepcopy(nb), path, "0" * 64)
+    Snapshot.objects.create(document=document, reason="deleted", state=doc.get_update())
+    User.objects.filter(username="undeleter").delete()
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(User.objects.create_superuser("undeleter", "u@example.com", "pw"))
+    response = client.get("/admin/jupyter_ydjango/document/?deleted__isempty=0")
+    assert response.status_code == 200 and b"deleted.ipynb" in response.content
+    with override_settings(YDJANGO_NOTEBOOK_DIR=str(tmp_path.parent)):
+        response = client.post("/admin/jupyter_ydjango/document/",
+                               {"action": "restore_deleted", "_selected_action": [document.id]},
+                               follow=True)
+    assert response.status_code == 200
+    assert b"restored to" in response.content
+    written = tmp_path / "deleted.ipynb"
+    assert [c.source for c in read_notebook(written.read_bytes()).cells] == [
+        c.source for c in read_back(nb).cells]
+    info = store.get_document(document.id)
+    assert info is not None and info.deleted is None and info.path == path
