@@ -148,9 +148,10 @@ class RoomRelay:
     def publish_update(self, update: bytes) -> None:
         """Send a local change to the other processes."""
         if self.publish:
+            stored = self.room.stored_seq()  # asked first: this change is not stored yet
             self.seq += 1
-            self._post(None, {"type": "relay.update", "seq": self.seq,
-                              "stored": self.room.stored_seq(), "update": update})
+            self._post(None, {"type": "relay.update", "seq": self.seq, "stored": stored,
+                              "update": update})
 
     def publish_awareness(self, payload: bytes) -> None:
         """Send a local peer's awareness update to the other processes."""
