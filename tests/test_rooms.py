@@ -23,7 +23,11 @@ def edit(room: Room, text: str) -> None:
 
 
 def text_of(room: Room) -> str:
-    return str(room.doc.get_text("t"))
+    return text_of_doc(room.doc)
+
+
+def text_of_doc(doc: Y.YDoc) -> str:
+    return str(doc.get_text("t"))
 
 
 async def eventually(predicate, timeout: float = 5.0) -> None:
@@ -70,10 +74,9 @@ async def test_idle_room_unloaded_after_delay_and_kept_on_reconnect():
     room = await registry.acquire("r", make)
     edit(room, "kept")
     registry.release(room)
-    await asyncio.sleep(0.1)
     again = await registry.acquire("r", make)  # a reconnect within the delay
     assert again is room and text_of(again) == "kept"
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # > the delay: the reconnect cancelled the unload
     assert unloaded == [] and "r" in registry.rooms
     registry.release(again)
     await eventually(lambda: unloaded == ["r"])
@@ -115,11 +118,13 @@ class LossyLayer(InMemoryChannelLayer):
         super().__init__()
         self.sent_updates = 0
         self.drop: set[int] = set()
+        self.dropped: list[dict] = []
 
     async def group_send(self, group: str, message: dict) -> None:
         if message.get("type") == "relay.update":
             self.sent_updates += 1
             if self.sent_updates in self.drop:
+                self.dropped.append(message)
                 return
         await super().group_send(group, message)
 
@@ -177,10 +182,17 @@ async def test_lost_last_update_is_repaired_after_a_heartbeat():
     layer = LossyLayer()
     (a, room_a), (b, room_b) = await two_processes(layer, heartbeat=0.2)
     layer.drop = {3}
-    for ch in "abc":
+    for ch in "ab":
         edit(room_a, ch)
-    await asyncio.sleep(0.05)
-    assert text_of(room_b) == "ab"  # the loss is real: nothing else would bring "c"
+    await eventually(lambda: text_of(room_b) == "ab")
+    doc = Y.YDoc()
+    Y.apply_update(doc, Y.encode_state_as_update(room_b.doc))
+    edit(room_a, "c")
+    await eventually(lambda: layer.dropped)
+    # the loss is real: the last update, "c", and nothing else would bring it
+    (lost,) = layer.dropped
+    Y.apply_update(doc, lost["update"])
+    assert text_of_doc(doc) == "abc"
     await eventually(lambda: text_of(room_b) == "abc", timeout=3)
     assert room_b.relay.resyncs >= 1
     await close_all(a, b)
