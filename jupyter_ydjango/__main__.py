@@ -36,8 +36,14 @@ def serve(args: argparse.Namespace) -> None:
     _flush_rooms_at_shutdown()
 
     limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")
-    where = ["--fd", str(args.fd)] if args.fd is not None else [
-        "--bind", args.host, "--port", str(args.port)]
+    if args.fd is not None:  # a worker of serve --workers N, on a socket of its own
+        from . import asgi  # noqa: F401  (loaded before listening: connections wait less)
+        from .listeners import start_listening
+
+        start_listening(args.fd)
+        where = ["--fd", str(args.fd)]
+    else:
+        where = ["--bind", args.host, "--port", str(args.port)]
     CommandLineInterface().run([
         *where,
         # Our consumer enforces YDJANGO_MAX_MESSAGE_SIZE; daphne's own cap must not be lower.

@@ -23,7 +23,12 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "YDJANGO_ROOM_UNLOAD_DELAY": (60.0, "Seconds a room stays loaded after its last connection "
                                   "left."),
     "YDJANGO_RELAY_HEARTBEAT": (5.0, "Seconds between relay heartbeats (cross-process gap "
-                                "detection, group re-join)."),
+                                "detection, group re-join). A process silent for two "
+                                "heartbeats is taken for gone: its clients' cursors are "
+                                "removed and the changes it did not confirm storing are "
+                                "stored by the others."),
+    "YDJANGO_CHANNEL_LAYER_WAIT": (10.0, "Seconds a new connection waits for an unreachable "
+                                   "channel layer (Redis restarting) before it is refused."),
     "YDJANGO_ALLOW_ANONYMOUS": (False, "Development only: let unauthenticated clients into "
                                 "rooms."),
     "YDJANGO_NOTEBOOK_DIR": (None, "The directory whose files are served (API paths are "

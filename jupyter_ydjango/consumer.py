@@ -47,6 +47,7 @@ from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError
 from .engines import UnsupportedClientId
 from .formats import FORMATS
 from .identity import SCOPE_KEY
+from .layer import retry_layer
 from .middleware import ERROR_KEY
 from .relay import REMOTE, relay_group_name, room_group_name
 from .rooms import Peer, Room, find_room, get_registry
@@ -131,7 +132,10 @@ class YjsConsumer(AsyncWebsocketConsumer):
         self.room = await get_registry(self.channel_layer).acquire(self.room_name, self.make_room)
         self.ydoc = self.room.doc
         if self.channel_layer is not None:
-            await self.channel_layer.group_add(self.group_name, self.channel_name)
+            await retry_layer(
+                lambda: self.channel_layer.group_add(self.group_name, self.channel_name),
+                f"room {self.room_name}: joining the room's group",
+                get_setting("YDJANGO_CHANNEL_LAYER_WAIT"))
         await self.accept()
         self.peer = self.room.join(self._send_frame, self._close_slow)
 

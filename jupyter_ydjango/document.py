@@ -8,7 +8,8 @@
     file changed on disk while no room had it loaded is then handled like any change on disk.
 ``on_change``
     Queue the update for the log (written by one task, batched, within milliseconds) unless it
-    came from another process (that process logs it) and schedule a save.
+    came from another process (that process logs it, or this one does if it goes away first:
+    see :mod:`jupyter_ydjango.relay`) and schedule a save.
 ``on_unload``
     Write what is queued, save, compact, stop the tasks.
 
@@ -86,7 +87,9 @@ class DocumentRoom(Room):
         #: When the file was last written by this room (epoch seconds), and the last error.
         self.last_saved: float | None = None
         self.save_error: str = ""
-        self._pending: list[bytes] = []
+        #: Updates to log, with the relay sequence number of each one this process published
+        #: (``None`` for those another process published).
+        self._pending: list[tuple[int | None, bytes]] = []
         self._log_wake = asyncio.Event()
         self._snapshot_ids: list[int] = []
         self._update_ids: list[int] = []
@@ -156,8 +159,20 @@ class DocumentRoom(Room):
             return
         self._last_change = time.monotonic()
         if origin is not REMOTE:
-            self._pending.append(update)
+            # the room published it through the relay just before: its sequence number
+            seq = self.relay.seq if self.relay is not None else 0
+            self._pending.append((seq, update))
             self._log_wake.set()
+
+    def stored_seq(self) -> int | None:
+        seq = next((seq for seq, _ in self._pending if seq is not None), None)
+        if seq is not None:
+            return seq - 1
+        return self.relay.seq if self.relay is not None else 0
+
+    def store_remote_updates(self, updates: list[bytes]) -> None:
+        self._pending += [(None, update) for update in updates]
+        self._log_wake.set()
 
     async def on_unload(self) -> None:
         for task in self._tasks:
@@ -242,7 +257,7 @@ class DocumentRoom(Room):
             await asyncio.sleep(self.log_batch_delay)
             self._log_wake.clear()
             while self._pending:
-                batch = list(self._pending)
+                batch = [update for _, update in self._pending]
                 try:
                     row_id = await run_db(store.append_updates, self.document.id, batch)
                 except Exception as exc:
@@ -263,7 +278,7 @@ class DocumentRoom(Room):
     async def flush(self) -> None:
         """Write every queued update to the log now."""
         while self._pending:
-            batch = list(self._pending)
+            batch = [update for _, update in self._pending]
             row_id = await run_db(store.append_updates, self.document.id, batch)
             del self._pending[:len(batch)]
             self._update_ids.append(row_id)

@@ -3,8 +3,8 @@
 Importing a big notebook means parsing and validating it and building a document of
 thousands of shared types: hundreds of milliseconds of Python that would stall every other
 room of the process, and tens of megabytes of freed objects that the allocator keeps. So the
-document is built in a worker process (``YDJANGO_IMPORT_PROCESSES``, kept warm), which hands
-back bytes only:
+document is built in a worker process (``YDJANGO_IMPORT_PROCESSES``, kept warm; small files
+in a thread), which hands back bytes only:
 
 * ``chunks``: the document as a few incremental updates, each of at most a few hundred cells,
   which the room applies one after the other, letting other rooms run in between;
@@ -67,34 +67,50 @@ def build(kind: tuple[str, str], data: bytes, path: str, content_hash: str) -> I
 
 
 class Importer:
-    """Runs :func:`build` in a pool of worker processes (or a thread), one pool per process."""
+    """Runs :func:`build` in a pool of worker processes, one pool per server process.
+
+    Small files (under :attr:`process_threshold` bytes), and every file while the workers
+    are still starting, are built in a thread instead: for them a process costs more than it
+    saves.
+    """
+
+    #: Files smaller than this are built in a thread of the server.
+    process_threshold = 256 * 1024
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
-        self._pool: concurrent.futures.Executor | None = None
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._ready: concurrent.futures.Future[None] | None = None
         self._lock = threading.Lock()
 
-    def _executor(self) -> concurrent.futures.Executor:
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                if self.processes > 0:
-                    # spawn: a fork of a server with running threads could inherit held locks
-                    self._pool = concurrent.futures.ProcessPoolExecutor(
-                        self.processes, mp_context=multiprocessing.get_context("spawn"),
-                        initializer=_init_worker, initargs=(os.getpid(),))
-                else:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(
-                        1, thread_name_prefix="ydjango-import")
+                # spawn: a fork of a server with running threads could inherit held locks
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    self.processes, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker, initargs=(os.getpid(),))
+                self._ready = self._pool.submit(_warm)
             return self._pool
 
     def warm_up(self) -> None:
-        """Start the workers now, so that the first open does not wait for them."""
-        self._executor().submit(_warm)
+        """Start the workers now, so that the first big open does not wait for them."""
+        if self.processes > 0:
+            self._executor()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the worker processes are up."""
+        ready = self._ready
+        return ready is not None and ready.done() and ready.exception() is None
 
     async def build(self, kind: tuple[str, str], data: bytes, path: str,
                     content_hash: str) -> Imported:
         """:func:`build` in a worker. A worker that died is replaced, and the build is tried
         once more (it may have been killed from outside, or run out of memory)."""
+        if self.processes <= 0 or len(data) < self.process_threshold or not self.ready:
+            self.warm_up()
+            return await asyncio.to_thread(build, kind, data, path, content_hash)
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             executor = self._executor()
@@ -106,7 +122,7 @@ class Importer:
                              attempt)
                 with self._lock:
                     if self._pool is executor:
-                        self._pool = None
+                        self._pool = self._ready = None
                 executor.shutdown(wait=False)
                 if attempt == 2:
                     raise
@@ -115,7 +131,7 @@ class Importer:
     def shutdown(self) -> None:
         """Stop the workers."""
         with self._lock:
-            pool, self._pool = self._pool, None
+            pool, self._pool, self._ready = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 

@@ -11,21 +11,36 @@ announcing a sequence it has not seen, asks the publisher for what it lacks (a s
 exchange, as in SYNC step 1/2). A process that loads a room says hello with its state
 vector and gets the others' state in reply, and gives them its own.
 
+A process that dies says no goodbye. Each receiver notes when it last heard from each
+publisher; one silent for :data:`SILENCE` heartbeats (it missed one) is taken for gone: the
+awareness states of its clients are removed (no ghost cursors).
+
+A change is stored (in the update log) by the process that received it from its client. Until
+that process confirms it stored it (the ``stored`` field: its sequence number up to which its
+own changes are stored), every receiver whose room stores changes keeps the change; the
+changes of a publisher that goes away unconfirmed are stored by the receivers themselves
+(:meth:`~jupyter_ydjango.rooms.Room.store_remote_updates`). A change may then be stored by
+several processes: the log is a CRDT history, where a duplicate is harmless.
+
 Relay messages (``type`` in the Channels sense):
 
 * ``relay.hello`` {origin, seq, sv}: a process loaded the room.
-* ``relay.update`` {origin, seq, update}: a change; ``origin``-less ones are pushed by
-  server-side code (:func:`jupyter_ydjango.consumer.send_doc_update`).
+* ``relay.update`` {origin, seq, stored, update}: a change; ``origin``-less ones are pushed by
+  server-side code (:func:`jupyter_ydjango.consumer.send_doc_update`), and stored by every
+  process that has the room.
 * ``relay.awareness`` {origin, seq, awareness}: an awareness update from a peer.
-* ``relay.heartbeat`` {origin, seq}: the publisher's latest sequence number.
-* ``relay.sync_request`` {origin, sv}, ``relay.sync_reply`` {origin, seq, update, sv?,
+* ``relay.heartbeat`` {origin, seq, stored}: the publisher's latest sequence number.
+* ``relay.sync_request`` {origin, sv}, ``relay.sync_reply`` {origin, seq, stored, update, sv?,
   awareness?}: repair; a reply that carries ``sv`` asks for the reverse diff.
-* ``relay.bye`` {origin}: the process unloaded the room.
+* ``relay.bye`` {origin, stored}: the process unloaded the room.
+
+``stored`` is ``None`` from a room that does not store changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -33,9 +48,14 @@ import re
 import time
 from typing import Any, Protocol
 
+from .conf import get_setting
+from .layer import retry_layer
 from .yutils import EMPTY_UPDATE, ProtocolError
 
 logger = logging.getLogger(__name__)
+
+#: Heartbeats of silence after which a publisher is taken for gone.
+SILENCE = 2.0
 
 _GROUP_CHARS = re.compile(r"[^a-zA-Z0-9\-_.]")
 _MAX_GROUP_LENGTH = 99
@@ -99,7 +119,11 @@ class RoomRelay:
         self.seq = 0
         #: Other processes' relay channels -> the last sequence number seen from them.
         self.peers: dict[str, int] = {}
+        #: Other processes' relay channels -> when they were last heard from (monotonic).
+        self.heard: dict[str, float] = {}
         self.resyncs = 0
+        #: Changes received from each publisher that it has not confirmed it stored yet.
+        self._unstored: dict[str, collections.deque[tuple[int, bytes]]] = {}
         self._resyncing: dict[str, float] = {}
         self._outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,18 +134,20 @@ class RoomRelay:
         # The default prefix matters: channels-redis serves all of a process's channels of
         # one prefix from one blocking pop; another prefix would wait behind it.
         self.channel = await self.layer.new_channel()
-        await self.layer.group_add(self.group, self.channel)
+        await retry_layer(lambda: self.layer.group_add(self.group, self.channel),
+                          f"room {self.room.name}: joining the relay group",
+                          get_setting("YDJANGO_CHANNEL_LAYER_WAIT"))
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._deliver())]
         if self.publish:
-            self._tasks.append(loop.create_task(self._beat()))
+            self._tasks += [loop.create_task(self._beat()), loop.create_task(self._expire())]
             self._post(None, {"type": "relay.hello", "seq": self.seq,
                               "sv": self.room.state_vector()})
 
     async def stop(self) -> None:
         """Say goodbye, deliver what is queued (briefly), leave the group."""
         if self.publish:
-            self._post(None, {"type": "relay.bye"})
+            self._post(None, {"type": "relay.bye", "stored": self.room.stored_seq()})
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._outbox.join(), timeout=2)
         self._running = False
@@ -137,8 +163,10 @@ class RoomRelay:
     def publish_update(self, update: bytes) -> None:
         """Send a local change to the other processes."""
         if self.publish:
+            stored = self.room.stored_seq()  # asked first: this change is not stored yet
             self.seq += 1
-            self._post(None, {"type": "relay.update", "seq": self.seq, "update": update})
+            self._post(None, {"type": "relay.update", "seq": self.seq, "stored": stored,
+                              "update": update})
 
     def publish_awareness(self, payload: bytes) -> None:
         """Send a local peer's awareness update to the other processes."""
@@ -177,12 +205,24 @@ class RoomRelay:
                 logger.warning("room %s: relay could not rejoin its group: %r",
                                self.room.name, exc)
                 continue
-            self._post(None, {"type": "relay.heartbeat", "seq": self.seq})
+            self._post(None, {"type": "relay.heartbeat", "seq": self.seq,
+                              "stored": self.room.stored_seq()})
             now = time.monotonic()
             for origin, asked in list(self._resyncing.items()):
                 if now - asked > 2 * self.heartbeat:
                     del self._resyncing[origin]
                     self._request_resync(origin)
+
+    async def _expire(self) -> None:
+        """Forget the publishers that fell silent (checked four times a heartbeat)."""
+        while True:
+            await asyncio.sleep(self.heartbeat / 4)
+            limit = time.monotonic() - SILENCE * self.heartbeat
+            for origin, heard in list(self.heard.items()):
+                if heard < limit:
+                    logger.info("room %s: relay %s fell silent: taken for gone",
+                                self.room.name, origin)
+                    self._forget(origin)
 
     # --- receiving ------------------------------------------------------------------
 
@@ -199,6 +239,8 @@ class RoomRelay:
             origin = message.get("origin")
             if origin == self.channel:
                 continue
+            if origin is not None:
+                self.heard[origin] = time.monotonic()
             handler = getattr(self, message.get("type", "").replace(".", "_"), None)
             if handler is None:
                 logger.warning("room %s: unknown relay message %r", self.room.name,
@@ -213,9 +255,13 @@ class RoomRelay:
                 logger.exception("room %s: error handling relay message", self.room.name)
 
     def relay_update(self, origin: str | None, message: dict[str, Any]) -> None:
-        if origin is not None:
-            self._track(origin, message["seq"])
+        if origin is None:  # pushed by server-side code: nobody else stores it
+            self.room.apply_update(message["update"], REMOTE)
+            self.room.store_remote_updates([message["update"]])
+            return
+        self._track(origin, message["seq"])
         self.room.apply_update(message["update"], REMOTE)
+        self._keep_unstored(origin, message["seq"], message["update"], message.get("stored"))
 
     def relay_awareness(self, origin: str, message: dict[str, Any]) -> None:
         self._track(origin, message["seq"])
@@ -226,6 +272,7 @@ class RoomRelay:
         self._reply(origin, message["sv"], ask_back=True)
 
     def relay_heartbeat(self, origin: str, message: dict[str, Any]) -> None:
+        self._confirm_stored(origin, message.get("stored"))
         last = self.peers.get(origin)
         if last is None or message["seq"] > last:
             self._request_resync(origin)
@@ -237,15 +284,43 @@ class RoomRelay:
         self._resyncing.pop(origin, None)
         self.peers[origin] = max(self.peers.get(origin, 0), message["seq"])
         self.room.apply_update(message["update"], REMOTE)
+        if message["update"] != EMPTY_UPDATE:
+            self._keep_unstored(origin, message["seq"], message["update"], message.get("stored"))
         if message.get("awareness"):
             self.room.apply_awareness(message["awareness"], origin)
         if message.get("sv") is not None:
             self._reply(origin, message["sv"], ask_back=False)
 
     def relay_bye(self, origin: str, message: dict[str, Any]) -> None:
+        self._confirm_stored(origin, message.get("stored"))
+        self._forget(origin)
+
+    def _forget(self, origin: str) -> None:
+        """A publisher went away: remove its clients' awareness, store what it did not."""
         self.peers.pop(origin, None)
+        self.heard.pop(origin, None)
         self._resyncing.pop(origin, None)
         self.room.forget_remote_awareness(origin)
+        unstored = self._unstored.pop(origin, None)
+        if unstored:
+            logger.info("room %s: storing %d changes that %s did not confirm",
+                        self.room.name, len(unstored), origin)
+            self.room.store_remote_updates([update for _, update in unstored])
+
+    def _keep_unstored(self, origin: str, seq: int, update: bytes, stored: int | None) -> None:
+        if self.room.stored_seq() is None:
+            return  # this room stores nothing: nothing to keep
+        self._unstored.setdefault(origin, collections.deque()).append((seq, update))
+        self._confirm_stored(origin, stored)
+
+    def _confirm_stored(self, origin: str, stored: int | None) -> None:
+        """``origin`` stored its own changes up to sequence number ``stored``."""
+        kept = self._unstored.get(origin)
+        if stored is None or kept is None:
+            return
+        # a publisher's messages arrive in the order of their sequence numbers
+        while kept and kept[0][0] <= stored:
+            kept.popleft()
 
     def _track(self, origin: str, seq: int) -> None:
         last = self.peers.get(origin)
@@ -269,6 +344,7 @@ class RoomRelay:
         self._post(origin, {
             "type": "relay.sync_reply",
             "seq": self.seq,
+            "stored": self.room.stored_seq(),
             "update": update,
             "sv": self.room.state_vector() if ask_back else None,
             "awareness": self.room.local_awareness_update(),

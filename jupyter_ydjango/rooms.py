@@ -150,6 +150,17 @@ class Room:
     async def on_unload(self) -> None:
         """Called once when the room is dropped, after its last peer left and the idle delay."""
 
+    def stored_seq(self) -> int | None:
+        """For a room that stores its changes: the relay sequence number up to which the
+        changes this process published are stored (those after it may not be yet).
+        ``None`` (the default): this room stores nothing."""
+        return None
+
+    def store_remote_updates(self, updates: list[bytes]) -> None:
+        """Store changes that came from another process, which went away without confirming
+        that it stored them (or server-side pushes, which no process stores otherwise).
+        Default: nothing (this room stores nothing)."""
+
     # --- peers --------------------------------------------------------------------------
 
     def join(self, send: SendFrame, close: ClosePeer) -> Peer:
@@ -409,11 +420,15 @@ class RoomRegistry:
         metrics.ROOMS.dec()
         self._holders.pop(name, None)
         try:
-            if room.relay is not None:
-                await room.relay.stop()
+            # on_unload stores what is pending before the relay's goodbye says what is stored
             await room.on_unload()
         except Exception:
             logger.exception("room %s: error while unloading", name)
+        try:
+            if room.relay is not None:
+                await room.relay.stop()
+        except Exception:
+            logger.exception("room %s: error while leaving the relay", name)
         finally:
             del self._unloading[name]
             logger.info("room %s unloaded", name)

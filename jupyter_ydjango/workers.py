@@ -1,9 +1,10 @@
-"""``serve --workers N``: N daphne processes accepting connections on one listening socket.
+"""``serve --workers N``: N daphne processes, each accepting connections on a socket of its own.
 
-The supervisor binds the address once and starts the workers with the socket's file
-descriptor (daphne ``--fd``): the kernel hands each new connection to one of them. A worker
-that dies is started again; SIGTERM/SIGINT stop every worker cleanly (each flushes its rooms).
-Workers share rooms through the channel layer, so ``YDJANGO_REDIS_URL`` is required.
+The supervisor reserves the address and starts each worker with a socket bound to it (daphne
+``--fd``; see :mod:`jupyter_ydjango.listeners`): the kernel spreads new connections over the
+workers. A worker that dies is started again, with a new socket; SIGTERM/SIGINT stop every
+worker cleanly (each flushes its rooms). Workers share rooms through the channel layer, so
+``YDJANGO_REDIS_URL`` is required.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+
+from .listeners import Listeners
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +47,7 @@ def _forget_metrics(pid: int) -> None:
 
 def supervise(host: str, port: int, workers: int, worker_args: Sequence[str]) -> int:
     """Run ``workers`` worker processes on ``host:port`` until SIGTERM/SIGINT; exit status."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.create_server((host, port), family=family, backlog=2048)
-    listener.set_inheritable(True)
-    fd = listener.fileno()
+    listeners = Listeners(host, port)
     # the workers' /metrics add up every worker's counters (prometheus_client multiprocess)
     metrics_dir = tempfile.mkdtemp(prefix="ydjango-metrics-")
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
@@ -63,12 +62,14 @@ def supervise(host: str, port: int, workers: int, worker_args: Sequence[str]) ->
 
     def start(index: int) -> subprocess.Popen[bytes]:
         env = {**os.environ, "YDJANGO_WORKER": str(index)}
-        argv = [sys.executable, "-m", "jupyter_ydjango", "serve", "--fd", str(fd),
-                "--no-migrate", *worker_args]
-        return subprocess.Popen(argv, pass_fds=(fd,), env=env)
+        with listeners.for_worker() as fd:
+            argv = [sys.executable, "-m", "jupyter_ydjango", "serve", "--fd", str(fd),
+                    "--no-migrate", *worker_args]
+            return subprocess.Popen(argv, pass_fds=(fd,), env=env)
 
     procs = {index: start(index) for index in range(workers)}
-    logger.info("serving on %s:%d with %d workers", host, port, workers)
+    logger.info("serving on %s:%d with %d workers (%s)", host, listeners.port, workers,
+                "a socket each" if listeners.reuseport else "one shared socket")
     restarts: dict[int, float] = {}
     while not stopping:
         time.sleep(0.2)
@@ -92,6 +93,6 @@ def supervise(host: str, port: int, workers: int, worker_args: Sequence[str]) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    listener.close()
+    listeners.close()
     shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -77,9 +77,22 @@ class RawClient:
         await self.send(create_sync_step1_message(self.doc.get_state()))
         await self.wait_for(lambda m: m.sync_type is YSyncMessageType.SYNC_STEP2, timeout)
 
-    async def wait_for(self, predicate, timeout: float = 10) -> Message:
-        """Wait for a received message matching ``predicate``; return it."""
-        seen = 0
+    async def barrier(self, timeout: float = 10) -> int:
+        """Wait until the server has handled every frame this client sent so far and every
+        frame it queued for this client so far has arrived: a SYNC step 1 is answered after
+        them (a connection's frames are handled, and written, in order). Returns the index in
+        :attr:`frames` of the answer: the frames before it are those."""
+        mark = len(self.frames)
+        await self.send(create_sync_step1_message(self.doc.get_state()))
+        await self.wait_for(lambda m: m.sync_type is YSyncMessageType.SYNC_STEP2, timeout,
+                            start=mark)
+        return next(i for i in range(mark, len(self.frames)) if any(
+            m.sync_type is YSyncMessageType.SYNC_STEP2 for m in self.frames[i].messages))
+
+    async def wait_for(self, predicate, timeout: float = 10, start: int = 0) -> Message:
+        """Wait for a message matching ``predicate``, received in frame ``start`` or later;
+        return it."""
+        seen = start
         deadline = time.monotonic() + timeout
         while True:
             for frame in self.frames[seen:]:

@@ -297,8 +297,13 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _tcp_table() -> Iterator[tuple[tuple[str, int], tuple[str, int], int]]:
-    """``(local, remote, inode)`` of every IPv4 TCP socket (``/proc/net/tcp``)."""
+#: ``/proc/net/tcp`` state of a listening socket.
+_LISTEN = 0x0A
+
+
+def _tcp_table() -> Iterator[tuple[tuple[str, int], tuple[str, int], int, int, int]]:
+    """``(local, remote, state, rx_queue, inode)`` of every IPv4 TCP socket
+    (``/proc/net/tcp``; a listening socket's ``rx_queue`` is its accept queue's length)."""
     def address(text: str) -> tuple[str, int]:
         host, port = text.split(":")
         raw = bytes.fromhex(host)[::-1]
@@ -308,15 +313,27 @@ def _tcp_table() -> Iterator[tuple[tuple[str, int], tuple[str, int], int]]:
         next(f)
         for line in f:
             fields = line.split()
-            yield address(fields[1]), address(fields[2]), int(fields[9])
+            rx_queue = int(fields[4].split(":")[1], 16)
+            yield (address(fields[1]), address(fields[2]), int(fields[3], 16), rx_queue,
+                   int(fields[9]))
 
 
 def connections_by_worker(workers: Sequence[int], port: int) -> dict[int, set[int]]:
     """For each worker pid, the client ports of its accepted connections on ``port``."""
-    by_inode = {inode: remote[1] for local, remote, inode in _tcp_table()
+    by_inode = {inode: remote[1] for local, remote, _, _, inode in _tcp_table()
                 if local[1] == port and remote[1] != 0}
     return {pid: {by_inode[i] for i in _socket_inodes(pid) if i in by_inode}
             for pid in workers}
+
+
+def accept_queue(pid: int, port: int) -> int | None:
+    """How many connections wait in the accept queue of the socket on which process ``pid``
+    listens on ``port``; ``None`` if it does not listen there."""
+    inodes = _socket_inodes(pid)
+    for local, _, state, rx_queue, inode in _tcp_table():
+        if local[1] == port and state == _LISTEN and inode in inodes:
+            return rx_queue
+    return None
 
 
 def kill(pid: int, only_if: str | None = None) -> None:

@@ -80,14 +80,11 @@ async def test_second_process_loads_room_from_the_first(redis_servers):
     writer = await RawClient.open(f"{redis_servers[0].ws_url}/{room}")
     await writer.handshake()
     await writer.edit("written in process one")
-    await asyncio.sleep(0.2)
+    await writer.barrier()  # the first process applied it
     reader = await RawClient.open(f"{redis_servers[1].ws_url}/{room}")
     await reader.handshake()
-    for _ in range(50):  # the second process gets the room's state from the first
-        if reader.text() == "written in process one":
-            break
-        await asyncio.sleep(0.1)
-    assert reader.text() == "written in process one"
+    # the second process gets the room's state from the first
+    await reader.wait_for(lambda m: reader.text() == "written in process one", timeout=30)
     await writer.close()
     await reader.close()
 
@@ -110,19 +107,20 @@ async def test_join_costs_one_full_document_send(embedded_server: Server):
     bystanders = [await RawClient.open(url) for _ in range(20)]
     await asyncio.gather(*(b.handshake() for b in bystanders))
     assert all(b.text() == writer.text() for b in bystanders)
-    await asyncio.sleep(0.2)
-    marks = [len(b.frames) for b in [writer, *bystanders]]
+    others = [writer, *bystanders]
+    marks = [await b.barrier() + 1 for b in others]  # what came before the join
 
     joiner = await RawClient.open(url)
     await joiner.handshake()
-    await asyncio.sleep(0.3)
+    ends = [await b.barrier() for b in others]  # what the join brought them has arrived
+    answer = await joiner.barrier()
 
     assert joiner.text() == writer.text()
-    full = [p for p in sync_payloads(joiner.frames, YSyncMessageType.SYNC_STEP2)
+    full = [p for p in sync_payloads(joiner.frames[:answer], YSyncMessageType.SYNC_STEP2)
             if len(p) >= len(document) // 2]
     assert len(full) == 1  # the joiner gets the document once
-    during = [f for b, mark in zip([writer, *bystanders], marks, strict=True)
-              for f in b.frames[mark:]]
+    during = [f for b, mark, end in zip(others, marks, ends, strict=True)
+              for f in b.frames[mark:end]]
     # Nobody else receives anything because of a join without edits or awareness.
     assert sum(len(f.data) for f in during) == 0
     for client in [writer, joiner, *bystanders]:
@@ -136,9 +134,9 @@ async def test_updates_fan_out_once_and_not_to_the_sender(embedded_server: Serve
     await asyncio.gather(*(c.handshake() for c in clients))
     marks = [len(c.frames) for c in clients]
     update = await clients[0].edit("hello")
-    await asyncio.sleep(0.3)
-    received = [sync_payloads(c.frames[m:], YSyncMessageType.SYNC_UPDATE)
-                for c, m in zip(clients, marks, strict=True)]
+    ends = [await c.barrier() for c in clients]  # the sender's first: the edit is handled
+    received = [sync_payloads(c.frames[m:end], YSyncMessageType.SYNC_UPDATE)
+                for c, m, end in zip(clients, marks, ends, strict=True)]
     assert received[0] == []
     assert all(r == [update] for r in received[1:])
     for client in clients:
@@ -151,12 +149,13 @@ async def test_no_updates_before_the_handshake_starts(embedded_server: Server):
     writer = await RawClient.open(url)
     await writer.handshake()
     silent = await RawClient.open(url)  # connected, but has not sent SYNC step 1
-    await asyncio.sleep(0.1)
+    # it joined the room: the server's SYNC step 1 came
+    await silent.wait_for(lambda m: m.sync_type is YSyncMessageType.SYNC_STEP1)
     await writer.edit("abc")
-    await asyncio.sleep(0.3)
+    await writer.barrier()  # the edit is handled (and was fanned out)
+    await silent.handshake()  # answered after anything the edit sent it
     assert sync_payloads(silent.frames, YSyncMessageType.SYNC_UPDATE) == []
-    await silent.handshake()
-    assert silent.text() == "abc"  # the handshake then brings everything
+    assert silent.text() == "abc"  # the handshake brings everything
     await writer.close()
     await silent.close()
 
@@ -165,14 +164,16 @@ async def test_no_updates_before_the_handshake_starts(embedded_server: Server):
 
 
 @pytest.mark.node
-async def test_awareness_removed_within_a_second_of_a_disconnect(embedded_server, ydriver):
+async def test_awareness_removed_by_the_server_when_a_client_disconnects(embedded_server,
+                                                                         ydriver):
+    """A client that drops its socket says no goodbye: the server announces its removal
+    (well before y-protocols' 30 s timeout would remove it on the other clients)."""
     room = room_name("awareness")
     a = await ydriver.connect(embedded_server.ws_url, room, awareness={"user": "a"})
     b = await ydriver.connect(embedded_server.ws_url, room, awareness={"user": "b"})
     await b.wait_awareness(a.client_id, state={"user": "a"})
-    await a.kill()  # no goodbye from the client: the server must announce the removal
-    elapsed_ms = await b.wait_awareness(a.client_id, present=False, timeout=1.0)
-    assert elapsed_ms < 1000
+    await a.kill()
+    await b.wait_awareness(a.client_id, present=False, timeout=10)
 
 
 async def test_query_awareness_is_answered_with_the_known_states(embedded_server: Server):
@@ -181,12 +182,12 @@ async def test_query_awareness_is_answered_with_the_known_states(embedded_server
     a = await RawClient.open(url)
     await a.send(create_awareness_message(encode_awareness_update(
         [AwarenessEntry(4242, 1, '{"user":"a"}')])))
+    await a.barrier()  # the state is known
     b = await RawClient.open(url)
-    await asyncio.sleep(0.2)
-    mark = len(b.frames)
+    mark = await b.barrier() + 1  # after what b got when it joined
     await b.send(create_query_awareness_message())
-    await asyncio.sleep(0.2)
-    answers = [decode_awareness_update(m.payload) for f in b.frames[mark:]
+    end = await b.barrier()
+    answers = [decode_awareness_update(m.payload) for f in b.frames[mark:end]
                for m in f.messages if m.type is YMessageType.AWARENESS]
     assert answers == [[AwarenessEntry(4242, 1, '{"user":"a"}')]]
     await a.close()
@@ -258,17 +259,18 @@ async def test_awareness_echoes_are_not_relayed(embedded_server: Server):
     room = room_name("echo")
     url = f"{embedded_server.ws_url}/{room}"
     clients = [await RawClient.open(url) for _ in range(3)]
-    await asyncio.sleep(0.1)
-    marks = [len(c.frames) for c in clients]
+    marks = [await c.barrier() + 1 for c in clients]
     state = create_awareness_message(encode_awareness_update([AwarenessEntry(7, 3, '{"a":1}')]))
     await clients[0].send(state)
-    await asyncio.sleep(0.2)
+    await clients[0].barrier()  # handled: the others got the news before any echo
     await clients[1].send(state)  # the echo
     await clients[2].send(state)
-    await asyncio.sleep(0.3)
-    received = [[decode_awareness_update(m.payload) for f in c.frames[mark:] for m in f.messages
-                 if m.type is YMessageType.AWARENESS]
-                for c, mark in zip(clients, marks, strict=True)]
+    for echoing in clients[1:]:  # the echoes are handled
+        await echoing.barrier()
+    ends = [await c.barrier() for c in clients]
+    received = [[decode_awareness_update(m.payload) for f in c.frames[mark:end]
+                 for m in f.messages if m.type is YMessageType.AWARENESS]
+                for c, mark, end in zip(clients, marks, ends, strict=True)]
     news = [[AwarenessEntry(7, 3, '{"a":1}')]]
     assert received == [[], news, news]
     for client in clients:

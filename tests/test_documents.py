@@ -17,13 +17,16 @@ from datetime import datetime
 from pathlib import Path
 
 import nbformat
+import pycrdt
 import pytest
 from docclient import DocClient
 from docserver import DocServer
+from jupyter_ydoc import YNotebook
 from notebooks import FIXTURES, INVALID_FIXTURE, generated_notebook, plain
 from notebooks import without_empty_attachments as as_in_doc
 
 from jupyter_ydjango.notebook import read_notebook
+from jupyter_ydjango.store import unpack_updates
 
 TEXT = {"format": "text", "type": "file"}
 
@@ -374,23 +377,49 @@ def db_rows(server: DocServer, file_id: str) -> dict[str, tuple[int, int]]:
         con.close()
 
 
+def logged_notebook(server: DocServer, file_id: str) -> dict:
+    """The notebook as the test server's SQLite holds it: snapshots, then the update log."""
+    con = sqlite3.connect(server.tmp / "data" / "ydjango.sqlite3")
+    try:
+        fid = file_id.replace("-", "")
+        doc = pycrdt.Doc()
+        for (state,) in con.execute("SELECT state FROM jupyter_ydjango_snapshot "
+                                    "WHERE document_id = ? ORDER BY id", (fid,)):
+            doc.apply_update(bytes(state))
+        for (data,) in con.execute("SELECT data FROM jupyter_ydjango_update "
+                                   "WHERE document_id = ? ORDER BY id", (fid,)):
+            for update in unpack_updates(bytes(data)):
+                doc.apply_update(update)
+        return YNotebook(doc).get()
+    finally:
+        con.close()
+
+
+def unloaded(server: DocServer, file_id: str) -> int:
+    """How many times the server unloaded the room of a notebook."""
+    return server.log().count(f"room json:notebook:{file_id} unloaded")
+
+
 async def test_killed_server_loses_no_update(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     path = root / "crash.ipynb"
     write_nb(path, 5)
     # a long save delay: the file is not saved before the kill, only the log has the edits
-    server = DocServer(tmp_path, root, YDJANGO_SAVE_DELAY="1", YDJANGO_SAVE_MAX_WAIT="60")
+    server = DocServer(tmp_path, root, YDJANGO_SAVE_DELAY="60", YDJANGO_SAVE_MAX_WAIT="120")
     try:
         client = await server.open("crash.ipynb")
+        file_id = server.session("crash.ipynb")["fileId"]
         for i in range(20):
             append_source(client, 0, f" k{i}")
             await asyncio.sleep(0.01)
         await client.flush()
-        await asyncio.sleep(0.2)  # > the server's log write, < its 1 s save delay
         expected = client.model.get()["cells"][0]["source"]
+        await wait_until(lambda: logged_notebook(server, file_id)["cells"][0]["source"]
+                         == expected, what="the edits in the log")
         server.kill()
         assert "k19" not in path.read_text(), "saved before the kill: the test proves nothing"
+        server.env["YDJANGO_SAVE_DELAY"] = "0.2"  # the restarted server saves soon
         server.start()
         again = await server.open("crash.ipynb")
         assert again.model.get()["cells"][0]["source"] == expected
@@ -468,8 +497,10 @@ async def test_keystrokes_are_logged_in_batches(docs: DocServer) -> None:
     rows = await wait_until(lambda: (r := db_rows(docs, file_id))["update"][0] and r)
     assert 1 <= rows["update"][0] <= 100
     assert rows["snapshot"][0] == 1, "the file was imported once"
+    unloads = unloaded(docs, file_id)
     await client.close()
-    await asyncio.sleep(1.5)  # the room unloads (1 s), then loads from the log alone
+    # the room unloads (after 1 s), then loads from the log alone
+    await wait_until(lambda: unloaded(docs, file_id) > unloads, what="the room unloaded")
     again = await docs.open("typing.ipynb")
     assert again.model.get() == expected
     await again.close()
@@ -509,9 +540,12 @@ async def test_clean_shutdown_saves_pending_changes(tmp_path: Path) -> None:
     server = DocServer(tmp_path, root, YDJANGO_SAVE_DELAY="60", YDJANGO_SAVE_MAX_WAIT="120")
     try:
         client = await server.open("shutdown.ipynb")
+        file_id = server.session("shutdown.ipynb")["fileId"]
         append_source(client, 0, " before shutdown")
         await client.flush()
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: "before shutdown" in
+                         logged_notebook(server, file_id)["cells"][0]["source"],
+                         what="the edit in the log")  # the server has it
         assert "before shutdown" not in path.read_text()
         server.stop()  # SIGTERM
         assert "before shutdown" in file_nb(path).cells[0].source

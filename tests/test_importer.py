@@ -75,8 +75,17 @@ def test_build_in_steps_is_the_one_transaction_load() -> None:
     assert notebook_from_doc(room) == notebook_from_doc(whole)
 
 
-async def test_a_worker_that_dies_is_replaced() -> None:
+def process_importer() -> Importer:
+    """An importer that builds every file in its worker process, once that is up."""
     importer = Importer(1)
+    importer.process_threshold = 0
+    importer.warm_up()
+    assert wait_until(lambda: importer.ready)
+    return importer
+
+
+async def test_a_worker_that_dies_is_replaced() -> None:
+    importer = process_importer()
     try:
         data = nbformat.writes(new_notebook(cells=[new_code_cell("x = 1")])).encode()
         first = await importer.build(NOTEBOOK, data, "a.ipynb", "h")
@@ -91,7 +100,7 @@ async def test_a_worker_that_dies_is_replaced() -> None:
 
 
 async def test_format_errors_come_back_from_the_worker() -> None:
-    importer = Importer(1)
+    importer = process_importer()
     try:
         with pytest.raises(FormatError, match="not valid JSON"):
             await importer.build(NOTEBOOK, b"{nope", "bad.ipynb", "h")

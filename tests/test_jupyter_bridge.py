@@ -32,6 +32,13 @@ async def eventually(predicate: Any, timeout: float = 2.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def settle(rounds: int = 100) -> None:
+    """Let every other task run until it waits on something (``rounds`` loop iterations):
+    what has not happened by then is blocked, whatever the machine's speed."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
 # --- HTTP ---------------------------------------------------------------------------------
 
 
@@ -205,7 +212,8 @@ async def test_backpressure_towards_a_slow_app() -> None:
             sent += 1
 
     task = asyncio.get_running_loop().create_task(sender())
-    await asyncio.sleep(0.1)
+    await eventually(lambda: sent >= 4)
+    await settle()
     assert sent == 4, "the sender waits once the app is 4 frames behind"
     conn.close(1000)  # a client that leaves releases a blocked sender
     await asyncio.wait_for(task, 1)
@@ -227,7 +235,8 @@ async def test_backpressure_towards_a_slow_client() -> None:
 
     conn = await AsgiBackend(producer, max_queued_frames=4,
                              max_queued_bytes=1 << 20).connect("/r", identity=ALICE)
-    await asyncio.sleep(0.1)
+    await eventually(lambda: produced >= 4)
+    await settle()
     assert produced == 4, "the app's send() waits while the client has not taken 4 frames"
     frames = []
     while (frame := await conn.receive()) is not None:
@@ -243,7 +252,7 @@ async def test_byte_budget_lets_one_big_frame_through() -> None:
                              max_queued_bytes=1000).connect("/r", identity=ALICE)
     await asyncio.wait_for(conn.send(b"x" * 5000), 1)  # alone: let in whatever its size
     blocked = asyncio.get_running_loop().create_task(conn.send(b"y"))
-    await asyncio.sleep(0.05)
+    await settle()
     assert not blocked.done()
     conn.close(1000)
     await asyncio.wait_for(blocked, 1)

@@ -88,6 +88,17 @@ async def open_notebook(server: JupyterServer, path: str, token: str = TOKEN,
     return await DocClient.open(server.room_url(info, token=token), **kwargs)
 
 
+async def wait_until(predicate: Any, what: str, timeout: float = 30) -> Any:
+    """Poll ``predicate`` until it is true (its value), failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (value := predicate()):
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.02)
+    return value
+
+
 def source_of(model: Any, index: int) -> str:
     return str(model.ycells[index]["source"])
 
@@ -368,18 +379,14 @@ async def test_reader_cannot_change_the_notebook(users: JupyterServer) -> None:
         assert source_of(reader.model, 0) == "# shared"
         append_source(reader.model, 0, " (reader was here)")
         await reader.flush()
-        for _ in range(50):
-            if reader.denied:
-                break
-            await asyncio.sleep(0.02)
-        assert reader.denied, "the reader is told its change was refused"
+        await wait_until(lambda: reader.denied, "the reader is told its change was refused")
         assert await reader.save() == "success"  # the file holds the room's document
         # the writer's edits still reach the reader; the reader's never reach anyone
         append_source(writer.model, 1, "  # writer")
         await reader.wait_for(lambda m: source_of(m, 1).endswith("# writer"))
-        await asyncio.sleep(0.2)
-        assert source_of(writer.model, 0) == "# shared"
+        # the save's answer comes after anything the reader's change could have sent
         assert await writer.save() == "success"
+        assert source_of(writer.model, 0) == "# shared"
         saved = nbformat.read(users.root / "shared.ipynb", as_version=4)
         assert saved.cells[0].source == "# shared"
         assert saved.cells[1].source == "print(1)  # writer"
@@ -476,11 +483,9 @@ async def test_shutdown_closes_clients_and_saves(tmp_path: Path) -> None:
         append_source(client.model, 0, " edited just before shutdown")
         await client.flush()
         _, info = server.session("last.ipynb")
-        for _ in range(100):
-            _, room = server.request("GET", f"api/ydjango/rooms/{info['fileId']}")
-            if room.get("unsaved"):
-                break
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: server.request(
+            "GET", f"api/ydjango/rooms/{info['fileId']}")[1].get("unsaved"),
+            "the edit reached the room")
         assert nbformat.read(path, as_version=4).cells[0].source == "# last"
         server.proc.terminate()
         assert await client.wait_closed() == 1001  # y-websocket reconnects after 1001

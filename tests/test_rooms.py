@@ -10,7 +10,9 @@ import pycrdt
 import pytest
 from channels.layers import InMemoryChannelLayer
 
+from jupyter_ydjango.relay import SILENCE
 from jupyter_ydjango.rooms import Room, RoomRegistry
+from jupyter_ydjango.yutils import AwarenessEntry, encode_awareness_update
 
 
 def edit(room: Room, text: str) -> None:
@@ -21,7 +23,11 @@ def edit(room: Room, text: str) -> None:
 
 
 def text_of(room: Room) -> str:
-    return str(room.doc.get("t", type=pycrdt.Text))
+    return text_of_doc(room.doc)
+
+
+def text_of_doc(doc: pycrdt.Doc) -> str:
+    return str(doc.get("t", type=pycrdt.Text))
 
 
 async def eventually(predicate, timeout: float = 5.0) -> None:
@@ -68,10 +74,9 @@ async def test_idle_room_unloaded_after_delay_and_kept_on_reconnect():
     room = await registry.acquire("r", make)
     edit(room, "kept")
     registry.release(room)
-    await asyncio.sleep(0.1)
     again = await registry.acquire("r", make)  # a reconnect within the delay
     assert again is room and text_of(again) == "kept"
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # > the delay: the reconnect cancelled the unload
     assert unloaded == [] and "r" in registry.rooms
     registry.release(again)
     await eventually(lambda: unloaded == ["r"])
@@ -113,11 +118,13 @@ class LossyLayer(InMemoryChannelLayer):
         super().__init__()
         self.sent_updates = 0
         self.drop: set[int] = set()
+        self.dropped: list[dict] = []
 
     async def group_send(self, group: str, message: dict) -> None:
         if message.get("type") == "relay.update":
             self.sent_updates += 1
             if self.sent_updates in self.drop:
+                self.dropped.append(message)
                 return
         await super().group_send(group, message)
 
@@ -175,12 +182,159 @@ async def test_lost_last_update_is_repaired_after_a_heartbeat():
     layer = LossyLayer()
     (a, room_a), (b, room_b) = await two_processes(layer, heartbeat=0.2)
     layer.drop = {3}
-    for ch in "abc":
+    for ch in "ab":
         edit(room_a, ch)
-    await asyncio.sleep(0.05)
-    assert text_of(room_b) == "ab"  # the loss is real: nothing else would bring "c"
+    await eventually(lambda: text_of(room_b) == "ab")
+    doc = pycrdt.Doc()
+    doc.apply_update(room_b.doc.get_update())
+    edit(room_a, "c")
+    await eventually(lambda: layer.dropped)
+    # the loss is real: the last update, "c", and nothing else would bring it
+    (lost,) = layer.dropped
+    doc.apply_update(lost["update"])
+    assert text_of_doc(doc) == "abc"
     await eventually(lambda: text_of(room_b) == "abc", timeout=3)
     assert room_b.relay.resyncs >= 1
+    await close_all(a, b)
+
+
+def silence(room: Room) -> None:
+    """The room's process dies: its relay stops at once, without a goodbye."""
+    for task in room.relay._tasks:
+        task.cancel()
+
+
+def announce(room: Room, client_id: int, state: str) -> None:
+    """A client of ``room`` announces its awareness state."""
+    peer = room.join(_ignore_frame, _ignore_close)
+    room.apply_awareness(encode_awareness_update([AwarenessEntry(client_id, 1, state)]), peer)
+
+
+async def _ignore_frame(frame: bytes) -> None:
+    pass
+
+
+async def _ignore_close(code: int) -> None:
+    pass
+
+
+def awareness_state(room: Room, client_id: int) -> str:
+    return room._awareness.get(client_id, (0, "null"))[1]
+
+
+async def test_a_silent_process_clients_awareness_is_removed_after_a_missed_heartbeat():
+    """Three processes; A's client and C's client announce themselves. A dies without a
+    goodbye: B removes A's client's state once A missed a heartbeat (within SILENCE heartbeats
+    and one check after A's last message), and keeps C's."""
+    heartbeat = 0.5
+    layer = InMemoryChannelLayer()
+    registries = [RoomRegistry(layer, cross_process=True, heartbeat=heartbeat, unload_delay=10)
+                  for _ in range(3)]
+    room_a, room_b, room_c = [await r.acquire("shared", factory("shared")) for r in registries]
+    announce(room_a, 1, '{"name":"a"}')
+    announce(room_c, 3, '{"name":"c"}')
+    await eventually(lambda: awareness_state(room_b, 1) != "null"
+                     and awareness_state(room_b, 3) != "null")
+    silence(room_a)
+    last_heard = room_b.relay.heard[room_a.relay.channel]
+    await eventually(lambda: awareness_state(room_b, 1) == "null")
+    assert time.monotonic() - last_heard < (SILENCE + 1) * heartbeat
+    assert room_a.relay.channel not in room_b.relay.peers
+    forgotten = time.monotonic()
+    c = room_c.relay.channel
+    # C keeps beating: long after A was forgotten, it is not taken for gone
+    await eventually(lambda: room_b.relay.heard[c] > forgotten + SILENCE * heartbeat,
+                     timeout=10)
+    assert awareness_state(room_b, 3) == '{"name":"c"}'
+    await close_all(*registries[1:])
+
+
+class Storing(Room):
+    """A room that stores changes in a list; ``confirming`` False: its store is down."""
+
+    def __init__(self, name: str, doc: pycrdt.Doc) -> None:
+        super().__init__(name, doc)
+        self.confirming = True
+        self.remote: list[bytes] = []
+
+    def stored_seq(self) -> int | None:
+        return self.relay.seq if self.confirming else 0
+
+    def store_remote_updates(self, updates: list[bytes]) -> None:
+        self.remote += updates
+
+
+def storing_factory(name: str):
+    async def make() -> Room:
+        return Storing(name, pycrdt.Doc())
+
+    return make
+
+
+def replayed(updates: list[bytes]) -> str:
+    doc = pycrdt.Doc()
+    for update in updates:
+        doc.apply_update(update)
+    return text_of_doc(doc)
+
+
+async def test_changes_a_process_did_not_store_are_stored_by_the_others_when_it_dies():
+    """A's store is down: B, which received A's changes, keeps them while A lives (A may still
+    store them) and stores them itself once A fell silent."""
+    layer = InMemoryChannelLayer()
+    a, b = (RoomRegistry(layer, cross_process=True, heartbeat=0.2, unload_delay=10)
+            for _ in range(2))
+    room_a = await a.acquire("shared", storing_factory("shared"))
+    room_b = await b.acquire("shared", storing_factory("shared"))
+    room_a.confirming = False
+    for ch in "abc":
+        edit(room_a, ch)
+    await eventually(lambda: text_of(room_b) == "abc")
+    received = time.monotonic()
+    # A's heartbeat comes and confirms nothing: B keeps the changes, stores none yet
+    await eventually(lambda: room_b.relay.heard[room_a.relay.channel] > received)
+    assert room_b.remote == []
+    silence(room_a)
+    await eventually(lambda: room_b.remote)
+    assert replayed(room_b.remote) == "abc"
+    await close_all(b)
+
+
+async def test_changes_a_process_stored_are_not_stored_again():
+    """A confirms what it stored: when it dies, or leaves, B stores none of its changes."""
+    layer = InMemoryChannelLayer()
+    a, b, c = (RoomRegistry(layer, cross_process=True, heartbeat=0.2, unload_delay=10)
+               for _ in range(3))
+    room_a = await a.acquire("shared", storing_factory("shared"))
+    room_b = await b.acquire("shared", storing_factory("shared"))
+    room_c = await c.acquire("shared", storing_factory("shared"))
+    for ch in "abc":
+        edit(room_a, ch)
+        edit(room_c, ch.upper())
+    await eventually(lambda: len(text_of(room_b)) == 6)
+    await eventually(lambda: not any(room_b.relay._unstored.values()))
+    silence(room_a)
+    await eventually(lambda: room_a.relay.channel not in room_b.relay.heard)
+    await close_all(c)  # a goodbye
+    await eventually(lambda: room_c.relay.channel not in room_b.relay.peers)
+    assert room_b.remote == []
+    await close_all(b)
+
+
+async def test_server_side_pushes_are_stored_by_every_process():
+    """An update pushed by server-side code reaches each process once, and each stores it:
+    no process received it from a client, so no other would."""
+    from jupyter_ydjango.consumer import asend_doc_update
+
+    layer = InMemoryChannelLayer()
+    a, b = (RoomRegistry(layer, cross_process=True, heartbeat=0.2, unload_delay=10)
+            for _ in range(2))
+    rooms = [await r.acquire("shared", storing_factory("shared")) for r in (a, b)]
+    doc = pycrdt.Doc()
+    doc.get("t", type=pycrdt.Text).insert(0, "pushed")
+    await asend_doc_update("shared", doc.get_update(), channel_layer=layer)
+    await eventually(lambda: all(room.remote for room in rooms))
+    assert [replayed(room.remote) for room in rooms] == ["pushed", "pushed"]
     await close_all(a, b)
 
 

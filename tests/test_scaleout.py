@@ -672,11 +672,11 @@ async def test_redis_restart(cluster: Cluster, driver: NodeDriver, tmp_path: Pat
     again on the same port (empty: no persistence).
 
     While Redis is down, no connection is dropped, the clients of one process keep editing
-    together (the room is in that process), the other process gets nothing, and new
-    connections are refused. Once
-    Redis is back, the relay heartbeat re-joins the groups, the gap is repaired by a resync,
-    and every client on both sides ends with every edit: those made while Redis was down
-    and those made after."""
+    together (the room is in that process), the other process gets nothing, and a new
+    connection waits for Redis instead of being refused. Once Redis is back, the new
+    connection is accepted, the relay heartbeat re-joins the groups, the gap is repaired by a
+    resync, and every client on both sides (the new one too) ends with every edit: those made
+    while Redis was down and those made after."""
     redis = RedisServer(tmp_path / "redis")
     pair: list[Service] = []
     try:
@@ -692,25 +692,26 @@ async def test_redis_restart(cluster: Cluster, driver: NodeDriver, tmp_path: Pat
             await c.wait_text(length=4, timeout=20)
 
         redis.stop()
-        await asyncio.sleep(1.5)  # > the relay heartbeat: every process noticed
         # typed while Redis is down
         await asyncio.gather(*(c.burst(10, 20, chars=ch)
                                for c, ch in zip(nodes, "abcd", strict=True)))
         for i, d in enumerate(docs):
             type_on_line(d, i, "down")
-        await asyncio.sleep(1.0)
         for i, c in enumerate(nodes):  # the clients of one process still edit together
-            text = await c.text()
             same, other = "abcd"[i % 2::2], "abcd"[1 - i % 2::2]
+            text = await c.wait_text(length=4 + 10 * len(same), timeout=20)
             assert all(text.count(ch) == 10 for ch in same), (i, text)
             assert not any(ch in text for ch in other), (i, text)
-        try:  # a new connection needs the layer: it is refused until Redis is back
-            late = await DocClient.open(pair[0].room_url(session), "file", timeout=5)
-        except Exception:
-            late = None
-        assert late is None, "a connection was accepted while Redis was down"
+        # a new connection needs the layer: it waits (YDJANGO_CHANNEL_LAYER_WAIT) for Redis
+        waiting = "joining the room's group: the channel layer is unreachable"
+        waited = pair[0].logs().count(waiting)
+        opening = asyncio.ensure_future(
+            DocClient.open(pair[0].room_url(session), "file", timeout=60))
+        await wait_until(lambda: pair[0].logs().count(waiting) > waited,
+                         what="the new connection waiting for Redis")
+        assert not opening.done(), "a connection was answered while Redis was down"
         redis.start()
-        await asyncio.sleep(1.0)
+        late = await opening
         # typed after it came back
         await asyncio.gather(*(c.burst(10, 20, chars=ch)
                                for c, ch in zip(nodes, "ABCD", strict=True)))
@@ -722,16 +723,91 @@ async def test_redis_restart(cluster: Cluster, driver: NodeDriver, tmp_path: Pat
         for ch in "ABCD":
             assert texts[0].count(ch) == 11 and texts[0].count(ch.lower()) == 10
         expected = "0:down up\n1:down up\n"
-        for d in docs:
+        for d in [*docs, late]:
             await d.wait_for(lambda m: m.get() == expected, timeout=30)
             await wait_until(lambda d=d: text_of(d.doc, "t") == texts[0], what="t in pycrdt")
         for c in nodes:
             assert text_of(await node_doc(c), "source") == expected
             assert await c.close_events() == [], "a connection was dropped"
-        await close_all([*nodes, *docs])
+        assert late.close_code is None
+        await close_all([*nodes, *docs, late])
     finally:
         stop_all(pair)
         redis.stop()
+
+
+# --- 6b. a process killed -------------------------------------------------------------------
+
+
+#: The cluster's YDJANGO_RELAY_HEARTBEAT, in seconds.
+HEARTBEAT = 1.0
+
+
+@pytest.mark.node
+async def test_a_killed_process_leaves_no_ghost_cursors(cluster: Cluster,
+                                                         driver: NodeDriver) -> None:
+    """Node clients of three processes in one room announce awareness states. One process is
+    SIGKILLed, so it says no goodbye: the clients of the other two lose its client's state
+    once it missed a heartbeat (within two heartbeats of its last message, plus a quarter
+    heartbeat between checks: under 4 heartbeats after the kill), and keep each other's."""
+    victim, *others = start_all([(lambda i=i: cluster.service(f"ghost{i}")) for i in range(3)])
+    try:
+        name = write_text(cluster.root, "ghost.txt", "")
+        session = victim.session(name, TEXT)
+        ghost, *watchers = [await connect_node(driver, svc, session)
+                            for svc in (victim, *others)]
+        for client in (ghost, *watchers):
+            await client.set_awareness({"user": client.name})
+        for watcher in watchers:
+            for client in (ghost, *watchers):
+                await watcher.wait_awareness(client.client_id, timeout=20,
+                                             state={"user": client.name})
+        victim.kill()
+        killed = time.monotonic()
+        for watcher in watchers:
+            await watcher.wait_awareness(ghost.client_id, present=False, timeout=30)
+        elapsed = time.monotonic() - killed
+        assert elapsed < 4 * HEARTBEAT, f"the ghost stayed {elapsed:.1f} s"
+        for watcher in watchers:  # the living keep each other
+            states = await watcher.awareness()
+            assert {c.client_id for c in watchers} <= set(states), states
+        await close_all([ghost, *watchers])
+    finally:
+        stop_all([victim, *others])
+
+
+async def test_relayed_changes_survive_their_origin(cluster: Cluster) -> None:
+    """Process A cannot reach PostgreSQL (its forwarder is paused): what its client types
+    reaches process B through the relay, and A cannot log it. A is SIGKILLed: B, which never
+    got A's word that those changes were stored, writes them to the log itself."""
+    forwarder = TcpForwarder("127.0.0.1", 5432)
+    a = b = None
+    try:
+        a, b = start_all([
+            lambda: cluster.service("durable-a",
+                                    YDJANGO_DATABASE_URL=cluster.db.url(port=forwarder.port)),
+            lambda: cluster.service("durable-b")])
+        name = write_text(cluster.root, "durable.txt", "0:\n")
+        session = b.session(name, TEXT)
+        file_id = session["fileId"]
+        on_a = await DocClient.open(a.room_url(session), "file")
+        on_b = await DocClient.open(b.room_url(session), "file")
+        forwarder.pause()
+        await type_slowly(on_a, "only in memory", line=0)
+        expected = "0:only in memory\n"
+        await on_b.wait_for(lambda m: m.get() == expected, timeout=30)
+        await on_a.wait_raw(lambda m: m.get("type") == "store" and m["status"] == "failing",
+                            timeout=20)
+        assert logged_source(cluster, file_id) == "0:\n"
+        a.kill()
+        await on_a.close()
+        await wait_until(lambda: logged_source(cluster, file_id) == expected, interval=0.2,
+                         what="the changes of the killed process in the log")
+        assert "did not confirm" in b.logs()
+        await on_b.close()
+    finally:
+        stop_all([svc for svc in (a, b) if svc is not None])
+        forwarder.close()
 
 
 # --- 7. PostgreSQL briefly unavailable --------------------------------------------------------
