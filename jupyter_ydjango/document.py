@@ -43,8 +43,8 @@ import pycrdt
 
 from . import metrics, store
 from .conf import get_setting
+from .conversions import get_converter
 from .formats import DocumentFormat, FormatError
-from .importer import get_importer
 from .paths import PathError, resolve_in_root
 from .relay import REMOTE
 from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame
@@ -213,7 +213,7 @@ class DocumentRoom(Room):
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
         kind = (self.document.format, self.document.type)
         try:
-            built = await get_importer().build(kind, file.data, self.document.path, file.hash)
+            built = await get_converter().build(kind, file.data, self.document.path, file.hash)
         except FormatError as exc:
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
         snapshot_id = await run_db(store.import_file, self.document.id, built.state, file.hash)
@@ -353,7 +353,7 @@ class DocumentRoom(Room):
         async with self._file_lock:
             changes = self._changes
             try:
-                data = await run_io(self.format.render, self.format.read(self.doc))
+                data = await self.render()
             except FormatError as exc:
                 self._invalid = True
                 return await self._save_failed(f"not saved, the document is invalid: {exc}")
@@ -390,9 +390,15 @@ class DocumentRoom(Room):
             logger.info("%s: saved %s (%d bytes)", self.name, self.document.path, len(data))
             return "success"
 
+    async def render(self) -> bytes:
+        """The file's bytes for the document as it is now (the conversion runs away from the
+        event loop: only the dump is made here). :raises FormatError:"""
+        kind = (self.document.format, self.document.type)
+        return await get_converter().render(kind, self.format.dump(self.doc))
+
     async def _wait_for_writer(self) -> str:
         try:
-            wanted = store.sha256(await run_io(self.format.render, self.format.read(self.doc)))
+            wanted = store.sha256(await self.render())
         except FormatError:
             return "failed"
         deadline = time.monotonic() + self.save_delay + 2
@@ -544,7 +550,7 @@ class DocumentRoom(Room):
     async def _check_saved(self) -> None:
         """At load: whether the file holds the document (a save may have been cut off)."""
         try:
-            data = await run_io(self.format.render, self.format.read(self.doc))
+            data = await self.render()
         except FormatError:
             return
         if store.sha256(data) != self._disk_hash:
@@ -571,7 +577,7 @@ class DocumentRoom(Room):
             self._content_changed.set()
             return
         try:
-            ours = await run_io(self.format.render, self.format.read(self.doc))
+            ours = await self.render()
         except FormatError:
             ours = None
         if ours is not None and store.sha256(ours) not in (previous_hash, file.hash):

@@ -54,6 +54,16 @@ class DocumentFormat:
         """The content a document holds. :raises FormatError:"""
         raise NotImplementedError
 
+    def dump(self, doc: pycrdt.Doc) -> Any:
+        """A copy of what a document holds that is quick to make (on the document's thread)
+        and can travel to another thread or process, for :meth:`render_dump`."""
+        raise NotImplementedError
+
+    def render_dump(self, dump: Any) -> bytes:
+        """The file's bytes for a :meth:`dump` (thread- and process-safe).
+        :raises FormatError:"""
+        return self.render(dump)
+
     def replace(self, doc: pycrdt.Doc, content: Any) -> bool:
         """Edit a document to hold ``content``, changing only what differs; whether it changed."""
         raise NotImplementedError
@@ -108,6 +118,15 @@ class NotebookFormat(DocumentFormat):
         except notebook.NotebookError as exc:
             raise FormatError(str(exc)) from None
 
+    def dump(self, doc: pycrdt.Doc) -> Any:
+        return notebook.doc_json(doc)
+
+    def render_dump(self, dump: Any) -> bytes:
+        try:
+            return self.render(notebook.notebook_from_json(*dump))
+        except notebook.NotebookError as exc:
+            raise FormatError(str(exc)) from None
+
     def replace(self, doc: pycrdt.Doc, content: Any) -> bool:
         try:
             return notebook.replace_content(doc, content)
@@ -146,6 +165,9 @@ class TextFormat(DocumentFormat):
 
     def read(self, doc: pycrdt.Doc) -> Any:
         return str(doc.get(self.SOURCE, type=pycrdt.Text))
+
+    def dump(self, doc: pycrdt.Doc) -> Any:
+        return self.read(doc)
 
     def replace(self, doc: pycrdt.Doc, content: Any) -> bool:
         source = doc.get(self.SOURCE, type=pycrdt.Text)

@@ -62,9 +62,11 @@ from nbformat.validator import get_validator, iter_validate
 
 __all__ = [
     "NotebookError",
+    "doc_json",
     "load_into",
     "load_steps",
     "notebook_from_doc",
+    "notebook_from_json",
     "read_notebook",
     "replace_content",
     "validate_notebook",
@@ -483,8 +485,25 @@ def _cell_key(cell: Any) -> str:
 # --- YDoc -> nbformat -------------------------------------------------------------------------
 
 
+def doc_json(doc: pycrdt.Doc) -> tuple[str, str]:
+    """The notebook of a document as JSON text: ``(meta, cells)``.
+
+    A copy made quickly on the document's thread (pycrdt writes the JSON), which
+    :func:`notebook_from_json` reads anywhere: the slow part of reading a notebook out of a
+    document can run in another thread or process.
+    """
+    with doc.transaction():
+        return str(doc.get(META, type=pycrdt.Map)), str(doc.get(CELLS, type=pycrdt.Array))
+
+
 def notebook_from_doc(doc: pycrdt.Doc) -> NotebookNode:
-    """Read the notebook a document holds (the doc is not changed).
+    """Read the notebook a document holds (the doc is not changed): :func:`notebook_from_json`
+    of :func:`doc_json`."""
+    return notebook_from_json(*doc_json(doc))
+
+
+def notebook_from_json(meta_json: str, cells_json: str) -> NotebookNode:
+    """Read the notebook of a document's JSON (see :func:`doc_json`).
 
     Numbers become ints again where they are integers; ``execution_state`` and, for nbformat
     4.0-4.4, cell ids are dropped; empty ``attachments`` are dropped; a cell of a known type
@@ -498,9 +517,8 @@ def notebook_from_doc(doc: pycrdt.Doc) -> NotebookNode:
     """
     # The JSON of the doc is the fastest way out (faster than converting the shared types from
     # Python and casting numbers); it writes integral numbers as integers, so ints come back.
-    with doc.transaction():
-        meta = _parse_doc_json(str(doc.get(META, type=pycrdt.Map)))
-        cells = _parse_doc_json(str(doc.get(CELLS, type=pycrdt.Array)))
+    meta = _parse_doc_json(meta_json)
+    cells = _parse_doc_json(cells_json)
     major, minor = meta.get("nbformat"), meta.get("nbformat_minor")
     if not isinstance(major, int) or not isinstance(minor, int):
         raise NotebookError(

@@ -251,9 +251,9 @@ class YDjango(ExtensionApp):
                 self._startup_error = f"database migrations failed: {exc!r}"
                 self.log.exception("jupyter_ydjango: %s", self._startup_error)
             else:
-                from ..importer import get_importer
+                from ..conversions import get_converter
 
-                get_importer().warm_up()
+                get_converter().warm_up()
         self._ready.set()
 
     async def get_backend(self) -> Backend:
@@ -364,9 +364,9 @@ class YDjango(ExtensionApp):
                 self.log.error("jupyter_ydjango: rooms did not unload within 60 s")
             except Exception:
                 self.log.exception("jupyter_ydjango: error while unloading rooms")
-            from ..importer import get_importer
+            from ..conversions import get_converter
 
-            get_importer().shutdown()
+            get_converter().shutdown()
 
 
 #: The extension application (``YDjango`` is also its configuration section).

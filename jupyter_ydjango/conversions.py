@@ -1,10 +1,14 @@
-"""Building a room's first document from its file, away from the event loop.
+"""Files to documents and documents to files, away from the event loop.
 
 Importing a big notebook means parsing and validating it and building a document of
-thousands of shared types: hundreds of milliseconds of Python that would stall every other
-room of the process, and tens of megabytes of freed objects that the allocator keeps. So the
-document is built in a worker process (``YDJANGO_IMPORT_PROCESSES``, kept warm; small files
-in a thread), which hands back bytes only:
+thousands of shared types; saving one means reading it back, validating it and writing JSON.
+Both are hundreds of milliseconds of Python (or of C that holds the GIL, like ``json.dumps``)
+that would stall every other room of the process, and an import leaves tens of megabytes of
+freed objects that the allocator keeps. So both run in a worker process
+(``YDJANGO_CONVERSION_PROCESSES``, kept warm), which gets and gives bytes and strings only;
+small files, and every file while the workers are starting, are converted in a thread.
+
+An import (:func:`build`) hands back:
 
 * ``chunks``: the document as a few incremental updates, each of at most a few hundred cells,
   which the room applies one after the other, letting other rooms run in between;
@@ -14,7 +18,10 @@ The build is deterministic: a fixed client id (:data:`IMPORT_CLIENT_ID`) and a f
 of operations give the same Yjs items every time, so two imports of one file never
 duplicate cells for clients that hold the items of the other.
 
-With ``YDJANGO_IMPORT_PROCESSES = 0`` the build runs in a thread of the server instead.
+A save (:func:`render`) takes the document's :meth:`~.formats.DocumentFormat.dump`, made
+quickly on the event loop, and gives the file's bytes.
+
+With ``YDJANGO_CONVERSION_PROCESSES = 0`` everything runs in threads of the server.
 """
 
 from __future__ import annotations
@@ -26,14 +33,17 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pycrdt
 
 from .formats import FORMATS
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Client id of the documents files are imported into: a fixed one, so that importing the same
 #: file twice creates the same Yjs items (never duplicated cells when histories meet).
@@ -66,15 +76,28 @@ def build(kind: tuple[str, str], data: bytes, path: str, content_hash: str) -> I
     return Imported(chunks, doc.get_update())
 
 
-class Importer:
-    """Runs :func:`build` in a pool of worker processes, one pool per server process.
+def render(kind: tuple[str, str], dump: Any) -> bytes:
+    """A document's file bytes from its dump (runs in the worker).
+
+    :raises FormatError: the document cannot be written as a valid file.
+    """
+    return FORMATS[kind].render_dump(dump)
+
+
+def _size(dump: Any) -> int:
+    return len(dump) if isinstance(dump, (str, bytes)) else sum(_size(part) for part in dump)
+
+
+class Converter:
+    """Runs :func:`build` and :func:`render` in a pool of worker processes, one pool per server
+    process.
 
     Small files (under :attr:`process_threshold` bytes), and every file while the workers
-    are still starting, are built in a thread instead: for them a process costs more than it
-    saves.
+    are still starting, are converted in a thread instead: for them a process costs more than
+    it saves.
     """
 
-    #: Files smaller than this are built in a thread of the server.
+    #: Files smaller than this are converted in a thread of the server.
     process_threshold = 256 * 1024
 
     def __init__(self, processes: int) -> None:
@@ -106,20 +129,28 @@ class Importer:
 
     async def build(self, kind: tuple[str, str], data: bytes, path: str,
                     content_hash: str) -> Imported:
-        """:func:`build` in a worker. A worker that died is replaced, and the build is tried
-        once more (it may have been killed from outside, or run out of memory)."""
-        if self.processes <= 0 or len(data) < self.process_threshold or not self.ready:
+        """:func:`build`, in a worker for a big file. :raises FormatError:"""
+        return await self._run(len(data), build, kind, data, path, content_hash)
+
+    async def render(self, kind: tuple[str, str], dump: Any) -> bytes:
+        """:func:`render`, in a worker for a big document. :raises FormatError:"""
+        return await self._run(_size(dump), render, kind, dump)
+
+    async def _run(self, size: int, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in a worker, or a thread for small sizes. A worker that died is
+        replaced and the call tried once more (it may have been killed from outside, or run
+        out of memory)."""
+        if self.processes <= 0 or size < self.process_threshold or not self.ready:
             self.warm_up()
-            return await asyncio.to_thread(build, kind, data, path, content_hash)
+            return await asyncio.to_thread(func, *args)
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             executor = self._executor()
             try:
-                return await loop.run_in_executor(executor, build, kind, data, path,
-                                                  content_hash)
+                return await loop.run_in_executor(executor, func, *args)
             except BrokenProcessPool:
-                logger.error("an import worker died while building %s (attempt %d)", path,
-                             attempt)
+                logger.error("a conversion worker died running %s (attempt %d)",
+                             func.__name__, attempt)
                 with self._lock:
                     if self._pool is executor:
                         self._pool = self._ready = None
@@ -154,14 +185,14 @@ def _init_worker(server_pid: int) -> None:
     threading.Thread(target=watch, name="ydjango-import-watchdog", daemon=True).start()
 
 
-_importer: Importer | None = None
+_converter: Converter | None = None
 
 
-def get_importer() -> Importer:
-    """The importer of this process, configured from ``YDJANGO_IMPORT_PROCESSES``."""
-    global _importer
-    if _importer is None:
+def get_converter() -> Converter:
+    """The converter of this process, configured from ``YDJANGO_CONVERSION_PROCESSES``."""
+    global _converter
+    if _converter is None:
         from .conf import get_setting
 
-        _importer = Importer(int(get_setting("YDJANGO_IMPORT_PROCESSES")))
-    return _importer
+        _converter = Converter(int(get_setting("YDJANGO_CONVERSION_PROCESSES")))
+    return _converter
