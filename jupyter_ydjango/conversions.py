@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -113,7 +116,8 @@ class Converter:
                 self._pool = concurrent.futures.ProcessPoolExecutor(
                     self.processes, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_worker, initargs=(os.getpid(),))
-                self._ready = self._pool.submit(_warm)
+                with _without_main():
+                    self._ready = self._pool.submit(_warm)
             return self._pool
 
     def warm_up(self) -> None:
@@ -147,7 +151,9 @@ class Converter:
         for attempt in (1, 2):
             executor = self._executor()
             try:
-                return await loop.run_in_executor(executor, func, *args)
+                with _without_main():  # submit may start a worker
+                    future = loop.run_in_executor(executor, func, *args)
+                return await future
             except BrokenProcessPool:
                 logger.error("a conversion worker died running %s (attempt %d)",
                              func.__name__, attempt)
@@ -165,6 +171,23 @@ class Converter:
             pool, self._pool, self._ready = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _without_main() -> Iterator[None]:
+    """Start workers without the server's ``__main__`` module.
+
+    A spawned process imports the ``__main__`` module of its parent unless that module has
+    neither a name nor a file: a server run as ``python -m daphne`` (whose ``__main__`` is not
+    guarded) would start once more in every worker.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _warm() -> None:
