@@ -315,11 +315,11 @@ CLOSE_STALE_SESSION = 4409
 class _IdentifiedConsumer(YjsConsumer):
     """A consumer that needs the identity set by :class:`~.middleware.IdentityMiddleware`."""
 
-    async def refuse(self, code: int) -> None:
+    async def refuse(self, code: int, reason: str = "") -> None:
         """Refuse the client with a close code it can read (a websocket refused before the
-        handshake only gets an HTTP 403, whatever the reason)."""
+        handshake only gets an HTTP 403, whatever the reason), and a short reason."""
         await self.accept()
-        await self.close(code)
+        await self.close(code, reason or None)
 
     async def connect(self) -> None:
         self.identity = self.scope.get(SCOPE_KEY)
@@ -352,7 +352,9 @@ class DocumentConsumer(_IdentifiedConsumer):
     The room's document is a file under the notebook root, stored in the database and saved
     back (:class:`~jupyter_ydjango.document.DocumentRoom`). Clients are refused with a close
     code before the handshake: 4401 no identity, 4404 unknown room or file, 4403 a path outside
-    the root, 4409 a ``sessionId`` of another history, 4500 a file that cannot be loaded.
+    the root, 4409 a ``sessionId`` of another history, 4422 a file that is not a document of
+    the room's type (what Jupyter refuses to open: the close reason says why, in a sentence
+    for its users), 4500 a file that cannot be loaded.
     A RAW ``save`` request saves now and is answered ``{"type": "save", "responseTo": id,
     "status": "success" | "skipped" | "failed"}``: ``"success"`` whenever the file holds the
     document (whoever wrote it), ``"failed"`` when it cannot be written.
@@ -382,7 +384,7 @@ class DocumentConsumer(_IdentifiedConsumer):
             await super().connect()
         except LoadError as exc:
             logger.error("room %s: cannot load: %s", room_id, exc)
-            await self.refuse(exc.code)
+            await self.refuse(exc.code, exc.summary)
 
     async def make_room(self) -> Room:
         return DocumentRoom(self.room_name, Y.YDoc(), document=self.document,

@@ -6,23 +6,38 @@ A room id is ``{format}:{type}:{fileId}``; :data:`FORMATS` maps ``(format, type)
 * ``json:notebook``: an ``.ipynb`` in JupyterLab's notebook schema (:mod:`.notebook`);
 * ``text:file``: a UTF-8 text file as a ``source`` YText (jupyter_ydoc's ``YUnicode``/``YFile``).
 
-``parse`` and ``render`` touch no y-py object and may run in a worker thread; the other
-methods run on the event loop.
+``parse``, ``shape`` and ``render`` touch no y-py object and may run in a worker thread; the
+other methods run on the event loop.
+
+A file may have a *shape* of its own that its document does not hold (a notebook's fields
+beyond its schema, or lacking, see :mod:`.nbshape`): ``shape`` gives it from the parsed file,
+and ``read`` and ``render`` take it to write the document back in the file's shape.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import y_py as Y
 
 from . import notebook
+from .nbshape import FileShape, conform, shape_of
 
-__all__ = ["FORMATS", "DocumentFormat", "FormatError", "NotebookFormat", "TextFormat"]
+__all__ = ["FORMATS", "DocumentFormat", "FormatError", "NotebookFormat", "ParsedNotebook",
+           "TextFormat"]
 
 
 class FormatError(ValueError):
-    """A file that cannot be loaded, or a document that cannot be written as a valid file."""
+    """A file that cannot be loaded, or a document that cannot be written as a valid file.
+
+    ``summary`` is a short sentence for the people who tried to open the file (at most 56
+    bytes), or empty.
+    """
+
+    def __init__(self, message: str, summary: str = "") -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class DocumentFormat:
@@ -32,8 +47,14 @@ class DocumentFormat:
         """The file's content from its bytes (thread-safe). :raises FormatError:"""
         raise NotImplementedError
 
-    def render(self, content: Any) -> bytes:
-        """The file's bytes for ``content``, validated (thread-safe). :raises FormatError:"""
+    def shape(self, content: Any) -> Any:
+        """The shape of the file ``content`` was parsed from (thread-safe); ``None`` when the
+        document holds everything of it."""
+        return None
+
+    def render(self, content: Any, shape: Any = None) -> bytes:
+        """The file's bytes for ``content``, validated, in the file's ``shape`` (thread-safe).
+        :raises FormatError:"""
         raise NotImplementedError
 
     def load_into(self, doc: Y.YDoc, content: Any, path: str, content_hash: str) -> None:
@@ -42,8 +63,9 @@ class DocumentFormat:
         computes it: the frontend compares it with the file's) are set too."""
         raise NotImplementedError
 
-    def read(self, doc: Y.YDoc) -> Any:
-        """The content a document holds. :raises FormatError:"""
+    def read(self, doc: Y.YDoc, shape: Any = None) -> Any:
+        """The content a document holds (in its file's ``shape``, when given).
+        :raises FormatError:"""
         raise NotImplementedError
 
     def replace(self, doc: Y.YDoc, content: Any) -> bool:
@@ -64,40 +86,72 @@ class DocumentFormat:
                     ystate.set(txn, key, value)
 
 
+@dataclass(frozen=True)
+class ParsedNotebook:
+    """An ``.ipynb`` file's content: the notebook and the file's shape."""
+
+    nb: Any
+    shape: FileShape
+
+
+def _notebook(content: Any) -> Any:
+    return content.nb if isinstance(content, ParsedNotebook) else content
+
+
 class NotebookFormat(DocumentFormat):
-    """``json:notebook``: ``.ipynb`` files through nbformat."""
+    """``json:notebook``: ``.ipynb`` files through nbformat, read as tolerantly as Jupyter
+    reads them and written back in their own shape (see :mod:`.nbshape`)."""
 
-    def parse(self, data: bytes) -> Any:
+    def parse(self, data: bytes) -> ParsedNotebook:
         try:
-            return notebook.read_notebook(data)
+            nb = notebook.read_notebook(data)
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
+        return ParsedNotebook(nb, shape_of(nb, notebook.document_cell_ids(nb)))
 
-    def render(self, content: Any) -> bytes:
+    def shape(self, content: Any) -> FileShape:
+        """The parsed file's shape; for a notebook read from a document, its own deviations
+        (all tolerated: what it holds is written as it is)."""
+        if isinstance(content, ParsedNotebook):
+            return content.shape
+        return shape_of(content, [c.get("id") if isinstance(c, dict) else "" for c in
+                                  content.get("cells", ())])
+
+    def render(self, content: Any, shape: Any = None) -> bytes:
         """The file's bytes; ``content`` (as :meth:`read` returns it) is used up: multi-line
         strings are split in place rather than in a copy."""
+        tolerated = shape.tolerated if isinstance(shape, FileShape) else ()
         try:
-            return notebook.write_notebook(content, copy=False).encode("utf-8")
+            return notebook.write_notebook(_notebook(content), copy=False,
+                                           tolerate=tolerated).encode("utf-8")
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
 
     def load_into(self, doc: Y.YDoc, content: Any, path: str, content_hash: str) -> None:
         try:
-            notebook.load_into(doc, content, path=path, content_hash=content_hash)
+            notebook.load_into(doc, _notebook(content), path=path, content_hash=content_hash)
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
 
-    def read(self, doc: Y.YDoc) -> Any:
+    def read(self, doc: Y.YDoc, shape: Any = None) -> Any:
         try:
-            return notebook.notebook_from_doc(doc)
+            nb = notebook.notebook_from_doc(doc)
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
+        if isinstance(shape, FileShape) and not shape.plain:
+            doc_cells = None
+            if shape.absent or shape.extra_cell_keys:
+                # the cells as the document holds them: their ids and the fields beyond the
+                # schema, which the notebook read from it leaves out
+                doc_cells = notebook._parse_doc_json(doc.get_array(notebook.CELLS).to_json())
+            conform(nb, shape, doc_cells)
+        return nb
 
     def replace(self, doc: Y.YDoc, content: Any) -> bool:
         try:
-            return notebook.replace_content(doc, content)
+            return notebook.replace_content(doc, _notebook(content))
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
 
     def content_roots(self, doc: Y.YDoc) -> list[Any]:
         return [doc.get_array(notebook.CELLS), doc.get_map(notebook.META)]
@@ -112,9 +166,10 @@ class TextFormat(DocumentFormat):
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise FormatError(f"The file is not UTF-8 text: {exc}") from None
+            raise FormatError(f"The file is not UTF-8 text: {exc}",
+                              "This file is not UTF-8 text.") from None
 
-    def render(self, content: Any) -> bytes:
+    def render(self, content: Any, shape: Any = None) -> bytes:
         return str(content).encode("utf-8", "surrogatepass")
 
     def load_into(self, doc: Y.YDoc, content: Any, path: str, content_hash: str) -> None:
@@ -128,7 +183,7 @@ class TextFormat(DocumentFormat):
             state.set(txn, "hash", content_hash)
             state.set(txn, "path", path)
 
-    def read(self, doc: Y.YDoc) -> Any:
+    def read(self, doc: Y.YDoc, shape: Any = None) -> Any:
         return str(doc.get_text(self.SOURCE))
 
     def replace(self, doc: Y.YDoc, content: Any) -> bool:
