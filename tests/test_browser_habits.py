@@ -234,3 +234,46 @@ def test_last_written_is_what_the_server_knows(lab: LabServer,
     wait_until(lambda: "changed on disk" in alice.locator("#ydjango-status").inner_text(),
                message=lambda: alice.locator("#ydjango-status").inner_text())
     no_dialog(alice)
+
+
+# --- opening what Jupyter opens ------------------------------------------------------------------
+
+
+def test_a_44_notebook_with_cell_ids_opens_and_keeps_them(
+        lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    """An nbformat 4.4 file whose cells carry ids (as VS Code and Jupytext write them) opens,
+    and saving keeps its format and its ids, giving the cell added in JupyterLab one too."""
+    path = lab.root / "vscode.ipynb"
+    cells = [{"cell_type": "code", "execution_count": None, "id": "first-code", "metadata": {},
+              "outputs": [], "source": ["a = 1"]},
+             {"cell_type": "markdown", "id": "notes", "metadata": {}, "source": ["Notes"]}]
+    path.write_text(json.dumps({"cells": cells, "metadata": NO_KERNEL, "nbformat": 4,
+                                "nbformat_minor": 4}, indent=1) + "\n")
+    alice = sign_in(WRITER_TOKEN)
+    open_notebook(alice, lab.notebook_url("vscode.ipynb"))
+    wait_for_status(alice, state="synced")
+    alice.evaluate(RECORD_SAVES_JS)
+    edit_cell_end(alice, 0)
+    alice.keyboard.type(" + 1")
+    alice.keyboard.press("Escape")
+    alice.keyboard.press("b")
+    alice.keyboard.press("Enter")
+    alice.keyboard.type("b = 2")
+    wait_for_cells(alice, lambda cells: cells[:2] == ["a = 1 + 1", "b = 2"] and len(cells) == 3)
+    assert press_save(alice) == "completed"
+    no_dialog(alice)
+    saved = json.loads(path.read_text())
+    assert saved["nbformat_minor"] == 4
+    assert ["".join(c["source"]) for c in saved["cells"]] == ["a = 1 + 1", "b = 2", "Notes"]
+    ids = [c.get("id") for c in saved["cells"]]
+    assert ids[0] == "first-code" and ids[2] == "notes" and isinstance(ids[1], str) and ids[1]
+
+
+def test_a_file_jupyter_cannot_open_says_why(lab: LabServer,
+                                            sign_in: Callable[[str], Any]) -> None:
+    (lab.root / "broken.ipynb").write_text("this is not JSON\n")
+    alice = sign_in(WRITER_TOKEN)
+    alice.goto(lab.notebook_url("broken.ipynb"))
+    dialog = alice.locator(".jp-Dialog", has_text="Document error")
+    dialog.wait_for(timeout=30_000)
+    assert "Not a notebook: the file is not valid JSON." in dialog.inner_text()
