@@ -22,10 +22,12 @@ from browser import (
     TOKEN,
     WRITER_TOKEN,
     LabServer,
+    copied_link,
     edit_cell_end,
     no_dialog,
     open_notebook,
     signed_in_pages,
+    start_editing,
     unavailable,
     wait_for_cells,
     wait_for_status,
@@ -277,3 +279,40 @@ def test_a_file_jupyter_cannot_open_says_why(lab: LabServer,
     dialog = alice.locator(".jp-Dialog", has_text="Document error")
     dialog.wait_for(timeout=30_000)
     assert "Not a notebook: the file is not valid JSON." in dialog.inner_text()
+
+
+# --- one way to share -----------------------------------------------------------------------------
+
+#: The top bar's share button (jupyter-collaboration-ui's command, run by us).
+SHARE_BUTTON = "#jp-top-bar [data-command='collaboration:shared-link']"
+
+
+def test_one_way_to_share(lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    """The top bar's share button and the notebook's "Copy room link" give the same kind of
+    link, the room link, which opens the notebook in the same room."""
+    write_notebook(lab.root / "shared.ipynb", ["s = 1"])
+    alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
+    open_notebook(alice, lab.notebook_url("shared.ipynb"))
+    assert alice.locator(SHARE_BUTTON).count() == 1, "one share button in the top bar"
+    # the stock server-link command is not there any more, under any name
+    labels = alice.evaluate("""() => window.jupyterapp.commands.listCommands()
+        .map(id => window.jupyterapp.commands.label(id))""")
+    assert "Generate a Shared Link" not in labels
+
+    alice.locator(SHARE_BUTTON).click()
+    from_top_bar = copied_link(alice)
+    alice.locator(".Toastify__toast").first.wait_for(state="detached", timeout=15_000)
+    alice.locator(".jp-NotebookPanel-toolbar [data-command='ydjango:copy-room-link']").click()
+    from_toolbar = copied_link(alice)
+    room = "/jp/lab/workspaces/auto-room-"
+    for link in (from_top_bar, from_toolbar):
+        assert link.startswith(f"{lab.origin}{room}") and link.endswith("/tree/shared.ipynb")
+    assert from_top_bar != from_toolbar, "each copy gets a workspace of its own"
+
+    bob.goto(from_top_bar)
+    start_editing(bob, time.monotonic())
+    for page in (alice, bob):
+        wait_for_status(page, state="synced", people="2")
+    edit_cell_end(bob, 0)
+    bob.keyboard.type("0")
+    wait_for_cells(alice, ["s = 10"])
