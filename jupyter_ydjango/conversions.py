@@ -61,6 +61,8 @@ class Imported:
     chunks: list[bytes]
     #: The whole document as one update.
     state: bytes
+    #: The file's shape (see :meth:`~.formats.DocumentFormat.shape`).
+    shape: Any = None
 
 
 def build(kind: tuple[str, str], data: bytes, path: str, content_hash: str) -> Imported:
@@ -76,15 +78,15 @@ def build(kind: tuple[str, str], data: bytes, path: str, content_hash: str) -> I
     for _ in doc_format.load_steps(doc, content, path, content_hash):
         chunks.append(doc.get_update(state_vector))
         state_vector = doc.get_state()
-    return Imported(chunks, doc.get_update())
+    return Imported(chunks, doc.get_update(), doc_format.shape(content))
 
 
-def render(kind: tuple[str, str], dump: Any) -> bytes:
-    """A document's file bytes from its dump (runs in the worker).
+def render(kind: tuple[str, str], dump: Any, shape: Any = None) -> bytes:
+    """A document's file bytes from its dump, in the file's shape (runs in the worker).
 
     :raises FormatError: the document cannot be written as a valid file.
     """
-    return FORMATS[kind].render_dump(dump)
+    return FORMATS[kind].render_dump(dump, shape)
 
 
 def _size(dump: Any) -> int:
@@ -136,9 +138,9 @@ class Converter:
         """:func:`build`, in a worker for a big file. :raises FormatError:"""
         return await self._run(len(data), build, kind, data, path, content_hash)
 
-    async def render(self, kind: tuple[str, str], dump: Any) -> bytes:
+    async def render(self, kind: tuple[str, str], dump: Any, shape: Any = None) -> bytes:
         """:func:`render`, in a worker for a big document. :raises FormatError:"""
-        return await self._run(_size(dump), render, kind, dump)
+        return await self._run(_size(dump), render, kind, dump, shape)
 
     async def _run(self, size: int, func: Callable[..., T], *args: Any) -> T:
         """``func(*args)`` in a worker, or a thread for small sizes. A worker that died is

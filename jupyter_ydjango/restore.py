@@ -85,7 +85,10 @@ def restore_deleted(document_id: str | uuid.UUID, root: Path | None = None) -> s
                            "cannot be restored")
     doc = history_doc(store.load_history(info.id))
     try:
-        data = doc_format.render(doc_format.read(doc))
+        content = doc_format.read(doc)
+        # written as the document holds it, deviations from the schema included (the file
+        # it came from had them, or the document could not have been saved)
+        data = doc_format.render(content, doc_format.shape(content))
     except FormatError as exc:
         raise RestoreError(f"{info.path}: the stored content is not a valid file: {exc}") from None
     root = Path(root) if root is not None else notebook_root()

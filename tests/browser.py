@@ -291,3 +291,17 @@ def no_dialog(page: Any) -> None:
     """Assert that ``page`` shows no dialog."""
     dialogs = page.locator(".jp-Dialog")
     assert dialogs.count() == 0, dialogs.first.inner_text()
+
+
+def copied_link(page: Any) -> str:
+    """What "Copy room link" gave the user: the clipboard after the "copied" toast, or the
+    link in the dialog shown where the clipboard is refused."""
+    toast = page.locator(".Toastify__toast", has_text="Room link copied")
+    dialog_input = page.locator(".jp-Dialog .ydjango-LinkDialog-input")
+    toast.or_(dialog_input).first.wait_for()
+    if dialog_input.count():
+        print("copy room link: the clipboard was refused, the dialog shows the link")
+        link = dialog_input.input_value()
+        page.locator(".jp-Dialog .jp-Dialog-button").click()
+        return link
+    return page.evaluate("navigator.clipboard.readText()")

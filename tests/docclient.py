@@ -37,6 +37,7 @@ class DocClient:
         self.raw: list[dict[str, Any]] = []
         self.denied: list[bytes] = []
         self.close_code: int | None = None
+        self.close_reason = ""
         self._raw_event = asyncio.Event()
         self._applying = False
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
@@ -91,6 +92,7 @@ class DocClient:
             pass
         finally:
             self.close_code = self.ws.close_code
+            self.close_reason = self.ws.close_reason or ""
             self._raw_event.set()
 
     def _handle(self, message: Any) -> None:

@@ -1,7 +1,8 @@
 /**
- * jupyter-ydjango's JupyterLab extension: the "Copy room link" command, the
- * room status item of the status bar, and read-only notebooks for users who
- * may only read a room.
+ * jupyter-ydjango's JupyterLab extension: the "Copy room link" command (also
+ * behind the top bar's share button, in place of jupyter-collaboration-ui's
+ * server link), the room status item of the status bar, and read-only
+ * notebooks for users who may only read a room.
  */
 import { ICollaborativeContentProvider } from '@jupyter/collaborative-drive';
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
@@ -9,7 +10,7 @@ import { ICommandPalette } from '@jupyterlab/apputils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IStatusBar } from '@jupyterlab/statusbar';
-import { linkIcon } from '@jupyterlab/ui-components';
+import { linkIcon, shareIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { Signal } from '@lumino/signaling';
 
@@ -24,6 +25,13 @@ export const PLUGIN_ID = 'jupyter-ydjango:plugin';
 
 export namespace CommandIDs {
   export const copyRoomLink = 'ydjango:copy-room-link';
+  /**
+   * The share command of jupyter-collaboration-ui (its top bar button). Its
+   * plugin is disabled by this extension (see `disabledExtensions` in
+   * package.json): the command copies the room link here, so that sharing
+   * gives one link, whichever button people use.
+   */
+  export const share = 'collaboration:shared-link';
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -72,20 +80,38 @@ function addCopyRoomLink(
     return tracker.currentWidget?.context.path ?? null;
   };
 
+  const execute = async (args: ReadonlyPartialJSONObject) => {
+    const path = targetPath(args);
+    if (path === null) {
+      return;
+    }
+    return copyRoomLink(app.serviceManager.contents.localPath(path));
+  };
   app.commands.addCommand(CommandIDs.copyRoomLink, {
     label: 'Copy room link',
     caption: 'Copy a link that opens this notebook for a co-editor',
     icon: linkIcon,
     isEnabled: args => targetPath(args) !== null,
-    execute: async args => {
-      const path = targetPath(args);
-      if (path === null) {
-        return;
-      }
-      return copyRoomLink(app.serviceManager.contents.localPath(path));
-    }
+    execute
   });
-  tracker.currentChanged.connect(() => app.commands.notifyCommandChanged(CommandIDs.copyRoomLink));
+  // Where jupyter-collaboration-ui's share plugin was re-enabled, its command stays.
+  if (!app.commands.hasCommand(CommandIDs.share)) {
+    app.commands.addCommand(CommandIDs.share, {
+      label: 'Share: copy room link',
+      caption: 'Copy a link that opens the current notebook in its room, for a co-editor',
+      icon: shareIcon,
+      isEnabled: () => targetPath({}) !== null,
+      execute: () => execute({})
+    });
+  }
+  const changed = () => {
+    app.commands.notifyCommandChanged(CommandIDs.copyRoomLink);
+    if (app.commands.hasCommand(CommandIDs.share)) {
+      app.commands.notifyCommandChanged(CommandIDs.share);
+    }
+  };
+  tracker.currentChanged.connect(changed);
+  app.shell.currentChanged?.connect(changed);
 }
 
 /**
