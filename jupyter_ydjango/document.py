@@ -124,6 +124,7 @@ class DocumentRoom(Room):
             imported = await self._import(path)
             history = imported or await run_db(store.load_history, self.document.id)
         self._replay(history)
+        self.format.bind(self.doc)
         for root in self.format.content_roots(self.doc):
             self._subscriptions.append((root, root.observe_deep(self._on_content_change)))
         loop = asyncio.get_running_loop()
@@ -162,6 +163,7 @@ class DocumentRoom(Room):
             with contextlib.suppress(Exception):
                 root.unobserve(subscription)
         self._subscriptions = []
+        self.format.unbind(self.doc)
 
     # --- loading ------------------------------------------------------------------------
 

@@ -54,6 +54,12 @@ class DocumentFormat:
         """The shared types whose changes are changes of the file (not of ``state``)."""
         raise NotImplementedError
 
+    def bind(self, doc: pycrdt.Doc) -> None:
+        """A room's document is loaded and live (called once, before any client joins)."""
+
+    def unbind(self, doc: pycrdt.Doc) -> None:
+        """A room's document is being unloaded (after its last save)."""
+
     def set_state(self, doc: pycrdt.Doc, **values: Any) -> None:
         """Set entries of the document's ``state`` map that differ from ``values``."""
         ystate = doc.get(notebook.STATE, type=pycrdt.Map)

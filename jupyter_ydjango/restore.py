@@ -14,9 +14,9 @@ import pycrdt
 
 from . import store
 from .consumer import asend_doc_update
-from .formats import FORMATS
 from .models import Snapshot
 from .store import run_db
+from .ydoc_formats import find_format
 
 
 class RestoreError(ValueError):
@@ -31,7 +31,7 @@ async def restore_snapshot(snapshot_id: int) -> bool:
         raise RestoreError(f"no snapshot {snapshot_id}")
     document_id, state = row
     info = await run_db(store.get_document, document_id)
-    doc_format = FORMATS.get((info.format, info.type)) if info else None
+    doc_format = find_format(info.format, info.type) if info else None
     if info is None or doc_format is None:
         raise RestoreError(f"snapshot {snapshot_id}: its document cannot be restored")
     target = pycrdt.Doc()
