@@ -28,6 +28,7 @@ import pycrdt
 from . import metrics
 from .engines import PycrdtEngine, engine_for
 from .relay import REMOTE, RoomRelay
+from .signals import room_loaded, room_unloaded
 from .yutils import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -365,6 +366,7 @@ class RoomRegistry:
                 del self._loading[name]
                 loading.set_result(None)
             self._hold(name)
+            _send(room_loaded, room)
             return room
 
     def release(self, room: Room) -> None:
@@ -401,6 +403,7 @@ class RoomRegistry:
         finally:
             del self._unloading[name]
             logger.info("room %s unloaded", name)
+            _send(room_unloaded, room)
 
     async def close(self) -> None:
         """Unload every room now (at shutdown)."""
@@ -411,6 +414,12 @@ class RoomRegistry:
             task = asyncio.get_running_loop().create_task(self._unload(name))
             self._unloading[name] = task
             await task
+
+
+def _send(signal: Any, room: Room) -> None:
+    for receiver, result in signal.send_robust(sender=type(room), room=room):
+        if isinstance(result, Exception):
+            logger.error("room %s: %s failed: %r", room.name, receiver, result)
 
 
 def _is_in_memory(layer: Any) -> bool:

@@ -16,7 +16,9 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Int, Unicode, default, validate
 
 from ..identity import Identity
+from . import collaboration
 from .backend import Backend, BackendError
+from .events import CollaborationEvents
 from .handlers import RoomHandler, RoomStatusHandler, SessionHandler
 
 #: Schema of jupyter_server's contents events (a rename keeps the file's ``fileId``).
@@ -148,6 +150,10 @@ class YDjango(ExtensionApp):
         self._ready = asyncio.Event()
         self._startup_error: str | None = None
         self._renames: set[asyncio.Task[Any]] = set()
+        #: jupyter-collaboration's in-process API for other extensions (set when linked).
+        self.collaboration: collaboration.CollaborationAPI | None = None
+        #: jupyter-collaboration's events (set when loaded).
+        self.events: CollaborationEvents | None = None
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -156,9 +162,16 @@ class YDjango(ExtensionApp):
         """Whether the Django side runs in this process."""
         return not self.remote_url
 
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Link as any extension; then stand in for jupyter-collaboration's app, which other
+        extensions look up by name as they load (see :mod:`.collaboration`)."""
+        super()._link_jupyter_server_extension(serverapp)
+        self.collaboration = collaboration.install(self)
+
     def initialize_settings(self) -> None:
         """Check the configuration and make the backend (Django is set up here if embedded)."""
         self._check_conflicts()
+        self.events = CollaborationEvents(self.serverapp.event_logger, self.log)
         if self.embedded:
             try:
                 self.backend = self._embedded_backend()
@@ -167,6 +180,8 @@ class YDjango(ExtensionApp):
                 # frontend fails visibly instead of with "not found".
                 self._startup_error = f"the embedded Django side failed to start: {exc!r}"
                 self.log.exception("jupyter_ydjango: %s", self._startup_error)
+            else:
+                self.events.connect_rooms()
         else:
             self.backend = self._remote_backend()
         self.serverapp.event_logger.add_listener(
@@ -335,6 +350,8 @@ class YDjango(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Close every client websocket, then let the Django side save and unload its rooms."""
+        if self.events is not None:
+            self.events.disconnect_rooms()
         for handler in list(self.sockets):
             handler.shutdown()
         self.sockets.clear()
