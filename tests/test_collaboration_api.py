@@ -20,9 +20,11 @@ import pytest
 from docclient import DocClient
 from jupyter_servers import JupyterServer
 from nbformat.v4 import new_code_cell, new_notebook
+from servers import Server, migrate, serve_command, server_env
 
 #: Seconds a room stays loaded after its last client left (short: the tests wait for it).
 UNLOAD_DELAY = 1.0
+PROBE = {"probe.json": {"ServerApp": {"jpserver_extensions": {"collab_probe": True}}}}
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +35,30 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server = JupyterServer(
         tmp, root, args=("--YDjango.save_delay=0.2",
                          f"--YDjango.room_unload_delay={UNLOAD_DELAY}"),
-        config={"probe.json": {"ServerApp": {"jpserver_extensions": {"collab_probe": True}}}},
+        config=PROBE,
     )
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A Jupyter server in front of a remote Django service (``python -m jupyter_ydjango
+    serve``) on the same directory."""
+    tmp = tmp_path_factory.mktemp("collaboration-api-remote")
+    root = tmp / "root"
+    root.mkdir()
+    (tmp / "service").mkdir()
+    env = server_env(tmp / "service", YDJANGO_NOTEBOOK_DIR=str(root),
+                     YDJANGO_IDENTITY_SECRET="remote-secret", YDJANGO_SAVE_DELAY="0.2")
+    migrate(env)
+    service = Server([*serve_command(), "--no-migrate"], env, tmp / "service.log")
+    server = JupyterServer(tmp, root, config=PROBE, args=(
+        f"--YDjango.remote_url=http://127.0.0.1:{service.port}",
+        "--YDjango.shared_secret=remote-secret"))
+    yield server
+    server.stop()
+    service.stop()
 
 
 def write_notebook(path: Path, *sources: str) -> None:
@@ -190,6 +212,32 @@ async def test_nbmodel_writes_outputs_into_the_live_room(jupyter: JupyterServer)
         assert "".join(out.get("text", "") for out in cell_1().outputs) == "started\nfinished\n"
     finally:
         jupyter.request("DELETE", f"api/kernels/{kernel['id']}")
+
+
+async def test_remote_mode_has_no_live_documents(remote: JupyterServer) -> None:
+    """With the rooms in another process, get_document finds none; clients joining and
+    leaving are still reported, room loads are not."""
+    status, lookup = remote.request("GET", "probe/lookup")
+    assert (status, lookup["found"], lookup["enabled"]) == (200, True, True)
+    write_notebook(remote.root / "remote.ipynb", "r = 1")
+    room_id, client = await open_room(remote, "remote.ipynb")
+    assert get_document(remote, room_id=room_id, copy=False) == {"document": None}
+    assert get_document(remote, path="remote.ipynb", content_type="notebook",
+                        file_format="json") == {"document": None}
+    # the service serves the registered types of its own environment
+    (remote.root / "remote.chat").write_text("")
+    chat_id, chat = await open_room(remote, "remote.chat", {"format": "text", "type": "chat"},
+                                    kind="text")
+    await client.close()
+    await chat.close()
+
+    def events() -> list[dict[str, Any]]:
+        return remote.request("GET", "probe/events")[1]
+
+    await until(lambda: len(events()) == 4)
+    assert [(e["schema"], e["action"], e["roomid"]) for e in events()] == [
+        ("awareness", "join", room_id), ("awareness", "join", chat_id),
+        ("awareness", "leave", room_id), ("awareness", "leave", chat_id)]
 
 
 def execute(jupyter: JupyterServer, kernel_id: str, room_id: str, path: str,
