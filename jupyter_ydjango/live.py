@@ -157,7 +157,8 @@ async def _hold_while_running(room: DocumentRoom) -> None:
         while _has_running_cells(held) and time.monotonic() < deadline:
             await asyncio.sleep(RUNNING_CHECK_INTERVAL)
     finally:
-        registry.release(held)
+        if find_room(held.name) is held:  # not unloaded by a shutdown meanwhile
+            registry.release(held)
         _running_holds.pop(room, None)
 
 
