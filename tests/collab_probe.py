@@ -8,7 +8,8 @@ records jupyter-collaboration's events, and lets the tests drive it over HTTP:
 * ``POST /probe/document`` with ``get_document``'s keyword arguments, and optionally
   ``"append": text`` (appended to the first cell's source, or to a text document): what it
   returned;
-* ``GET /probe/events``: the events received so far.
+* ``GET /probe/events``: the events received so far;
+* ``GET /probe/chats``: the chats jupyterlab-chat's chat manager holds (``{id: path}``).
 
 Enable it with ``{"ServerApp": {"jpserver_extensions": {"collab_probe": true}}}`` and the
 tests directory on ``PYTHONPATH``.
@@ -49,7 +50,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     for schema_id in SCHEMAS:
         serverapp.event_logger.add_listener(schema_id=schema_id, listener=record)
     serverapp.web_app.add_handlers(".*$", [
-        (serverapp.base_url + r"probe/(lookup|events)", _ReadHandler, {"state": state}),
+        (serverapp.base_url + r"probe/(lookup|events|chats)", _ReadHandler, {"state": state}),
         (serverapp.base_url + r"probe/document", _DocumentHandler, {"state": state}),
     ])
 
@@ -60,6 +61,10 @@ class _ReadHandler(APIHandler):
 
     @web.authenticated
     def get(self, what: str) -> None:
+        if what == "chats":
+            chats = self.settings.get("chats_by_id", {})
+            self.finish(json.dumps({chat_id: chat.get_path() for chat_id, chat in chats.items()}))
+            return
         answer = self.state[what]
         if what == "lookup":  # the server's settings, once every extension is loaded
             answer = {**answer, "settings_same":

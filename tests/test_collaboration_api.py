@@ -156,7 +156,11 @@ async def test_get_document_of_a_registered_type(jupyter: JupyterServer) -> None
     chat_id = json.loads(answer["content"])["metadata"]["id"]
     await until(lambda: json.loads((jupyter.root / "team.chat").read_text() or "{}")
                 .get("metadata", {}).get("id") == chat_id)
+    # jupyterlab-chat's chat manager (what Jupyter AI's personas work through) took the live
+    # chat when the room loaded, and lets it go when the room unloads
+    await until(lambda: jupyter.request("GET", "probe/chats")[1] == {chat_id: "team.chat"})
     await client.close()
+    await until(lambda: jupyter.request("GET", "probe/chats")[1] == {})
 
 
 async def test_session_and_awareness_events(jupyter: JupyterServer) -> None:
