@@ -17,6 +17,7 @@ document is made, before the first peer joins), :meth:`Room.on_change` (after ev
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
@@ -406,12 +407,19 @@ class RoomRegistry:
             _send(room_unloaded, room)
 
     async def close(self) -> None:
-        """Unload every room now (at shutdown)."""
+        """Unload every room now (at shutdown).
+
+        The unloads run in a context of their own: a shutdown starts from a signal, in
+        whatever context was current when it arrived, possibly in the middle of a database
+        call, after which asgiref refuses every further call made in that context ("would
+        deadlock") and no room could save.
+        """
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        loop = asyncio.get_running_loop()
         for name in list(self.rooms):
-            task = asyncio.get_running_loop().create_task(self._unload(name))
+            task = contextvars.Context().run(loop.create_task, self._unload(name))
             self._unloading[name] = task
             await task
 
