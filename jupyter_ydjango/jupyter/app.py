@@ -45,6 +45,11 @@ class YDjango(ExtensionApp):
     extension's, so that the collaboration API is consistently ours. (The other extension's
     extra endpoints, such as forks and the timeline, stay its own and do not see our rooms.)
 
+    **Other server extensions** (jupyterlab-chat, jupyter-server-nbmodel, Jupyter AI) find
+    jupyter-collaboration's in-process API where they look for it, under the extension name
+    ``jupyter_server_ydoc`` (:mod:`.collaboration`), and get its ``session`` and
+    ``awareness`` events (:mod:`.events`).
+
     **Configuration of the embedded side**: the Django settings read ``YDJANGO_*`` environment
     variables when they are imported; the extension sets ``YDJANGO_NOTEBOOK_DIR`` to the
     server's root directory and ``YDJANGO_SAVE_DELAY``, ``YDJANGO_ROOM_UNLOAD_DELAY`` and
