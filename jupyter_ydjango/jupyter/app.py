@@ -155,8 +155,6 @@ class YDjango(ExtensionApp):
         self._ready = asyncio.Event()
         self._startup_error: str | None = None
         self._renames: set[asyncio.Task[Any]] = set()
-        #: jupyter-collaboration's in-process API for other extensions (set when linked).
-        self.collaboration: collaboration.CollaborationAPI | None = None
         #: jupyter-collaboration's events (set when loaded).
         self.events: CollaborationEvents | None = None
 
@@ -171,7 +169,7 @@ class YDjango(ExtensionApp):
         """Link as any extension; then stand in for jupyter-collaboration's app, which other
         extensions look up by name as they load (see :mod:`.collaboration`)."""
         super()._link_jupyter_server_extension(serverapp)
-        self.collaboration = collaboration.install(self)
+        collaboration.install(self)
 
     def initialize_settings(self) -> None:
         """Check the configuration and make the backend (Django is set up here if embedded)."""

@@ -149,9 +149,9 @@ class _Package:
         """Nothing to start."""
 
 
-def install(extension: YDjango) -> CollaborationAPI | None:
+def install(extension: YDjango) -> None:
     """Register a :class:`CollaborationAPI` as the ``jupyter_server_ydoc`` extension of the
-    extension's server, unless jupyter-collaboration's own is enabled; the API, or ``None``.
+    extension's server, unless jupyter-collaboration's own is enabled.
 
     Call it when the extension is linked: before any extension is loaded (jupyter-server-nbmodel
     looks it up as it loads, before this extension, whose name sorts after it).
@@ -163,7 +163,5 @@ def install(extension: YDjango) -> CollaborationAPI | None:
             "jupyter_ydjango: jupyter-collaboration's %s extension answers server-side "
             "extensions (get_document), and sees none of jupyter_ydjango's rooms",
             COLLABORATION_NAME)
-        return None
-    api = CollaborationAPI(extension)
-    manager.extensions[COLLABORATION_NAME] = _Package(api)
-    return api
+        return
+    manager.extensions[COLLABORATION_NAME] = _Package(CollaborationAPI(extension))
