@@ -43,7 +43,8 @@ from typing import Any, TypeVar
 
 import pycrdt
 
-from .formats import FORMATS
+from .formats import FormatError
+from .ydoc_formats import find_format
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,7 +71,7 @@ def build(kind: tuple[str, str], data: bytes, path: str, content_hash: str) -> I
 
     :raises FormatError: the file cannot be loaded as ``kind``.
     """
-    doc_format = FORMATS[kind]
+    doc_format = _format(kind)
     content = doc_format.parse(data)
     doc = pycrdt.Doc(client_id=IMPORT_CLIENT_ID)
     chunks = []
@@ -86,7 +87,14 @@ def render(kind: tuple[str, str], dump: Any, shape: Any = None) -> bytes:
 
     :raises FormatError: the document cannot be written as a valid file.
     """
-    return FORMATS[kind].render_dump(dump, shape)
+    return _format(kind).render_dump(dump, shape)
+
+
+def _format(kind: tuple[str, str]) -> Any:
+    doc_format = find_format(*kind)
+    if doc_format is None:
+        raise FormatError(f"no format serves {kind[0]}:{kind[1]} documents")
+    return doc_format
 
 
 def _size(dump: Any) -> int:
@@ -193,8 +201,8 @@ def _without_main() -> Iterator[None]:
 
 
 def _warm() -> None:
-    """Import what a build needs."""
-    from . import formats, notebook  # noqa: F401
+    """Import what a conversion needs."""
+    from . import formats, notebook, ydoc_formats  # noqa: F401
 
 
 def _init_worker(server_pid: int) -> None:

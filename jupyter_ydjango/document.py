@@ -152,6 +152,7 @@ class DocumentRoom(Room):
             if history.empty:  # another process imported the file first
                 history = await run_db(store.load_history, self.document.id)
             self._replay(history)
+        self.format.bind(self.doc)
         for root in self.format.content_roots(self.doc):
             self._subscriptions.append((root, root.observe_deep(self._on_content_change)))
         loop = asyncio.get_running_loop()
@@ -202,6 +203,7 @@ class DocumentRoom(Room):
             with contextlib.suppress(Exception):
                 root.unobserve(subscription)
         self._subscriptions = []
+        self.format.unbind(self.doc)
 
     def join(self, send: SendFrame, close: ClosePeer) -> Peer:
         peer = super().join(send, close)

@@ -78,8 +78,9 @@ class DocumentFormat:
 
     def dump(self, doc: pycrdt.Doc) -> Any:
         """A copy of what a document holds that is quick to make (on the document's thread)
-        and can travel to another thread or process, for :meth:`render_dump`."""
-        raise NotImplementedError
+        and can travel to another thread or process, for :meth:`render_dump`. Default: what
+        :meth:`read` gives."""
+        return self.read(doc)
 
     def render_dump(self, dump: Any, shape: Any = None) -> bytes:
         """The file's bytes for a :meth:`dump`, in the file's ``shape`` (thread- and
@@ -93,6 +94,12 @@ class DocumentFormat:
     def content_roots(self, doc: pycrdt.Doc) -> list[Any]:
         """The shared types whose changes are changes of the file (not of ``state``)."""
         raise NotImplementedError
+
+    def bind(self, doc: pycrdt.Doc) -> None:
+        """A room's document is loaded and live (called once, before any client joins)."""
+
+    def unbind(self, doc: pycrdt.Doc) -> None:
+        """A room's document is being unloaded (after its last save)."""
 
     def set_state(self, doc: pycrdt.Doc, **values: Any) -> None:
         """Set entries of the document's ``state`` map that differ from ``values``."""
@@ -223,9 +230,6 @@ class TextFormat(DocumentFormat):
 
     def read(self, doc: pycrdt.Doc, shape: Any = None) -> Any:
         return str(doc.get(self.SOURCE, type=pycrdt.Text))
-
-    def dump(self, doc: pycrdt.Doc) -> Any:
-        return self.read(doc)
 
     def replace(self, doc: pycrdt.Doc, content: Any) -> bool:
         source = doc.get(self.SOURCE, type=pycrdt.Text)

@@ -17,6 +17,7 @@ document is made, before the first peer joins), :meth:`Room.on_change` (after ev
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
@@ -28,6 +29,7 @@ import pycrdt
 from . import metrics
 from .engines import PycrdtEngine, engine_for
 from .relay import REMOTE, RoomRelay
+from .signals import room_loaded, room_unloaded
 from .yutils import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -392,6 +394,7 @@ class RoomRegistry:
                 del self._loading[name]
                 loading.set_result(None)
             self._hold(name)
+            _send(room_loaded, room)
             return room
 
     def release(self, room: Room) -> None:
@@ -432,16 +435,30 @@ class RoomRegistry:
         finally:
             del self._unloading[name]
             logger.info("room %s unloaded", name)
+            _send(room_unloaded, room)
 
     async def close(self) -> None:
-        """Unload every room now (at shutdown)."""
+        """Unload every room now (at shutdown).
+
+        The unloads run in a context of their own: a shutdown starts from a signal, in
+        whatever context was current when it arrived, possibly in the middle of a database
+        call, after which asgiref refuses every further call made in that context ("would
+        deadlock") and no room could save.
+        """
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        loop = asyncio.get_running_loop()
         for name in list(self.rooms):
-            task = asyncio.get_running_loop().create_task(self._unload(name))
+            task = contextvars.Context().run(loop.create_task, self._unload(name))
             self._unloading[name] = task
             await task
+
+
+def _send(signal: Any, room: Room) -> None:
+    for receiver, result in signal.send_robust(sender=type(room), room=room):
+        if isinstance(result, Exception):
+            logger.error("room %s: %s failed: %r", room.name, receiver, result)
 
 
 def _is_in_memory(layer: Any) -> bool:
