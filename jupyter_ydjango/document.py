@@ -144,6 +144,8 @@ class DocumentRoom(Room):
             raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
         history = await run_db(store.load_history, self.document.id)
         imported = None
+        if history.empty and self.deleted:  # never opened before its file was deleted
+            raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path} was deleted")
         if history.empty:
             imported = await self._import(path)
             history = imported or await run_db(store.load_history, self.document.id)
@@ -497,6 +499,8 @@ class DocumentRoom(Room):
             self._disk_hash = info.file_hash
             logger.info("%s: %s was restored", self.name, info.path)
             self._notify({"type": "file", "status": "restored", "path": info.path})
+            if self.unsaved:
+                self._content_changed.set()  # what was typed since the restored content
 
     async def file_deleted(self) -> None:
         """The file was deleted (Jupyter said so): stop writing it and tell the clients."""
