@@ -299,11 +299,11 @@ class DocumentRoom(Room):
         file is opened anyway, as Jupyter opens it)."""
         shape = self.format.shape(content)
         self._shape, self._shape_hash = shape, file_hash
-        issues = getattr(shape, "issues", ())
-        if issues:
+        deviations = getattr(shape, "deviations", ())
+        if deviations:
             logger.warning("%s: %s does not follow its nbformat schema (%d deviations; kept as "
                            "they are, as Jupyter does), e.g. %s", self.name, self.document.path,
-                           len(issues), "; ".join(i.message[:200] for i in issues[:3]))
+                           len(deviations), "; ".join(i.message[:200] for i in deviations[:3]))
 
     async def _file_shape(self) -> Any:
         """The shape of the file the room holds (read from it, once, when the room was
