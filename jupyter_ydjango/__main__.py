@@ -123,10 +123,13 @@ def restore(args: argparse.Namespace) -> None:
 
 
 def _setup_django() -> None:
+    """Set Django up, with the database migrated (as ``serve`` and the Jupyter side do)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
     import django
+    from django.core.management import call_command
 
     django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
 
 
 def main(argv: list[str] | None = None) -> None:

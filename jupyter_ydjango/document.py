@@ -144,6 +144,8 @@ class DocumentRoom(Room):
             raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
         history = await run_db(store.load_history, self.document.id)
         imported = None
+        if history.empty and self.deleted:  # never opened before its file was deleted
+            raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path} was deleted")
         if history.empty:
             imported = await self._import(path)
         if imported is not None:
@@ -317,11 +319,11 @@ class DocumentRoom(Room):
         """Keep the shape of the file just parsed; its schema deviations are logged (the
         file is opened anyway, as Jupyter opens it)."""
         self._shape, self._shape_hash = shape, file_hash
-        issues = getattr(shape, "issues", ())
-        if issues:
+        deviations = getattr(shape, "deviations", ())
+        if deviations:
             logger.warning("%s: %s does not follow its nbformat schema (%d deviations; kept as "
                            "they are, as Jupyter does), e.g. %s", self.name, self.document.path,
-                           len(issues), "; ".join(i.message[:200] for i in issues[:3]))
+                           len(deviations), "; ".join(i.message[:200] for i in deviations[:3]))
 
     async def _file_shape(self) -> Any:
         """The shape of the file the room holds (read from it, once, when the room was
@@ -519,6 +521,8 @@ class DocumentRoom(Room):
             self._disk_hash = info.file_hash
             logger.info("%s: %s was restored", self.name, info.path)
             self._notify({"type": "file", "status": "restored", "path": info.path})
+            if self.unsaved:
+                self._content_changed.set()  # what was typed since the restored content
 
     async def file_deleted(self) -> None:
         """The file was deleted (Jupyter said so): stop writing it and tell the clients."""

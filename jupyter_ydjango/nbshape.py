@@ -31,7 +31,7 @@ import jsonschema_rs
 from nbformat.reader import get_version
 from nbformat.validator import get_validator, iter_validate
 
-__all__ = ["FileShape", "SchemaIssue", "conform", "error_kinds", "schema_issues", "shape_of"]
+__all__ = ["Deviation", "FileShape", "conform", "error_kinds", "schema_deviations", "shape_of"]
 
 #: The fields nbformat 4 allows in a cell, per cell type (``id`` from 4.5 on).
 CELL_KEYS: dict[str, frozenset[str]] = {
@@ -47,7 +47,7 @@ DEFAULTED: dict[str, Any] = {"source": "", "outputs": [], "execution_count": Non
 
 
 @dataclass(frozen=True)
-class SchemaIssue:
+class Deviation:
     """One deviation of a notebook from its nbformat schema."""
 
     #: What kind of deviation, independent of where it is (cell indices are ``*``):
@@ -68,7 +68,7 @@ class FileShape:
     #: Kinds of schema errors the file has: tolerated when writing it back.
     tolerated: frozenset[str] = frozenset()
     #: The file's schema errors, for the log.
-    issues: tuple[SchemaIssue, ...] = ()
+    deviations: tuple[Deviation, ...] = ()
 
     @property
     def plain(self) -> bool:
@@ -94,20 +94,20 @@ def _schema_validator(minor: int) -> Any:
     return jsonschema_rs.Draft4Validator(get_validator(4, minor, name="jsonschema")._schema)
 
 
-def schema_issues(nb: Mapping[str, Any]) -> list[SchemaIssue]:
+def schema_deviations(nb: Mapping[str, Any]) -> list[Deviation]:
     """Every deviation of ``nb`` from its nbformat schema (nothing is repaired)."""
     if is_valid(nb):
         return []
     try:
         errors = list(iter_validate(nb))
     except Exception as exc:  # malformed enough to break the validator itself
-        return [SchemaIssue("(unvalidatable)", f"{type(exc).__name__}: {exc}")]
-    issues = []
+        return [Deviation("(unvalidatable)", f"{type(exc).__name__}: {exc}")]
+    deviations = []
     for error in errors:
         where = "/".join(str(part) for part in getattr(error, "absolute_path", ()) or ())
         message = f"{where or '(top level)'}: {error.message}"
-        issues.extend(SchemaIssue(kind, message) for kind in error_kinds(error))
-    return issues
+        deviations.extend(Deviation(kind, message) for kind in error_kinds(error))
+    return deviations
 
 
 def error_kinds(error: Any) -> list[str]:
@@ -133,16 +133,16 @@ def error_kinds(error: Any) -> list[str]:
 
 
 def shape_of(nb: Mapping[str, Any], cell_ids: Iterable[str],
-             issues: list[SchemaIssue] | None = None) -> FileShape:
+             deviations: list[Deviation] | None = None) -> FileShape:
     """The shape of a notebook as read from its file.
 
     :param nb: the notebook as :func:`~.notebook.read_notebook` gives it.
     :param cell_ids: the id each of its cells has in the document (see
         :func:`~.notebook.document_cell_ids`).
-    :param issues: its schema issues, if known already (else they are found here).
+    :param deviations: its schema deviations, if known already (else they are found here).
     """
-    if issues is None:
-        issues = schema_issues(nb)
+    if deviations is None:
+        deviations = schema_deviations(nb)
     cells = nb.get("cells")
     cells = cells if isinstance(cells, list) else []
     absent: dict[str, frozenset[str]] = {}
@@ -166,8 +166,8 @@ def shape_of(nb: Mapping[str, Any], cell_ids: Iterable[str],
     return FileShape(
         absent=absent,
         extra_cell_keys=frozenset(extra),
-        tolerated=frozenset(issue.kind for issue in issues),
-        issues=tuple(issues),
+        tolerated=frozenset(deviation.kind for deviation in deviations),
+        deviations=tuple(deviations),
     )
 
 

@@ -59,7 +59,7 @@ from nbformat.v4.nbjson import BytesEncoder
 from nbformat.v4.rwbase import _split_mimebundle, rejoin_lines, strip_transient
 from nbformat.validator import iter_validate
 
-from .nbshape import is_valid, schema_issues
+from .nbshape import is_valid, schema_deviations
 
 __all__ = [
     "NotebookError",
@@ -127,7 +127,7 @@ def read_notebook(source: str | bytes, *, strict: bool = False) -> NotebookNode:
 
     Like Jupyter, it refuses only what nbformat cannot read: deviations from the nbformat
     schema are not errors unless ``strict`` (find them with
-    :func:`~jupyter_ydjango.nbshape.schema_issues`; Jupyter logs them).
+    :func:`~jupyter_ydjango.nbshape.schema_deviations`; Jupyter logs them).
 
     :param source: the file's content; bytes are decoded as UTF-8.
     :returns: the notebook, with multi-line strings joined.
@@ -229,9 +229,9 @@ def validate_notebook(nb: Mapping[str, Any], *, tolerate: Collection[str] = ()) 
             message = getattr(error, "message", None) or str(error).splitlines()[0]
             raise NotebookError(f"Invalid notebook: {where or '(top level)'}: {message}")
         return
-    for issue in schema_issues(nb):
-        if issue.kind not in tolerate:
-            raise NotebookError(f"Invalid notebook: {issue.message}")
+    for deviation in schema_deviations(nb):
+        if deviation.kind not in tolerate:
+            raise NotebookError(f"Invalid notebook: {deviation.message}")
 
 
 def write_notebook(nb: Mapping[str, Any], *, copy: bool = True,

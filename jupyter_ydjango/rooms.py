@@ -266,14 +266,24 @@ class Room:
 
         Only entries newer than what the room knows are relayed (y-protocols' rule): Yjs
         clients echo every awareness change they receive, and relaying echoes would cost
-        every renewal round N² frames.
+        every renewal round N² frames. What a peer sends is answered to it as well: an idle
+        client alone in a room would otherwise receive nothing, and y-websocket closes a
+        connection that received nothing for 30 s (whose state the room then removes).
+
+        A peer that announces a state for a client the room removed, at a clock not above the
+        removal's, is a client coming back (its connection was lost; it announces itself with
+        the clock it had): the room tells it of the removal, and y-protocols then raises the
+        client's clock and announces its state again, which everyone accepts.
         """
         accepted = []
+        outdated = []
         for entry in decode_awareness_update(payload):
             known = self._awareness.get(entry.client_id)
             if known is not None and (
                 entry.clock < known[0] or (entry.clock == known[0] and not entry.removed)
             ):
+                if known[1] == "null" and not entry.removed and isinstance(origin, Peer):
+                    outdated.append(AwarenessEntry(entry.client_id, known[0], "null"))
                 continue
             accepted.append(entry)
             self._awareness[entry.client_id] = (entry.clock, entry.state)
@@ -288,7 +298,12 @@ class Room:
                 else:
                     self._remote_awareness[entry.client_id] = origin
         if accepted:
-            self._fan_out_awareness(encode_awareness_update(accepted), origin)
+            update = encode_awareness_update(accepted)
+            self._fan_out_awareness(update, origin)
+            if isinstance(origin, Peer):
+                origin.push(create_awareness_message(update))
+        if outdated:
+            origin.push(create_awareness_message(encode_awareness_update(outdated)))
 
     def awareness_message(self) -> bytes | None:
         """An AWARENESS message with every present state, or ``None`` if there is none."""

@@ -316,3 +316,52 @@ def test_one_way_to_share(lab: LabServer, sign_in: Callable[[str], Any]) -> None
     edit_cell_end(bob, 0)
     bob.keyboard.type("0")
     wait_for_cells(alice, ["s = 10"])
+
+
+# --- the collaborators panel ---------------------------------------------------------------
+
+#: Keep every WebSocket the page makes in ``window.__sockets`` (run before the page's scripts).
+TRACK_SOCKETS_JS = """
+(() => {
+    const Native = window.WebSocket;
+    window.__sockets = [];
+    window.WebSocket = class extends Native {
+        constructor(...args) { super(...args); window.__sockets.push(this); }
+    };
+})();
+"""
+#: Close the page's connection to the awareness room as y-websocket's watchdog does after
+#: 30 s without a message (it then connects again by itself); how many were open.
+DROP_AWARENESS_JS = """() => {
+    const open = window.__sockets.filter(ws => ws.url.includes('globalAwareness')
+                                         && ws.readyState === WebSocket.OPEN);
+    open.forEach(ws => ws.close());
+    return open.length;
+}"""
+AWARENESS_OPEN_JS = """count => window.__sockets.filter(ws => ws.url.includes('globalAwareness')
+                                               && ws.readyState === WebSocket.OPEN).length
+                              === 1 && window.__sockets.length > count"""
+COLLABORATORS_TAB = ".jp-SideBar .lm-TabBar-tab[data-id='jp-collaboration-panel']"
+
+
+def test_the_collaborators_panel_lists_an_idle_user(lab: LabServer,
+                                                   sign_in: Callable[[str], Any]) -> None:
+    """Alice sits idle; her connection to the awareness room was lost and came back, as an
+    idle connection does (y-websocket drops one that heard nothing for 30 s). Bob joins and
+    opens the collaborators panel: Alice is listed within a few seconds."""
+    write_notebook(lab.root / "people.ipynb", ["p = 1"])
+    alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
+    alice.add_init_script(TRACK_SOCKETS_JS)
+    open_notebook(alice, lab.notebook_url("people.ipynb"))
+    wait_for_status(alice, state="synced")
+    sockets = alice.evaluate("window.__sockets.length")
+    assert alice.evaluate(DROP_AWARENESS_JS) == 1
+    alice.wait_for_function(AWARENESS_OPEN_JS, arg=sockets, timeout=15_000)
+
+    open_notebook(bob, lab.notebook_url("people.ipynb"))
+    bob.locator(COLLABORATORS_TAB).click()
+    start = time.monotonic()
+    # (jupyter-collaboration lists her within 1 to 10 s: when her next renewal comes)
+    bob.locator(".jp-CollaboratorsList .jp-Collaborator", has_text="Writer").wait_for(
+        timeout=2_000)
+    print(f"alice listed {time.monotonic() - start:.1f} s after bob opened the panel")

@@ -112,7 +112,7 @@ def test_opened_as_jupyter_opens_it(case: str) -> None:
         valid = False
     # the file's deviations are known (and logged by the room), and tolerated when it is
     # written back; a valid file tolerates none
-    assert bool(parsed.shape.issues) == (not valid) or parsed.nb.nbformat_minor >= 5
+    assert bool(parsed.shape.deviations) == (not valid) or parsed.nb.nbformat_minor >= 5
     if valid:
         assert not parsed.shape.tolerated
 

@@ -19,7 +19,7 @@ import { RoomMonitor } from './monitor';
 import { findRoomProvider } from './provider';
 import { ReadOnlyNotebook, refuseDocumentCommands } from './readonly';
 import { fetchRoomInfoOf } from './room';
-import { RoomStatusItem } from './status';
+import { RoomStatusItem, STATUS_ID } from './status';
 
 export const PLUGIN_ID = 'jupyter-ydjango:plugin';
 
@@ -54,6 +54,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const readOnlyOf = addReadOnlyNotebooks(app, tracker, contentProvider);
     if (statusBar) {
       addRoomStatus(app, tracker, statusBar, contentProvider, readOnlyOf);
+    } else {
+      // Notebook 7 has no status bar: each notebook's toolbar shows its room.
+      addToolbarRoomStatus(app, tracker, contentProvider, readOnlyOf);
     }
   }
 };
@@ -174,7 +177,7 @@ function addRoomStatus(
   contentProvider: ICollaborativeContentProvider | null,
   readOnlyOf: (panel: NotebookPanel) => ReadOnlyNotebook | null
 ): void {
-  const item = new RoomStatusItem();
+  const item = new RoomStatusItem({ id: STATUS_ID });
   const activeStateChanged = new Signal<RoomStatusItem, void>(item);
   let shown: NotebookPanel | null = null;
 
@@ -195,19 +198,7 @@ function addRoomStatus(
     item.monitor = null;
     shown = panel;
     if (panel !== null) {
-      const monitor = new RoomMonitor({
-        context: panel.context,
-        contentProvider,
-        serverSettings: app.serviceManager.serverSettings
-      });
-      // Before the item: the notebook is read-only by the time it says so.
-      monitor.changed.connect(() => {
-        const notebook = readOnlyOf(panel);
-        if (notebook !== null && monitor.roomReadOnly !== null) {
-          notebook.roomReadOnly = monitor.roomReadOnly;
-        }
-      });
-      item.monitor = monitor;
+      item.monitor = newMonitor(app, panel, contentProvider, readOnlyOf);
     }
     activeStateChanged.emit();
   };
@@ -225,5 +216,66 @@ function addRoomStatus(
   });
   void app.restored.then(update);
 }
+
+/**
+ * A monitor of the room of `panel`, which also tells the panel's read-only
+ * notebook whether the room is read-only.
+ */
+function newMonitor(
+  app: JupyterFrontEnd,
+  panel: NotebookPanel,
+  contentProvider: ICollaborativeContentProvider | null,
+  readOnlyOf: (panel: NotebookPanel) => ReadOnlyNotebook | null
+): RoomMonitor {
+  const monitor = new RoomMonitor({
+    context: panel.context,
+    contentProvider,
+    serverSettings: app.serviceManager.serverSettings
+  });
+  // Connected before any item: the notebook is read-only by the time it says so.
+  monitor.changed.connect(() => {
+    const notebook = readOnlyOf(panel);
+    if (notebook !== null && monitor.roomReadOnly !== null) {
+      notebook.roomReadOnly = monitor.roomReadOnly;
+    }
+  });
+  return monitor;
+}
+
+/**
+ * Where there is no status bar (Notebook 7), a status item in each notebook's
+ * toolbar, next to the kernel's, watching that notebook's room for as long as
+ * the notebook is open.
+ */
+function addToolbarRoomStatus(
+  app: JupyterFrontEnd,
+  tracker: INotebookTracker,
+  contentProvider: ICollaborativeContentProvider | null,
+  readOnlyOf: (panel: NotebookPanel) => ReadOnlyNotebook | null
+): void {
+  const add = (panel: NotebookPanel): void => {
+    if (panel.isDisposed) {
+      return;
+    }
+    const item = new RoomStatusItem();
+    item.addClass('ydjango-RoomStatus-toolbar');
+    const monitor = newMonitor(app, panel, contentProvider, readOnlyOf);
+    item.monitor = monitor;
+    if (!panel.toolbar.insertAfter('spacer', TOOLBAR_STATUS_ITEM, item)) {
+      panel.toolbar.addItem(TOOLBAR_STATUS_ITEM, item);
+    }
+    panel.disposed.connect(() => {
+      item.dispose();
+      monitor.dispose();
+    });
+  };
+  tracker.forEach(add);
+  tracker.widgetAdded.connect((_, panel) => add(panel));
+}
+
+/**
+ * The name of the toolbar item of the room status (Notebook 7).
+ */
+const TOOLBAR_STATUS_ITEM = 'ydjango-room-status';
 
 export default plugin;
