@@ -40,6 +40,7 @@ class DocClient:
         self._raw_event = asyncio.Event()
         self._applying = False
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._unsent = 0  # frames queued or being sent
         self._subscription = self.doc.observe(self._on_transaction)
         self._reader = asyncio.get_running_loop().create_task(self._read())
         self._writer = asyncio.get_running_loop().create_task(self._write())
@@ -70,12 +71,17 @@ class DocClient:
 
     def _on_transaction(self, event: pycrdt.TransactionEvent) -> None:
         if not self._applying and event.update != b"\x00\x00":
-            self._outbox.put_nowait(pycrdt.create_update_message(event.update))
+            self._queue(pycrdt.create_update_message(event.update))
+
+    def _queue(self, frame: bytes) -> None:
+        self._unsent += 1
+        self._outbox.put_nowait(frame)
 
     async def _write(self) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await self.ws.send(await self._outbox.get())
+                self._unsent -= 1
 
     async def _read(self) -> None:
         try:
@@ -97,7 +103,7 @@ class DocClient:
             finally:
                 self._applying = False
             if reply is not None:
-                self._outbox.put_nowait(reply)
+                self._queue(reply)
             if message.sync_type == 1:
                 self.synced.set()
         elif message.type is YMessageType.RAW:
@@ -109,10 +115,14 @@ class DocClient:
             self._raw_event.set()
 
     async def flush(self) -> None:
-        """Wait until every local change has been sent."""
-        while not self._outbox.empty():
+        """Wait until every local change has been sent (not that the server handled it: a
+        save's answer comes after the server handled what was sent before it).
+
+        No SYNC round trip serves here: the server's y-py reads this client's 53-bit client
+        id as another one, and would answer a state vector with this client's own items.
+        """
+        while self._unsent and self.close_code is None:
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
 
     async def save(self, timeout: float = 30) -> str:
         """Ask the server to save now, as JupyterLab does; the reply's status."""
