@@ -512,6 +512,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=RESULTS,
                         help="where to write the results (those of parts not run are kept)")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where to draw part 4")
+    parser.add_argument("--wait-load", type=float, default=None, metavar="LOAD",
+                        help="first wait (up to --max-wait s) until the 1-minute load average "
+                             "is below LOAD")
+    parser.add_argument("--max-wait", type=float, default=1800)
     args = parser.parse_args(argv)
     args.parts = [part for part in args.parts.split(",") if part]
     unknown = set(args.parts) - set(PARTS)
@@ -721,8 +725,18 @@ def report_workers(part: dict[str, Any]) -> None:
     print(f"2 workers / 1 worker: {part['speedup']:.2f}x\n")
 
 
+def wait_for_load(limit: float, max_wait: float) -> None:
+    """Wait (up to ``max_wait`` s) until the 1-minute load average is below ``limit``."""
+    deadline = time.monotonic() + max_wait
+    while os.getloadavg()[0] >= limit and time.monotonic() < deadline:
+        progress(f"load average {os.getloadavg()[0]:.2f} >= {limit}: waiting")
+        time.sleep(20)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.wait_load is not None:
+        wait_for_load(args.wait_load, args.max_wait)
     started_at = time.monotonic()
     load_before = os.getloadavg()
     sys.stdout.reconfigure(line_buffering=True)
