@@ -85,6 +85,23 @@ def room_group_name(room: str) -> str:
     return f"ydjango.room.{_GROUP_CHARS.sub('_', room)[:60]}.{digest}"
 
 
+#: The alias of the channel layer the relay uses where the project's ``CHANNEL_LAYERS``
+#: defines it (the embedded settings do, with Redis: a pub/sub layer); otherwise the relay
+#: uses the layer of the consumers.
+RELAY_LAYER = "ydjango-relay"
+
+
+def get_relay_layer(default: Any = None) -> Any:
+    """The channel layer of the relay: the ``ydjango-relay`` layer if the project defines
+    one, else ``default``."""
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+
+    if RELAY_LAYER in getattr(settings, "CHANNEL_LAYERS", {}):
+        return get_channel_layer(RELAY_LAYER)
+    return default
+
+
 def relay_group_name(room: str) -> str:
     """The Channels group of a room's relay channels (one per process)."""
     return "ydjango.relay." + hashlib.sha256(room.encode()).hexdigest()[:32]
@@ -118,10 +135,10 @@ class RoomRelay:
         """Join the relay group and, when publishing, greet the other processes."""
         # The default prefix matters: channels-redis serves all of a process's channels of
         # one prefix from one blocking pop; another prefix would wait behind it.
-        self.channel = await self.layer.new_channel()
-        await retry_layer(lambda: self.layer.group_add(self.group, self.channel),
-                          f"room {self.room.name}: joining the relay group",
-                          get_setting("YDJANGO_CHANNEL_LAYER_WAIT"))
+        what = f"room {self.room.name}: joining the relay group"
+        wait = get_setting("YDJANGO_CHANNEL_LAYER_WAIT")
+        self.channel = await retry_layer(self.layer.new_channel, what, wait)
+        await retry_layer(lambda: self.layer.group_add(self.group, self.channel), what, wait)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._deliver())]
         if self.publish:

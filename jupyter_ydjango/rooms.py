@@ -24,7 +24,7 @@ from typing import Any
 import y_py as Y
 
 from . import metrics
-from .relay import REMOTE, RoomRelay
+from .relay import REMOTE, RoomRelay, get_relay_layer
 from .yutils import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -469,7 +469,7 @@ def get_registry(channel_layer: Any = None) -> RoomRegistry:
         from .conf import get_setting
 
         registry = RoomRegistry(
-            channel_layer,
+            get_relay_layer(channel_layer),
             unload_delay=get_setting("YDJANGO_ROOM_UNLOAD_DELAY"),
             heartbeat=get_setting("YDJANGO_RELAY_HEARTBEAT"),
         )
