@@ -122,7 +122,7 @@ def ensure_jc_venv() -> dict[str, str]:
 def our_versions() -> dict[str, str]:
     import importlib.metadata as m
 
-    return {p: m.version(p) for p in ("jupyter-ydjango", "y-py", "channels", "django",
+    return {p: m.version(p) for p in ("jupyter-ydjango", "channels", "django",
                                       "jupyterlab", "jupyter-server", "tornado", "pycrdt",
                                       "jupyter-ydoc", "websockets")}
 

@@ -32,7 +32,7 @@ import django  # noqa: E402
 django.setup()
 
 import nbformat  # noqa: E402
-import y_py as Y  # noqa: E402
+import pycrdt  # noqa: E402
 from docserver import DocServer  # noqa: E402
 from notebooks import generated_notebook  # noqa: E402
 
@@ -57,12 +57,12 @@ def in_process(path: Path, runs: int) -> dict[str, list[float]]:
         file = read_file(path)
         content = fmt.parse(file.data)
         t1 = time.perf_counter()
-        imported = Y.YDoc(client_id=0)
+        imported = pycrdt.Doc(client_id=0)
         fmt.load_into(imported, content, path.name, file.hash)
-        room = Y.YDoc()
-        Y.apply_update(room, Y.encode_state_as_update(imported))
+        room = pycrdt.Doc()
+        room.apply_update(imported.get_update())
         t2 = time.perf_counter()
-        state = Y.encode_state_as_update(room)
+        state = room.get_update()
         t3 = time.perf_counter()
         nb = fmt.read(room)
         t4 = time.perf_counter()

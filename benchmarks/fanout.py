@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
-import y_py as Y  # noqa: E402
+import pycrdt  # noqa: E402
 from rawclient import RawClient  # noqa: E402
 from servers import Server, migrate, serve_command, server_env  # noqa: E402
 from yclient import JS_DIR, NodeDriver, YClient  # noqa: E402
@@ -286,7 +286,7 @@ async def join_cost(setup: str, writer_url: str, bystander_urls: list[str], join
         chunk = 1000
         for i in range(0, len(text), chunk):
             await writer.edit(text[i:i + chunk])
-        doc_bytes = len(Y.encode_state_as_update(writer.doc))
+        doc_bytes = len(writer.doc.get_update())
         for url in bystander_urls:
             client = await RawClient.open(f"{url}/{room}")
             clients.append(client)
@@ -300,10 +300,10 @@ async def join_cost(setup: str, writer_url: str, bystander_urls: list[str], join
         joiner = await RawClient.open(f"{joiner_url}/{room}")
         clients.append(joiner)
         # What y-websocket does: send step 1; answer the server's step 1 with a step 2.
-        await joiner.send(create_sync_step1_message(Y.encode_state_vector(joiner.doc)))
+        await joiner.send(create_sync_step1_message(joiner.doc.get_state()))
         step1 = await joiner.wait_for(is_sync(YSyncMessageType.SYNC_STEP1), timeout=30)
         await joiner.send(create_sync_step2_message(
-            Y.encode_state_as_update(joiner.doc, step1.payload)))
+            joiner.doc.get_update(step1.payload)))
         await joiner.wait_for(is_sync(YSyncMessageType.SYNC_STEP2), timeout=30)
         join_ms = (time.monotonic() - t0) * 1000
         await wait_until(lambda: len(joiner.text()) == len(text), 30, "the joiner's document")
@@ -656,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "node": node.stdout.strip(),
-        "y_py": getattr(Y, "__version__", "?"), "platform": platform.platform(),
+        "pycrdt": pycrdt.__version__, "platform": platform.platform(),
         "cpus": os.cpu_count(), "redis": bool(results["join"][1:]),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "wall_s": round(total_wall, 1),

@@ -1,4 +1,5 @@
-"""Command line: ``python -m jupyter_ydjango serve`` runs the Django Channels service."""
+"""Command line: ``python -m jupyter_ydjango serve`` runs the Django Channels service;
+``deleted`` and ``restore`` list and bring back documents whose file was deleted."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def serve(args: argparse.Namespace) -> None:
     from daphne.cli import CommandLineInterface
 
     from .conf import get_setting
+    from .conversions import get_converter
 
+    get_converter().warm_up()
     _flush_rooms_at_shutdown()
 
     limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")
@@ -59,10 +62,15 @@ def _flush_rooms_at_shutdown() -> None:
     import daphne.server  # noqa: F401  (installs the asyncio reactor daphne runs on)
     from twisted.internet import defer, reactor
 
+    from .conversions import get_converter
     from .rooms import close_all_rooms
 
+    async def close() -> None:
+        await close_all_rooms()
+        get_converter().shutdown()
+
     def before_shutdown() -> defer.Deferred:
-        return defer.Deferred.fromFuture(asyncio.ensure_future(close_all_rooms()))
+        return defer.Deferred.fromFuture(asyncio.ensure_future(close()))
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 
@@ -89,6 +97,38 @@ def options() -> None:
         print(textwrap.indent(textwrap.fill(help_text, 88), "    "), end="\n\n")
 
 
+def deleted() -> None:
+    """List the documents whose file was deleted (their content can be restored)."""
+    _setup_django()
+    from .store import deleted_documents
+
+    documents = deleted_documents()
+    if not documents:
+        print("No deleted documents.")
+    for info in documents:
+        assert info.deleted is not None
+        print(f"{info.id}  {info.deleted:%Y-%m-%d %H:%M:%S %Z}  {info.path}")
+
+
+def restore(args: argparse.Namespace) -> None:
+    """Write a deleted document's last content back to a file."""
+    _setup_django()
+    from .restore import RestoreError, restore_deleted
+
+    try:
+        path = restore_deleted(args.file_id)
+    except RestoreError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"restored to {path}")
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
+    import django
+
+    django.setup()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the chosen command."""
     parser = argparse.ArgumentParser(prog="python -m jupyter_ydjango")
@@ -103,11 +143,19 @@ def main(argv: list[str] | None = None) -> None:
                                    "YDJANGO_REDIS_URL when more than 1)")
     serve_parser.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
     commands.add_parser("options", help="print every option with its default and help")
+    commands.add_parser("deleted", help="list the documents whose file was deleted")
+    restore_parser = commands.add_parser(
+        "restore", help="write a deleted document's last content back to a file")
+    restore_parser.add_argument("file_id", help="the document's file id (see `deleted`)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args)
     elif args.command == "options":
         options()
+    elif args.command == "deleted":
+        deleted()
+    elif args.command == "restore":
+        restore(args)
 
 
 if __name__ == "__main__":

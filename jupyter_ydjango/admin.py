@@ -14,13 +14,28 @@ from .models import Document, Snapshot, Update
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    """Documents: path, type, last save and its error, size of the stored history."""
+    """Documents: path, type, last save and its error, size of the stored history; deleted
+    files, and their restoration."""
 
-    list_display = ("path", "format", "type", "size", "last_saved", "save_error",
+    list_display = ("path", "format", "type", "size", "last_saved", "save_error", "deleted",
                     "connected_users", "update_rows", "snapshots")
+    list_filter = (("deleted", admin.EmptyFieldListFilter),)
     search_fields = ("path",)
     readonly_fields = ("id", "session_id", "imported", "file_hash", "created", "last_saved",
-                       "size", "save_error")
+                       "written_at", "written_by", "size", "save_error", "deleted")
+    actions = ["restore_deleted"]
+
+    @admin.action(description="Restore the deleted file (its last content)")
+    def restore_deleted(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        from .restore import RestoreError, restore_deleted
+
+        for document in queryset.filter(deleted__isnull=False):
+            try:
+                path = restore_deleted(document.id)
+            except RestoreError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            self.message_user(request, f"{document.path}: restored to {path}")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
         return super().get_queryset(request).annotate(

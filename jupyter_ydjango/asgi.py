@@ -11,10 +11,9 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
 
-from .middleware import IdentityMiddleware  # noqa: E402
+from .middleware import DjangoLoginFallback, IdentityMiddleware  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
 from .security import BrowserOriginValidator  # noqa: E402
 
@@ -22,7 +21,7 @@ application = ProtocolTypeRouter(
     {
         "http": IdentityMiddleware(django_asgi_app),
         "websocket": BrowserOriginValidator(
-            AuthMiddlewareStack(IdentityMiddleware(URLRouter(websocket_urlpatterns)))
+            DjangoLoginFallback(IdentityMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

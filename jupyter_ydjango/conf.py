@@ -43,6 +43,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
                               "this many accumulate."),
     "YDJANGO_COMPACT_IDLE": (30.0, "Seconds without changes after which a document's log is "
                              "folded into a snapshot."),
+    "YDJANGO_CONVERSION_PROCESSES": (1, "Worker processes that turn big files into documents "
+                                     "(first opens) and documents into files (saves), kept "
+                                     "running, so that this work and the memory it leaves "
+                                     "behind stay out of the server; 0: threads of the server "
+                                     "instead."),
     "YDJANGO_IDENTITY_SECRET": ("", "Secret shared with Jupyter servers that sign the "
                                 "identity header (remote mode); empty: no header is "
                                 "accepted."),

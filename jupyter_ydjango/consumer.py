@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 from urllib.parse import parse_qs
 
-import y_py as Y
+import pycrdt
 from asgiref.sync import async_to_sync
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -44,12 +44,13 @@ from channels.layers import get_channel_layer
 from . import store
 from .conf import get_setting, notebook_root
 from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError
+from .engines import UnsupportedClientId
 from .formats import FORMATS
 from .identity import SCOPE_KEY
 from .layer import retry_layer
 from .middleware import ERROR_KEY
 from .relay import REMOTE, get_relay_layer, relay_group_name, room_group_name
-from .rooms import Peer, Room, get_registry
+from .rooms import Peer, Room, find_room, get_registry
 from .store import run_db
 from .yutils import (
     Message,
@@ -73,6 +74,8 @@ CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_UNAUTHORIZED = 4401
 #: A frame larger than the limit.
 CLOSE_TOO_BIG = 4413
+#: An update with a client id the room's document cannot hold (a y-py room and a 53-bit id).
+CLOSE_UNSUPPORTED_CLIENT_ID = 4422
 #: A text frame: the protocol is binary.
 CLOSE_UNSUPPORTED_DATA = 4415
 
@@ -89,7 +92,8 @@ class YjsConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.room_name: str | None = None
         self.group_name: str | None = None
-        self.ydoc: Y.YDoc | None = None
+        #: The room's document (shared by every connection of the room in this process).
+        self.ydoc: pycrdt.Doc | Any = None
         self.room: Room | None = None
         self.peer: Peer | None = None
         #: Set to True in :meth:`connect` (before ``super().connect()``) for a reader.
@@ -101,13 +105,17 @@ class YjsConsumer(AsyncWebsocketConsumer):
         """Name the room of this connection. Default: the ``room`` keyword of the URL route."""
         return self.scope["url_route"]["kwargs"]["room"]
 
-    async def make_ydoc(self) -> Y.YDoc:
-        """Make the document of a room, once per room per process. Default: an empty ``YDoc``.
+    async def make_ydoc(self) -> pycrdt.Doc:
+        """Make the document of a room, once per room per process. Default: an empty
+        :class:`pycrdt.Doc`.
 
         Override it to fill the document (from your database) or to add observers. It runs on
-        the event loop; keep y-py calls here, do blocking I/O through ``sync_to_async``.
+        the event loop, the thread the document must stay on; do blocking I/O through
+        ``sync_to_async``. A ``y_py.YDoc`` is accepted too (the ``[ypy]`` extra), for code
+        written for y-py; such a room refuses clients with 53-bit client ids (pycrdt's),
+        closing them with 4422.
         """
-        return Y.YDoc()
+        return pycrdt.Doc()
 
     async def make_room(self) -> Room:
         """Make the room (its document through :meth:`make_ydoc`); called once per room."""
@@ -149,6 +157,8 @@ class YjsConsumer(AsyncWebsocketConsumer):
         try:
             for message in decode_messages(bytes_data):
                 await self.receive_message(message)
+        except UnsupportedClientId as exc:
+            await self._refuse(CLOSE_UNSUPPORTED_CLIENT_ID, str(exc))
         except ProtocolError as exc:
             await self._refuse(CLOSE_PROTOCOL_ERROR, str(exc))
 
@@ -358,7 +368,8 @@ class DocumentConsumer(_IdentifiedConsumer):
     code before the handshake: 4401 no identity, 4404 unknown room or file, 4403 a path outside
     the root, 4409 a ``sessionId`` of another history, 4500 a file that cannot be loaded.
     A RAW ``save`` request saves now and is answered ``{"type": "save", "responseTo": id,
-    "status": "success" | "skipped" | "failed"}``.
+    "status": "success" | "skipped" | "failed"}``: ``"success"`` whenever the file holds the
+    document (whoever wrote it), ``"failed"`` when it cannot be written.
     """
 
     room_class = DocumentRoom
@@ -370,7 +381,11 @@ class DocumentConsumer(_IdentifiedConsumer):
         room_id = self.scope["url_route"]["kwargs"]["room_id"]
         kind, _, file_id = room_id.rpartition(":")
         doc_format = FORMATS.get(tuple(kind.split(":", 1)))  # type: ignore[arg-type]
-        document = await run_db(store.get_document, file_id) if doc_format else None
+        loaded = find_room(room_id)  # a co-editor joining: no database query
+        if isinstance(loaded, DocumentRoom):
+            document = loaded.document
+        else:
+            document = await run_db(store.get_document, file_id) if doc_format else None
         if document is None or (document.format, document.type) != tuple(kind.split(":", 1)):
             logger.info("refused room %s: no such document", room_id)
             await self.refuse(CLOSE_NOT_FOUND)
@@ -388,7 +403,7 @@ class DocumentConsumer(_IdentifiedConsumer):
             await self.refuse(exc.code)
 
     async def make_room(self) -> Room:
-        return DocumentRoom(self.room_name, Y.YDoc(), document=self.document,
+        return DocumentRoom(self.room_name, pycrdt.Doc(), document=self.document,
                             format=self.doc_format, root=notebook_root())
 
     async def receive_raw(self, payload: bytes) -> None:
@@ -397,15 +412,14 @@ class DocumentConsumer(_IdentifiedConsumer):
             asyncio.get_running_loop().create_task(self._save(request_id))
 
     async def _save(self, request_id: int | None) -> None:
+        # A reader's request saves too (as jupyter-collaboration's): it writes what the
+        # room's writers made, nothing of the reader's own.
         room, peer = self.room, self.peer
-        if self.read_only:
-            status = "skipped"
-        else:
-            try:
-                status = await room.save()
-            except Exception:
-                logger.exception("room %s: save failed", self.room_name)
-                status = "failed"
+        try:
+            status = await room.save()
+        except Exception:
+            logger.exception("room %s: save failed", self.room_name)
+            status = "failed"
         if peer is not None:
             peer.push(create_raw_json_message(
                 {"type": "save", "responseTo": request_id, "status": status}

@@ -19,6 +19,11 @@ atomically, and keeps the last good file when the document is invalid. A watcher
 file: a change made by someone else is loaded into the room as an edit, after the room's
 unsaved version is kept as a copy beside the file, so that neither side is lost.
 
+A room never creates its file, it only replaces it. A file deleted (through Jupyter, which
+tells the room through :meth:`DocumentRoom.file_deleted`, or on disk, seen by the watcher) is
+not written again: the room tells its clients, keeps the document's content in its history
+(a ``deleted`` snapshot), and goes on serving the people still in it without saving.
+
 Everything that touches the YDoc runs on the event loop; the store runs in threads.
 """
 
@@ -30,25 +35,23 @@ import dataclasses
 import logging
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import y_py as Y
+import pycrdt
 
 from . import metrics, store
 from .conf import get_setting
+from .conversions import get_converter
 from .formats import DocumentFormat, FormatError
 from .paths import PathError, resolve_in_root
 from .relay import REMOTE
-from .rooms import HISTORY, Room
+from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame
 from .store import DocumentInfo, run_db, run_io
 from .yutils import create_raw_json_message
 
 logger = logging.getLogger(__name__)
-
-#: Client id of the documents files are imported into: a fixed one, so that importing the same
-#: file twice creates the same Yjs items (never duplicated cells when histories meet).
-IMPORT_CLIENT_ID = 0
 
 
 class LoadError(Exception):
@@ -70,7 +73,7 @@ CLOSE_LOAD_FAILED = 4500
 class DocumentRoom(Room):
     """A room whose document is stored in the database and saved to a file."""
 
-    def __init__(self, name: str, doc: Y.YDoc, *, document: DocumentInfo,
+    def __init__(self, name: str, doc: pycrdt.Doc, *, document: DocumentInfo,
                  format: DocumentFormat, root: Path) -> None:
         super().__init__(name, doc)
         self.document = document
@@ -96,10 +99,14 @@ class DocumentRoom(Room):
         self._file_lock = asyncio.Lock()
         self._disk_hash = ""  # hash of the file as this room last read or wrote it
         self._disk_signature: tuple[int, int, int] | None = None
+        self._written_signature: tuple[int, int, int] | None = None  # of this room's last write
         self._last_change = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscriptions: list[Any] = []
         self._invalid = False  # the last save found the document invalid
+        #: Whether the file was deleted: the room no longer writes it.
+        self.deleted = document.deleted is not None
+        self._missing_since: float | None = None  # when the watcher first missed the file
         #: This room's claim to write the file (one writer per document across processes).
         self.writer_id = uuid.uuid4().hex
         self.writer_lease = max(3.0, 5 * self.poll_interval)
@@ -108,6 +115,10 @@ class DocumentRoom(Room):
     def path(self) -> Path:
         """The file's real path (checked to be inside the root)."""
         return resolve_in_root(self.root, self.document.path)
+
+    #: Seconds a file must stay missing before the watcher takes it as deleted (a program
+    #: that deletes a file and writes it again, such as ``git checkout``, takes far less).
+    missing_grace = 1.0
 
     @property
     def unsaved(self) -> bool:
@@ -125,8 +136,12 @@ class DocumentRoom(Room):
         imported = None
         if history.empty:
             imported = await self._import(path)
-            history = imported or await run_db(store.load_history, self.document.id)
-        self._replay(history)
+        if imported is not None:
+            await self._apply_import(*imported)
+        else:
+            if history.empty:  # another process imported the file first
+                history = await run_db(store.load_history, self.document.id)
+            self._replay(history)
         for root in self.format.content_roots(self.doc):
             self._subscriptions.append((root, root.observe_deep(self._on_content_change)))
         loop = asyncio.get_running_loop()
@@ -178,47 +193,56 @@ class DocumentRoom(Room):
                 root.unobserve(subscription)
         self._subscriptions = []
 
+    def join(self, send: SendFrame, close: ClosePeer) -> Peer:
+        peer = super().join(send, close)
+        if self.deleted:
+            peer.push(create_raw_json_message(self._deleted_notice()))
+        return peer
+
     # --- loading ------------------------------------------------------------------------
 
-    async def _import(self, path: Path) -> store.History | None:
-        """Import the file into an empty history; ``None`` if another process imported it
-        first (then load its history)."""
+    async def _import(self, path: Path) -> tuple[int, list[bytes]] | None:
+        """Import the file into an empty history: the import snapshot's id and the updates
+        that build the document; ``None`` if another process imported it first (then load
+        its history)."""
         try:
             file = await run_io(store.read_file, path)
         except FileNotFoundError:
             raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path}: no such file") from None
         except OSError as exc:
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
+        kind = (self.document.format, self.document.type)
         try:
-            content = await run_io(self.format.parse, file.data)
+            built = await get_converter().build(kind, file.data, self.document.path, file.hash)
         except FormatError as exc:
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
-        imported = Y.YDoc(client_id=IMPORT_CLIENT_ID)
-        try:
-            self.format.load_into(imported, content, self.document.path, file.hash)
-        except FormatError as exc:
-            raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
-        state = Y.encode_state_as_update(imported)
-        snapshot_id = await run_db(store.import_file, self.document.id, state, file.hash)
+        snapshot_id = await run_db(store.import_file, self.document.id, built.state, file.hash)
         if snapshot_id is None:
             return None
         self._disk_hash, self._disk_signature = file.hash, file.signature
         logger.info("%s: imported %s (%d bytes)", self.name, self.document.path, len(file.data))
         self.document = _with_hash(self.document, file.hash)
-        return store.History([(snapshot_id, state)], [], True)
+        return snapshot_id, built.chunks
+
+    async def _apply_import(self, snapshot_id: int, chunks: list[bytes]) -> None:
+        """Apply an import's updates one after the other, letting other rooms run between
+        them (a 5,000-cell notebook would otherwise hold the event loop for ~100 ms)."""
+        for chunk in chunks:
+            self.apply_update(chunk, HISTORY)
+            await asyncio.sleep(0)
+        self._snapshot_ids.append(snapshot_id)
 
     def _replay(self, history: store.History) -> None:
-        self._origin = HISTORY
-        try:
-            for snapshot_id, state in history.snapshots:
-                Y.apply_update(self.doc, state)
-                self._snapshot_ids.append(snapshot_id)
-            for row_id, data in history.updates:
-                for update in store.unpack_updates(data):
-                    Y.apply_update(self.doc, update)
-                self._update_ids.append(row_id)
-        finally:
-            self._origin = None
+        for _, state in history.snapshots:
+            self.apply_update(state, HISTORY)
+        updates = [update for _, data in history.updates for update in store.unpack_updates(data)]
+        if updates:
+            # the log's many small updates merged into one apply much faster than one by one
+            # (a big snapshot is applied alone: merging it would cost more than it saves)
+            self.apply_update(updates[0] if len(updates) == 1 else pycrdt.merge_updates(*updates),
+                              HISTORY)
+        self._snapshot_ids.extend(snapshot_id for snapshot_id, _ in history.snapshots)
+        self._update_ids.extend(row_id for row_id, _ in history.updates)
 
     # --- the update log -----------------------------------------------------------------
 
@@ -259,12 +283,13 @@ class DocumentRoom(Room):
             del self._pending[:len(batch)]
             self._update_ids.append(row_id)
 
-    async def _compact(self) -> None:
+    async def _compact(self, reason: str = "compaction") -> None:
         """Fold the rows this room knows into one snapshot of its whole state."""
-        state = Y.encode_state_as_update(self.doc)
+        state = self.diff()
         snapshots, updates = list(self._snapshot_ids), list(self._update_ids)
         try:
-            new_id = await run_db(store.compact, self.document.id, state, snapshots, updates)
+            new_id = await run_db(store.compact, self.document.id, state, snapshots, updates,
+                                  reason)
         except Exception as exc:
             logger.error("%s: compaction failed (will retry): %r", self.name, exc)
             return
@@ -296,10 +321,10 @@ class DocumentRoom(Room):
                 except asyncio.TimeoutError:
                     break
             self._content_changed.clear()
-            if not await self.is_writer():
-                continue  # another process's room writes the file
+            if self.deleted or not await self.is_writer():
+                continue  # nothing to write, or another process's room writes the file
             status = await self.save()
-            if status == "failed" and self.unsaved and not self._invalid:
+            if status == "failed" and self.unsaved and not self._invalid and not self.deleted:
                 await asyncio.sleep(self.save_delay)  # an I/O error: try again
                 self._content_changed.set()
 
@@ -314,18 +339,21 @@ class DocumentRoom(Room):
             return False
 
     async def save(self) -> str:
-        """Save the document to its file now: ``"success"``, ``"skipped"`` (the file already
-        holds it) or ``"failed"`` (the error is logged, recorded and sent to the clients).
+        """Save the document to its file now: ``"success"`` once the file holds the document
+        (written now, or already by an earlier save), ``"failed"`` on a real failure (the
+        error is logged, recorded and sent to the clients).
 
         Where another process's room writes the file, wait (up to the save delay and 2 s)
         for the file to hold this document: ``"success"`` if it does, else ``"skipped"``.
         """
+        if self.deleted:
+            return "failed"  # the clients were told; nothing is written any more
         if not await self.is_writer():
             return await self._wait_for_writer()
         async with self._file_lock:
             changes = self._changes
             try:
-                data = await run_io(self.format.render, self.format.read(self.doc))
+                data = await self.render()
             except FormatError as exc:
                 self._invalid = True
                 return await self._save_failed(f"not saved, the document is invalid: {exc}")
@@ -334,19 +362,26 @@ class DocumentRoom(Room):
             if file_hash == self._disk_hash:
                 self._saved_changes = changes
                 self._mark_clean(file_hash)
-                return "skipped"
+                return "success"  # the file holds the document already
             # a change on disk not seen yet is handled first: never overwrite it unseen
             if await self._check_file_locked():
-                return "skipped"
+                # the room now holds the file's version (its own is kept beside the file)
+                return "skipped" if self.unsaved else "success"
+            if self.deleted or self._missing_since is not None:
+                return "failed"  # never make the file again
             try:
                 path = self.path
-                file = await run_io(store.write_file_atomic, path, data)
+                file = await run_io(store.write_file_atomic, path, data, True)
                 await run_db(store.record_save, self.document.id, file.hash, len(data))
+            except FileNotFoundError:
+                self._missing_since = time.monotonic()  # deleted meanwhile: the watcher decides
+                return "failed"
             except (OSError, PathError) as exc:
                 return await self._save_failed(f"cannot write {self.document.path}: {exc}")
             except Exception as exc:  # the file is written; only the record failed
                 logger.error("%s: saved, but cannot record the save: %r", self.name, exc)
             self._disk_hash, self._disk_signature = file.hash, file.signature
+            self._written_signature = file.signature
             self._saved_changes = changes
             self.last_saved = time.time()
             self.save_error = ""
@@ -355,9 +390,15 @@ class DocumentRoom(Room):
             logger.info("%s: saved %s (%d bytes)", self.name, self.document.path, len(data))
             return "success"
 
+    async def render(self) -> bytes:
+        """The file's bytes for the document as it is now (the conversion runs away from the
+        event loop: only the dump is made here). :raises FormatError:"""
+        kind = (self.document.format, self.document.type)
+        return await get_converter().render(kind, self.format.dump(self.doc))
+
     async def _wait_for_writer(self) -> str:
         try:
-            wanted = store.sha256(await run_io(self.format.render, self.format.read(self.doc)))
+            wanted = store.sha256(await self.render())
         except FormatError:
             return "failed"
         deadline = time.monotonic() + self.save_delay + 2
@@ -402,6 +443,9 @@ class DocumentRoom(Room):
                     if not was_writer and self.unsaved:
                         self._content_changed.set()  # took over from a writer that went away
                     await self._check_file()
+                else:
+                    async with self._file_lock:
+                        await self._refresh_document(writer=False)
                 was_writer = writer
             except Exception:
                 logger.exception("%s: error while checking the file", self.name)
@@ -414,20 +458,81 @@ class DocumentRoom(Room):
         async with self._file_lock:
             return await self._check_file_locked(loading)
 
-    async def _check_file_locked(self, loading: bool = False) -> bool:
-        """Look for a change of the file made by someone else and load it; whether one was."""
+    async def _refresh_document(self, writer: bool) -> None:
+        """Follow the document's row: a rename, a deletion (recorded by another process, or
+        by the API), a restored file."""
         info = await run_db(store.get_document, self.document.id)
-        if info is not None:
-            if info.path != self.document.path:
-                logger.info("%s: renamed to %s", self.name, info.path)
-                self.format.set_state(self.doc, path=info.path)
-            self.document = info
+        if info is None:
+            return
+        if info.path != self.document.path:
+            logger.info("%s: renamed to %s", self.name, info.path)
+            self.format.set_state(self.doc, path=info.path)
+        self.document = info
+        if info.deleted is not None and not self.deleted:
+            await self._deleted_locked(f"{info.path} was deleted", writer=writer)
+        elif info.deleted is None and self.deleted:
+            self.deleted = False
+            self._missing_since = None
+            self._disk_hash = info.file_hash
+            logger.info("%s: %s was restored", self.name, info.path)
+            self._notify({"type": "file", "status": "restored", "path": info.path})
+
+    async def file_deleted(self) -> None:
+        """The file was deleted (Jupyter said so): stop writing it and tell the clients."""
+        async with self._file_lock:
+            if not self.deleted:
+                await self._deleted_locked(f"{self.document.path} was deleted", writer=True)
+
+    async def _deleted_locked(self, why: str, *, writer: bool) -> None:
+        self.deleted = True
+        self._missing_since = None
+        logger.info("%s: %s; the room stops saving it", self.name, why)
+        if writer:
+            # A save that was writing when the file was deleted may have made it again:
+            # the file is still the one this room wrote (same inode, time and size).
+            with contextlib.suppress(OSError, PathError):
+                path = self.path
+                signature = await run_io(store.stat_file, path)
+                if signature is not None and signature == self._written_signature:
+                    await run_io(path.unlink)
+                    logger.info("%s: removed %s, written again by a save", self.name, path)
+        self._notify(self._deleted_notice())
+        # The last content, as a snapshot of its own (admin, restore): what the file held
+        # when it was deleted, and what the people still in the room write afterwards is in
+        # the update log.
+        try:
+            await self.flush()
+            await self._compact(reason="deleted")
+        except Exception as exc:
+            logger.error("%s: cannot store the deleted document's content: %r", self.name, exc)
+
+    def _deleted_notice(self) -> dict[str, Any]:
+        return {"type": "file", "status": "deleted", "path": self.document.path}
+
+    async def _check_file_locked(self, loading: bool = False) -> bool:
+        """Look for a change of the file made by someone else and load it; whether one was.
+
+        A file missing for :attr:`missing_grace` seconds is taken as deleted.
+        """
+        await self._refresh_document(writer=True)
+        if self.deleted:
+            return False
         try:
             path = self.path
         except PathError:
             return False
         signature = await run_io(store.stat_file, path)
-        if signature is None or (signature == self._disk_signature and not loading):
+        if signature is None:
+            now = time.monotonic()
+            if self._missing_since is None:
+                self._missing_since = now
+            elif now - self._missing_since >= self.missing_grace:
+                await run_db(store.mark_document_deleted, self.document.id)
+                await self._deleted_locked(f"{self.document.path} was deleted on disk",
+                                           writer=True)
+            return False
+        self._missing_since = None
+        if signature == self._disk_signature and not loading:
             return False
         try:
             file = await run_io(store.read_file, path)
@@ -445,7 +550,7 @@ class DocumentRoom(Room):
     async def _check_saved(self) -> None:
         """At load: whether the file holds the document (a save may have been cut off)."""
         try:
-            data = await run_io(self.format.render, self.format.read(self.doc))
+            data = await self.render()
         except FormatError:
             return
         if store.sha256(data) != self._disk_hash:
@@ -472,7 +577,7 @@ class DocumentRoom(Room):
             self._content_changed.set()
             return
         try:
-            ours = await run_io(self.format.render, self.format.read(self.doc))
+            ours = await self.render()
         except FormatError:
             ours = None
         if ours is not None and store.sha256(ours) not in (previous_hash, file.hash):
@@ -483,6 +588,9 @@ class DocumentRoom(Room):
         self.format.replace(self.doc, content)
         self._saved_changes = self._changes
         self._mark_clean(file.hash)
+        written = datetime.fromtimestamp(file.signature[0] / 1e9, tz=timezone.utc)
+        with contextlib.suppress(Exception):  # only the "last written" shown to people
+            await run_db(store.record_outside_write, self.document.id, written)
         logger.info("%s: loaded the change on disk of %s", self.name, self.document.path)
 
     # --- clients ------------------------------------------------------------------------
@@ -497,8 +605,9 @@ class DocumentRoom(Room):
         return {
             "loaded": True,
             "connections": len(self.peers),
-            "unsaved": self.unsaved,
+            "unsaved": self.unsaved and not self.deleted,
             "saveError": self.save_error or None,
+            "deleted": self.deleted,
         }
 
 

@@ -6,15 +6,16 @@ A room id is ``{format}:{type}:{fileId}``; :data:`FORMATS` maps ``(format, type)
 * ``json:notebook``: an ``.ipynb`` in JupyterLab's notebook schema (:mod:`.notebook`);
 * ``text:file``: a UTF-8 text file as a ``source`` YText (jupyter_ydoc's ``YUnicode``/``YFile``).
 
-``parse`` and ``render`` touch no y-py object and may run in a worker thread; the other
+``parse`` and ``render`` touch no pycrdt object and may run in a worker thread; the other
 methods run on the event loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-import y_py as Y
+import pycrdt
 
 from . import notebook
 
@@ -36,32 +37,49 @@ class DocumentFormat:
         """The file's bytes for ``content``, validated (thread-safe). :raises FormatError:"""
         raise NotImplementedError
 
-    def load_into(self, doc: Y.YDoc, content: Any, path: str, content_hash: str) -> None:
+    def load_into(self, doc: pycrdt.Doc, content: Any, path: str, content_hash: str) -> None:
         """Fill an empty document with ``content``, deterministically, in one transaction;
         ``state.path`` and ``state.hash`` (the file's SHA-256, as Jupyter's contents manager
         computes it: the frontend compares it with the file's) are set too."""
         raise NotImplementedError
 
-    def read(self, doc: Y.YDoc) -> Any:
+    def load_steps(self, doc: pycrdt.Doc, content: Any, path: str,
+                   content_hash: str) -> Iterator[None]:
+        """:meth:`load_into` in several transactions, pausing after each (the same operations
+        in the same order, so the same Yjs items). Default: one step."""
+        self.load_into(doc, content, path, content_hash)
+        yield
+
+    def read(self, doc: pycrdt.Doc) -> Any:
         """The content a document holds. :raises FormatError:"""
         raise NotImplementedError
 
-    def replace(self, doc: Y.YDoc, content: Any) -> bool:
+    def dump(self, doc: pycrdt.Doc) -> Any:
+        """A copy of what a document holds that is quick to make (on the document's thread)
+        and can travel to another thread or process, for :meth:`render_dump`."""
+        raise NotImplementedError
+
+    def render_dump(self, dump: Any) -> bytes:
+        """The file's bytes for a :meth:`dump` (thread- and process-safe).
+        :raises FormatError:"""
+        return self.render(dump)
+
+    def replace(self, doc: pycrdt.Doc, content: Any) -> bool:
         """Edit a document to hold ``content``, changing only what differs; whether it changed."""
         raise NotImplementedError
 
-    def content_roots(self, doc: Y.YDoc) -> list[Any]:
+    def content_roots(self, doc: pycrdt.Doc) -> list[Any]:
         """The shared types whose changes are changes of the file (not of ``state``)."""
         raise NotImplementedError
 
-    def set_state(self, doc: Y.YDoc, **values: Any) -> None:
+    def set_state(self, doc: pycrdt.Doc, **values: Any) -> None:
         """Set entries of the document's ``state`` map that differ from ``values``."""
-        ystate = doc.get_map(notebook.STATE)
+        ystate = doc.get(notebook.STATE, type=pycrdt.Map)
         changed = {key: value for key, value in values.items() if ystate.get(key) != value}
         if changed:
-            with doc.begin_transaction() as txn:
+            with doc.transaction():
                 for key, value in changed.items():
-                    ystate.set(txn, key, value)
+                    ystate[key] = value
 
 
 class NotebookFormat(DocumentFormat):
@@ -81,26 +99,43 @@ class NotebookFormat(DocumentFormat):
         except notebook.NotebookError as exc:
             raise FormatError(str(exc)) from None
 
-    def load_into(self, doc: Y.YDoc, content: Any, path: str, content_hash: str) -> None:
+    def load_into(self, doc: pycrdt.Doc, content: Any, path: str, content_hash: str) -> None:
         try:
             notebook.load_into(doc, content, path=path, content_hash=content_hash)
         except notebook.NotebookError as exc:
             raise FormatError(str(exc)) from None
 
-    def read(self, doc: Y.YDoc) -> Any:
+    def load_steps(self, doc: pycrdt.Doc, content: Any, path: str,
+                   content_hash: str) -> Iterator[None]:
+        try:
+            yield from notebook.load_steps(doc, content, path=path, content_hash=content_hash)
+        except notebook.NotebookError as exc:
+            raise FormatError(str(exc)) from None
+
+    def read(self, doc: pycrdt.Doc) -> Any:
         try:
             return notebook.notebook_from_doc(doc)
         except notebook.NotebookError as exc:
             raise FormatError(str(exc)) from None
 
-    def replace(self, doc: Y.YDoc, content: Any) -> bool:
+    def dump(self, doc: pycrdt.Doc) -> Any:
+        return notebook.doc_json(doc)
+
+    def render_dump(self, dump: Any) -> bytes:
+        try:
+            return self.render(notebook.notebook_from_json(*dump))
+        except notebook.NotebookError as exc:
+            raise FormatError(str(exc)) from None
+
+    def replace(self, doc: pycrdt.Doc, content: Any) -> bool:
         try:
             return notebook.replace_content(doc, content)
         except notebook.NotebookError as exc:
             raise FormatError(str(exc)) from None
 
-    def content_roots(self, doc: Y.YDoc) -> list[Any]:
-        return [doc.get_array(notebook.CELLS), doc.get_map(notebook.META)]
+    def content_roots(self, doc: pycrdt.Doc) -> list[Any]:
+        return [doc.get(notebook.CELLS, type=pycrdt.Array),
+                doc.get(notebook.META, type=pycrdt.Map)]
 
 
 class TextFormat(DocumentFormat):
@@ -117,22 +152,25 @@ class TextFormat(DocumentFormat):
     def render(self, content: Any) -> bytes:
         return str(content).encode("utf-8", "surrogatepass")
 
-    def load_into(self, doc: Y.YDoc, content: Any, path: str, content_hash: str) -> None:
-        source = doc.get_text(self.SOURCE)
+    def load_into(self, doc: pycrdt.Doc, content: Any, path: str, content_hash: str) -> None:
+        source = doc.get(self.SOURCE, type=pycrdt.Text)
         if len(source):
             raise FormatError("The document already has text; load into an empty one")
-        with doc.begin_transaction() as txn:
-            source.extend(txn, content)
-            state = doc.get_map(notebook.STATE)
-            state.set(txn, "dirty", False)
-            state.set(txn, "hash", content_hash)
-            state.set(txn, "path", path)
+        with doc.transaction():
+            source += content
+            state = doc.get(notebook.STATE, type=pycrdt.Map)
+            state["dirty"] = False
+            state["hash"] = content_hash
+            state["path"] = path
 
-    def read(self, doc: Y.YDoc) -> Any:
-        return str(doc.get_text(self.SOURCE))
+    def read(self, doc: pycrdt.Doc) -> Any:
+        return str(doc.get(self.SOURCE, type=pycrdt.Text))
 
-    def replace(self, doc: Y.YDoc, content: Any) -> bool:
-        source = doc.get_text(self.SOURCE)
+    def dump(self, doc: pycrdt.Doc) -> Any:
+        return self.read(doc)
+
+    def replace(self, doc: pycrdt.Doc, content: Any) -> bool:
+        source = doc.get(self.SOURCE, type=pycrdt.Text)
         old = str(source)
         if old == content:
             return False
@@ -144,20 +182,19 @@ class TextFormat(DocumentFormat):
         end = 0
         while end < limit - start and old[-1 - end] == content[-1 - end]:
             end += 1
-        with doc.begin_transaction() as txn:
+        with doc.transaction():
+            at = _byte_index(old, start)
             if len(old) - start - end:
-                source.delete_range(
-                    txn, _byte_index(old, start), _byte_len(old[start:len(old) - end])
-                )
+                del source[at:at + _byte_len(old[start:len(old) - end])]
             if len(content) - start - end:
-                source.insert(txn, _byte_index(old, start), content[start:len(content) - end])
+                source.insert(at, content[start:len(content) - end])
         return True
 
-    def content_roots(self, doc: Y.YDoc) -> list[Any]:
-        return [doc.get_text(self.SOURCE)]
+    def content_roots(self, doc: pycrdt.Doc) -> list[Any]:
+        return [doc.get(self.SOURCE, type=pycrdt.Text)]
 
 
-# y-py 0.6 indexes text by UTF-8 bytes.
+# pycrdt indexes text by UTF-8 bytes.
 def _byte_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 

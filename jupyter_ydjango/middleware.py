@@ -64,3 +64,25 @@ class IdentityMiddleware:
             scope[SCOPE_KEY] = identity
             scope[ERROR_KEY] = error
         return await self.app(scope, receive, send)
+
+
+class DjangoLoginFallback:
+    """Channels' ``AuthMiddlewareStack`` in front of ``app``, run only for clients that bring
+    no identity of their own.
+
+    The login lookup costs every websocket a trip to the database thread; a client of the
+    in-process bridge (identity in the scope) or with a signed identity header does not need
+    it. Others (a browser logged in to Django) get ``scope["user"]`` as before.
+    """
+
+    def __init__(self, app: Any) -> None:
+        from channels.auth import AuthMiddlewareStack
+
+        self.app = app
+        self.with_login = AuthMiddlewareStack(app)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if isinstance(scope.get(SCOPE_KEY), Identity) or HEADER.encode() in dict(
+                scope.get("headers") or ()):
+            return await self.app(scope, receive, send)
+        return await self.with_login(scope, receive, send)

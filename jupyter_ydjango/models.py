@@ -17,8 +17,9 @@ class Document(models.Model):
     """A file served collaboratively; its id is the ``fileId`` of jupyter-collaboration's API."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    #: The file's API path, relative to the notebook root, ``/``-separated.
-    path = models.CharField(max_length=1024, unique=True)
+    #: The file's API path, relative to the notebook root, ``/``-separated; unique among the
+    #: documents whose file was not deleted.
+    path = models.CharField(max_length=1024, db_index=True)
     #: ``json`` or ``text``, as in the room id ``{format}:{type}:{fileId}``.
     format = models.CharField(max_length=16, default="json")
     #: ``notebook`` or ``file``.
@@ -33,7 +34,17 @@ class Document(models.Model):
     #: Size in bytes of the file as last saved.
     size = models.BigIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
+    #: When a room last wrote the file.
     last_saved = models.DateTimeField(null=True, blank=True)
+    #: When the file was last written as far as the rooms know, and by whom: ``room`` (a
+    #: save) or ``outside`` (a change on disk made by something else; the file's mtime).
+    #: Empty while unknown (a file imported and never written since).
+    written_at = models.DateTimeField(null=True, blank=True)
+    written_by = models.CharField(max_length=8, blank=True, default="",
+                                  choices=[("room", "room"), ("outside", "outside")])
+    #: When the file was deleted (through Jupyter, or on disk). The document stays, with
+    #: its history (the last content); a new file at the same path is a new document.
+    deleted = models.DateTimeField(null=True, blank=True)
     #: Why the last save failed; empty after a successful save.
     save_error = models.TextField(blank=True, default="")
     #: The loaded room (in some process) that writes the file, and until when its lease runs:
@@ -43,9 +54,13 @@ class Document(models.Model):
 
     class Meta:
         ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["path"], condition=models.Q(deleted__isnull=True),
+                                    name="ydjango_document_live_path"),
+        ]
 
     def __str__(self) -> str:
-        return self.path
+        return f"{self.path} (deleted)" if self.deleted else self.path
 
     @property
     def room_name(self) -> str:
@@ -74,7 +89,8 @@ class Snapshot(models.Model):
     id = models.BigAutoField(primary_key=True)
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="snapshots")
     state = models.BinaryField()
-    #: ``import`` for the file's import, ``compaction`` for a fold of the log.
+    #: ``import`` for the file's import, ``compaction`` for a fold of the log, ``deleted``
+    #: for the document's content when its file was deleted.
     reason = models.CharField(max_length=16, default="compaction")
     created = models.DateTimeField(auto_now_add=True)
 

@@ -1,4 +1,4 @@
-"""Notebooks: nbformat <-> y-py YDoc, in the schema JupyterLab's collaborative frontend uses.
+"""Notebooks: nbformat <-> pycrdt document, in the schema JupyterLab's collaborative frontend uses.
 
 The document layout is the one of ``@jupyter/ydoc`` 4 / ``jupyter_ydoc`` 4 (JupyterLab 4,
 document version ``"2.0.0"``); other software depends on it, so it does not change:
@@ -24,44 +24,49 @@ Things worth knowing:
   does): ``execution_count``, ``nbformat`` and ``nbformat_minor`` need it, and so does a
   byte-identical save of metadata such as ``"version": 3``. A float like ``1.0`` in metadata
   therefore comes back as ``1``: the doc cannot tell them apart, in any implementation.
-  Integers beyond 2**53 are stored as floats (y-py would otherwise store them as a BigInt,
-  which the frontend cannot serialise).
+  Integers beyond 2**53 are stored as floats (pycrdt refuses integers wider than 64 bits, and
+  JavaScript holds only 53 of them exactly).
 * Multi-line strings (nbformat's lists of lines) are single strings in the doc; nbformat splits
   them again when the notebook is written (:func:`write_notebook`).
 * Every cell in the doc has an ``id`` (the frontend needs one) even in nbformat 4.0-4.4
   notebooks, which have no cell ids: those ids are doc-only and are stripped again on the way
   out, as the frontend and jupyter_ydoc do. Ids this module makes up are derived from the
-  cell's position and content, never random, and maps are filled key by key in sorted order, so
+  cell's position and content, never random, and maps are filled in sorted key order, so
   that importing the same file twice with the same client id creates the same Yjs items under
   the same ids (a room rebuilt from its file must not diverge from, or duplicate cells for,
   clients that still hold the old items).
 * Array *move* is never used (yjs 13 cannot decode it).
 
-All y-py objects must be touched on one thread only (the event loop's); the nbformat functions
-here (:func:`read_notebook`, :func:`write_notebook`, :func:`validate_notebook`) touch none and
-may run in a worker thread.
+A pycrdt document must be touched on the thread that made it; the nbformat functions here
+(:func:`read_notebook`, :func:`write_notebook`, :func:`validate_notebook`) touch none and may
+run in a worker thread.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import jsonschema_rs
 import nbformat
-import y_py as Y
+import pycrdt
 from nbformat import NotebookNode
 from nbformat.reader import get_version
 from nbformat.v4.nbjson import BytesEncoder
 from nbformat.v4.rwbase import rejoin_lines, split_lines, strip_transient
-from nbformat.validator import iter_validate
+from nbformat.validator import get_validator, iter_validate
 
 __all__ = [
     "NotebookError",
+    "doc_json",
     "load_into",
+    "load_steps",
     "notebook_from_doc",
+    "notebook_from_json",
     "read_notebook",
     "replace_content",
     "validate_notebook",
@@ -88,7 +93,8 @@ _KNOWN_MINOR: int = nbformat.v4.nbformat_minor
 #: The top-level fields of an nbformat 4 notebook.
 _TOP_LEVEL_KEYS = frozenset({"cells", "metadata", "nbformat", "nbformat_minor"})
 
-#: JavaScript's largest safe integer; y-py turns Python ints above it into BigInts.
+#: JavaScript's largest safe integer; larger ints are stored as floats (pycrdt panics on ints
+#: wider than 64 bits).
 _MAX_SAFE_INT = 2**53 - 1
 
 
@@ -96,7 +102,7 @@ class NotebookError(ValueError):
     """A notebook is unreadable or invalid, or a document cannot hold or give one."""
 
 
-# --- nbformat side (no y-py objects) ----------------------------------------------------------
+# --- nbformat side (no pycrdt objects) ----------------------------------------------------------
 
 
 def read_notebook(source: str | bytes) -> NotebookNode:
@@ -179,13 +185,23 @@ def validate_notebook(nb: Mapping[str, Any]) -> None:
                 )
             seen.add(cell_id)
     try:
-        error = next(iter_validate(nb), None)
+        # The verdict comes from jsonschema-rs (some 30 times faster than nbformat's
+        # fastjsonschema on a large notebook), on the schema nbformat itself would use;
+        # nbformat's validator then only describes what is wrong.
+        error = None if _schema_validator(minor).is_valid(nb) else next(iter_validate(nb), None)
     except Exception as exc:  # malformed enough to break the validator itself
         raise NotebookError(f"Invalid notebook: {_describe(exc)}") from None
     if error is not None:
         where = "/".join(str(part) for part in getattr(error, "absolute_path", ()) or ())
         message = getattr(error, "message", None) or str(error).splitlines()[0]
         raise NotebookError(f"Invalid notebook: {where or '(top level)'}: {message}")
+
+
+@functools.cache
+def _schema_validator(minor: int) -> Any:
+    """A jsonschema-rs validator of nbformat 4.``minor``'s schema, as nbformat derives it
+    (relaxed for minor versions newer than it knows)."""
+    return jsonschema_rs.Draft4Validator(get_validator(4, minor, name="jsonschema")._schema)
 
 
 def write_notebook(nb: Mapping[str, Any], *, copy: bool = True) -> str:
@@ -221,7 +237,7 @@ def write_notebook(nb: Mapping[str, Any], *, copy: bool = True) -> str:
 
 
 def load_into(
-    doc: Y.YDoc,
+    doc: pycrdt.Doc,
     nb: Mapping[str, Any],
     *,
     path: str | None = None,
@@ -233,16 +249,35 @@ def load_into(
     same Yjs items with the same ids (a room rebuilt from its file does not duplicate cells for
     clients that hold the old items).
 
-    :param doc: a y-py document with no cells and no notebook metadata yet.
+    :param doc: a pycrdt document with no cells and no notebook metadata yet.
     :param nb: a valid nbformat 4 notebook (as :func:`read_notebook` returns).
     :param path: stored as ``state.path`` when given (the server keeps it current).
     :param content_hash: stored as ``state.hash`` when given (the contents manager's hash of the
         file the notebook came from).
     :raises NotebookError: the document is not empty, or ``nb`` cannot be a notebook document.
     """
-    ycells = doc.get_array(CELLS)
-    ymeta = doc.get_map(META)
-    ystate = doc.get_map(STATE)
+    with doc.transaction():
+        for _ in load_steps(doc, nb, path=path, content_hash=content_hash):
+            pass
+
+
+def load_steps(
+    doc: pycrdt.Doc,
+    nb: Mapping[str, Any],
+    *,
+    path: str | None = None,
+    content_hash: str | None = None,
+    cells_per_step: int = 500,
+) -> Iterator[None]:
+    """:func:`load_into` in several transactions of at most ``cells_per_step`` cells, pausing
+    (yielding) after each: the same operations in the same order, so the same Yjs items.
+
+    A big notebook's update can then be applied to a room as several smaller updates, none of
+    which holds the event loop for long.
+    """
+    ycells = doc.get(CELLS, type=pycrdt.Array)
+    ymeta = doc.get(META, type=pycrdt.Map)
+    ystate = doc.get(STATE, type=pycrdt.Map)
     if len(ycells):
         raise NotebookError(f"The document already has {len(ycells)} cells; load into an empty one")
     if len(ymeta):
@@ -272,26 +307,27 @@ def load_into(
     }
     meta.update(nbformat=major, nbformat_minor=minor, metadata=_JSONMap(metadata))
 
-    with doc.begin_transaction() as txn:
-        _fill_map(txn, ymeta, meta)
-        ymaps = [Y.YMap({}) for _ in entries]
-        ycells.extend(txn, ymaps)
-        for ymap, cell_entries in zip(ymaps, entries, strict=True):
-            _fill_map(txn, ymap, cell_entries)
-        ystate.set(txn, "dirty", False)
+    with doc.transaction():
+        for key in sorted(meta):
+            ymeta[key] = _prelim(meta[key])
+    for start in range(0, len(entries), cells_per_step):
+        with doc.transaction():
+            ycells.extend([_prelim_map(cell) for cell in entries[start:start + cells_per_step]])
+        yield
+    with doc.transaction():
+        ystate["dirty"] = False
         if path is not None:
-            ystate.set(txn, "path", path)
+            ystate["path"] = path
         if content_hash is not None:
-            ystate.set(txn, "hash", content_hash)
+            ystate["hash"] = content_hash
+    yield
 
 
-# Why maps are filled key by key, in sorted order, rather than inserted as prelim
-# ``Y.YMap({...})``: y-py integrates a prelim map's entries in hash-map order, which changes from
-# one map to the next, so every load would give the entries different Yjs ids. Two loads of one
-# file with one client id (a room rebuilt from its file) must give every item the same id, or
-# clients holding the old items silently diverge. Filling key by key is not slower either
-# (y-py 0.6.2: as fast at 1,000 cells, twice as fast at 5,000). Plain JSON values (a dict
-# inside metadata, an output's data) are single items, whatever their internal order.
+# Maps are made from dicts in sorted key order: pycrdt integrates a prelim map's entries in
+# the dict's order, and two loads of one file with one client id (a room rebuilt from its
+# file) must give every item the same id, or clients holding the old items silently diverge.
+# Plain JSON values (a dict inside metadata, an output's data) are single items, whatever
+# their internal order.
 
 
 class _JSONMap(dict):  # type: ignore[type-arg]
@@ -308,26 +344,19 @@ class _Outputs(list):  # type: ignore[type-arg]
     """Marks a list of outputs (each a dict of entries) to be stored as a YArray of YMap."""
 
 
-def _fill_map(txn: Y.YTransaction, ymap: Y.YMap, entries: Mapping[str, Any]) -> None:
-    """Set ``entries`` in an empty integrated ``ymap``, in sorted key order."""
-    for key in sorted(entries):
-        value = entries[key]
-        if isinstance(value, _Text):
-            ymap.set(txn, key, Y.YText(str(value)))
-        elif isinstance(value, _JSONMap):
-            child = Y.YMap({})
-            ymap.set(txn, key, child)
-            for child_key in sorted(value):
-                child.set(txn, child_key, _js_safe(value[child_key]))
-        elif isinstance(value, _Outputs):
-            outputs = Y.YArray([])
-            ymap.set(txn, key, outputs)
-            output_maps = [Y.YMap({}) for _ in value]
-            outputs.extend(txn, output_maps)
-            for output_map, output in zip(output_maps, value, strict=True):
-                _fill_map(txn, output_map, output)
-        else:
-            ymap.set(txn, key, value)
+def _prelim(value: Any) -> Any:
+    """The value to store for an entry: a shared type where marked, else the JSON value."""
+    if isinstance(value, _Text):
+        return pycrdt.Text(str(value))
+    if isinstance(value, _JSONMap):
+        return pycrdt.Map({key: _js_safe(value[key]) for key in sorted(value)})
+    if isinstance(value, _Outputs):
+        return pycrdt.Array([_prelim_map(output) for output in value])
+    return value
+
+
+def _prelim_map(entries: Mapping[str, Any]) -> pycrdt.Map:
+    return pycrdt.Map({key: _prelim(entries[key]) for key in sorted(entries)})
 
 
 def _cell_entries(cell: Any, cell_id: str) -> dict[str, Any]:
@@ -369,7 +398,7 @@ def _output_entries(output: Any, cell_id: str) -> dict[str, Any]:
     return entries
 
 
-def replace_content(doc: Y.YDoc, nb: Mapping[str, Any]) -> bool:
+def replace_content(doc: pycrdt.Doc, nb: Mapping[str, Any]) -> bool:
     """Edit a loaded document so that it holds ``nb``, changing only what differs.
 
     For a notebook changed on disk by someone else: unchanged cells keep their Yjs items (and
@@ -398,7 +427,7 @@ def replace_content(doc: Y.YDoc, nb: Mapping[str, Any]) -> bool:
         ids = _fill_cell_ids(new_cells, ids, copy=True)
     opcodes = difflib.SequenceMatcher(None, old_keys, new_keys, autojunk=False).get_opcodes()
     edits = [op for op in opcodes if op[0] != "equal"]
-    ymeta = doc.get_map(META)
+    ymeta = doc.get(META, type=pycrdt.Map)
     old_metadata = old.get("metadata", {})
     meta_changed = (
         dict(old_metadata) != dict(metadata)
@@ -407,31 +436,28 @@ def replace_content(doc: Y.YDoc, nb: Mapping[str, Any]) -> bool:
     )
     if not edits and not meta_changed:
         return False
-    ycells = doc.get_array(CELLS)
-    with doc.begin_transaction() as txn:
+    ycells = doc.get(CELLS, type=pycrdt.Array)
+    with doc.transaction():
         for tag, i1, i2, j1, j2 in reversed(edits):  # from the end: indices stay valid
             if tag in ("replace", "delete"):
-                ycells.delete_range(txn, i1, i2 - i1)
+                del ycells[i1:i2]
             if tag in ("replace", "insert"):
-                entries = [_cell_entries(new_cells[j], ids[j]) for j in range(j1, j2)]
-                ymaps = [Y.YMap({}) for _ in entries]
-                ycells.insert_range(txn, i1, ymaps)
-                for ymap, cell_entries in zip(ymaps, entries, strict=True):
-                    _fill_map(txn, ymap, cell_entries)
+                for offset, j in enumerate(range(j1, j2)):
+                    ycells.insert(i1 + offset, _prelim_map(_cell_entries(new_cells[j], ids[j])))
         if old["nbformat"] != major:
-            ymeta.set(txn, "nbformat", major)
+            ymeta["nbformat"] = major
         if old["nbformat_minor"] != minor:
-            ymeta.set(txn, "nbformat_minor", minor)
+            ymeta["nbformat_minor"] = minor
         if dict(old_metadata) != dict(metadata):
             ymetadata = ymeta.get("metadata")
-            if not isinstance(ymetadata, Y.YMap):
-                ymetadata = Y.YMap({})
-                ymeta.set(txn, "metadata", ymetadata)
-            for key in [key for key in old_metadata if key not in metadata]:
-                ymetadata.pop(txn, key)
-            for key in sorted(metadata):
-                if old_metadata.get(key) != metadata[key]:
-                    ymetadata.set(txn, key, _js_safe(metadata[key]))
+            if not isinstance(ymetadata, pycrdt.Map):
+                ymeta["metadata"] = _prelim(_JSONMap(metadata))
+            else:
+                for key in [key for key in old_metadata if key not in metadata]:
+                    del ymetadata[key]
+                for key in sorted(metadata):
+                    if old_metadata.get(key) != metadata[key]:
+                        ymetadata[key] = _js_safe(metadata[key])
     return True
 
 
@@ -459,8 +485,25 @@ def _cell_key(cell: Any) -> str:
 # --- YDoc -> nbformat -------------------------------------------------------------------------
 
 
-def notebook_from_doc(doc: Y.YDoc) -> NotebookNode:
-    """Read the notebook a document holds (the doc is not changed).
+def doc_json(doc: pycrdt.Doc) -> tuple[str, str]:
+    """The notebook of a document as JSON text: ``(meta, cells)``.
+
+    A copy made quickly on the document's thread (pycrdt writes the JSON), which
+    :func:`notebook_from_json` reads anywhere: the slow part of reading a notebook out of a
+    document can run in another thread or process.
+    """
+    with doc.transaction():
+        return str(doc.get(META, type=pycrdt.Map)), str(doc.get(CELLS, type=pycrdt.Array))
+
+
+def notebook_from_doc(doc: pycrdt.Doc) -> NotebookNode:
+    """Read the notebook a document holds (the doc is not changed): :func:`notebook_from_json`
+    of :func:`doc_json`."""
+    return notebook_from_json(*doc_json(doc))
+
+
+def notebook_from_json(meta_json: str, cells_json: str) -> NotebookNode:
+    """Read the notebook of a document's JSON (see :func:`doc_json`).
 
     Numbers become ints again where they are integers; ``execution_state`` and, for nbformat
     4.0-4.4, cell ids are dropped; empty ``attachments`` are dropped; a cell of a known type
@@ -472,10 +515,10 @@ def notebook_from_doc(doc: Y.YDoc) -> NotebookNode:
     :returns: the notebook; pass it to :func:`write_notebook` to save it.
     :raises NotebookError: the document does not hold a notebook (no nbformat version).
     """
-    # y-py's JSON of the doc is the fastest way out (faster than converting the shared types
-    # from Python and casting numbers); it writes integral numbers as integers, so ints come back.
-    meta = _parse_doc_json(doc.get_map(META).to_json())
-    cells = _parse_doc_json(doc.get_array(CELLS).to_json())
+    # The JSON of the doc is the fastest way out (faster than converting the shared types from
+    # Python and casting numbers); it writes integral numbers as integers, so ints come back.
+    meta = _parse_doc_json(meta_json)
+    cells = _parse_doc_json(cells_json)
     major, minor = meta.get("nbformat"), meta.get("nbformat_minor")
     if not isinstance(major, int) or not isinstance(minor, int):
         raise NotebookError(
@@ -605,9 +648,9 @@ def _needs_js_fix(values: Iterable[Any]) -> bool:
 
 
 def _parse_doc_json(text: str) -> Any:
-    """Parse y-py's JSON of a shared type: objects as NotebookNodes, numbers as JSON has them.
+    """Parse the JSON of a shared type: objects as NotebookNodes, numbers as JSON has them.
 
-    y-py writes every integral float as an integer literal, so integers come back as ints; only
+    pycrdt writes every integral float as an integer literal, so integers come back as ints; only
     those too large to have been integers in JavaScript become floats again (they were floats
     in the file, like ``1e+300``, or BigInts, which have no place in a notebook).
     """

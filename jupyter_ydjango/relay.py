@@ -46,14 +46,11 @@ import hashlib
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .conf import get_setting
 from .layer import retry_layer
 from .yutils import EMPTY_UPDATE, ProtocolError
-
-if TYPE_CHECKING:
-    from .rooms import Room
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +104,28 @@ def relay_group_name(room: str) -> str:
     return "ydjango.relay." + hashlib.sha256(room.encode()).hexdigest()[:32]
 
 
+class RelayedRoom(Protocol):
+    """What the relay needs of a room (:class:`jupyter_ydjango.rooms.Room` is one)."""
+
+    name: str
+
+    def apply_update(self, update: bytes, origin: Any = None) -> None: ...
+
+    def apply_awareness(self, payload: bytes, origin: Any) -> None: ...
+
+    def state_vector(self) -> bytes: ...
+
+    def diff(self, state_vector: bytes | None = None) -> bytes: ...
+
+    def local_awareness_update(self) -> bytes | None: ...
+
+    def forget_remote_awareness(self, origin: str) -> None: ...
+
+
 class RoomRelay:
     """Carries one room's changes between processes; see the module docstring."""
 
-    def __init__(self, room: Room, layer: Any, *, publish: bool, heartbeat: float) -> None:
+    def __init__(self, room: RelayedRoom, layer: Any, *, publish: bool, heartbeat: float) -> None:
         self.room = room
         self.layer = layer
         #: False on a single-process layer: only listen (for server-side pushes).

@@ -1,21 +1,30 @@
-"""Restoring a document to a stored snapshot, as an edit everyone receives.
+"""Restoring documents from their stored history.
 
-The snapshot's content is applied to the document's stored history as an ordinary change
-(cells that differ are replaced, see :meth:`~.formats.DocumentFormat.replace`): the change is
-appended to the update log and pushed to every process that has the room loaded. History is
-never rewritten, so clients keep their state and nothing is duplicated.
+:func:`restore_snapshot` makes a document hold a stored snapshot's content again, as an edit
+everyone receives: the snapshot's content is applied to the document's stored history as an
+ordinary change (cells that differ are replaced, see
+:meth:`~.formats.DocumentFormat.replace`), appended to the update log and pushed to every
+process that has the room loaded. History is never rewritten, so clients keep their state and
+nothing is duplicated.
+
+:func:`restore_deleted` writes the last content of a document whose file was deleted back to
+a file, and makes the document live again.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from pathlib import Path
 
-import y_py as Y
+import pycrdt
 
 from . import store
+from .conf import notebook_root
 from .consumer import asend_doc_update
-from .formats import FORMATS
+from .formats import FORMATS, FormatError
 from .models import Snapshot
+from .paths import resolve_in_root
 from .store import run_db
 
 
@@ -25,7 +34,7 @@ class RestoreError(ValueError):
 
 async def restore_snapshot(snapshot_id: int) -> bool:
     """Make the document of snapshot ``snapshot_id`` hold the snapshot's content again;
-    whether anything changed. Runs its y-py documents on the calling event loop only."""
+    whether anything changed. Runs its documents on the calling event loop only."""
     row = await run_db(_snapshot, snapshot_id)
     if row is None:
         raise RestoreError(f"no snapshot {snapshot_id}")
@@ -34,20 +43,17 @@ async def restore_snapshot(snapshot_id: int) -> bool:
     doc_format = FORMATS.get((info.format, info.type)) if info else None
     if info is None or doc_format is None:
         raise RestoreError(f"snapshot {snapshot_id}: its document cannot be restored")
-    target = Y.YDoc()
-    Y.apply_update(target, state)
+    if info.deleted is not None:
+        raise RestoreError(f"snapshot {snapshot_id}: the file of {info.path} was deleted; "
+                           "restore the deleted file first")
+    target = pycrdt.Doc()
+    target.apply_update(state)
     content = doc_format.read(target)
-    history = await run_db(store.load_history, document_id)
-    current = Y.YDoc()
-    for _, snapshot_state in history.snapshots:
-        Y.apply_update(current, snapshot_state)
-    for _, data in history.updates:
-        for update in store.unpack_updates(data):
-            Y.apply_update(current, update)
-    before = Y.encode_state_vector(current)
+    current = history_doc(await run_db(store.load_history, document_id))
+    before = current.get_state()
     if not doc_format.replace(current, content):
         return False
-    change = Y.encode_state_as_update(current, before)
+    change = current.get_update(before)
     await run_db(store.append_updates, document_id, [change])
     await asend_doc_update(info.room_name, change)
     return True
@@ -56,3 +62,67 @@ async def restore_snapshot(snapshot_id: int) -> bool:
 def _snapshot(snapshot_id: int) -> tuple[uuid.UUID, bytes] | None:
     row = Snapshot.objects.filter(pk=snapshot_id).values_list("document_id", "state").first()
     return None if row is None else (row[0], bytes(row[1]))
+
+
+def restore_deleted(document_id: str | uuid.UUID, root: Path | None = None) -> str:
+    """Write the last content of a document whose file was deleted back to a file, and make
+    the document live again (same file id and history: people still in its room go on).
+
+    The file goes to the document's path when that is free (no file there, no other
+    document), else beside it as ``name.restored-YYYYmmdd-HHMMSS.ext``. Runs the database and
+    y-py in the calling thread (a view, the admin, the command line).
+
+    :param root: the notebook root; default: the ``YDJANGO_NOTEBOOK_DIR`` setting.
+    :returns: the file's API path.
+    :raises RestoreError: no such deleted document, or its content is not a valid file.
+    """
+    info = store.get_document(document_id)
+    if info is None or info.deleted is None:
+        raise RestoreError(f"no deleted document {document_id}")
+    doc_format = FORMATS.get((info.format, info.type))
+    if doc_format is None:
+        raise RestoreError(f"{info.path}: documents of type {info.format}:{info.type} "
+                           "cannot be restored")
+    doc = history_doc(store.load_history(info.id))
+    try:
+        data = doc_format.render(doc_format.read(doc))
+    except FormatError as exc:
+        raise RestoreError(f"{info.path}: the stored content is not a valid file: {exc}") from None
+    root = Path(root) if root is not None else notebook_root()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        api_path = info.path if n == 0 else _restored_name(info.path, stamp, n)
+        if store.live_document_at(api_path) is not None:
+            continue
+        target = resolve_in_root(root, api_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(target, "xb") as f:  # never over a file, even one made meanwhile
+                f.write(data)
+        except FileExistsError:
+            continue
+        store.undelete(info.id, api_path, store.sha256(data), len(data))
+        return api_path
+    raise RestoreError(f"{info.path}: no free name to restore it to")
+
+
+def _restored_name(api_path: str, stamp: str, n: int) -> str:
+    """``dir/name.restored-{stamp}.ext`` (``-{n}`` added after the first)."""
+    folder, _, name = api_path.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    suffix = "" if n == 1 else f"-{n}"
+    restored = f"{stem}.restored-{stamp}{suffix}{dot}{ext}"
+    return f"{folder}/{restored}" if folder else restored
+
+
+def history_doc(history: store.History) -> pycrdt.Doc:
+    """A document holding a stored history (its snapshots, then its update log)."""
+    doc = pycrdt.Doc()
+    for _, state in history.snapshots:
+        doc.apply_update(state)
+    updates = [update for _, data in history.updates for update in store.unpack_updates(data)]
+    if updates:
+        doc.apply_update(pycrdt.merge_updates(*updates))
+    return doc

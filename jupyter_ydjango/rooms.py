@@ -5,7 +5,9 @@ A :class:`Room` is the meeting point of the data path. Connections (consumers) j
 once and fanned out once: to the room's other synced peers and, through the room's
 :class:`~jupyter_ydjango.relay.RoomRelay`, to the same room in other processes.
 
-Everything here runs on the event loop's thread; y-py objects never leave it.
+Everything here runs on the event loop's thread; the document never leaves it (pycrdt
+documents are bound to the thread that made them). The room reaches its document through an
+:class:`~jupyter_ydjango.engines.Engine`, in bytes.
 
 The lifecycle follows named hooks a subclass may override: :meth:`Room.on_load` (after the
 document is made, before the first peer joins), :meth:`Room.on_change` (after every change),
@@ -21,14 +23,14 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import y_py as Y
+import pycrdt
 
 from . import metrics
+from .engines import PycrdtEngine, engine_for
 from .relay import REMOTE, RoomRelay, get_relay_layer
 from .yutils import (
     EMPTY_UPDATE,
     AwarenessEntry,
-    ProtocolError,
     create_awareness_message,
     create_sync_step1_message,
     create_sync_step2_message,
@@ -41,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 #: Close code for a peer that does not read its frames fast enough (retryable: not 44xx).
 CLOSE_SLOW_PEER = 4503
+
+#: The state vector of an empty document: what a client that holds nothing sends in SYNC step 1.
+EMPTY_STATE_VECTOR = b"\x00"
 
 #: Origin of changes a room replays from its stored history while loading: they are neither
 #: published to other processes nor stored again.
@@ -111,9 +116,11 @@ class Room:
     #: How many frames may wait for a slow peer before it is disconnected.
     max_queued_frames = 10_000
 
-    def __init__(self, name: str, doc: Y.YDoc) -> None:
+    def __init__(self, name: str, doc: Any) -> None:
         self.name = name
+        #: The document, as ``make_ydoc()`` made it: a :class:`pycrdt.Doc` (or a ``y_py.YDoc``).
         self.doc = doc
+        self.engine = engine_for(doc)
         self.peers: set[Peer] = set()
         self.relay: RoomRelay | None = None
         self.loaded_at = time.monotonic()
@@ -122,7 +129,9 @@ class Room:
         # client id -> relay origin, for states announced by peers of other processes.
         self._remote_awareness: dict[int, str] = {}
         self._origin: Any = None
-        doc.observe_after_transaction(self._after_transaction)
+        # SYNC step 2 of the whole document, for joiners that hold nothing (see sync_step1)
+        self._whole_frame: bytes | None = None
+        self.engine.observe(self._after_transaction)
 
     # --- lifecycle hooks ----------------------------------------------------------------
 
@@ -159,7 +168,7 @@ class Room:
         peer = Peer(self, send, close, self.max_queued_frames)
         self.peers.add(peer)
         metrics.CONNECTIONS.inc()
-        peer.push(create_sync_step1_message(Y.encode_state_vector(self.doc)))
+        peer.push(create_sync_step1_message(self.engine.state_vector()))
         awareness = self.awareness_message()
         if awareness is not None:
             peer.push(awareness)
@@ -180,12 +189,18 @@ class Room:
     # --- document -----------------------------------------------------------------------
 
     def sync_step1(self, peer: Peer, state_vector: bytes) -> None:
-        """Answer a peer's SYNC step 1 with what it lacks; from now on it gets updates."""
-        try:
-            update = Y.encode_state_as_update(self.doc, state_vector)
-        except Exception as exc:
-            raise ProtocolError(f"invalid state vector: {exc}") from None
-        peer.push(create_sync_step2_message(update))
+        """Answer a peer's SYNC step 1 with what it lacks; from now on it gets updates.
+
+        Most joiners hold nothing yet (an empty state vector): they all get one shared frame
+        of the whole document, encoded once per version of it, rather than a copy each.
+        """
+        if state_vector == EMPTY_STATE_VECTOR:
+            if self._whole_frame is None:
+                self._whole_frame = create_sync_step2_message(self.engine.diff())
+            frame = self._whole_frame
+        else:
+            frame = create_sync_step2_message(self.engine.diff(state_vector))
+        peer.push(frame)
         peer.synced = True
 
     def apply_update(self, update: bytes, origin: Any = None) -> None:
@@ -194,9 +209,7 @@ class Room:
             return
         self._origin = origin
         try:
-            Y.apply_update(self.doc, update)
-        except Exception as exc:
-            raise ProtocolError(f"invalid update: {exc}") from None
+            self.engine.apply_update(update)
         finally:
             self._origin = None
 
@@ -210,31 +223,26 @@ class Room:
             return False
         if update[:1] != b"\x00":  # it carries structs the room lacks: a change
             return True
-        probe = Y.YDoc()
-        Y.apply_update(probe, Y.encode_state_as_update(self.doc))
+        probe = PycrdtEngine(pycrdt.Doc())
+        probe.apply_update(self.engine.diff())
         changes: list[bytes] = []
-        probe.observe_after_transaction(lambda event: changes.append(event.get_update()))
-        try:
-            Y.apply_update(probe, update)
-        except Exception as exc:
-            raise ProtocolError(f"invalid update: {exc}") from None
+        probe.observe(changes.append)
+        probe.apply_update(update)
         return any(change != EMPTY_UPDATE for change in changes)
 
     def state_vector(self) -> bytes:
         """The document's state vector."""
-        return Y.encode_state_vector(self.doc)
+        return self.engine.state_vector()
 
     def diff(self, state_vector: bytes | None = None) -> bytes:
         """The update a peer at ``state_vector`` lacks (the whole document if ``None``)."""
-        if state_vector is None:
-            return Y.encode_state_as_update(self.doc)
-        return Y.encode_state_as_update(self.doc, state_vector)
+        return self.engine.diff(state_vector)
 
-    def _after_transaction(self, event: Y.AfterTransactionEvent) -> None:
+    def _after_transaction(self, update: bytes) -> None:
         try:
-            update = event.get_update()
             if update == EMPTY_UPDATE:
                 return
+            self._whole_frame = None
             origin = self._origin
             if origin is not HISTORY:
                 metrics.UPDATES.inc()
@@ -246,7 +254,7 @@ class Room:
                 self.relay.publish_update(update)
             self.on_change(update, origin)
         except Exception:
-            # An exception must not cross into y-py's transaction commit.
+            # An exception must not cross into the engine's transaction commit.
             logger.exception("room %s: error while fanning out a change", self.name)
 
     # --- awareness ----------------------------------------------------------------------
@@ -459,6 +467,12 @@ def find_room(name: str) -> Room | None:
     """The room ``name`` if it is loaded in this process (on the running event loop)."""
     registry = _registries.get(asyncio.get_running_loop())
     return None if registry is None else registry.rooms.get(name)
+
+
+def loaded_rooms() -> list[Room]:
+    """The rooms loaded in this process (on the running event loop)."""
+    registry = _registries.get(asyncio.get_running_loop())
+    return [] if registry is None else list(registry.rooms.values())
 
 
 def get_registry(channel_layer: Any = None) -> RoomRegistry:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -38,18 +39,24 @@ __all__ = [
     "claim_file_hash",
     "claim_writer",
     "compact",
+    "deleted_documents",
     "get_document",
     "get_or_create_document",
     "import_file",
+    "live_document_at",
     "load_history",
+    "mark_deleted",
+    "mark_document_deleted",
     "pack_updates",
     "read_file",
+    "record_outside_write",
     "record_save",
     "release_writer",
     "rename",
     "run_db",
     "run_io",
     "stat_file",
+    "undelete",
     "unpack_updates",
     "write_copy",
     "write_file_atomic",
@@ -106,11 +113,18 @@ class DocumentInfo:
     file_hash: str
     last_saved: datetime | None
     save_error: str
+    #: When the file was last written, as far as the rooms know, and by whom (``room`` or
+    #: ``outside``); ``None`` and ``""`` while unknown.
+    written_at: datetime | None = None
+    written_by: str = ""
+    #: When the file was deleted; ``None`` for a live document.
+    deleted: datetime | None = None
 
     @classmethod
     def of(cls, row: Document) -> DocumentInfo:
         return cls(row.id, row.path, row.format, row.type, row.session_id, row.file_hash,
-                   row.last_saved, row.save_error)
+                   row.last_saved, row.save_error, row.written_at, row.written_by,
+                   row.deleted)
 
     @property
     def room_name(self) -> str:
@@ -119,13 +133,16 @@ class DocumentInfo:
 
 
 def get_or_create_document(path: str, format: str, type: str) -> tuple[DocumentInfo, bool]:
-    """The document of an API path, created if new; ``(info, created)``."""
+    """The document of an API path, created if new; ``(info, created)``.
+
+    Documents whose file was deleted are not reused: a file made again at their path is a new
+    document, with a history of its own.
+    """
+    live = Document.objects.filter(deleted__isnull=True)
     try:
-        row, created = Document.objects.get_or_create(
-            path=path, defaults={"format": format, "type": type}
-        )
-    except Exception:  # lost a creation race (unique path): the other one is there now
-        row, created = Document.objects.get(path=path), False
+        row, created = live.get_or_create(path=path, defaults={"format": format, "type": type})
+    except Exception:  # lost a creation race (unique live path): the other one is there now
+        row, created = live.get(path=path), False
     if not created and (row.format, row.type) != (format, type):
         Document.objects.filter(pk=row.pk).update(format=format, type=type)
         row.format, row.type = format, type
@@ -140,21 +157,66 @@ def get_document(file_id: str | uuid.UUID) -> DocumentInfo | None:
         return None
 
 
+def _live_under(path: str) -> Any:
+    """The live documents of ``path``: the file, or a directory and what it holds."""
+    live = Document.objects.filter(deleted__isnull=True)
+    return live.filter(Q(path=path) | Q(path__startswith=path.rstrip("/") + "/"))
+
+
 def rename(old_path: str, new_path: str) -> int:
     """Move the documents of ``old_path`` (a file, or a directory and what it holds) to
-    ``new_path``, keeping their file ids; returns how many moved."""
+    ``new_path``, keeping their file ids; returns how many moved. A document whose file the
+    rename replaced is marked deleted (its history stays)."""
     moved = 0
+    now = timezone.now()
     with transaction.atomic():
-        rows = Document.objects.filter(path=old_path) | Document.objects.filter(
-            path__startswith=old_path.rstrip("/") + "/"
-        )
-        for row in rows.select_for_update():
+        for row in _live_under(old_path).select_for_update():
             target = new_path + row.path[len(old_path):]
-            Document.objects.filter(path=target).exclude(pk=row.pk).delete()
+            Document.objects.filter(path=target, deleted__isnull=True).exclude(
+                pk=row.pk).update(deleted=now)
             row.path = target
             row.save(update_fields=["path"])
             moved += 1
     return moved
+
+
+def mark_deleted(path: str) -> list[DocumentInfo]:
+    """Mark the live documents of ``path`` (a file, or a directory and what it holds) as
+    deleted; returns them. Their history stays; their path is free for new documents."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(_live_under(path).select_for_update())
+        Document.objects.filter(pk__in=[row.pk for row in rows]).update(deleted=now)
+    for row in rows:
+        row.deleted = now
+    return [DocumentInfo.of(row) for row in rows]
+
+
+def live_document_at(path: str) -> DocumentInfo | None:
+    """The document of ``path`` whose file was not deleted, if any."""
+    row = Document.objects.filter(path=path, deleted__isnull=True).first()
+    return None if row is None else DocumentInfo.of(row)
+
+
+def deleted_documents() -> list[DocumentInfo]:
+    """The documents whose file was deleted, the latest deletion first."""
+    rows = Document.objects.filter(deleted__isnull=False).order_by("-deleted")
+    return [DocumentInfo.of(row) for row in rows]
+
+
+def undelete(document_id: uuid.UUID, path: str, file_hash: str, size: int) -> None:
+    """Make a deleted document live again, its file (just written) at ``path``."""
+    now = timezone.now()
+    Document.objects.filter(pk=document_id, deleted__isnull=False).update(
+        deleted=None, path=path, file_hash=file_hash, size=size, last_saved=now,
+        written_at=now, written_by="room", save_error="",
+    )
+
+
+def mark_document_deleted(document_id: uuid.UUID) -> bool:
+    """Mark one document as deleted; True if this call did (it was live)."""
+    return bool(Document.objects.filter(pk=document_id, deleted__isnull=True).update(
+        deleted=timezone.now()))
 
 
 # --- history ------------------------------------------------------------------------------
@@ -228,7 +290,7 @@ def append_updates(document_id: uuid.UUID, updates: list[bytes]) -> int:
 
 
 def compact(document_id: uuid.UUID, state: bytes, snapshot_ids: list[int],
-            update_ids: list[int]) -> int:
+            update_ids: list[int], reason: str = "compaction") -> int:
     """Replace the given snapshots and update rows by one snapshot holding ``state``.
 
     ``state`` must include everything the given rows hold (the room's whole state, encoded
@@ -236,7 +298,7 @@ def compact(document_id: uuid.UUID, state: bytes, snapshot_ids: list[int],
     Returns the new snapshot's id.
     """
     with transaction.atomic():
-        new_id = Snapshot.objects.create(document_id=document_id, state=state).id
+        new_id = Snapshot.objects.create(document_id=document_id, state=state, reason=reason).id
         Snapshot.objects.filter(document_id=document_id, id__in=snapshot_ids).delete()
         for start in range(0, len(update_ids), 500):
             Update.objects.filter(
@@ -250,9 +312,16 @@ def record_save(document_id: uuid.UUID, file_hash: str, size: int, error: str = 
     if error:
         Document.objects.filter(pk=document_id).update(save_error=error)
     else:
+        now = timezone.now()
         Document.objects.filter(pk=document_id).update(
-            file_hash=file_hash, size=size, last_saved=timezone.now(), save_error=""
+            file_hash=file_hash, size=size, last_saved=now, save_error="",
+            written_at=now, written_by="room",
         )
+
+
+def record_outside_write(document_id: uuid.UUID, when: datetime) -> None:
+    """Record that something other than a room wrote the file, at ``when`` (its mtime)."""
+    Document.objects.filter(pk=document_id).update(written_at=when, written_by="outside")
 
 
 def claim_writer(document_id: uuid.UUID, holder: str, lease: float) -> bool:
@@ -272,10 +341,10 @@ def release_writer(document_id: uuid.UUID, holder: str) -> None:
 
 def claim_file_hash(document_id: uuid.UUID, old_hash: str, new_hash: str) -> bool:
     """Move the document's known file hash from ``old_hash`` to ``new_hash``; True for the one
-    process whose update matched (it handles the change on disk)."""
-    return bool(
-        Document.objects.filter(pk=document_id, file_hash=old_hash).update(file_hash=new_hash)
-    )
+    process whose update matched (it handles the change on disk). Never for a document whose
+    file was deleted meanwhile: a file made again at its path is not its content."""
+    return bool(Document.objects.filter(
+        pk=document_id, file_hash=old_hash, deleted__isnull=True).update(file_hash=new_hash))
 
 
 # --- files --------------------------------------------------------------------------------
@@ -313,15 +382,19 @@ def read_file(path: Path) -> FileState:
     return FileState(data, sha256(data), (st.st_mtime_ns, st.st_size, st.st_ino))
 
 
-def write_file_atomic(path: Path, data: bytes) -> FileState:
+def write_file_atomic(path: Path, data: bytes, replace_only: bool = False) -> FileState:
     """Replace ``path`` by ``data`` atomically: a temporary file in the same directory, fsynced,
     given the old file's permissions (and owner, where allowed), then renamed over it.
 
     Readers see the old file or the new one, never a part; a crash leaves the old file.
+    With ``replace_only``, a file that does not exist (or no longer exists when the new one
+    is ready) is not made: :class:`FileNotFoundError`.
     """
     try:
         old = path.stat()
     except FileNotFoundError:
+        if replace_only:
+            raise
         old = None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -337,6 +410,8 @@ def write_file_atomic(path: Path, data: bytes) -> FileState:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
+        if replace_only and not path.exists():  # deleted while this was written
+            raise FileNotFoundError(errno.ENOENT, "deleted while being saved", str(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -10,6 +10,7 @@ api_urlpatterns = [
     path("api/collaboration/session/<path:path>", views.session, name="ydjango-session"),
     path("api/ydjango/rooms/<str:file_id>", views.room_status, name="ydjango-room-status"),
     path("api/ydjango/rename", views.rename, name="ydjango-rename"),
+    path("api/ydjango/delete", views.delete, name="ydjango-delete"),
 ]
 
 #: Operations: health check and Prometheus metrics (expose them to your monitoring only).

@@ -1,4 +1,5 @@
-"""HTTP API of the Django side: jupyter-collaboration's session endpoint, room status, renames.
+"""HTTP API of the Django side: jupyter-collaboration's session endpoint, room status, renames
+and deletions.
 
 Views translate HTTP to calls of the store; the Jupyter server proxies them (with the user's
 identity, see :mod:`jupyter_ydjango.middleware`). Errors are JSON ``{"error": "..."}``.
@@ -20,11 +21,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import metrics, store
 from .conf import notebook_root
+from .document import DocumentRoom
 from .formats import FORMATS
 from .identity import SCOPE_KEY, Identity
 from .middleware import ERROR_KEY
 from .paths import PathError, normalize_api_path, resolve_in_root
-from .rooms import find_room
+from .rooms import find_room, loaded_rooms
 from .store import run_db
 
 
@@ -79,6 +81,26 @@ def _identity(request: HttpRequest) -> Identity | None:
     return None
 
 
+async def _aidentity(request: HttpRequest) -> Identity | None:
+    """:func:`_identity` from async code: the Django login (a database query) is looked up in
+    a thread only when the scope brings no identity of its own."""
+    scope: dict[str, Any] = getattr(request, "scope", {})
+    if scope.get(SCOPE_KEY) is not None or scope.get(ERROR_KEY, "not authenticated") != (
+            "not authenticated"):
+        return scope.get(SCOPE_KEY)
+    return await sync_to_async(_identity)(request)
+
+
+def _loaded_document(api_path: str, kind: tuple[str, str]) -> store.DocumentInfo | None:
+    """The document of ``api_path`` if a room of this process holds it (no database query)."""
+    for room in loaded_rooms():
+        if (isinstance(room, DocumentRoom) and not room.deleted
+                and room.document.path == api_path
+                and (room.document.format, room.document.type) == kind):
+            return room.document
+    return None
+
+
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         body = json.loads(request.body or b"{}")
@@ -91,14 +113,15 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 
 @csrf_exempt  # JSON PUT: browsers preflight it cross-origin; the Jupyter server proxies it
 @require_http_methods(["PUT"])
-def session(request: HttpRequest, path: str) -> HttpResponse:
+async def session(request: HttpRequest, path: str) -> HttpResponse:
     """``PUT /api/collaboration/session/<path>`` with ``{"format", "type"}``: the file's room.
 
     200 with ``{"format", "type", "fileId", "sessionId"}`` for a known file, 201 for a file
     indexed now; 400 bad body or unsupported type, 401 no identity, 403 a path outside the
-    notebook root, 404 no such file.
+    notebook root, 404 no such file. A document whose room is loaded here is answered without
+    a database query (a co-editor joining).
     """
-    if _identity(request) is None:
+    if await _aidentity(request) is None:
         return _error(401, "not authenticated")
     try:
         body = _json_body(request)
@@ -114,7 +137,9 @@ def session(request: HttpRequest, path: str) -> HttpResponse:
         return _error(403, str(exc))
     if not real.is_file():
         return _error(404, f"file {api_path!r} does not exist")
-    info, created = store.get_or_create_document(api_path, *kind)
+    info, created = _loaded_document(api_path, kind), False
+    if info is None:
+        info, created = await run_db(store.get_or_create_document, api_path, *kind)
     return JsonResponse(
         {"format": kind[0], "type": kind[1], "fileId": str(info.id),
          "sessionId": str(info.session_id)},
@@ -125,7 +150,7 @@ def session(request: HttpRequest, path: str) -> HttpResponse:
 @require_GET
 async def room_status(request: HttpRequest, file_id: str) -> HttpResponse:
     """``GET /api/ydjango/rooms/<fileId>``: the state of a document's room, for status bars."""
-    identity = await sync_to_async(_identity)(request)
+    identity = await _aidentity(request)
     if identity is None:
         return _error(401, "not authenticated")
     info = await run_db(store.get_document, file_id)
@@ -138,8 +163,11 @@ async def room_status(request: HttpRequest, file_id: str) -> HttpResponse:
         "loaded": False,
         "connections": 0,
         "lastSaved": info.last_saved.isoformat() if info.last_saved else None,
+        "writtenAt": info.written_at.isoformat() if info.written_at else None,
+        "writtenBy": info.written_by or None,
         "saveError": info.save_error or None,
         "readOnly": not identity.can_write,
+        "deleted": info.deleted is not None,
     }
     room = find_room(info.room_name)
     if room is not None and hasattr(room, "status"):
@@ -164,4 +192,31 @@ def rename(request: HttpRequest) -> HttpResponse:
     except (ValueError, PathError) as exc:
         return _error(400, str(exc))
     store.rename(old_path, new_path)
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+async def delete(request: HttpRequest) -> HttpResponse:
+    """``POST /api/ydjango/delete`` with ``{"path"}``: a file (or a directory) was deleted.
+
+    Its documents are marked deleted (their history stays; a new file at the path is a new
+    document) and their rooms loaded in this process stop saving and tell their clients at
+    once (rooms in other processes follow within their file poll). 204; 400 bad body,
+    401/403 not allowed to write.
+    """
+    identity = await _aidentity(request)
+    if identity is None:
+        return _error(401, "not authenticated")
+    if not identity.can_write:
+        return _error(403, "read-only users cannot delete")
+    try:
+        body = _json_body(request)
+        path = normalize_api_path(str(body.get("path", "")))
+    except (ValueError, PathError) as exc:
+        return _error(400, str(exc))
+    for info in await run_db(store.mark_deleted, path):
+        room = find_room(info.room_name)
+        if isinstance(room, DocumentRoom):
+            await room.file_deleted()
     return HttpResponse(status=204)

@@ -13,6 +13,13 @@ followed by a payload whose shape depends on the type (see ``y-protocols``):
 * ``QUERY_AWARENESS`` (3): no payload.
 
 Nothing here does I/O. Malformed input raises :class:`ProtocolError`.
+
+Messages are built with pycrdt's own encoders where pycrdt has public ones
+(:func:`create_update_message`, :func:`create_awareness_message`: the same bytes). Decoding
+stays here: pycrdt's ``Decoder`` reads a length that runs past the end of a frame as a shorter
+message, fails with ``IndexError`` on a truncated varUint, accepts varUints wider than
+JavaScript can hold, and its ``write_var_string`` counts characters instead of UTF-8 bytes;
+each of these is a test in ``tests/test_yutils_pycrdt.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple
+
+import pycrdt
 
 #: lib0 refuses varUints wider than 53 bits (JavaScript's safe integers); so do we.
 MAX_VAR_UINT = (1 << 53) - 1
@@ -159,12 +168,12 @@ def create_sync_step2_message(update: bytes) -> bytes:
 
 def create_update_message(update: bytes) -> bytes:
     """SYNC update: a document change to broadcast."""
-    return b"\x00\x02" + write_var_byte_array(update)
+    return pycrdt.create_update_message(update)
 
 
 def create_awareness_message(awareness_update: bytes) -> bytes:
     """AWARENESS: wrap an encoded awareness update."""
-    return b"\x01" + write_var_byte_array(awareness_update)
+    return pycrdt.create_awareness_message(awareness_update)
 
 
 def create_query_awareness_message() -> bytes:

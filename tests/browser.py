@@ -14,16 +14,18 @@ The page helpers drive Playwright's synchronous API on the system's Chromium
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from jupyter_servers import EXTENSION_CONFIG
-from servers import TESTS_DIR, Server, server_env
+from servers import PROJECT_DIR, TESTS_DIR, Server, server_env
 
 #: The browser: Debian's chromium package.
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,6 +37,10 @@ CHROMIUM_ARGS = [
 TOKEN = "browser-tests-token"
 WRITER_TOKEN = "writer-token"
 READER_TOKEN = "reader-token"
+#: Who each token signs in (screenshot names).
+USERS = {WRITER_TOKEN: "writer", READER_TOKEN: "reader", TOKEN: "anonymous"}
+#: Where a failed test's screenshots, page consoles and server log go.
+ARTIFACTS_DIR = PROJECT_DIR / "test-artifacts"
 
 #: JupyterLab user settings of the test server: no news, no update check, no announcement
 #: prompt (each would pop a toast over the notebook); every cell attached to the DOM.
@@ -227,3 +233,61 @@ def wait_for_status(page: Any, **expected: str) -> dict[str, str]:
 
     wait_until(condition, message=lambda: f"status is {last[0]!r}, expected {expected!r}")
     return last[0]
+
+
+# --- users' browsers ------------------------------------------------------------------------
+
+
+@contextmanager
+def signed_in_pages(lab: LabServer, browser: Any, test: str,
+                    failed: Callable[[], bool]) -> Iterator[Callable[[str], Any]]:
+    """``sign_in(token)``: a page in a new browser context (a user's browser), signed in
+    with ``token`` (the login cookie is set; no page is loaded yet).
+
+    On the way out, if ``failed()``, each page's screenshot and console, and the server's
+    log, are saved to :data:`ARTIFACTS_DIR`; then the contexts are closed.
+    """
+    contexts: list[Any] = []
+    pages: list[tuple[str, Any, list[str]]] = []
+
+    def new_page(token: str) -> Any:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(TIMEOUT_MS)
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.origin)
+        contexts.append(context)
+        response = context.request.get(lab.url("api/me", token=token))
+        assert response.ok, response.status
+        page = context.new_page()
+        console: list[str] = []
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+        pages.append((USERS[token], page, console))
+        return page
+
+    try:
+        yield new_page
+    finally:
+        if failed():
+            save_artifacts(test, pages, lab)
+        for context in contexts:
+            context.close()
+
+
+def save_artifacts(test: str, pages: list[tuple[str, Any, list[str]]], lab: LabServer) -> None:
+    """Screenshots and consoles of ``pages`` and the server's log, in :data:`ARTIFACTS_DIR`."""
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    stem = re.sub(r"[^\w.-]+", "_", test)
+    for i, (user, page, console) in enumerate(pages):
+        name = f"{stem}-{i}-{user}"
+        (ARTIFACTS_DIR / f"{name}-console.txt").write_text("\n".join(console) + "\n")
+        try:
+            page.screenshot(path=str(ARTIFACTS_DIR / f"{name}.png"), full_page=True)
+        except Exception as error:  # a crashed page: keep saving the others
+            print(f"no screenshot of page {i} ({user}): {error}")
+    (ARTIFACTS_DIR / f"{stem}-jupyterlab.log").write_text(lab.log())
+    print(f"screenshots, page consoles and the server log saved in {ARTIFACTS_DIR}")
+
+
+def no_dialog(page: Any) -> None:
+    """Assert that ``page`` shows no dialog."""
+    dialogs = page.locator(".jp-Dialog")
+    assert dialogs.count() == 0, dialogs.first.inner_text()

@@ -73,6 +73,22 @@ async def ydriver(node_modules: Path) -> AsyncIterator[NodeDriver]:
         await driver.shutdown()
 
 
+# --- the browser ---
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """Chromium (Debian's, through playwright), one per test module (playwright's
+    synchronous API must not outlive the module into asyncio tests)."""
+    from browser import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 # --- servers ---
 
 def redis_running() -> bool:

@@ -28,9 +28,9 @@ from jupyter_ydjango.yutils import (
 class DocClient:
     """One websocket to a document room, holding a pycrdt ``Doc``."""
 
-    def __init__(self, ws: ClientConnection, kind: str) -> None:
+    def __init__(self, ws: ClientConnection, kind: str, doc: pycrdt.Doc | None = None) -> None:
         self.ws = ws
-        self.doc = pycrdt.Doc()
+        self.doc = pycrdt.Doc() if doc is None else doc
         self.model: Any = YNotebook(self.doc) if kind == "notebook" else YUnicode(self.doc)
         self.synced = asyncio.Event()
         #: JSON messages the server sent as RAW (save replies, failures).
@@ -48,10 +48,15 @@ class DocClient:
 
     @classmethod
     async def open(cls, url: str, kind: str = "notebook", headers: dict[str, str] | None = None,
-                   sync: bool = True, timeout: float = 30) -> DocClient:
-        """Connect to ``url`` and (with ``sync``) wait until the document arrived."""
+                   sync: bool = True, timeout: float = 30,
+                   doc: pycrdt.Doc | None = None) -> DocClient:
+        """Connect to ``url`` and (with ``sync``) wait until the document arrived.
+
+        ``doc``: the document to sync (a client reconnecting with what it holds); a new one
+        by default.
+        """
         ws = await connect(url, additional_headers=headers, max_size=None, open_timeout=timeout)
-        client = cls(ws, kind)
+        client = cls(ws, kind, doc)
         with contextlib.suppress(ConnectionClosed):  # refused at once: see close_code
             await client.ws.send(pycrdt.create_sync_message(client.doc))
         if sync:
@@ -169,7 +174,8 @@ class DocClient:
         return self.close_code
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (the document stays usable, e.g. to reconnect with it)."""
+        self.doc.unobserve(self._subscription)
         self._writer.cancel()
         await self.ws.close()
         self._reader.cancel()

@@ -1,4 +1,4 @@
-"""A y-websocket client at the frame level (y-py document, every frame recorded).
+"""A y-websocket client at the frame level (pycrdt document, every frame recorded).
 
 The node clients (:mod:`yclient`) are the real Yjs implementation; this one exists to
 count and craft frames byte by byte.
@@ -11,7 +11,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-import y_py as Y
+import pycrdt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -35,20 +35,25 @@ class Received:
 
 
 class RawClient:
-    """One websocket connection with a y-py document that applies what the server sends."""
+    """One websocket connection with a pycrdt document that applies what the server sends.
 
-    def __init__(self, ws: ClientConnection) -> None:
+    The document stays on the event loop's thread, where the client was made and reads.
+    """
+
+    def __init__(self, ws: ClientConnection, client_id: int | None = None) -> None:
         self.ws = ws
-        self.doc = Y.YDoc()
+        self.doc = pycrdt.Doc(client_id=client_id)
         self.frames: list[Received] = []
         self._changed = asyncio.Event()
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def open(cls, url: str, headers: dict[str, str] | None = None) -> RawClient:
-        """Connect (no handshake yet)."""
+    async def open(cls, url: str, headers: dict[str, str] | None = None, *,
+                   client_id: int | None = None) -> RawClient:
+        """Connect (no handshake yet). ``client_id``: the document's Yjs client id (default:
+        pycrdt's, 53 bits wide; yjs draws 32-bit ones)."""
         ws = await connect(url, additional_headers=headers, max_size=None, open_timeout=10)
-        return cls(ws)
+        return cls(ws, client_id)
 
     async def _read(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -59,7 +64,7 @@ class RawClient:
                     if message.type is YMessageType.SYNC and (
                         message.sync_type is not YSyncMessageType.SYNC_STEP1
                     ):
-                        Y.apply_update(self.doc, message.payload)
+                        self.doc.apply_update(message.payload)
                 self.frames.append(frame)
                 self._changed.set()
 
@@ -69,7 +74,7 @@ class RawClient:
 
     async def handshake(self, timeout: float = 10) -> None:
         """Send SYNC step 1 and wait for the server's step 2."""
-        await self.send(create_sync_step1_message(Y.encode_state_vector(self.doc)))
+        await self.send(create_sync_step1_message(self.doc.get_state()))
         await self.wait_for(lambda m: m.sync_type is YSyncMessageType.SYNC_STEP2, timeout)
 
     async def barrier(self, timeout: float = 10) -> int:
@@ -78,7 +83,7 @@ class RawClient:
         them (a connection's frames are handled, and written, in order). Returns the index in
         :attr:`frames` of the answer: the frames before it are those."""
         mark = len(self.frames)
-        await self.send(create_sync_step1_message(Y.encode_state_vector(self.doc)))
+        await self.send(create_sync_step1_message(self.doc.get_state()))
         await self.wait_for(lambda m: m.sync_type is YSyncMessageType.SYNC_STEP2, timeout,
                             start=mark)
         return next(i for i in range(mark, len(self.frames)) if any(
@@ -104,15 +109,15 @@ class RawClient:
 
     def text(self, name: str = "t") -> str:
         """The content of the shared text ``name``."""
-        return str(self.doc.get_text(name))
+        return str(self.doc.get(name, type=pycrdt.Text))
 
     async def edit(self, text: str, name: str = "t") -> bytes:
         """Append ``text`` locally and send the update; return the update."""
-        ytext = self.doc.get_text(name)
-        before = Y.encode_state_vector(self.doc)
-        with self.doc.begin_transaction() as txn:
-            ytext.extend(txn, text)
-        update = Y.encode_state_as_update(self.doc, before)
+        ytext = self.doc.get(name, type=pycrdt.Text)
+        before = self.doc.get_state()
+        with self.doc.transaction():
+            ytext += text
+        update = self.doc.get_update(before)
         await self.send(create_update_message(update))
         return update
 

@@ -31,16 +31,15 @@ import pytest
 from browser import (
     CELL_EDITORS,
     CELL_TEXTS_JS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     READER_TOKEN,
-    TIMEOUT_MS,
     TOKEN,
     WRITER_TOKEN,
     LabServer,
     cell_texts,
     edit_cell_end,
+    no_dialog,
     open_notebook,
+    signed_in_pages,
     start_editing,
     status,
     unavailable,
@@ -56,10 +55,7 @@ pytestmark = [
     pytest.mark.skipif(unavailable() is not None, reason=unavailable() or ""),
 ]
 
-ARTIFACTS_DIR = PROJECT_DIR / "test-artifacts"
 RESULTS_FILE = PROJECT_DIR / "benchmarks" / "results" / "browser.json"
-#: Who each token signs in (screenshot names).
-USERS = {WRITER_TOKEN: "writer", READER_TOKEN: "reader", TOKEN: "anonymous"}
 #: Keystrokes timed from one page to the other.
 KEYSTROKES = 20
 
@@ -100,67 +96,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def sign_in(lab: LabServer, chromium: Any,
             request: pytest.FixtureRequest) -> Iterator[Callable[[str], Any]]:
-    """``sign_in(token)``: a page in a new browser context (a user's browser), signed in
-    with ``token`` (the login cookie is set; no page is loaded yet).
-
-    On failure, each page's screenshot and console, and the server's log, are saved to
-    ``test-artifacts/``.
-    """
-    contexts: list[Any] = []
-    pages: list[tuple[str, Any, list[str]]] = []
+    """``sign_in(token)``: a new signed-in user's page (see :func:`browser.signed_in_pages`)."""
     failed_before = request.session.testsfailed
-
-    def new_page(token: str) -> Any:
-        context = chromium.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(TIMEOUT_MS)
-        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.origin)
-        contexts.append(context)
-        response = context.request.get(lab.url("api/me", token=token))
-        assert response.ok, response.status
-        page = context.new_page()
-        console: list[str] = []
-        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-        pages.append((USERS[token], page, console))
-        return page
-
-    yield new_page
-    # The call's report is in by now: a failure of this test counts already.
-    if request.session.testsfailed > failed_before:
-        save_artifacts(request.node.name, pages, lab)
-    for context in contexts:
-        context.close()
-
-
-def save_artifacts(test: str, pages: list[tuple[str, Any, list[str]]], lab: LabServer) -> None:
-    ARTIFACTS_DIR.mkdir(exist_ok=True)
-    stem = re.sub(r"[^\w.-]+", "_", test)
-    for i, (user, page, console) in enumerate(pages):
-        name = f"{stem}-{i}-{user}"
-        (ARTIFACTS_DIR / f"{name}-console.txt").write_text("\n".join(console) + "\n")
-        try:
-            page.screenshot(path=str(ARTIFACTS_DIR / f"{name}.png"), full_page=True)
-        except Exception as error:  # a crashed page: keep saving the others
-            print(f"no screenshot of page {i} ({user}): {error}")
-    (ARTIFACTS_DIR / f"{stem}-jupyterlab.log").write_text(lab.log())
-    print(f"screenshots, page consoles and the server log saved in {ARTIFACTS_DIR}")
-
-
-def no_dialog(page: Any) -> None:
-    dialogs = page.locator(".jp-Dialog")
-    assert dialogs.count() == 0, dialogs.first.inner_text()
+    # The call's report is in when the fixture is torn down: a failure of this test counts.
+    with signed_in_pages(lab, chromium, request.node.name,
+                         lambda: request.session.testsfailed > failed_before) as new_page:
+        yield new_page
 
 
 # --- 1. two users co-edit, see each other, save ---------------------------------------------

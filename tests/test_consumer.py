@@ -7,7 +7,6 @@ import itertools
 import random
 
 import pytest
-import y_py as Y
 from rawclient import RawClient
 from servers import TEST_MAX_MESSAGE_SIZE, Server
 from websockets.exceptions import InvalidStatus
@@ -104,7 +103,7 @@ async def test_join_costs_one_full_document_send(embedded_server: Server):
     writer = await RawClient.open(url)
     await writer.handshake()
     await writer.edit("x" * 100_000)
-    document = Y.encode_state_as_update(writer.doc)
+    document = writer.doc.get_update()
     bystanders = [await RawClient.open(url) for _ in range(20)]
     await asyncio.gather(*(b.handshake() for b in bystanders))
     assert all(b.text() == writer.text() for b in bystanders)

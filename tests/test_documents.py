@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -204,7 +205,7 @@ async def test_unchanged_notebook_keeps_its_bytes(docs: DocServer) -> None:
     text = nbformat.writes(as_in_doc(nb)) + "\n"
     path.write_text(text, encoding="utf-8")
     client = await docs.open("bytes.ipynb")
-    assert await client.save() == "skipped"
+    assert await client.save() == "success"  # the file holds the document: nothing to write
     assert path.read_text(encoding="utf-8") == text
     await client.close()
 
@@ -216,7 +217,31 @@ async def test_save_request_is_answered(docs: DocServer) -> None:
     append_source(client, 1, " # explicit")
     assert await client.save() == "success"
     assert "# explicit" in path.read_text()
-    assert await client.save() == "skipped"
+    mtime = path.stat().st_mtime_ns
+    assert await client.save() == "success"  # saved already: answered, not written again
+    assert path.stat().st_mtime_ns == mtime
+    await client.close()
+
+
+async def test_save_answers_success_whenever_the_file_holds_the_document(
+        docs: DocServer) -> None:
+    """The three saves people make by habit: of an unedited notebook, right after an edit,
+    and after the autosave wrote the edit. Each is answered "success" (the stock frontend
+    shows an error dialog for anything else)."""
+    path = docs.root / "habit.ipynb"
+    write_nb(path)
+    before = path.read_bytes()
+    client = await docs.open("habit.ipynb")
+    assert await client.save() == "success"  # unedited
+    assert path.read_bytes() == before
+    append_source(client, 0, " # edited")
+    assert await client.save() == "success"  # just edited: written now
+    assert file_nb(path).cells[0].source.endswith(" # edited")
+    append_source(client, 0, " # again")
+    await wait_until(lambda: " # again" in path.read_text(), what="the autosave")
+    written = path.stat().st_mtime_ns
+    assert await client.save() == "success"  # after the autosave: nothing left to write
+    assert path.stat().st_mtime_ns == written
     await client.close()
 
 
@@ -233,7 +258,7 @@ async def test_invalid_document_is_not_written(docs: DocServer) -> None:
     status, room = docs.request("GET", f"api/ydjango/rooms/{docs.session(path.name)['fileId']}")
     assert status == 200 and "invalid" in room["saveError"]
     client.model.ycells[0]["cell_type"] = "markdown"
-    assert await client.save() in ("success", "skipped")
+    assert await client.save() == "success"
     assert file_nb(path).cells[0].cell_type == "markdown"
     await client.close()
 
@@ -292,6 +317,35 @@ async def test_unsaved_room_version_is_kept_when_the_file_changes(tmp_path: Path
         assert file_nb(path).cells[2].source == "# disk edit"
     finally:
         server.stop()
+
+
+async def test_last_written_is_known_or_absent(docs: DocServer) -> None:
+    """The status API says when the file was last written and by whom, only when a room
+    knows: nothing for a file imported and never written since, ``room`` after a save,
+    ``outside`` (at the file's mtime) after a change made by another program."""
+    path = docs.root / "written.ipynb"
+    write_nb(path)
+    client = await docs.open("written.ipynb")
+    file_id = docs.session(path.name)["fileId"]
+
+    def room() -> dict:
+        status, body = docs.request("GET", f"api/ydjango/rooms/{file_id}")
+        assert status == 200
+        return body
+
+    assert (room()["writtenAt"], room()["writtenBy"], room()["lastSaved"]) == (None, None, None)
+    append_source(client, 0, " # saved")
+    assert await client.save() == "success"
+    saved = room()
+    assert saved["writtenBy"] == "room" and saved["writtenAt"] == saved["lastSaved"]
+    changed = generated_notebook(2)
+    path.write_text(nbformat.writes(changed) + "\n", encoding="utf-8")
+    mtime = path.stat().st_mtime
+    await wait_until(lambda: room()["writtenBy"] == "outside", what="the change on disk")
+    written = datetime.fromisoformat(room()["writtenAt"]).timestamp()
+    assert abs(written - mtime) < 0.01
+    assert room()["lastSaved"] == saved["lastSaved"]
+    await client.close()
 
 
 async def test_unreadable_change_on_disk_is_kept_and_the_room_wins(docs: DocServer) -> None:

@@ -7,8 +7,8 @@ the others, but its document changes are refused with an AUTH permission-denied 
 
 from __future__ import annotations
 
+import pycrdt
 import pytest
-import y_py as Y
 from rawclient import RawClient
 from servers import Server
 from yclient import NodeDriver
@@ -50,18 +50,18 @@ def is_auth(message) -> bool:
 
 
 def text_of(update: bytes) -> str:
-    doc = Y.YDoc()
-    Y.apply_update(doc, update)
-    return str(doc.get_text("t"))
+    doc = pycrdt.Doc()
+    doc.apply_update(update)
+    return str(doc.get("t", type=pycrdt.Text))
 
 
 def local_update(client: RawClient, text: str) -> bytes:
     """Append ``text`` to the client's own document without sending it; return the update."""
-    before = Y.encode_state_vector(client.doc)
-    ytext = client.doc.get_text("t")
-    with client.doc.begin_transaction() as txn:
-        ytext.extend(txn, text)
-    return Y.encode_state_as_update(client.doc, before)
+    before = client.doc.get_state()
+    ytext = client.doc.get("t", type=pycrdt.Text)
+    with client.doc.transaction():
+        ytext += text
+    return client.doc.get_update(before)
 
 
 @pytest.mark.node
@@ -119,8 +119,8 @@ async def test_reader_with_nothing_to_write_is_not_denied(server: Server) -> Non
         await reader.handshake()
         # the empty answer, then a step 1 in the same frame: the server's second step 2
         # comes after whatever it answered to the first message
-        await reader.send(create_sync_step2_message(Y.encode_state_as_update(Y.YDoc()))
-                          + create_sync_step1_message(Y.encode_state_vector(reader.doc)))
+        await reader.send(create_sync_step2_message(pycrdt.Doc().get_update())
+                          + create_sync_step1_message(reader.doc.get_state()))
         step2s = [0]
 
         def second_step2(message) -> bool:
@@ -183,7 +183,7 @@ async def test_reader_joining_a_room_with_deletions_is_not_denied(
     await wait_text(raw, "world")
     step1 = next(m for f in raw.frames for m in f.messages
                  if m.sync_type is YSyncMessageType.SYNC_STEP1)
-    answer = Y.encode_state_as_update(raw.doc, step1.payload)
+    answer = raw.doc.get_update(step1.payload)
     assert answer != b"\x00\x00"  # the delete set travels
     await raw.send(create_sync_step2_message(answer))
     await raw.barrier()  # its answer arrives after any answer to the frame above

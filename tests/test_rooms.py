@@ -6,8 +6,8 @@ import asyncio
 import socket
 import time
 
+import pycrdt
 import pytest
-import y_py as Y
 from channels.layers import InMemoryChannelLayer
 
 from jupyter_ydjango.relay import SILENCE
@@ -17,17 +17,17 @@ from jupyter_ydjango.yutils import AwarenessEntry, encode_awareness_update
 
 def edit(room: Room, text: str) -> None:
     """Append to the room's text as server-side code would (origin None)."""
-    ytext = room.doc.get_text("t")
-    with room.doc.begin_transaction() as txn:
-        ytext.extend(txn, text)
+    ytext = room.doc.get("t", type=pycrdt.Text)
+    with room.doc.transaction():
+        ytext += text
 
 
 def text_of(room: Room) -> str:
     return text_of_doc(room.doc)
 
 
-def text_of_doc(doc: Y.YDoc) -> str:
-    return str(doc.get_text("t"))
+def text_of_doc(doc: pycrdt.Doc) -> str:
+    return str(doc.get("t", type=pycrdt.Text))
 
 
 async def eventually(predicate, timeout: float = 20.0) -> None:
@@ -43,7 +43,7 @@ def factory(name: str, calls: list[str] | None = None, delay: float = 0.0):
         if calls is not None:
             calls.append(name)
         await asyncio.sleep(delay)
-        return Room(name, Y.YDoc())
+        return Room(name, pycrdt.Doc())
 
     return make
 
@@ -68,7 +68,7 @@ async def test_idle_room_unloaded_after_delay_and_kept_on_reconnect():
             unloaded.append(self.name)
 
     async def make() -> Room:
-        return Tracked("r", Y.YDoc())
+        return Tracked("r", pycrdt.Doc())
 
     registry = RoomRegistry(unload_delay=0.2)
     room = await registry.acquire("r", make)
@@ -98,7 +98,7 @@ async def test_load_waits_for_an_unload_in_progress():
             order.append("unload end")
 
     async def make() -> Room:
-        return Slow("r", Y.YDoc())
+        return Slow("r", pycrdt.Doc())
 
     registry = RoomRegistry(unload_delay=0)
     registry.release(await registry.acquire("r", make))
@@ -185,13 +185,13 @@ async def test_lost_last_update_is_repaired_after_a_heartbeat():
     for ch in "ab":
         edit(room_a, ch)
     await eventually(lambda: text_of(room_b) == "ab")
-    doc = Y.YDoc()
-    Y.apply_update(doc, Y.encode_state_as_update(room_b.doc))
+    doc = pycrdt.Doc()
+    doc.apply_update(room_b.doc.get_update())
     edit(room_a, "c")
     await eventually(lambda: layer.dropped)
     # the loss is real: the last update, "c", and nothing else would bring it
     (lost,) = layer.dropped
-    Y.apply_update(doc, lost["update"])
+    doc.apply_update(lost["update"])
     assert text_of_doc(doc) == "abc"
     await eventually(lambda: text_of(room_b) == "abc", timeout=20)
     assert room_b.relay.resyncs >= 1
@@ -252,7 +252,7 @@ async def test_a_silent_process_clients_awareness_is_removed_after_a_missed_hear
 class Storing(Room):
     """A room that stores changes in a list; ``confirming`` False: its store is down."""
 
-    def __init__(self, name: str, doc: Y.YDoc) -> None:
+    def __init__(self, name: str, doc: pycrdt.Doc) -> None:
         super().__init__(name, doc)
         self.confirming = True
         self.remote: list[bytes] = []
@@ -266,16 +266,16 @@ class Storing(Room):
 
 def storing_factory(name: str):
     async def make() -> Room:
-        return Storing(name, Y.YDoc())
+        return Storing(name, pycrdt.Doc())
 
     return make
 
 
 def replayed(updates: list[bytes]) -> str:
-    doc = Y.YDoc()
+    doc = pycrdt.Doc()
     for update in updates:
-        Y.apply_update(doc, update)
-    return str(doc.get_text("t"))
+        doc.apply_update(update)
+    return text_of_doc(doc)
 
 
 async def test_changes_a_process_did_not_store_are_stored_by_the_others_when_it_dies():
@@ -330,10 +330,9 @@ async def test_server_side_pushes_are_stored_by_every_process():
     a, b = (RoomRegistry(layer, cross_process=True, heartbeat=0.2, unload_delay=10)
             for _ in range(2))
     rooms = [await r.acquire("shared", storing_factory("shared")) for r in (a, b)]
-    doc = Y.YDoc()
-    with doc.begin_transaction() as txn:
-        doc.get_text("t").extend(txn, "pushed")
-    await asend_doc_update("shared", Y.encode_state_as_update(doc), channel_layer=layer)
+    doc = pycrdt.Doc()
+    doc.get("t", type=pycrdt.Text).insert(0, "pushed")
+    await asend_doc_update("shared", doc.get_update(), channel_layer=layer)
     await eventually(lambda: all(room.remote for room in rooms))
     assert [replayed(room.remote) for room in rooms] == ["pushed", "pushed"]
     await close_all(a, b)
@@ -389,7 +388,7 @@ async def test_relay_on_real_redis_repairs_losses():
 async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
     from jupyter_ydjango.rooms import CLOSE_SLOW_PEER
 
-    room = Room("slow", Y.YDoc())
+    room = Room("slow", pycrdt.Doc())
     room.max_queued_frames = 5
     stuck = asyncio.Event()
     closed: list[int] = []
@@ -401,9 +400,81 @@ async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
         closed.append(code)
 
     peer = room.join(send, close)
-    room.sync_step1(peer, Y.encode_state_vector(Y.YDoc()))
+    room.sync_step1(peer, pycrdt.Doc().get_state())
     for ch in "abcdefgh":
         edit(room, ch)
     await eventually(lambda: closed == [CLOSE_SLOW_PEER])
     peer.push(b"more")  # nothing more is queued once the peer is being closed
     assert peer._queue.qsize() <= room.max_queued_frames
+
+
+async def test_joiners_holding_nothing_share_one_frame_of_the_current_document():
+    room = Room("joiners", pycrdt.Doc())
+
+    async def close(code: int) -> None:
+        pass
+
+    def join() -> list[bytes]:
+        got: list[bytes] = []
+
+        async def send(frame: bytes) -> None:
+            got.append(frame)
+
+        peer = room.join(send, close)
+        room.sync_step1(peer, pycrdt.Doc().get_state())
+        return got
+
+    edit(room, "a")
+    first, second = join(), join()
+    await eventually(lambda: len(first) == 2 and len(second) == 2)  # SYNC step 1, step 2
+    assert first[1] is second[1]  # one shared step 2
+    edit(room, "b")  # a new version of the document: the next joiner gets it
+    third = join()
+    await eventually(lambda: len(third) == 2)
+    joiner = pycrdt.Doc()
+    pycrdt.handle_sync_message(third[1][1:], joiner)
+    assert str(joiner.get("t", type=pycrdt.Text)) == "ab"
+
+
+# --- engines ---------------------------------------------------------------------------
+
+
+def client_update(client_id: int, text: str) -> bytes:
+    """An update from a fresh client with ``client_id`` appending ``text`` to ``t``."""
+    doc = pycrdt.Doc(client_id=client_id)
+    doc.get("t", type=pycrdt.Text).insert(0, text)
+    return doc.get_update()
+
+
+def test_room_keeps_wide_client_ids_as_sent():
+    from jupyter_ydjango.engines import decode_state_vector
+
+    wide = (1 << 53) - 3  # pycrdt draws client ids this wide
+    room = Room("wide", pycrdt.Doc())
+    room.apply_update(client_update(wide, "from pycrdt"))
+    room.apply_update(client_update(0xFFFF_FFF0, " and yjs"))
+    assert decode_state_vector(room.state_vector()) == {wide: 11, 0xFFFF_FFF0: 8}
+    peer = pycrdt.Doc()
+    peer.apply_update(room.diff())
+    assert decode_state_vector(peer.get_state()) == decode_state_vector(room.state_vector())
+
+
+def test_ypy_room_refuses_client_ids_it_cannot_hold():
+    y_py = pytest.importorskip(
+        "y_py", reason="y-py (the [ypy] extra) installs only on Python < 3.13")
+    from jupyter_ydjango.engines import UnsupportedClientId, decode_state_vector
+
+    changes: list[bytes] = []
+
+    class Observed(Room):
+        def on_change(self, update: bytes, origin) -> None:
+            changes.append(update)
+
+    room = Observed("ypy", y_py.YDoc())
+    room.apply_update(client_update(0xFFFF_FFF0, "yjs"))
+    assert str(room.doc.get_text("t")) == "yjs" and len(changes) == 1
+    before = room.state_vector()
+    with pytest.raises(UnsupportedClientId, match="wider than 32 bits"):
+        room.apply_update(client_update(1 << 40, "pycrdt"))
+    assert room.state_vector() == before and len(changes) == 1  # nothing applied
+    assert decode_state_vector(before) == {0xFFFF_FFF0: 3}

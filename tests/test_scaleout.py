@@ -28,7 +28,6 @@ from typing import Any
 import nbformat
 import pycrdt
 import pytest
-import y_py as Y
 from docclient import DocClient
 from docserver import DocServer
 from jupyter_ydoc import YNotebook
@@ -152,19 +151,13 @@ def state_vector(doc: pycrdt.Doc) -> dict[int, int]:
 
 
 def server_client_id(client: DocClient) -> int:
-    """The client id under which the server's y-py stores a pycrdt client's changes.
+    """The client id under which the server stores a pycrdt client's changes: its own.
 
-    pycrdt draws 53-bit client ids; y-py 0.6 reads client ids as 32-bit varints (the bits
-    past 32 wrap around), so the server, and every client it relays to, sees that client's
-    items under another id. Found with a probe document of the same client id.
+    pycrdt draws 53-bit client ids and the server's pycrdt documents keep them as sent (y-py
+    0.6 read them as 32-bit varints and stored them under another id), so the log's authors
+    are the clients' own ids.
     """
-    probe = pycrdt.Doc(client_id=client.doc.client_id)
-    probe.get("probe", type=pycrdt.Text).insert(0, "x")
-    doc = Y.YDoc()
-    Y.apply_update(doc, probe.get_update())
-    sv = Y.encode_state_vector(doc)
-    _, pos = read_var_uint(sv)
-    return read_var_uint(sv, pos)[0]
+    return client.doc.client_id
 
 
 def replay_log(cluster: Cluster, file_id: str) -> tuple[pycrdt.Doc, int, list[LoggedUpdate]]:
@@ -384,10 +377,8 @@ async def test_clients_spread_over_workers_converge(cluster: Cluster, driver: No
     client ends with the same document, with every character typed, and the file on disk
     holds the typed content."""
     services = cluster.services[:workers]
-    # each pycrdt client types on a line of its own: y-py stores a pycrdt client's items
-    # under another id than the client's own (see server_client_id), so concurrent inserts
-    # at one position would be ordered differently by that client than by everyone else.
-    # The Yjs clients (32-bit ids) type concurrently at one position.
+    # each pycrdt client types on a line of its own, so that the file's content is known
+    # exactly; the Yjs clients (32-bit ids) type concurrently at one position.
     lines = "".join(f"{i}:\n" for i in range(workers))
     name = write_text(cluster.root, f"converge-{workers}.txt", lines)
     session = services[0].session(name, TEXT)

@@ -7,12 +7,12 @@ import os
 import stat
 from pathlib import Path
 
+import pycrdt
 import pytest
-import y_py as Y
 from notebooks import generated_notebook
 
 from jupyter_ydjango.formats import FormatError, NotebookFormat
-from jupyter_ydjango.notebook import load_into, notebook_from_doc, replace_content
+from jupyter_ydjango.notebook import load_into, notebook_from_doc, read_notebook, replace_content
 from jupyter_ydjango.paths import PathError, normalize_api_path, resolve_in_root
 from jupyter_ydjango.store import (
     pack_updates,
@@ -103,22 +103,22 @@ def test_copies_never_overwrite(tmp_path: Path) -> None:
     assert (first.read_bytes(), second.read_bytes()) == (b"1", b"2")
 
 
-def _sync(a: Y.YDoc, b: Y.YDoc) -> None:
-    ua = Y.encode_state_as_update(a, Y.encode_state_vector(b))
-    ub = Y.encode_state_as_update(b, Y.encode_state_vector(a))
-    Y.apply_update(b, ua)
-    Y.apply_update(a, ub)
+def _sync(a: pycrdt.Doc, b: pycrdt.Doc) -> None:
+    ua = a.get_update(b.get_state())
+    ub = b.get_update(a.get_state())
+    b.apply_update(ua)
+    a.apply_update(ub)
 
 
 def test_change_on_disk_keeps_concurrent_edits_of_unchanged_cells() -> None:
     nb = generated_notebook(20)
-    room, client = Y.YDoc(), Y.YDoc()
+    room, client = pycrdt.Doc(), pycrdt.Doc()
     load_into(room, copy.deepcopy(nb))
     _sync(room, client)
     # a client types into cell 3 while the file changes cells 10 and 15 and gains a cell
-    cell3 = client.get_array("cells")[3].get("source")
-    with client.begin_transaction() as txn:
-        cell3.extend(txn, " typed by a client")
+    cell3 = client.get("cells", type=pycrdt.Array)[3].get("source")
+    with client.transaction():
+        cell3 += " typed by a client"
     disk = copy.deepcopy(nb)
     disk.cells[10].source = "changed on disk"
     disk.cells[15].metadata = {"tags": ["disk"]}
@@ -140,10 +140,10 @@ def test_change_on_disk_keeps_concurrent_edits_of_unchanged_cells() -> None:
 
 def test_notebook_format_refuses_invalid_documents() -> None:
     fmt = NotebookFormat()
-    doc = Y.YDoc()
+    doc = pycrdt.Doc()
     fmt.load_into(doc, generated_notebook(3), "x.ipynb", "0" * 64)
-    with doc.begin_transaction() as txn:
-        doc.get_array("cells")[0].set(txn, "cell_type", "bogus")
+    with doc.transaction():
+        doc.get("cells", type=pycrdt.Array)[0]["cell_type"] = "bogus"
     with pytest.raises(FormatError, match="Invalid notebook"):
         fmt.render(fmt.read(doc))
 
@@ -185,24 +185,24 @@ def test_restore_snapshot_is_an_edit_of_the_history(tmp_path: Path) -> None:
     fmt = NotebookFormat()
     document = Document.objects.create(path=f"{tmp_path.name}/restore.ipynb")
     original = generated_notebook(5)
-    doc = Y.YDoc(client_id=0)
+    doc = pycrdt.Doc(client_id=0)
     fmt.load_into(doc, copy.deepcopy(original), document.path, "0" * 64)
     snapshot = Snapshot.objects.create(document=document, reason="import",
-                                       state=Y.encode_state_as_update(doc))
-    before = Y.encode_state_vector(doc)
-    with doc.begin_transaction() as txn:
-        doc.get_array("cells").delete(txn, 0)
+                                       state=doc.get_update())
+    before = doc.get_state()
+    with doc.transaction():
+        del doc.get("cells", type=pycrdt.Array)[0]
     Update.objects.create(document=document,
-                          data=store.pack_updates([Y.encode_state_as_update(doc, before)]))
+                          data=store.pack_updates([doc.get_update(before)]))
 
     def stored_content() -> object:
         history = store.load_history(document.id)
-        replay = Y.YDoc()
+        replay = pycrdt.Doc()
         for _, state in history.snapshots:
-            Y.apply_update(replay, state)
+            replay.apply_update(state)
         for _, data in history.updates:
             for update in store.unpack_updates(data):
-                Y.apply_update(replay, update)
+                replay.apply_update(update)
         return fmt.read(replay)
 
     assert len(stored_content().cells) == 4
@@ -221,6 +221,43 @@ def test_restore_snapshot_is_an_edit_of_the_history(tmp_path: Path) -> None:
 
 def read_back(nb: object) -> object:
     """A notebook as it reads back from a document."""
-    doc = Y.YDoc()
+    doc = pycrdt.Doc()
     load_into(doc, copy.deepcopy(nb))
     return notebook_from_doc(doc)
+
+
+def test_admin_restores_a_deleted_file(tmp_path: Path) -> None:
+    """The admin's "restore the deleted file" action writes the document's last content back
+    to its path and makes the document live again."""
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from django.test import Client, override_settings
+    from django.utils import timezone
+
+    from jupyter_ydjango import store
+    from jupyter_ydjango.models import Document, Snapshot
+
+    call_command("migrate", interactive=False, verbosity=0)
+    fmt = NotebookFormat()
+    path = f"{tmp_path.name}/deleted.ipynb"
+    document = Document.objects.create(path=path, deleted=timezone.now())
+    nb = generated_notebook(3)
+    doc = pycrdt.Doc(client_id=0)
+    fmt.load_into(doc, copy.deepcopy(nb), path, "0" * 64)
+    Snapshot.objects.create(document=document, reason="deleted", state=doc.get_update())
+    User.objects.filter(username="undeleter").delete()
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(User.objects.create_superuser("undeleter", "u@example.com", "pw"))
+    response = client.get("/admin/jupyter_ydjango/document/?deleted__isempty=0")
+    assert response.status_code == 200 and b"deleted.ipynb" in response.content
+    with override_settings(YDJANGO_NOTEBOOK_DIR=str(tmp_path.parent)):
+        response = client.post("/admin/jupyter_ydjango/document/",
+                               {"action": "restore_deleted", "_selected_action": [document.id]},
+                               follow=True)
+    assert response.status_code == 200
+    assert b"restored to" in response.content
+    written = tmp_path / "deleted.ipynb"
+    assert [c.source for c in read_notebook(written.read_bytes()).cells] == [
+        c.source for c in read_back(nb).cells]
+    info = store.get_document(document.id)
+    assert info is not None and info.deleted is None and info.path == path

@@ -218,6 +218,7 @@ class NodeDriver:
         *,
         name: str | None = None,
         awareness: Any = None,
+        notebook: bool = False,
         timeout: float = 10.0,
     ) -> YClient:
         """Create a y-websocket client on ``{url}/{room}?{params}`` with its own ``Y.Doc``.
@@ -228,7 +229,9 @@ class NodeDriver:
         connecting. Raises :class:`DriverError` if the socket closes before syncing, with
         ``reply["code"]``, ``reply["reason"]``, ``reply["events"]``, ``reply["id"]`` and
         ``reply["client_id"]`` (the client stays registered, and keeps reconnecting if
-        ``reconnect``: use ``driver.client_from(exc)`` to inspect or close it).
+        ``reconnect``: use ``driver.client_from(exc)`` to inspect or close it). With
+        ``notebook``, JupyterLab's ``@jupyter/ydoc`` ``YNotebook`` is bound to the client's doc,
+        for the ``nb_*`` methods.
         """
         name = name or f"c{next(self._names)}"
         fields: dict[str, Any] = {
@@ -242,6 +245,8 @@ class NodeDriver:
         }
         if awareness is not None:
             fields["awareness"] = awareness
+        if notebook:
+            fields["notebook"] = True
         reply = await self.call("connect", **fields)
         return YClient(self, name, int(reply["client_id"]))
 
@@ -295,6 +300,20 @@ class YClient:
         if length is not None:
             fields["length"] = length
         return str((await self._call("wait_text", **fields))["text"])
+
+    async def nb_insert(self, cell: int, index: int, text: str) -> str:
+        """Type ``text`` into cell ``cell`` at ``index`` (through ``@jupyter/ydoc``); the
+        cell's new source."""
+        return str((await self._call("nb_insert", cell=cell, index=index, text=text))["source"])
+
+    async def nb_add_cell(self, index: int, source: str, cell_type: str = "code") -> str:
+        """Insert a cell (through ``@jupyter/ydoc``); its id."""
+        reply = await self._call("nb_add_cell", index=index, source=source, cell_type=cell_type)
+        return str(reply["id"])
+
+    async def nb_json(self) -> dict[str, Any]:
+        """The notebook as ``@jupyter/ydoc``'s ``YNotebook.toJSON()`` reads this client's doc."""
+        return dict((await self._call("nb_json"))["notebook"])
 
     async def state(self) -> bytes:
         """``Y.encodeStateAsUpdate(doc)`` (a Yjs v1 update)."""

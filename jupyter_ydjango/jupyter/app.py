@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
@@ -19,7 +20,8 @@ from ..identity import Identity
 from .backend import Backend, BackendError
 from .handlers import RoomHandler, RoomStatusHandler, SessionHandler
 
-#: Schema of jupyter_server's contents events (a rename keeps the file's ``fileId``).
+#: Schema of jupyter_server's contents events (a rename keeps the file's ``fileId``; a deleted
+#: file's rooms stop saving it).
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 #: Server extensions that claim the same URLs as this one.
 CONFLICTING_EXTENSIONS = ("jupyter_server_ydoc", "jupyter_collaboration")
@@ -147,7 +149,7 @@ class YDjango(ExtensionApp):
         self.sockets: set[RoomHandler] = set()
         self._ready = asyncio.Event()
         self._startup_error: str | None = None
-        self._renames: set[asyncio.Task[Any]] = set()
+        self._contents_changes: set[asyncio.Task[Any]] = set()
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -248,6 +250,10 @@ class YDjango(ExtensionApp):
             except Exception as exc:
                 self._startup_error = f"database migrations failed: {exc!r}"
                 self.log.exception("jupyter_ydjango: %s", self._startup_error)
+            else:
+                from ..conversions import get_converter
+
+                get_converter().warm_up()
         self._ready.set()
 
     async def get_backend(self) -> Backend:
@@ -303,31 +309,40 @@ class YDjango(ExtensionApp):
     # --- contents events ----------------------------------------------------------------------
 
     async def _on_contents_event(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
-        if data.get("action") != "rename":
-            return
-        old_path, new_path = data.get("source_path"), data.get("path")
-        if not old_path or not new_path:
-            return
+        action, path = data.get("action"), data.get("path")
+        if action == "rename" and data.get("source_path") and path:
+            await self._forward_contents_change(
+                f"the rename of {data['source_path']} to {path}",
+                "the document gets a new fileId",
+                lambda backend: backend.rename(data["source_path"], path,
+                                               identity=SERVER_IDENTITY))
+        elif action == "delete" and path:
+            await self._forward_contents_change(
+                f"the deletion of {path}", "its room may save it again",
+                lambda backend: backend.delete(path, identity=SERVER_IDENTITY))
+
+    async def _forward_contents_change(
+        self, what: str, consequence: str, call: Callable[[Backend], Awaitable[None]]
+    ) -> None:
         # The listener runs as a task made when the event was emitted, before the client got
-        # the rename's answer: registering it now lets later session requests wait for it.
+        # the change's answer: registering it now lets later session requests wait for it.
         task = asyncio.current_task()
         if task is not None:
-            self._renames.add(task)
-            task.add_done_callback(self._renames.discard)
+            self._contents_changes.add(task)
+            task.add_done_callback(self._contents_changes.discard)
         try:
-            backend = await self.get_backend()
-            await backend.rename(old_path, new_path, identity=SERVER_IDENTITY)
+            await call(await self.get_backend())
         except BackendError as exc:
-            self.log.error("jupyter_ydjango: %s renamed to %s, but the backend did not record "
-                           "it (the document gets a new fileId): %s", old_path, new_path, exc)
+            self.log.error("jupyter_ydjango: the backend did not record %s (%s): %s",
+                           what, consequence, exc)
         except Exception:
-            self.log.exception("jupyter_ydjango: error while recording the rename of %s",
-                               old_path)
+            self.log.exception("jupyter_ydjango: error while recording %s", what)
 
     async def renames_recorded(self) -> None:
-        """Wait until the renames reported so far reached the backend (so that a session
-        request for a file's new path finds its ``fileId``)."""
-        pending = [task for task in self._renames if task is not asyncio.current_task()]
+        """Wait until the renames and deletions reported so far reached the backend (so that
+        a session request for a file's new path finds its ``fileId``, and one for a file made
+        again where another was deleted gets a new one)."""
+        pending = [task for task in self._contents_changes if task is not asyncio.current_task()]
         if pending:
             await asyncio.wait(pending, timeout=self.request_timeout)
 
@@ -349,6 +364,9 @@ class YDjango(ExtensionApp):
                 self.log.error("jupyter_ydjango: rooms did not unload within 60 s")
             except Exception:
                 self.log.exception("jupyter_ydjango: error while unloading rooms")
+            from ..conversions import get_converter
+
+            get_converter().shutdown()
 
 
 #: The extension application (``YDjango`` is also its configuration section).

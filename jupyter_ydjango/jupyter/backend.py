@@ -149,6 +149,19 @@ class Backend(abc.ABC):
             raise BackendError(response.status, f"rename refused with {response.status}: "
                                f"{response.body[:200].decode(errors='replace')}")
 
+    async def delete(self, path: str, *, identity: Identity) -> None:
+        """Tell the Django side that a file (or a directory) was deleted (so that its rooms
+        stop saving it, and a new file there starts a new history).
+
+        :raises BackendError: the Django side did not confirm the deletion.
+        """
+        body = json.dumps({"path": path}).encode()
+        response = await self.request("POST", "/api/ydjango/delete", identity=identity,
+                                      body=body, content_type="application/json")
+        if response.status >= 300:
+            raise BackendError(response.status, f"delete refused with {response.status}: "
+                               f"{response.body[:200].decode(errors='replace')}")
+
     @abc.abstractmethod
     async def stop(self) -> None:
         """Close every connection (server shutdown) and release resources."""

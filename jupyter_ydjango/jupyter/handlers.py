@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -24,13 +24,25 @@ from .backend import (
     CLOSE_ABNORMAL,
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
+    Backend,
     BackendError,
     RoomConnection,
     client_close,
 )
 
-if TYPE_CHECKING:
-    from .app import YDjango
+
+class Extension(Protocol):
+    """What the handlers need of the extension (:class:`~jupyter_ydjango.jupyter.app.YDjango`)."""
+
+    max_message_size: int
+    #: The open room websockets (closed at shutdown).
+    sockets: set[Any]
+
+    async def get_backend(self) -> Backend:
+        """The backend, once the Django side is ready."""
+
+    async def renames_recorded(self) -> None:
+        """Wait until the Django side has recorded the renames seen so far."""
 
 #: The Jupyter authorization resource of collaborative documents (as jupyter-collaboration).
 AUTH_RESOURCE = "contents"
@@ -73,7 +85,7 @@ class _ForwardingHandler(APIHandler):
 
     auth_resource = AUTH_RESOURCE
 
-    def initialize(self, extension: YDjango) -> None:
+    def initialize(self, extension: Extension) -> None:
         self.extension = extension
 
     async def forward(self) -> None:
@@ -132,7 +144,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     auth_resource = AUTH_RESOURCE
 
-    def initialize(self, extension: YDjango) -> None:
+    def initialize(self, extension: Extension) -> None:
         self.extension = extension
         self.upstream: RoomConnection | None = None
         self._identity: Identity | None = None

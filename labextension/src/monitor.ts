@@ -12,19 +12,26 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { IRoomProvider, IYWebsocket, connectionState, findRoomProvider } from './provider';
+import { readFileNotice } from './raw';
 import { IRoomInfo, fetchRoomInfo, fileIdOfRoom, requestFileId } from './room';
 
 /**
  * What the status bar shows about a room.
  */
-export type RoomState = 'connecting' | 'synced' | 'read-only' | 'disconnected';
+export type RoomState = 'connecting' | 'synced' | 'read-only' | 'disconnected' | 'deleted';
 
 export interface IRoomStatus {
   state: RoomState;
   /** Number of awareness states in the document: the people in the room, us included. */
   people: number;
-  /** When the notebook was last saved, as far as we know. */
+  /** When the room last saved the notebook (null: not known to have). */
   lastSaved: Date | null;
+  /**
+   * When the file was last written, as far as the server knows (null: not
+   * known), and by whom: the room (a save) or something outside it.
+   */
+  writtenAt: Date | null;
+  writtenBy: 'room' | 'outside' | null;
   /** Why the server's last save failed, or null. */
   saveError: string | null;
   fileId: string | null;
@@ -97,10 +104,19 @@ export class RoomMonitor implements IDisposable {
     const contents = this._context.contentsModel;
     const readOnly =
       room?.readOnly === true || contents?.writable === false || this._context.model.readOnly;
+    let state: RoomState = connection === 'synced' && readOnly ? 'read-only' : connection;
+    if (this._deleted && connection !== 'disconnected') {
+      state = 'deleted';
+    }
+    // Only what the server knows: the file's modification time alone would show
+    // a "saved" time for a file the room never wrote.
+    const writtenAt = parseDate(room?.writtenAt);
     return {
-      state: connection === 'synced' && readOnly ? 'read-only' : connection,
+      state,
       people: this._context.model.sharedModel.awareness.getStates().size,
-      lastSaved: latest(parseDate(room?.lastSaved), parseDate(contents?.last_modified)),
+      lastSaved: parseDate(room?.lastSaved),
+      writtenAt,
+      writtenBy: writtenAt === null ? null : (room?.writtenBy ?? null),
       saveError: room?.saveError ?? null,
       fileId: this._fileId(),
       connections: room ? room.connections : null
@@ -131,6 +147,13 @@ export class RoomMonitor implements IDisposable {
       ws?.on('status', this._emitChanged);
       ws?.on('sync', this._onSync);
     }
+    // The socket changes with each reconnection of the provider.
+    const socket = ws?.ws ?? null;
+    if (socket !== this._socket) {
+      this._socket?.removeEventListener('message', this._onMessage);
+      this._socket = socket;
+      socket?.addEventListener('message', this._onMessage);
+    }
     if (ws?.synced) {
       this._everSynced = true;
     }
@@ -145,6 +168,8 @@ export class RoomMonitor implements IDisposable {
     this._ws?.off('status', this._emitChanged);
     this._ws?.off('sync', this._onSync);
     this._ws = null;
+    this._socket?.removeEventListener('message', this._onMessage);
+    this._socket = null;
     this._context.model.sharedModel.awareness.off('change', this._emitChanged);
     Signal.clearData(this);
   }
@@ -170,6 +195,7 @@ export class RoomMonitor implements IDisposable {
     }
     try {
       this._room = await fetchRoomInfo(fileId, this._serverSettings);
+      this._deleted = this._room.deleted;
     } catch (error) {
       // A server without the endpoint (404) or out of reach: show what the
       // client knows, and let the poll back off.
@@ -179,6 +205,18 @@ export class RoomMonitor implements IDisposable {
       this._emitChanged();
     }
   }
+
+  /**
+   * The room's notices about its file arrive on the document's websocket: the
+   * status changes at once, without waiting for the next poll.
+   */
+  private _onMessage = (event: MessageEvent): void => {
+    const notice = readFileNotice(event.data);
+    if (notice !== null) {
+      this._deleted = notice.status === 'deleted';
+      this._emitChanged();
+    }
+  };
 
   private _onSync = (synced: unknown): void => {
     if (synced === true) {
@@ -196,12 +234,14 @@ export class RoomMonitor implements IDisposable {
   private _changed = new Signal<this, void>(this);
   private _contentProvider: ICollaborativeContentProvider | null;
   private _context: DocumentRegistry.IContext<INotebookModel>;
+  private _deleted = false;
   private _everSynced = false;
   private _isDisposed = false;
   private _poll: Poll;
   private _room: IRoomInfo | null = null;
   private _serverSettings: ServerConnection.ISettings;
   private _sessionFileId: string | null = null;
+  private _socket: WebSocket | null = null;
   private _ws: IYWebsocket | null = null;
 }
 
@@ -220,11 +260,4 @@ function parseDate(value: string | null | undefined): Date | null {
   }
   const date = new Date(value);
   return isNaN(date.getTime()) ? null : date;
-}
-
-function latest(a: Date | null, b: Date | null): Date | null {
-  if (a === null || b === null) {
-    return a ?? b;
-  }
-  return a.getTime() >= b.getTime() ? a : b;
 }

@@ -21,6 +21,8 @@ export interface IYWebsocket {
   readonly wsconnected: boolean;
   /** Whether the first sync with the server of the current connection is done. */
   readonly synced: boolean;
+  /** The current websocket (null between connections). */
+  readonly ws: WebSocket | null;
   on(event: 'status' | 'sync' | 'connection-close', listener: (...args: unknown[]) => void): void;
   off(event: 'status' | 'sync' | 'connection-close', listener: (...args: unknown[]) => void): void;
 }

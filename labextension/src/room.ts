@@ -16,9 +16,17 @@ export interface IRoomInfo {
   connections: number;
   /** ISO-8601 time of the room's last successful save, or null. */
   lastSaved: string | null;
+  /**
+   * ISO-8601 time the file was last written, as far as the server knows, or
+   * null while unknown; `writtenBy` says who wrote it then.
+   */
+  writtenAt: string | null;
+  writtenBy: 'room' | 'outside' | null;
   /** Why the last save failed, or null. */
   saveError: string | null;
   readOnly: boolean;
+  /** Whether the file was deleted (the room no longer saves it). */
+  deleted: boolean;
 }
 
 /**
@@ -73,8 +81,11 @@ export async function fetchRoomInfo(
     loaded: data.loaded === true,
     connections: typeof data.connections === 'number' ? data.connections : 0,
     lastSaved: typeof data.lastSaved === 'string' ? data.lastSaved : null,
+    writtenAt: typeof data.writtenAt === 'string' ? data.writtenAt : null,
+    writtenBy: data.writtenBy === 'room' || data.writtenBy === 'outside' ? data.writtenBy : null,
     saveError: typeof data.saveError === 'string' ? data.saveError : null,
-    readOnly: data.readOnly === true
+    readOnly: data.readOnly === true,
+    deleted: data.deleted === true
   };
 }
 

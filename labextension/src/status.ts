@@ -2,8 +2,14 @@
  * The status-bar item: room state, people in the room, last save.
  *
  * The element has the id `ydjango-status` and carries what it shows as
- * `data-state`, `data-people`, `data-last-saved` (ISO-8601, or empty) and,
- * when the server reports one, `data-save-error`.
+ * `data-state`, `data-people`, `data-last-saved` (the room's last save,
+ * ISO-8601, or empty), `data-written-at` and `data-written-by` (when the file
+ * was last written and by whom, `room` or `outside`, or empty while unknown)
+ * and, when the server reports one, `data-save-error`.
+ *
+ * The text reads e.g. "synced · 2 people · saved 12 s ago", "… · changed on
+ * disk 3 min ago" (written by something other than the room), or has no time
+ * at all while nobody knows when the file was written.
  */
 import { Widget } from '@lumino/widgets';
 
@@ -86,6 +92,8 @@ export class RoomStatusItem extends Widget {
       delete data.state;
       delete data.people;
       delete data.lastSaved;
+      delete data.writtenAt;
+      delete data.writtenBy;
       delete data.saveError;
       this._text.textContent = '';
       this.node.title = '';
@@ -95,18 +103,19 @@ export class RoomStatusItem extends Widget {
     data.state = status.state;
     data.people = String(status.people);
     data.lastSaved = status.lastSaved?.toISOString() ?? '';
+    data.writtenAt = status.writtenAt?.toISOString() ?? '';
+    data.writtenBy = status.writtenBy ?? '';
     if (status.saveError === null) {
       delete data.saveError;
     } else {
       data.saveError = status.saveError;
     }
-    const saved =
-      status.saveError !== null
-        ? 'save failed'
-        : status.lastSaved
-          ? `saved ${formatAge(now - status.lastSaved.getTime())}`
-          : 'not saved yet';
-    this._text.textContent = `${status.state} · ${formatPeople(status.people)} · ${saved}`;
+    const parts = [status.state, formatPeople(status.people)];
+    const written = formatWritten(status, now);
+    if (written !== null) {
+      parts.push(written);
+    }
+    this._text.textContent = parts.join(' · ');
     this.node.title = describe(status);
   }
 
@@ -140,6 +149,24 @@ export function formatAge(milliseconds: number): string {
   return `${Math.floor(hours / 24)} d ago`;
 }
 
+/**
+ * The last-written part of the text, or null when there is nothing to say
+ * (a deleted file, or no write known).
+ */
+export function formatWritten(status: IRoomStatus, now: number): string | null {
+  if (status.state === 'deleted') {
+    return null;
+  }
+  if (status.saveError !== null) {
+    return 'save failed';
+  }
+  if (status.writtenAt === null) {
+    return null;
+  }
+  const age = formatAge(now - status.writtenAt.getTime());
+  return status.writtenBy === 'outside' ? `changed on disk ${age}` : `saved ${age}`;
+}
+
 function formatPeople(people: number): string {
   return people === 1 ? '1 person' : `${people} people`;
 }
@@ -149,12 +176,22 @@ function describe(status: IRoomStatus): string {
   if (status.state === 'read-only') {
     lines.push('You can read this notebook but not change it (read-only access to the room)');
   }
+  if (status.state === 'deleted') {
+    lines.push(
+      'The file was deleted: the room no longer saves it. Its last content is kept on the ' +
+        'server, where an administrator can restore it.'
+    );
+  }
   lines.push(`People in the room: ${status.people}`);
   if (status.connections !== null) {
     lines.push(`Connections on the server: ${status.connections}`);
   }
+  if (status.writtenAt) {
+    const who = status.writtenBy === 'outside' ? 'outside the room' : 'by the room';
+    lines.push(`File last written ${who}: ${status.writtenAt.toLocaleString()}`);
+  }
   if (status.lastSaved) {
-    lines.push(`Last saved: ${status.lastSaved.toLocaleString()}`);
+    lines.push(`Last saved by the room: ${status.lastSaved.toLocaleString()}`);
   }
   if (status.saveError !== null) {
     lines.push(`Last save failed: ${status.saveError}`);

@@ -14,6 +14,7 @@
 // roughly Unix epoch milliseconds; use the `now` command to compare with them.
 
 import * as Y from 'yjs'
+import { YNotebook } from '@jupyter/ydoc'
 import { WebsocketProvider } from 'y-websocket'
 import { WebSocket as WebSocketPolyfill } from 'ws'
 import { createInterface } from 'node:readline'
@@ -200,6 +201,12 @@ const destroyClient = async (client, waitMs = 1000) => {
   return { socket_closed: closed }
 }
 
+/** @param {Client} client */
+const notebookOf = (client) => {
+  if (!client.notebook) throw new CommandError(`client "${client.id}" was not connected with "notebook"`)
+  return client.notebook
+}
+
 // --- commands -----------------------------------------------------------------------------
 
 /** @type {Record<string, (req: object) => any>} */
@@ -215,7 +222,10 @@ const commands = {
     const waitSync = req.waitSync ?? req.wait_sync ?? true
     const timeoutMs = req.timeout_ms ?? 10000
 
-    const doc = new Y.Doc()
+    // with "notebook": JupyterLab's own notebook model, whose doc the provider syncs (as the
+    // frontend does); the nb_* commands act through it
+    const notebook = req.notebook ? new YNotebook() : null
+    const doc = notebook ? notebook.ydoc : new Y.Doc()
     /** @type {Client} */
     const client = {
       id,
@@ -230,6 +240,7 @@ const commands = {
       awarenessWaiters: new Set(),
       eventWaiters: new Set()
     }
+    client.notebook = notebook
     clients.set(id, client)
     client.text.observe((event) => {
       if (client.watched !== null) {
@@ -354,6 +365,26 @@ const commands = {
       }
     )
     return { text, elapsed_ms: now() - started }
+  },
+
+  nb_insert (req) {
+    // type into cell `cell` at `index`, as the frontend's editor binding does
+    const cell = notebookOf(getClient(req)).getCell(req.cell)
+    if (!cell) throw new CommandError(`no cell ${req.cell}`)
+    cell.updateSource(req.index, req.index, String(req.text))
+    return { source: cell.getSource() }
+  },
+
+  nb_add_cell (req) {
+    const notebook = notebookOf(getClient(req))
+    const cell = notebook.insertCell(req.index ?? notebook.cells.length,
+      { cell_type: req.cell_type ?? 'code', source: String(req.source ?? '') })
+    return { id: cell.getId(), cells: notebook.cells.length }
+  },
+
+  nb_json (req) {
+    // @jupyter/ydoc's reading of the client's document
+    return { notebook: notebookOf(getClient(req, { alive: false })).toJSON() }
   },
 
   state (req) {

@@ -1,13 +1,15 @@
-"""The seed documentation's example consumer, as written there, on jupyter_ydjango.
+"""The seed documentation's example consumer, as written there (on y-py), on jupyter_ydjango.
 
 Only the imports differ (``jupyter_ydjango`` instead of ``ypy_websocket``), plus what makes
 the example observable from the tests: ``make_ydoc`` counts its calls per room in
-:data:`MADE` and ``on_update_event`` records each change in :data:`OBSERVED`.
+:data:`~.records.MADE` and ``on_update_event`` records each change in
+:data:`~.records.OBSERVED`.
+
+It needs y-py (the ``[ypy]`` extra, Python < 3.13); :mod:`.consumers_pycrdt` is the same
+example written for pycrdt.
 """
 
 from __future__ import annotations
-
-from urllib.parse import parse_qs
 
 import y_py as Y
 from asgiref.sync import async_to_sync
@@ -16,10 +18,7 @@ from channels.layers import get_channel_layer
 from jupyter_ydjango.consumer import YjsConsumer
 from jupyter_ydjango.yutils import create_update_message
 
-#: room name -> how many times ``DocConsumer.make_ydoc`` ran for it.
-MADE: dict[str, int] = {}
-#: ``(room name, update)`` for every transaction the example's observer saw.
-OBSERVED: list[tuple[str, bytes]] = []
+from .records import MADE, OBSERVED
 
 
 class DocConsumer(YjsConsumer):
@@ -54,13 +53,3 @@ class DocConsumer(YjsConsumer):
 def send_doc_update(room_name, update):
     layer = get_channel_layer()
     async_to_sync(layer.group_send)(room_name, {"type": "doc_update", "update": update})
-
-
-class ReadOnlyConsumer(YjsConsumer):
-    """Anyone may connect; ``?mode=read`` makes the connection read-only."""
-
-    async def connect(self):
-        query = parse_qs(self.scope["query_string"].decode())
-        if query.get("mode") == ["read"]:
-            self.read_only = True
-        await super().connect()

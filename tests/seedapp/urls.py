@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import base64
+import random
 
-import y_py as Y
+import pycrdt
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from .consumers import MADE, OBSERVED, send_doc_update
+from .consumers_pycrdt import send_doc_update
+from .records import MADE, OBSERVED
 
 
 @csrf_exempt
 def push(request: HttpRequest, room: str) -> JsonResponse:
     """``POST /push/<room>``: insert the body into the text ``t`` of the live room.
 
-    The update comes from a fresh document (an independent client), so it applies cleanly
-    whatever the room already holds.
+    The update comes from a fresh pycrdt document (an independent client), so it applies
+    cleanly whatever the room already holds. Its client id is pycrdt's (53 bits wide), or with
+    ``?client_id_bits=32`` one drawn from 32 bits as yjs draws them: a room on a y-py document
+    holds no wider id, and the seed's ``doc_update`` applies the update unchecked.
     """
     if request.method != "POST":
         return JsonResponse({"error": "POST only"}, status=405)
-    doc = Y.YDoc()
-    text = doc.get_text("t")
-    with doc.begin_transaction() as txn:
-        text.extend(txn, request.body.decode())
-    update = Y.encode_state_as_update(doc)
+    client_id = None
+    if request.GET.get("client_id_bits") == "32":
+        client_id = random.getrandbits(32)
+    doc = pycrdt.Doc(client_id=client_id)
+    text = doc.get("t", type=pycrdt.Text)
+    with doc.transaction():
+        text += request.body.decode()
+    update = doc.get_update()
     send_doc_update(room, update)
-    return JsonResponse({"room": room, "update_size": len(update)})
+    return JsonResponse({"room": room, "update_size": len(update), "client_id": doc.client_id})
 
 
 def observed(request: HttpRequest) -> JsonResponse:
