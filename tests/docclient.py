@@ -40,7 +40,7 @@ class DocClient:
         self._raw_event = asyncio.Event()
         self._applying = False
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
-        self._unsent = 0  # frames queued or being sent
+        self._answers = 0  # SYNC step 2 messages received
         self._subscription = self.doc.observe(self._on_transaction)
         self._reader = asyncio.get_running_loop().create_task(self._read())
         self._writer = asyncio.get_running_loop().create_task(self._write())
@@ -79,14 +79,12 @@ class DocClient:
             self._queue(pycrdt.create_update_message(event.update))
 
     def _queue(self, frame: bytes) -> None:
-        self._unsent += 1
         self._outbox.put_nowait(frame)
 
     async def _write(self) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await self.ws.send(await self._outbox.get())
-                self._unsent -= 1
 
     async def _read(self) -> None:
         try:
@@ -110,6 +108,7 @@ class DocClient:
             if reply is not None:
                 self._queue(reply)
             if message.sync_type == 1:
+                self._answers += 1
                 self.synced.set()
         elif message.type is YMessageType.RAW:
             if message.payload[:1] == b"\x00":
@@ -119,14 +118,18 @@ class DocClient:
                 self.raw.append(json.loads(text))
             self._raw_event.set()
 
-    async def flush(self) -> None:
-        """Wait until every local change has been sent (not that the server handled it: a
-        save's answer comes after the server handled what was sent before it).
-
-        No SYNC round trip serves here: the server's y-py reads this client's 53-bit client
-        id as another one, and would answer a state vector with this client's own items.
-        """
-        while self._unsent and self.close_code is None:
+    async def flush(self, timeout: float = 30) -> None:
+        """Wait until the server has handled every local change made so far, and sent this
+        client what they caused: a SYNC step 1 sent after them is answered (the server
+        handles, and answers, a connection's frames in order). Returns at once on a closed
+        connection."""
+        answers = self._answers
+        self._queue(pycrdt.create_sync_message(self.doc))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._answers == answers and self.close_code is None:
+            if loop.time() > deadline:
+                raise AssertionError("the server did not answer a SYNC step 1")
             await asyncio.sleep(0.01)
 
     async def save(self, timeout: float = 30) -> str:

@@ -457,8 +457,11 @@ async def test_update_log_written_once_per_update(cluster: Cluster, driver: Node
     await wait_until(lambda: markers_logged() >= 2, interval=0.2,
                      what="each process's own edit in the log")
     assert markers_logged() == 2
-    rows, total = cluster.log_rows(file_id)
-    _, _, logged = replay_log(cluster, file_id)
+    while True:  # the writer's saves may log state changes meanwhile: read a stable log
+        rows, total = cluster.log_rows(file_id)
+        _, _, logged = replay_log(cluster, file_id)
+        if cluster.log_rows(file_id) == (rows, total):
+            break
     mine = [u for u in logged if u.authors & typists]
     others = [u for u in logged if not u.authors & (typists | markers)]
     assert len(mine) == n, f"{len(mine)} updates logged for {n} edits"
