@@ -782,8 +782,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average (1 min) {load_before[0]:.1f} before the run, {load_after[0]:.1f} after "
           f"it, on {os.cpu_count()} CPUs\n")
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                            capture_output=True, text=True, check=False).stdout.strip()
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit,
         "python": platform.python_version(), "node": node.stdout.strip(),
         "platform": platform.platform(), "cpus": os.cpu_count(),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
