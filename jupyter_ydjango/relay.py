@@ -5,7 +5,8 @@ adds it to the room's relay group. A change made in one process is applied there
 published once to the group; every other process applies it once and fans it out to its
 own peers. Nothing is relayed per connection.
 
-Channel layers may lose messages (channels-redis drops them over capacity). Every published
+Channel layers may lose messages (Redis pub/sub loses those published while a process is cut
+off; channels-redis' lists drop them over capacity). Every published
 message carries the publisher's sequence number; a receiver that sees a gap, or a heartbeat
 announcing a sequence it has not seen, asks the publisher for what it lacks (a state-vector
 exchange, as in SYNC step 1/2). A process that loads a room says hello with its state
