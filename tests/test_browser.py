@@ -137,7 +137,7 @@ def test_two_users_coedit_see_each_other_and_save(
     alice.keyboard.type("print('from alice')")
     expected = ["x = 1 + 41", "print('from alice')"]
     wait_for_cells(alice, expected)
-    wait_for_cells(bob, expected, timeout=5)
+    wait_for_cells(bob, expected)
 
     # Bob sees where Alice is: her cursor in the new cell's editor.
     bob.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-remote-cursor").wait_for()
@@ -220,7 +220,7 @@ def test_room_link_opens_the_same_room(lab: LabServer, sign_in: Callable[[str], 
         wait_for_status(page, state="synced", people="2")
     edit_cell_end(bob, 0)
     bob.keyboard.type("  # bob was here")
-    wait_for_cells(alice, ["y = 2  # bob was here"], timeout=5)
+    wait_for_cells(alice, ["y = 2  # bob was here"])
     # JupyterLab saved Bob's layout under the link's workspace; the default one is as it was.
     saved = lambda: workspace(lab, match["workspace"])["data"]  # noqa: E731
     wait_until(lambda: "notebook:shared dir/room é.ipynb" in saved(), message=lambda: repr(saved()))
