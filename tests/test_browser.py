@@ -40,7 +40,6 @@ from browser import (
     edit_cell_end,
     no_dialog,
     open_notebook,
-    signed_in_pages,
     start_editing,
     status,
     unavailable,
@@ -97,15 +96,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     server.stop()
 
 
-@pytest.fixture
-def sign_in(lab: LabServer, chromium: Any,
-            request: pytest.FixtureRequest) -> Iterator[Callable[[str], Any]]:
-    """``sign_in(token)``: a new signed-in user's page (see :func:`browser.signed_in_pages`)."""
-    failed_before = request.session.testsfailed
-    # The call's report is in when the fixture is torn down: a failure of this test counts.
-    with signed_in_pages(lab, chromium, request.node.name,
-                         lambda: request.session.testsfailed > failed_before) as new_page:
-        yield new_page
 
 
 # --- 1. two users co-edit, see each other, save ---------------------------------------------
