@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
 import datetime
 import hashlib
@@ -38,7 +37,6 @@ import json
 import math
 import os
 import platform
-import resource
 import shutil
 import socket
 import statistics
@@ -47,11 +45,24 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+import benchlib
+from benchlib import (
+    ensure_node_modules,
+    first_arrivals,
+    fmt_spread,
+    loadavg,
+    percentile,
+    proc_cpu,
+    proc_memory,
+    self_cpu,
+    summary,
+    table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "benchmarks"
@@ -69,11 +80,10 @@ SERVERS = (US, THEM)
 TYPING_CELL = 1
 #: Characters typed before a fan-out or throughput measurement (not measured).
 WARM_UP_CHARS = 5
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def progress(text: str) -> None:
-    print(f"[compare {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+    benchlib.progress(f"compare {time.strftime('%H:%M:%S')}", text)
 
 
 # --- the other environment ------------------------------------------------------------------
@@ -127,45 +137,7 @@ def our_versions() -> dict[str, str]:
                                       "jupyter-ydoc", "websockets")}
 
 
-def ensure_node_modules() -> None:
-    js = ROOT / "tests" / "js"
-    if shutil.which("node") is None:
-        raise SystemExit("node is needed (the Yjs clients)")
-    if not all((js / "node_modules" / p / "package.json").is_file()
-               for p in ("yjs", "y-websocket", "ws")):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=js, check=True)
-
-
 # --- processes ------------------------------------------------------------------------------
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a live process so far."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return math.nan
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def proc_memory(pid: int) -> dict[str, float]:
-    """``VmRSS`` and ``VmHWM`` (peak) of a process, in MB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values
-
-
-def self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def loadavg() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def free_port() -> int:
@@ -358,43 +330,6 @@ class Driver:
 
 
 # --- statistics -----------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
-
-
-def summary(values: Sequence[float]) -> dict[str, Any]:
-    """Median and min-max of one figure over the trials (with the trials' values)."""
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return {"median": math.nan, "min": math.nan, "max": math.nan, "n": 0, "values": []}
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "n": len(values), "values": [round(v, 4) for v in values]}
-
-
-def fmt(s: dict[str, Any] | None, digits: int = 1) -> str:
-    if not s or not s["n"]:
-        return "-"
-    if s["n"] == 1 or s["min"] == s["max"]:
-        return f"{s['median']:.{digits}f}"
-    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
-
-
-def text_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        parts = [row[0].ljust(widths[0])]
-        parts += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([title, "=" * len(title), line(cells[0]), rule,
-                      *(line(r) for r in cells[1:]), ""])
 
 
 def orders(trial: int) -> tuple[str, str]:
@@ -606,24 +541,24 @@ async def warm_up(server: JupyterProcess) -> None:
 # --- 2. fan-out latency ---------------------------------------------------------------------
 
 
+def char_delays(sent: dict[str, list[float]], watched: dict[str, dict[str, list[float]]],
+                ) -> list[list[float | None]]:
+    """Per character, its send-to-receipt delay to each receiver (None: never received)."""
+    arrivals = [first_arrivals(sent["length"], rec["t"], rec["length"])
+                for rec in watched.values()]
+    return [[None if a is None else a - t for a in column]
+            for t, column in zip(sent["t"], zip(*arrivals, strict=True), strict=True)]
+
+
 def delays(sent: dict[str, list[float]], watched: dict[str, dict[str, list[float]]],
            ) -> tuple[list[float], int, list[tuple[float, float]]]:
     """Send-to-receipt delay of every (character, receiver) pair, how many never came, and
     per character the first and the last receiver's delay."""
-    out: list[float] = []
-    lost = 0
-    per_char: list[list[float]] = [[] for _ in sent["t"]]
-    for rec in watched.values():
-        times, lengths = rec["t"], rec["length"]
-        for k, (t_sent, length) in enumerate(zip(sent["t"], sent["length"], strict=True)):
-            i = bisect.bisect_left(lengths, length)
-            if i < len(lengths):
-                out.append(times[i] - t_sent)
-                per_char[k].append(times[i] - t_sent)
-            else:
-                lost += 1
-    spans = [(min(d), max(d)) for d in per_char if d]
-    return out, lost, spans
+    per_char = char_delays(sent, watched)
+    received = [[d for d in row if d is not None] for row in per_char]
+    lost = sum(row.count(None) for row in per_char)
+    spans = [(min(row), max(row)) for row in received if row]
+    return [d for row in received for d in row], lost, spans
 
 
 async def connect_clients(server: JupyterProcess, drivers: list[Driver], path: str,
@@ -1021,9 +956,10 @@ def main_table(rows: list[dict[str, Any]]) -> str:
         else:
             verdict = f"{r:.2f}" + (f" ({r:.1f}x better)" if r > 1 else "")
         lines.append([f"{row['section']}: {name} [{row['unit']}]",
-                      fmt(row[US], row["digits"]), fmt(row[THEM], row["digits"]), verdict])
-    return text_table("us vs jupyter-collaboration: median (min-max over trials)",
-                      ["figure", US, THEM, "us / them"], lines)
+                      fmt_spread(row[US], row["digits"]), fmt_spread(row[THEM], row["digits"]),
+                      verdict])
+    return table("us vs jupyter-collaboration: median (min-max over trials)",
+                 ["figure", US, THEM, "us / them"], lines)
 
 
 def _median(results: dict[str, Any], *path: str) -> float:
@@ -1079,8 +1015,8 @@ def targets_table(items: list[dict[str, Any]]) -> str:
         verdict = {True: "met", False: "MISSED", None: "-"}[t["met"]]
         rows.append([t["target"], f"{t['ours']:.1f}", t["goal"], verdict,
                      f"{t['them_now']:.1f}", t["them_earlier"]])
-    return text_table("Targets (shown, not asserted)",
-                      ["target", US, "goal", "", f"{THEM} now", "earlier"], rows)
+    return table("Targets (shown, not asserted)",
+                 ["target", US, "goal", "", f"{THEM} now", "earlier"], rows)
 
 
 def cpu_table(cpu: dict[str, dict[str, Any]]) -> str:
@@ -1090,58 +1026,70 @@ def cpu_table(cpu: dict[str, dict[str, Any]]) -> str:
                      f"{c['node_cpu_s']:.1f}", f"{c['server_cpu_s'][US]:.1f}",
                      f"{c['server_cpu_s'][THEM]:.1f}",
                      " -> ".join(f"{x:.2f}" for x in c["load_1min"])])
-    return text_table("CPU time per section [s] (clients: bench = this process, pycrdt "
-                      "clients; node = Yjs clients)",
-                      ["section", "wall", "bench CPU", "node CPU", f"{US} CPU", f"{THEM} CPU",
-                       "load 1 min"], rows)
+    return table("CPU time per section [s] (clients: bench = this process, pycrdt "
+                 "clients; node = Yjs clients)",
+                 ["section", "wall", "bench CPU", "node CPU", f"{US} CPU", f"{THEM} CPU",
+                  "load 1 min"], rows)
+
+
+def open_table(results: dict[str, Any]) -> str:
+    rows = []
+    for label, r in results.items():
+        for k in SERVERS:
+            c = r["cold"][k]
+            rows.append([f"{label} / {k}", fmt_spread(c["total_ms"]), fmt_spread(c["put_ms"]),
+                         fmt_spread(c["server_ms"]), fmt_spread(c["client_apply_ms"]),
+                         fmt_spread(r["server_cpu_ms"][k], 0),
+                         "yes" if r["same_content"] else "NO"])
+    return table(
+        "Cold open, split [ms]: PUT; websocket + server load + answer until the step 2 "
+        "frame arrived; client applying it (pycrdt)",
+        ["notebook / server", "total", "PUT", "server", "client apply", "server CPU ms",
+         "same cells"], rows)
+
+
+def fanout_table(title: str, results: dict[str, Any]) -> str:
+    rows = []
+    for n, r in results.items():
+        for k in SERVERS:
+            x = r[k]
+            rows.append([f"{n} clients / {k}", *(fmt_spread(x[key], 2) for key in (
+                "p50_ms", "p99_ms", "max_ms", "first_ms", "spread_ms")),
+                fmt_spread(x["lost"], 0), fmt_spread(x["samples"], 0),
+                fmt_spread(x["writer_slip_ms"], 1), fmt_spread(x["server_us_per_delivery"], 0)])
+    return table(
+        f"{title}: one writer, a character every 50 ms (first: the first receiver's delay, "
+        "spread: until the last one's, medians over the characters)",
+        ["clients / server", "p50 ms", "p99 ms", "max ms", "first ms", "spread ms", "lost",
+         "samples", "writer slip ms", "server CPU us/delivery"], rows)
+
+
+def throughput_table(results: dict[str, Any]) -> str:
+    rows = []
+    for k in SERVERS:
+        x = results[k]
+        rows.append([k, *(fmt_spread(x[key], 0) for key in (
+            "per_listener_ups", "slowest_listener_ups", "writer_ups")),
+            fmt_spread(x["duration_s"], 2), fmt_spread(x["server_cpu_s"], 2),
+            fmt_spread(x["server_us_per_delivery"], 0), fmt_spread(x["listeners_node_cpu_s"], 2),
+            fmt_spread(x["listeners_short"], 0)])
+    return table("Throughput: one writer as fast as it can, listeners",
+                 ["server", "per listener /s", "slowest /s", "writer sent /s", "delivery s",
+                  "server CPU s", "server CPU us/delivery", "listeners node CPU s", "short"],
+                 rows)
+
+
+def save_table(results: dict[str, Any]) -> str:
+    rows = [[k, ", ".join(results[k]["statuses"])] for k in SERVERS]
+    return table("Explicit save replies", ["server", "statuses"], rows)
 
 
 def detail_tables(results: dict[str, Any]) -> str:
-    out = []
-    if "open" in results:
-        rows = []
-        for label, r in results["open"].items():
-            for k in SERVERS:
-                c = r["cold"][k]
-                rows.append([f"{label} / {k}", fmt(c["total_ms"]), fmt(c["put_ms"]),
-                             fmt(c["server_ms"]), fmt(c["client_apply_ms"]),
-                             fmt(r["server_cpu_ms"][k], 0),
-                             "yes" if r["same_content"] else "NO"])
-        out.append(text_table(
-            "Cold open, split [ms]: PUT; websocket + server load + answer until the step 2 "
-            "frame arrived; client applying it (pycrdt)",
-            ["notebook / server", "total", "PUT", "server", "client apply", "server CPU ms",
-             "same cells"], rows))
-    if "fanout" in results:
-        rows = []
-        for n, r in results["fanout"].items():
-            for k in SERVERS:
-                x = r[k]
-                rows.append([f"{n} clients / {k}", fmt(x["p50_ms"], 2), fmt(x["p99_ms"], 2),
-                             fmt(x["max_ms"], 2), fmt(x["first_ms"], 2), fmt(x["spread_ms"], 2),
-                             fmt(x["lost"], 0), fmt(x["samples"], 0),
-                             fmt(x["writer_slip_ms"], 1), fmt(x["server_us_per_delivery"], 0)])
-        out.append(text_table(
-            "Fan-out: one writer, a character every 50 ms (first: the first receiver's delay, "
-            "spread: until the last one's, medians over the characters)",
-            ["clients / server", "p50 ms", "p99 ms", "max ms", "first ms", "spread ms", "lost",
-             "samples", "writer slip ms", "server CPU us/delivery"], rows))
-    if "throughput" in results:
-        rows = []
-        for k in SERVERS:
-            x = results["throughput"][k]
-            rows.append([k, fmt(x["per_listener_ups"], 0), fmt(x["slowest_listener_ups"], 0),
-                         fmt(x["writer_ups"], 0), fmt(x["duration_s"], 2),
-                         fmt(x["server_cpu_s"], 2), fmt(x["server_us_per_delivery"], 0),
-                         fmt(x["listeners_node_cpu_s"], 2), fmt(x["listeners_short"], 0)])
-        out.append(text_table("Throughput: one writer as fast as it can, listeners",
-                              ["server", "per listener /s", "slowest /s", "writer sent /s",
-                               "delivery s", "server CPU s", "server CPU us/delivery",
-                               "listeners node CPU s", "short"], rows))
-    if "save" in results:
-        rows = [[k, ", ".join(results["save"][k]["statuses"])] for k in SERVERS]
-        out.append(text_table("Explicit save replies", ["server", "statuses"], rows))
-    return "\n".join(out)
+    """The tables of each section that ran, after the main one."""
+    makers = {"open": open_table, "fanout": lambda r: fanout_table("Fan-out", r),
+              "throughput": throughput_table, "save": save_table}
+    return "\n".join(make(results[section]) for section, make in makers.items()
+                     if section in results)
 
 
 # --- the chart ------------------------------------------------------------------------------
