@@ -67,6 +67,44 @@ def proc_memory(pid: int) -> dict[str, float]:
     return values
 
 
+def descendants(pid: int) -> list[int]:
+    """The live processes ``pid`` started, the ones they started, and so on (``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat[stat.rindex(")") + 2:].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        found = children.get(todo.pop(), [])
+        out += found
+        todo += found
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by a live process and its live descendants (a server and its
+    worker processes)."""
+    own = proc_cpu(pid)
+    return own + sum(c for c in map(proc_cpu, descendants(pid)) if not math.isnan(c))
+
+
+def tree_memory(pid: int) -> dict[str, float]:
+    """``VmRSS`` and ``VmHWM`` of a live process plus those of its live descendants, in MB.
+    The peak is the sum of each process's own peak: at most that was ever in use at once."""
+    total = proc_memory(pid)
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):
+            for key, value in proc_memory(child).items():
+                total[key] += value
+    return total
+
+
 def loadavg() -> float:
     """The 1-minute load average."""
     return float(Path("/proc/loadavg").read_text().split()[0])

@@ -60,10 +60,11 @@ from benchlib import (
     loadavg,
     percentile,
     proc_cpu,
-    proc_memory,
     self_cpu,
     summary,
     table,
+    tree_cpu,
+    tree_memory,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,10 +250,12 @@ class JupyterProcess:
         return f"{self.room_base}/{room}?sessionId={quote(info['sessionId'])}&token={TOKEN}"
 
     def cpu(self) -> float:
-        return proc_cpu(self.pid)
+        """CPU seconds of the server and of the worker processes it started."""
+        return tree_cpu(self.pid)
 
     def memory(self) -> dict[str, float]:
-        return proc_memory(self.pid)
+        """``VmRSS`` and ``VmHWM`` (MB) of the server and of the worker processes it started."""
+        return tree_memory(self.pid)
 
     def put_file(self, name: str, data: bytes) -> str:
         path = self.root / name
