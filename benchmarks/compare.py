@@ -1,7 +1,8 @@
 """jupyter-ydjango against jupyter-collaboration 5.0.x: the same clients drive both servers.
 
-    python benchmarks/compare.py            # full run (~10 min on 2 cores)
-    python benchmarks/compare.py --quick    # smaller run (~3 min), for development
+    python benchmarks/compare.py            # full run (~25 min on 2 cores)
+    python benchmarks/compare.py --quick    # smaller run (~8 min), for development
+    python benchmarks/compare.py --only stall,scale-open    # some sections only
 
 Run it with the project's interpreter (the project installed with its test extras). It makes
 (or reuses) a separate virtual environment, ``benchmarks/.venv-jc``, with
@@ -14,15 +15,23 @@ and config directories, and measures, alternating the servers from trial to tria
 2. fan-out latency (one writer typing into a cell every 50 ms, 10/50/100 clients);
 3. throughput (one writer as fast as it can, 10 listeners);
 4. memory (RSS idle, with a 5,000-cell room loaded, with 100 clients connected);
-5. saving (edit -> file on disk with the default 1 s debounce; an explicit RAW save).
+5. saving (edit -> file on disk with the default 1 s debounce; an explicit RAW save);
+6. how cost grows: cold open time and RSS from 100 to 10,000 cells (``scale-open``), RSS
+   with 1 to 200 idle rooms loaded (``scale-rooms``), fan-out from 10 to 200 clients
+   (``scale-fanout``);
+7. no stall across rooms: typing in one room while a 5,000-cell notebook cold-opens in
+   another (``stall``).
 
+A server's CPU time and RSS are those of its process and of every process it started.
 It prints a table (medians over the trials with their min-max, and the ratio us / them), the
-targets met or missed, the CPU time of the clients and servers, and writes
-``benchmarks/results/compare.json`` and ``benchmarks/results/compare.png``. See
-``benchmarks/README.md``. This is a measurement, not a test: it asserts nothing.
+targets met or missed, how cost grows, the CPU time of the clients and servers, and writes
+``benchmarks/results/compare.json``, ``benchmarks/results/compare.png`` and
+``benchmarks/results/scaling.png``. See ``benchmarks/README.md``. This is a measurement, not
+a test: it asserts nothing.
 
-Only the standard library is imported at module level, so that the chart can be drawn by the
-other environment's interpreter (``python compare.py --plot JSON PNG``).
+Only the standard library (and ``benchlib``, which imports nothing else) is imported at module
+level, so that the charts can be drawn by the other environment's interpreter
+(``python compare.py --plot JSON PNG SCALING_PNG``).
 """
 
 from __future__ import annotations
@@ -1575,7 +1584,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="fewer trials and smaller bursts (~3 min)")
+                        help="fewer trials and smaller bursts (~8 min)")
     parser.add_argument("--trials", type=int, help="trials of opens, throughput, saves "
                         "(default 5, quick 2)")
     parser.add_argument("--only", default=",".join(SECTIONS),
