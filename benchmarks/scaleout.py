@@ -2,7 +2,7 @@
 
 Run it from anywhere with the project's interpreter::
 
-    /work/venv/bin/python benchmarks/scaleout.py
+    python benchmarks/scaleout.py
 
 It starts a private ``redis-server``, creates a throwaway PostgreSQL database on
 127.0.0.1:5432 (dropped at the end), runs two ``python -m jupyter_ydjango serve`` processes
@@ -29,8 +29,6 @@ import math
 import os
 import platform
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,17 +43,25 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks"), str(ROOT)]
 
-from fanout import (  # noqa: E402
+import benchlib  # noqa: E402
+from benchlib import (  # noqa: E402
+    CpuMeter,
+    CpuTime,
+    driver_receipts,
     ensure_node_modules,
-    finite,
     fmt_spread,
+    interrupt_on_signals,
+    node_version,
     percentile,
     proc_cpu,
+    schedule_slip,
     self_cpu,
     spread,
+    start_service,
     table,
+    write_json,
 )
-from servers import Server, migrate, serve_command, server_env  # noqa: E402
+from servers import migrate, server_env  # noqa: E402
 from services import PgDatabase, RedisServer, postgres_user  # noqa: E402
 from yclient import NodeDriver, YClient  # noqa: E402
 
@@ -63,7 +69,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "scaleout.json"
 
 
 def progress(text: str) -> None:
-    print(f"[scaleout] {text}", file=sys.stderr, flush=True)
+    benchlib.progress("scaleout", text)
 
 
 # --- processes and CPU ----------------------------------------------------------------------
@@ -73,7 +79,7 @@ class Service:
     """One ``serve`` process."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.server = Server([*serve_command(), "--no-migrate"], env, log)
+        self.server = start_service(env, log)
 
     @property
     def port(self) -> int:
@@ -92,43 +98,6 @@ class Service:
 
     def stop(self) -> None:
         self.server.stop()
-
-
-@dataclass
-class Cpu:
-    """Wall and CPU seconds of one phase: this process, the node driver, the services."""
-
-    wall: float = 0.0
-    bench: float = 0.0
-    node: float = 0.0
-    services: float = 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return {"wall_s": round(self.wall, 2), "bench_cpu_s": round(self.bench, 2),
-                "node_cpu_s": round(self.node, 2), "services_cpu_s": round(self.services, 2)}
-
-
-class Meter:
-    def __init__(self, node_pid: Any, service_pids: Any) -> None:
-        self.node_pid = node_pid
-        self.service_pids = service_pids
-
-    def snapshot(self) -> tuple[float, float, float, float]:
-        node = proc_cpu(self.node_pid())
-        return (time.monotonic(), self_cpu(), 0.0 if math.isnan(node) else node,
-                sum(proc_cpu(pid) for pid in self.service_pids()))
-
-    @contextlib.contextmanager
-    def window(self, into: Cpu):
-        start = self.snapshot()
-        try:
-            yield
-        finally:
-            end = self.snapshot()
-            into.wall += end[0] - start[0]
-            into.bench += end[1] - start[1]
-            into.node += end[2] - start[2]
-            into.services += end[3] - start[3]
 
 
 # --- latency --------------------------------------------------------------------------------
@@ -173,17 +142,13 @@ def delays_of(sent: list[dict[str, Any]], watched: list[list[dict[str, Any]]],
     by_home: dict[str, list[float]] = {}
     missing = 0
     for changes, home in zip(watched, homes, strict=True):
-        changes = sorted((c for c in changes if not c["local"]), key=lambda c: c["t"])
-        j = 0
-        for i, s in enumerate(sent):
-            while j < len(changes) and changes[j]["length"] < s["length_after"]:
-                j += 1
-            if j == len(changes):
-                missing += len(sent) - i
-                break
-            delay = changes[j]["t"] - s["t"]
+        label = "same process" if home == writer_home else "other process"
+        for s, got in zip(sent, driver_receipts(sent, changes), strict=True):
+            if got is None:
+                missing += 1
+                continue
+            delay = got - s["t"]
             delays.append(delay)
-            label = "same process" if home == writer_home else "other process"
             by_home.setdefault(label, []).append(delay)
     span_ms = sent[-1]["t"] - sent[0]["t"] if len(sent) > 1 else math.nan
     out: dict[str, Any] = {
@@ -211,8 +176,8 @@ async def type_and_watch(writer: YClient, receivers: list[YClient], count: int,
 
 
 async def latency_config(driver: NodeDriver, services: list[Service], root: Path,
-                         homes: list[int], chars: int, interval_ms: float, meter: Meter,
-                         cpu: Cpu) -> dict[str, Any]:
+                         homes: list[int], chars: int, interval_ms: float, meter: CpuMeter,
+                         cpu: CpuTime) -> dict[str, Any]:
     """One writer (``homes[0]``) types ``chars`` characters; everyone else watches."""
     room = new_room(services, root, "latency")
     clients = await connect_all(driver, room, homes)
@@ -223,12 +188,12 @@ async def latency_config(driver: NodeDriver, services: list[Service], root: Path
                                                  chars, wait_s=15)
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-    slip = max(s["t"] - (sent[0]["t"] + i * interval_ms) for i, s in enumerate(sent))
+    slip = schedule_slip([s["t"] for s in sent], interval_ms)
     return {**delays_of(sent, watched, homes[1:], homes[0]), "writer_slip_max_ms": slip}
 
 
 async def ramp(driver: NodeDriver, services: list[Service], root: Path, clients: int,
-               rates: list[float], seconds: float, meter: Meter) -> list[dict[str, Any]]:
+               rates: list[float], seconds: float, meter: CpuMeter) -> list[dict[str, Any]]:
     """Type at each rate in turn (same room, same clients) until the median delay is more
     than twice the lowest median of the rates before."""
     room = new_room(services, root, "ramp")
@@ -243,14 +208,14 @@ async def ramp(driver: NodeDriver, services: list[Service], root: Path, clients:
             count = max(100, int(rate * seconds))
             interval = 1000 / rate
             progress(f"ramp: {rate:g} updates/s ({count} characters)")
-            cpu = Cpu()
+            cpu = CpuTime()
             total += count
             with meter.window(cpu):
                 sent, watched = await type_and_watch(handles[0], handles[1:], count, interval,
                                                      total, wait_s=20)
             step = {"target_per_s": rate, "chars": count, **delays_of(sent, watched, homes[1:],
                                                                       homes[0]),
-                    "cpu": cpu.as_dict()}
+                    "cpu": cpu.as_dict(digits=2, servers="services")}
             best = min(best, step["p50_ms"])
             step["p50_vs_best"] = step["p50_ms"] / best
             steps.append(step)
@@ -281,7 +246,7 @@ def storage_rows(db: PgDatabase, file_id: str) -> dict[str, dict[str, int]]:
 
 
 async def storage(driver: NodeDriver, services: list[Service], root: Path, db: PgDatabase,
-                  keystrokes: int, interval_ms: float, meter: Meter, cpu: Cpu
+                  keystrokes: int, interval_ms: float, meter: CpuMeter, cpu: CpuTime
                   ) -> dict[str, Any]:
     room = new_room(services, root, "storage")
     file_id = room.session["fileId"]
@@ -351,15 +316,15 @@ async def run(args: argparse.Namespace, tmp: Path, started: list[Any]) -> dict[s
     driver = NodeDriver(default_timeout=120)
     await driver.start()
     started.append(driver)
-    meter = Meter(lambda: driver.proc.pid if driver.proc else None,
-                  lambda: [s.pid for s in services if s.server.proc.poll() is None])
+    meter = CpuMeter(lambda: driver.proc.pid if driver.proc else None,
+                     lambda: [s.pid for s in services if s.server.proc.poll() is None])
     results: dict[str, Any] = {"latency": [], "cpu": {}}
 
     n = args.clients
     configs = [("2 processes, clients alternating", [i % 2 for i in range(n)]),
                ("1 process, every client", [0] * n)]
     for label, homes in configs:
-        cpu = Cpu()
+        cpu = CpuTime()
         runs = []
         for k in range(args.runs):
             progress(f"latency: {label} ({n} clients), run {k + 1}/{args.runs}")
@@ -374,24 +339,25 @@ async def run(args: argparse.Namespace, tmp: Path, started: list[Any]) -> dict[s
         results["latency"].append({"config": label, "clients": n, "runs": runs,
                                    "summary": summary, "summary_by_process": by_process,
                                    "samples_per_run": runs[0]["samples"]})
-        results["cpu"][f"latency: {label}"] = cpu.as_dict()
+        results["cpu"][f"latency: {label}"] = cpu.as_dict(digits=2, servers="services")
 
     rates = [float(r) for r in args.ramp_rates.split(",") if r.strip()]
     results["ramp"] = await ramp(driver, services, root, args.ramp_clients, rates,
                                  args.ramp_seconds, meter)
-    ramp_cpu = Cpu()
+    ramp_cpu = CpuTime()
     for step in results["ramp"]:
         for key, value in step["cpu"].items():
             attr = {"wall_s": "wall", "bench_cpu_s": "bench", "node_cpu_s": "node",
-                    "services_cpu_s": "services"}[key]
+                    "services_cpu_s": "servers"}[key]
             setattr(ramp_cpu, attr, getattr(ramp_cpu, attr) + value)
-    results["cpu"]["ramp (typing windows)"] = ramp_cpu.as_dict()
+    results["cpu"]["ramp (typing windows)"] = ramp_cpu.as_dict(digits=2,
+                                                                 servers="services")
 
     progress(f"storage: {args.keystrokes} keystrokes, one every {args.storage_interval_ms:g} ms")
-    cpu = Cpu()
+    cpu = CpuTime()
     results["storage"] = await storage(driver, services, root, db, args.keystrokes,
                                        args.storage_interval_ms, meter, cpu)
-    results["cpu"]["storage"] = cpu.as_dict()
+    results["cpu"]["storage"] = cpu.as_dict(digits=2, servers="services")
     results["cpu_totals"] = {"node_cpu_s": round(proc_cpu(driver.proc.pid), 2),
                              "services_cpu_s": round(sum(proc_cpu(s.pid) for s in services), 2)}
     return results
@@ -466,8 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     started_at = time.monotonic()
     load_before = os.getloadavg()
     sys.stdout.reconfigure(line_buffering=True)
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_signals()
     tmp = Path(tempfile.mkdtemp(prefix="ydjango-scaleout-"))
     started: list[Any] = []
     loop = asyncio.new_event_loop()
@@ -507,23 +472,17 @@ def main(argv: list[str] | None = None) -> int:
     report(args, results, wall)
     print(f"load average (1 min) {load_before[0]:.1f} before the run, {load_after[0]:.1f} after "
           f"it, on {os.cpu_count()} CPUs\n")
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
     results["meta"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(), "node": node.stdout.strip(),
+        "python": platform.python_version(), "node": node_version(),
         "platform": platform.platform(), "cpus": os.cpu_count(),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "wall_s": round(wall, 1), "bench_cpu_s": round(self_cpu(), 2),
         "loadavg_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(finite(results), indent=1) + "\n")
+    write_json(args.json, results)
     print(f"results written to {args.json}")
     return 0
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
