@@ -1,7 +1,8 @@
 """jupyter-ydjango against jupyter-collaboration 5.0.x: the same clients drive both servers.
 
-    python benchmarks/compare.py            # full run (~10 min on 2 cores)
-    python benchmarks/compare.py --quick    # smaller run (~3 min), for development
+    python benchmarks/compare.py            # full run (~25 min on 2 cores)
+    python benchmarks/compare.py --quick    # smaller run (~8 min), for development
+    python benchmarks/compare.py --only stall,scale-open    # some sections only
 
 Run it with the project's interpreter (the project installed with its test extras). It makes
 (or reuses) a separate virtual environment, ``benchmarks/.venv-jc``, with
@@ -14,31 +15,38 @@ and config directories, and measures, alternating the servers from trial to tria
 2. fan-out latency (one writer typing into a cell every 50 ms, 10/50/100 clients);
 3. throughput (one writer as fast as it can, 10 listeners);
 4. memory (RSS idle, with a 5,000-cell room loaded, with 100 clients connected);
-5. saving (edit -> file on disk with the default 1 s debounce; an explicit RAW save).
+5. saving (edit -> file on disk with the default 1 s debounce; an explicit RAW save);
+6. how cost grows: cold open time and RSS from 100 to 10,000 cells (``scale-open``), RSS
+   with 1 to 200 idle rooms loaded (``scale-rooms``), fan-out from 10 to 200 clients
+   (``scale-fanout``);
+7. no stall across rooms: typing in one room while a 5,000-cell notebook cold-opens in
+   another (``stall``).
 
+A server's CPU time and RSS are those of its process and of every process it started.
 It prints a table (medians over the trials with their min-max, and the ratio us / them), the
-targets met or missed, the CPU time of the clients and servers, and writes
-``benchmarks/results/compare.json`` and ``benchmarks/results/compare.png``. See
-``benchmarks/README.md``. This is a measurement, not a test: it asserts nothing.
+targets met or missed, how cost grows, the CPU time of the clients and servers, and writes
+``benchmarks/results/compare.json``, ``benchmarks/results/compare.png`` and
+``benchmarks/results/scaling.png``. See ``benchmarks/README.md``. This is a measurement, not
+a test: it asserts nothing.
 
-Only the standard library is imported at module level, so that the chart can be drawn by the
-other environment's interpreter (``python compare.py --plot JSON PNG``).
+Only the standard library (and ``benchlib``, which imports nothing else) is imported at module
+level, so that the charts can be drawn by the other environment's interpreter
+(``python compare.py --plot JSON PNG SCALING_PNG``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
 import datetime
+import functools
 import hashlib
 import http.client
 import json
 import math
 import os
 import platform
-import resource
 import shutil
 import socket
 import statistics
@@ -47,11 +55,26 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+import benchlib
+from benchlib import (
+    ensure_node_modules,
+    first_arrivals,
+    fmt_spread,
+    loadavg,
+    percentile,
+    proc_cpu,
+    self_cpu,
+    summary,
+    table,
+    tree_cpu,
+    tree_memory,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "benchmarks"
@@ -60,20 +83,28 @@ JC_REQUIREMENTS = ["jupyter-collaboration==5.0.*", "jupyterlab>=4.6,<4.7", "matp
 DRIVER = BENCH_DIR / "js" / "notebook_clients.mjs"
 RESULTS_JSON = BENCH_DIR / "results" / "compare.json"
 RESULTS_PNG = BENCH_DIR / "results" / "compare.png"
+RESULTS_SCALING_PNG = BENCH_DIR / "results" / "scaling.png"
 EXTENSION_CONFIG = ROOT / "jupyter-config" / "jupyter_server_config.d" / "jupyter_ydjango.json"
 FIXTURES = Path(os.environ.get("NOTEBOOK_FIXTURES_DIR", "/work/shared/fixtures/notebooks"))
 TOKEN = "compare-benchmark-token"
 US, THEM = "ydjango", "jupyter-collaboration"
 SERVERS = (US, THEM)
+#: The sections, in the order a full run runs them.
+SECTIONS = ("memory", "open", "fanout", "throughput", "save", "scale-open", "scale-rooms",
+            "scale-fanout", "stall")
 #: The cell the writers type into (a code cell in every generated notebook).
 TYPING_CELL = 1
 #: Characters typed before a fan-out or throughput measurement (not measured).
 WARM_UP_CHARS = 5
-_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def int_list(text: str) -> list[int]:
+    """``"1,50,200"`` -> ``[1, 50, 200]`` (an option's value)."""
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 def progress(text: str) -> None:
-    print(f"[compare {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+    benchlib.progress(f"compare {time.strftime('%H:%M:%S')}", text)
 
 
 # --- the other environment ------------------------------------------------------------------
@@ -127,45 +158,7 @@ def our_versions() -> dict[str, str]:
                                       "jupyter-ydoc", "websockets")}
 
 
-def ensure_node_modules() -> None:
-    js = ROOT / "tests" / "js"
-    if shutil.which("node") is None:
-        raise SystemExit("node is needed (the Yjs clients)")
-    if not all((js / "node_modules" / p / "package.json").is_file()
-               for p in ("yjs", "y-websocket", "ws")):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=js, check=True)
-
-
 # --- processes ------------------------------------------------------------------------------
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a live process so far."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return math.nan
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def proc_memory(pid: int) -> dict[str, float]:
-    """``VmRSS`` and ``VmHWM`` (peak) of a process, in MB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values
-
-
-def self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def loadavg() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def free_port() -> int:
@@ -266,10 +259,12 @@ class JupyterProcess:
         return f"{self.room_base}/{room}?sessionId={quote(info['sessionId'])}&token={TOKEN}"
 
     def cpu(self) -> float:
-        return proc_cpu(self.pid)
+        """CPU seconds of the server and of the worker processes it started."""
+        return tree_cpu(self.pid)
 
     def memory(self) -> dict[str, float]:
-        return proc_memory(self.pid)
+        """``VmRSS`` and ``VmHWM`` (MB) of the server and of the worker processes it started."""
+        return tree_memory(self.pid)
 
     def put_file(self, name: str, data: bytes) -> str:
         path = self.root / name
@@ -360,46 +355,15 @@ class Driver:
 # --- statistics -----------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
-
-
-def summary(values: Sequence[float]) -> dict[str, Any]:
-    """Median and min-max of one figure over the trials (with the trials' values)."""
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return {"median": math.nan, "min": math.nan, "max": math.nan, "n": 0, "values": []}
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "n": len(values), "values": [round(v, 4) for v in values]}
-
-
-def fmt(s: dict[str, Any] | None, digits: int = 1) -> str:
-    if not s or not s["n"]:
-        return "-"
-    if s["n"] == 1 or s["min"] == s["max"]:
-        return f"{s['median']:.{digits}f}"
-    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
-
-
-def text_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        parts = [row[0].ljust(widths[0])]
-        parts += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([title, "=" * len(title), line(cells[0]), rule,
-                      *(line(r) for r in cells[1:]), ""])
-
-
 def orders(trial: int) -> tuple[str, str]:
     """Which server goes first in a trial: they alternate, so that drift hits both."""
     return SERVERS if trial % 2 == 0 else SERVERS[::-1]
+
+
+def summarise(per: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Per server, the ``summary`` over its trials of every figure of a trial's row."""
+    return {k: {key: summary([row[key] for row in per[k]]) for key in per[k][0]}
+            for k in SERVERS}
 
 
 @dataclass
@@ -454,6 +418,45 @@ class Meter:
         return self.window
 
 
+@contextlib.asynccontextmanager
+async def fresh_server(kind: str, tmp: Path, label: str,
+                       meter: Meter) -> AsyncIterator[JupyterProcess]:
+    """A new server of ``kind`` (``label`` names its directory: one per server), warmed up,
+    its CPU time accounted, stopped at the end."""
+    server = JupyterProcess(kind, tmp, label)
+    meter.add_server(server)
+    try:
+        await warm_up(server)
+        yield server
+    finally:
+        meter.take_server(server)
+        server.stop()
+
+
+@contextlib.asynccontextmanager
+async def server_pair(tmp: Path, label: str,
+                      meter: Meter) -> AsyncIterator[dict[str, JupyterProcess]]:
+    """Both servers, warmed up, their CPU time accounted, stopped at the end."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield {kind: await stack.enter_async_context(fresh_server(kind, tmp, label, meter))
+               for kind in SERVERS}
+
+
+@contextlib.asynccontextmanager
+async def node_drivers(meter: Meter, count: int = 2) -> AsyncIterator[list[Driver]]:
+    """``count`` node driver processes, their CPU time accounted, stopped at the end."""
+    drivers: list[Driver] = []
+    try:
+        for _ in range(count):
+            drivers.append(await Driver().start())
+            meter.add_driver(drivers[-1])
+        yield drivers
+    finally:
+        for driver in drivers:
+            meter.take_driver(driver)
+            await driver.stop()
+
+
 # --- notebooks ------------------------------------------------------------------------------
 
 
@@ -468,10 +471,13 @@ class Notebook:
         return len(self.data) / 1e6
 
 
+@functools.cache
 def generated(n: int) -> Notebook:
+    """``tests/notebooks.py``'s generated notebook of ``n`` cells, made once."""
     import nbformat
     from notebooks import generated_notebook
 
+    progress(f"generating a {n:,}-cell notebook")
     data = (nbformat.writes(generated_notebook(n)) + "\n").encode()
     return Notebook(f"generated {n:,} cells", data, n)
 
@@ -543,10 +549,6 @@ def source_digest(client: Any) -> str:
 
 async def bench_open(opts: argparse.Namespace, tmp: Path, notebooks: list[Notebook],
                      meter: Meter) -> dict[str, Any]:
-    servers = {kind: JupyterProcess(kind, tmp, "open") for kind in SERVERS}
-    for server in servers.values():
-        meter.add_server(server)
-        await warm_up(server)
     raw: dict[str, dict[str, list[dict]]] = {nb.label: {k: [] for k in SERVERS}
                                              for nb in notebooks}
     warm: dict[str, dict[str, list[float]]] = {nb.label: {k: [] for k in SERVERS}
@@ -554,7 +556,7 @@ async def bench_open(opts: argparse.Namespace, tmp: Path, notebooks: list[Notebo
     digests: dict[str, dict[str, str]] = {nb.label: {} for nb in notebooks}
     cpu: dict[str, dict[str, list[float]]] = {nb.label: {k: [] for k in SERVERS}
                                               for nb in notebooks}
-    try:
+    async with server_pair(tmp, "open", meter) as servers:
         for trial in range(opts.trials):
             for nb in notebooks:
                 for kind in orders(trial):
@@ -574,10 +576,6 @@ async def bench_open(opts: argparse.Namespace, tmp: Path, notebooks: list[Notebo
                     progress(f"open trial {trial + 1}/{opts.trials} {nb.label} {kind}: "
                              f"cold {timing['total_ms']:.0f} ms, "
                              f"warm {warm[nb.label][kind][-1]:.0f} ms")
-    finally:
-        for server in servers.values():
-            meter.take_server(server)
-            server.stop()
     out: dict[str, Any] = {}
     for nb in notebooks:
         same = len(set(digests[nb.label].values())) == 1
@@ -606,24 +604,24 @@ async def warm_up(server: JupyterProcess) -> None:
 # --- 2. fan-out latency ---------------------------------------------------------------------
 
 
+def char_delays(sent: dict[str, list[float]], watched: dict[str, dict[str, list[float]]],
+                ) -> list[list[float | None]]:
+    """Per character, its send-to-receipt delay to each receiver (None: never received)."""
+    arrivals = [first_arrivals(sent["length"], rec["t"], rec["length"])
+                for rec in watched.values()]
+    return [[None if a is None else a - t for a in column]
+            for t, column in zip(sent["t"], zip(*arrivals, strict=True), strict=True)]
+
+
 def delays(sent: dict[str, list[float]], watched: dict[str, dict[str, list[float]]],
            ) -> tuple[list[float], int, list[tuple[float, float]]]:
     """Send-to-receipt delay of every (character, receiver) pair, how many never came, and
     per character the first and the last receiver's delay."""
-    out: list[float] = []
-    lost = 0
-    per_char: list[list[float]] = [[] for _ in sent["t"]]
-    for rec in watched.values():
-        times, lengths = rec["t"], rec["length"]
-        for k, (t_sent, length) in enumerate(zip(sent["t"], sent["length"], strict=True)):
-            i = bisect.bisect_left(lengths, length)
-            if i < len(lengths):
-                out.append(times[i] - t_sent)
-                per_char[k].append(times[i] - t_sent)
-            else:
-                lost += 1
-    spans = [(min(d), max(d)) for d in per_char if d]
-    return out, lost, spans
+    per_char = char_delays(sent, watched)
+    received = [[d for d in row if d is not None] for row in per_char]
+    lost = sum(row.count(None) for row in per_char)
+    spans = [(min(row), max(row)) for row in received if row]
+    return [d for row in received for d in row], lost, spans
 
 
 async def connect_clients(server: JupyterProcess, drivers: list[Driver], path: str,
@@ -649,14 +647,13 @@ def split_receivers(n: int, drivers: int, writer_driver_share: bool) -> list[lis
     return out
 
 
-async def run_burst(drivers: list[Driver], receivers: list[list[str]], count: int,
-                    interval_ms: float, wait_s: float, server: JupyterProcess,
-                    ) -> dict[str, Any]:
-    """The writer (``w`` on driver 0) types; every receiver watches; returns the raw data.
+async def warm_up_and_watch(drivers: list[Driver], receivers: list[list[str]]) -> int:
+    """Quiet, then the writer's warm-up characters, quiet again, then every receiver watches
+    the cell; its length then.
 
-    A few characters are typed (and not measured) first: a room's first edit starts work
-    that later ones do not (a save timer, the update log's writer), and its delay would
-    otherwise weigh on the tail of a short burst.
+    The warm-up characters are not measured: a room's first edit starts work that later ones
+    do not (a save timer, the update log's writer), and its delay would otherwise weigh on
+    the tail of a short burst.
     """
     await asyncio.sleep(1.0)  # awareness of the joins settles
     await drivers[0].call("type", id="w", cell=TYPING_CELL, count=WARM_UP_CHARS,
@@ -664,139 +661,138 @@ async def run_burst(drivers: list[Driver], receivers: list[list[str]], count: in
     await asyncio.sleep(1.0)
     replies = await asyncio.gather(*(d.call("watch", ids=ids, cell=TYPING_CELL)
                                      for d, ids in zip(drivers, receivers, strict=True) if ids))
-    start_length = replies[0]["length"]
-    cpu0 = server.cpu()
-    sent = await drivers[0].call("type", id="w", cell=TYPING_CELL, count=count,
-                                 interval_ms=interval_ms,
-                                 timeout=count * max(interval_ms, 1) / 1000 + 120)
-    final = sent["length"][-1]
-    await asyncio.gather(*(d.call("wait_length", ids=ids, cell=TYPING_CELL, length=final,
+    return replies[0]["length"]
+
+
+async def wait_received(drivers: list[Driver], receivers: list[list[str]], length: int,
+                        wait_s: float) -> None:
+    """Wait (up to ``wait_s``) until every receiver's cell has ``length`` characters."""
+    await asyncio.gather(*(d.call("wait_length", ids=ids, cell=TYPING_CELL, length=length,
                                   timeout_ms=int(wait_s * 1000), timeout=wait_s + 60)
                            for d, ids in zip(drivers, receivers, strict=True) if ids))
-    server_cpu = server.cpu() - cpu0
+
+
+async def watched_by(drivers: list[Driver], receivers: list[list[str]]) -> dict[str, Any]:
+    """Every receiver's record of the cell's changes: ``{id: {t: [...], length: [...]}}``."""
     watched: dict[str, Any] = {}
     for d, ids in zip(drivers, receivers, strict=True):
         if ids:
             watched.update((await d.call("watched", ids=ids))["watched"])
-    return {"sent": sent, "watched": watched, "start_length": start_length,
-            "server_cpu_s": server_cpu}
+    return watched
 
 
-async def bench_fanout(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
-                       meter: Meter) -> dict[str, Any]:
-    servers = {kind: JupyterProcess(kind, tmp, "fanout") for kind in SERVERS}
-    drivers = [await Driver().start() for _ in range(2)]
-    for server in servers.values():
-        meter.add_server(server)
-        await warm_up(server)
-    for driver in drivers:
-        meter.add_driver(driver)
+async def run_burst(drivers: list[Driver], receivers: list[list[str]], count: int,
+                    interval_ms: float, wait_s: float, server: JupyterProcess,
+                    ) -> dict[str, Any]:
+    """After the warm-up, the writer (``w`` on driver 0) types; every receiver watches;
+    returns the raw data."""
+    start_length = await warm_up_and_watch(drivers, receivers)
+    cpu0 = server.cpu()
+    sent = await drivers[0].call("type", id="w", cell=TYPING_CELL, count=count,
+                                 interval_ms=interval_ms,
+                                 timeout=count * max(interval_ms, 1) / 1000 + 120)
+    await wait_received(drivers, receivers, sent["length"][-1], wait_s)
+    server_cpu = server.cpu() - cpu0
+    return {"sent": sent, "watched": await watched_by(drivers, receivers),
+            "start_length": start_length, "server_cpu_s": server_cpu}
+
+
+async def fanout_trial(server: JupyterProcess, drivers: list[Driver], notebook: Notebook,
+                       n: int, chars: int, interval_ms: float) -> dict[str, float]:
+    """``n`` clients in a fresh room of ``notebook``: one types ``chars`` characters, the
+    others receive them; the delays' figures."""
+    path = server.put_file(unique(f"fanout/{n}"), notebook.data)
+    receivers = split_receivers(n - 1, 2, writer_driver_share=True)
+    await connect_clients(server, drivers, path, 0, receivers)
+    data = await run_burst(drivers, receivers, chars, interval_ms, wait_s=10, server=server)
+    for d in drivers:
+        await d.call("close")
+    values, lost, spans = delays(data["sent"], data["watched"])
+    return {"p50_ms": percentile(values, 50) if values else math.nan,
+            "p99_ms": percentile(values, 99) if values else math.nan,
+            "max_ms": max(values) if values else math.nan,
+            "lost": lost, "samples": len(values) + lost,
+            # median over the characters: the first receiver's delay, and how much later
+            # the last receiver got it
+            "first_ms": statistics.median(a for a, _ in spans),
+            "spread_ms": statistics.median(b - a for a, b in spans),
+            "writer_slip_ms": data["sent"]["slip_ms"],
+            # server CPU per character, per receiver (typing, until received)
+            "server_us_per_delivery": data["server_cpu_s"] * 1e6 / (chars * (n - 1))}
+
+
+async def bench_fanout(opts: argparse.Namespace, tmp: Path, notebook: Notebook, meter: Meter,
+                       clients: list[int], label: str) -> dict[str, Any]:
+    """Fan-out trials for each room size of ``clients``; ``label`` names the section."""
     results: dict[str, Any] = {}
-    try:
-        for n in opts.fanout_clients:
+    async with server_pair(tmp, label, meter) as servers, node_drivers(meter) as drivers:
+        for n in clients:
             per: dict[str, list[dict[str, float]]] = {k: [] for k in SERVERS}
             for trial in range(opts.fanout_trials):
                 for kind in orders(trial):
-                    server = servers[kind]
-                    path = server.put_file(unique(f"fanout/{n}"), notebook.data)
-                    receivers = split_receivers(n - 1, 2, writer_driver_share=True)
-                    await connect_clients(server, drivers, path, 0, receivers)
-                    data = await run_burst(drivers, receivers, opts.fanout_chars,
-                                           opts.interval_ms, wait_s=10, server=server)
-                    server_cpu = data["server_cpu_s"]
-                    values, lost, spans = delays(data["sent"], data["watched"])
-                    row = {"p50_ms": percentile(values, 50) if values else math.nan,
-                           "p99_ms": percentile(values, 99) if values else math.nan,
-                           "max_ms": max(values) if values else math.nan,
-                           "lost": lost, "samples": len(values) + lost,
-                           # median over the characters: the first receiver's delay, and
-                           # how much later the last receiver got it
-                           "first_ms": statistics.median(a for a, _ in spans),
-                           "spread_ms": statistics.median(b - a for a, b in spans),
-                           "writer_slip_ms": data["sent"]["slip_ms"],
-                           # server CPU per character, per receiver (typing, until received)
-                           "server_us_per_delivery": server_cpu * 1e6
-                           / (opts.fanout_chars * (n - 1))}
+                    row = await fanout_trial(servers[kind], drivers, notebook, n,
+                                             opts.fanout_chars, opts.interval_ms)
                     per[kind].append(row)
-                    for d in drivers:
-                        await d.call("close")
-                    progress(f"fan-out {n} clients trial {trial + 1}/{opts.fanout_trials} "
+                    progress(f"{label} {n} clients trial {trial + 1}/{opts.fanout_trials} "
                              f"{kind}: p50 {row['p50_ms']:.1f} p99 {row['p99_ms']:.1f} max "
-                             f"{row['max_ms']:.1f} ms, lost {lost}")
-            results[str(n)] = {k: {key: summary([r[key] for r in per[k]]) for key in per[k][0]}
-                               for k in SERVERS}
-    finally:
-        for driver in drivers:
-            meter.take_driver(driver)
-            await driver.stop()
-        for server in servers.values():
-            meter.take_server(server)
-            server.stop()
+                             f"{row['max_ms']:.1f} ms, lost {row['lost']}")
+            results[str(n)] = summarise(per)
     return results
 
 
 # --- 3. throughput --------------------------------------------------------------------------
 
 
+async def throughput_trial(server: JupyterProcess, drivers: list[Driver], notebook: Notebook,
+                           chars: int, listeners: int) -> dict[str, float]:
+    """One writer alone in driver 0 types ``chars`` characters as fast as it can into a fresh
+    room of ``notebook``; ``listeners`` in driver 1 receive them; the rates."""
+    path = server.put_file(unique("throughput"), notebook.data)
+    receivers = [[], [f"r{i}" for i in range(listeners)]]
+    await connect_clients(server, drivers, path, 0, receivers)
+    node0 = proc_cpu(drivers[1].pid)
+    data = await run_burst(drivers, receivers, chars, 0, wait_s=chars / 100 + 30,
+                           server=server)
+    server_cpu = data["server_cpu_s"]
+    listeners_cpu = proc_cpu(drivers[1].pid) - node0
+    for d in drivers:
+        await d.call("close")
+    sent = data["sent"]
+    first = sent["t"][0]
+    final = sent["length"][-1]
+    rates = []
+    lost = 0
+    for rec in data["watched"].values():
+        got = [t for t, length in zip(rec["t"], rec["length"], strict=True) if length >= final]
+        if got:
+            rates.append(len(sent["t"]) / ((got[0] - first) / 1000))
+        else:
+            lost += 1
+    send_rate = len(sent["t"]) / max((sent["t"][-1] - first) / 1000, 1e-6)
+    duration = len(sent["t"]) / statistics.median(rates) if rates else math.nan
+    return {"per_listener_ups": statistics.median(rates) if rates else math.nan,
+            "slowest_listener_ups": min(rates) if rates else math.nan,
+            "writer_ups": send_rate, "listeners_short": lost,
+            "server_us_per_delivery": server_cpu * 1e6 / (chars * listeners),
+            "server_cpu_s": server_cpu, "listeners_node_cpu_s": listeners_cpu,
+            "duration_s": duration}
+
+
 async def bench_throughput(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
                            meter: Meter) -> dict[str, Any]:
-    servers = {kind: JupyterProcess(kind, tmp, "throughput") for kind in SERVERS}
-    drivers = [await Driver().start() for _ in range(2)]
-    for server in servers.values():
-        meter.add_server(server)
-        await warm_up(server)
-    for driver in drivers:
-        meter.add_driver(driver)
     per: dict[str, list[dict[str, float]]] = {k: [] for k in SERVERS}
-    try:
+    async with server_pair(tmp, "throughput", meter) as servers, \
+            node_drivers(meter) as drivers:
         for trial in range(opts.trials):
             for kind in orders(trial):
-                server = servers[kind]
-                path = server.put_file(unique("throughput"), notebook.data)
-                # the writer alone in driver 0, the listeners in driver 1
-                receivers = [[], [f"r{i}" for i in range(opts.listeners)]]
-                await connect_clients(server, drivers, path, 0, receivers)
-                node0 = proc_cpu(drivers[1].pid)
-                data = await run_burst(drivers, receivers, opts.throughput_chars, 0,
-                                       wait_s=opts.throughput_chars / 100 + 30, server=server)
-                server_cpu = data["server_cpu_s"]
-                listeners_cpu = proc_cpu(drivers[1].pid) - node0
-                sent = data["sent"]
-                first = sent["t"][0]
-                final = sent["length"][-1]
-                rates = []
-                lost = 0
-                for rec in data["watched"].values():
-                    got = [t for t, length in zip(rec["t"], rec["length"], strict=True)
-                           if length >= final]
-                    if got:
-                        rates.append(len(sent["t"]) / ((got[0] - first) / 1000))
-                    else:
-                        lost += 1
-                send_rate = len(sent["t"]) / max((sent["t"][-1] - first) / 1000, 1e-6)
-                duration = len(sent["t"]) / statistics.median(rates) if rates else math.nan
-                row = {"per_listener_ups": statistics.median(rates) if rates else math.nan,
-                       "slowest_listener_ups": min(rates) if rates else math.nan,
-                       "writer_ups": send_rate, "listeners_short": lost,
-                       "server_us_per_delivery": server_cpu * 1e6
-                       / (opts.throughput_chars * opts.listeners),
-                       "server_cpu_s": server_cpu, "listeners_node_cpu_s": listeners_cpu,
-                       "duration_s": duration}
+                row = await throughput_trial(servers[kind], drivers, notebook,
+                                             opts.throughput_chars, opts.listeners)
                 per[kind].append(row)
-                for d in drivers:
-                    await d.call("close")
                 progress(f"throughput trial {trial + 1}/{opts.trials} {kind}: "
                          f"{row['per_listener_ups']:.0f} updates/s per listener "
-                         f"(writer sent {send_rate:.0f}/s; listeners' node CPU "
-                         f"{listeners_cpu:.1f} s over {duration:.1f} s)")
-    finally:
-        for driver in drivers:
-            meter.take_driver(driver)
-            await driver.stop()
-        for server in servers.values():
-            meter.take_server(server)
-            server.stop()
-    return {k: {key: summary([r[key] for r in per[k]]) for key in per[k][0]} for k in SERVERS}
+                         f"(writer sent {row['writer_ups']:.0f}/s; listeners' node CPU "
+                         f"{row['listeners_node_cpu_s']:.1f} s over {row['duration_s']:.1f} s)")
+    return summarise(per)
 
 
 # --- 4. memory ------------------------------------------------------------------------------
@@ -808,6 +804,8 @@ class RawSink:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.synced = asyncio.Event()
+        #: when the server's SYNC step 2 came (``time.monotonic()``)
+        self.synced_at = math.nan
         self.task = asyncio.create_task(self._read())
 
     @classmethod
@@ -825,6 +823,8 @@ class RawSink:
                 if frame[:2] == b"\x00\x00":  # the server's step 1: an empty step 2 back
                     await self.ws.send(b"\x00\x01\x02\x00\x00")
                 elif frame[:2] == b"\x00\x01":
+                    if not self.synced.is_set():
+                        self.synced_at = time.monotonic()
                     self.synced.set()
 
     async def close(self) -> None:
@@ -833,41 +833,40 @@ class RawSink:
         self.task.cancel()
 
 
+async def add_synced_sinks(sinks: list[RawSink], urls: Sequence[str]) -> None:
+    """A raw client per room URL, added to ``sinks``, ten at a time, each batch once every
+    one of its clients holds its document."""
+    for start in range(0, len(urls), 10):
+        batch = await asyncio.gather(*(RawSink.open(url) for url in urls[start:start + 10]))
+        sinks.extend(batch)
+        await asyncio.wait_for(asyncio.gather(*(s.synced.wait() for s in batch)), 300)
+
+
 async def memory_trial(kind: str, tmp: Path, trial: int, big: Notebook, clients: int,
                        settle: float, meter: Meter) -> dict[str, float]:
-    server = JupyterProcess(kind, tmp, f"memory{trial}")
-    meter.add_server(server)
-    sinks: list[RawSink] = []
-    client = None
-    try:
-        await warm_up(server)
-        await asyncio.sleep(settle)
-        idle = server.memory()
-        path = server.put_file(unique("memory"), big.data)
-        client, _ = await open_notebook(server, path, big.cells)
-        await asyncio.sleep(settle)
-        loaded = server.memory()
-        url = server.room_url(server.session(path))
-        for start in range(0, clients - 1, 10):
-            batch = await asyncio.gather(*(RawSink.open(url)
-                                           for _ in range(min(10, clients - 1 - start))))
-            sinks.extend(batch)
-            await asyncio.wait_for(asyncio.gather(*(s.synced.wait() for s in batch)), 300)
-        await asyncio.sleep(settle)
-        connected = server.memory()
-        return {"idle_mb": idle["VmRSS"], "room_loaded_mb": loaded["VmRSS"],
-                "peak_loading_mb": loaded["VmHWM"], "clients_mb": connected["VmRSS"],
-                "per_room_mb": loaded["VmRSS"] - idle["VmRSS"],
-                "per_connection_kb": (connected["VmRSS"] - loaded["VmRSS"]) * 1024
-                / (clients - 1),
-                "peak_mb": connected["VmHWM"]}
-    finally:
-        for sink in sinks:
-            await sink.close()
-        if client is not None:
-            await client.close()
-        meter.take_server(server)
-        server.stop()
+    async with fresh_server(kind, tmp, f"memory{trial}", meter) as server:
+        sinks: list[RawSink] = []
+        client = None
+        try:
+            await asyncio.sleep(settle)
+            idle = server.memory()
+            path = server.put_file(unique("memory"), big.data)
+            client, _ = await open_notebook(server, path, big.cells)
+            await asyncio.sleep(settle)
+            loaded = server.memory()
+            await add_synced_sinks(sinks, [server.room_url(server.session(path))] * (clients - 1))
+            await asyncio.sleep(settle)
+            connected = server.memory()
+        finally:
+            for sink in sinks:
+                await sink.close()
+            if client is not None:
+                await client.close()
+    return {"idle_mb": idle["VmRSS"], "room_loaded_mb": loaded["VmRSS"],
+            "peak_loading_mb": loaded["VmHWM"], "clients_mb": connected["VmRSS"],
+            "per_room_mb": loaded["VmRSS"] - idle["VmRSS"],
+            "per_connection_kb": (connected["VmRSS"] - loaded["VmRSS"]) * 1024 / (clients - 1),
+            "peak_mb": connected["VmHWM"]}
 
 
 async def bench_memory(opts: argparse.Namespace, tmp: Path, big: Notebook,
@@ -882,7 +881,7 @@ async def bench_memory(opts: argparse.Namespace, tmp: Path, big: Notebook,
                      f"{row['idle_mb']:.0f} MB, +room {row['per_room_mb']:.0f} MB, "
                      f"+{opts.memory_clients - 1} clients "
                      f"{row['clients_mb'] - row['room_loaded_mb']:.0f} MB")
-    return {k: {key: summary([r[key] for r in per[k]]) for key in per[k][0]} for k in SERVERS}
+    return summarise(per)
 
 
 # --- 5. saving ------------------------------------------------------------------------------
@@ -908,14 +907,10 @@ async def bench_save(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
                      meter: Meter) -> dict[str, Any]:
     from jupyter_ydjango.yutils import write_var_string, write_var_uint
 
-    servers = {kind: JupyterProcess(kind, tmp, "save") for kind in SERVERS}
-    for server in servers.values():
-        meter.add_server(server)
-        await warm_up(server)
     autosave: dict[str, list[float]] = {k: [] for k in SERVERS}
     explicit: dict[str, list[float]] = {k: [] for k in SERVERS}
     statuses: dict[str, list[str]] = {k: [] for k in SERVERS}
-    try:
+    async with server_pair(tmp, "save", meter) as servers:
         for trial in range(opts.trials):
             for kind in orders(trial):
                 server = servers[kind]
@@ -950,12 +945,181 @@ async def bench_save(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
                 progress(f"save trial {trial + 1}/{opts.trials} {kind}: edit->disk "
                          f"{autosave[kind][-1]:.0f} ms, explicit save {explicit[kind][-1]:.0f}"
                          f" ms ({statuses[kind][-1]})")
-    finally:
-        for server in servers.values():
-            meter.take_server(server)
-            server.stop()
     return {k: {"edit_to_disk_ms": summary(autosave[k]), "explicit_save_ms": summary(explicit[k]),
                 "statuses": sorted(set(statuses[k]))} for k in SERVERS}
+
+
+# --- 6. how cost grows ----------------------------------------------------------------------
+
+
+def new_room_url(server: JupyterProcess, notebook: Notebook, prefix: str) -> str:
+    """The websocket URL of a room of a new copy of ``notebook`` (the session PUT done)."""
+    path = server.put_file(unique(prefix), notebook.data)
+    return server.room_url(server.session(path))
+
+
+async def scale_open_trial(kind: str, tmp: Path, label: str, notebook: Notebook,
+                           settle: float, meter: Meter) -> dict[str, float]:
+    """A cold open of ``notebook`` in a fresh server: its time, and the server's RSS idle,
+    with the room loaded (the client still in it) and at its peak."""
+    async with fresh_server(kind, tmp, label, meter) as server:
+        await asyncio.sleep(settle)
+        idle = server.memory()
+        path = server.put_file(unique(f"scale/{notebook.cells}"), notebook.data)
+        client, timing = await open_notebook(server, path, notebook.cells)
+        try:
+            await asyncio.sleep(settle)
+            loaded = server.memory()
+        finally:
+            await client.close()
+    return {"open_ms": timing["total_ms"], "server_ms": timing["server_ms"],
+            "idle_mb": idle["VmRSS"], "loaded_mb": loaded["VmRSS"],
+            "room_mb": loaded["VmRSS"] - idle["VmRSS"], "peak_mb": loaded["VmHWM"]}
+
+
+async def bench_scale_open(opts: argparse.Namespace, tmp: Path, notebooks: list[Notebook],
+                           meter: Meter) -> dict[str, Any]:
+    """Cold open time and RSS against the notebook's size, a fresh server for each open."""
+    per = {nb.cells: {k: [] for k in SERVERS} for nb in notebooks}
+    for trial in range(opts.scale_trials):
+        for nb in notebooks:
+            for kind in orders(trial):
+                row = await scale_open_trial(kind, tmp, f"scale-open{trial}-{nb.cells}", nb,
+                                             opts.settle, meter)
+                per[nb.cells][kind].append(row)
+                progress(f"scale-open trial {trial + 1}/{opts.scale_trials} {nb.cells:,} cells "
+                         f"{kind}: {row['open_ms']:.0f} ms, RSS {row['loaded_mb']:.0f} MB "
+                         f"(+{row['room_mb']:.0f}), peak {row['peak_mb']:.0f} MB")
+    return {str(nb.cells): {"mb": round(nb.mb, 3), **summarise(per[nb.cells])}
+            for nb in notebooks}
+
+
+async def rooms_trial(kind: str, tmp: Path, label: str, notebook: Notebook,
+                      counts: list[int], settle: float, meter: Meter) -> dict[str, float]:
+    """A fresh server's RSS idle, then with each of ``counts`` rooms loaded (copies of
+    ``notebook``, each held open by one raw client that does nothing)."""
+    async with fresh_server(kind, tmp, label, meter) as server:
+        sinks: list[RawSink] = []
+        try:
+            await asyncio.sleep(settle)
+            rss = {0: server.memory()["VmRSS"]}
+            for count in counts:
+                urls = [new_room_url(server, notebook, "rooms")
+                        for _ in range(count - len(sinks))]
+                await add_synced_sinks(sinks, urls)
+                await asyncio.sleep(settle)
+                rss[count] = server.memory()["VmRSS"]
+        finally:
+            await asyncio.gather(*(sink.close() for sink in sinks))
+    most = max(counts)
+    return {**{f"rss_{n}_mb": mb for n, mb in rss.items()},
+            "per_room_kb": (rss[most] - rss[0]) * 1024 / most}
+
+
+async def bench_scale_rooms(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
+                            meter: Meter) -> dict[str, Any]:
+    """RSS against the number of idle rooms loaded, a fresh server per trial."""
+    per: dict[str, list[dict[str, float]]] = {k: [] for k in SERVERS}
+    for trial in range(opts.scale_trials):
+        for kind in orders(trial):
+            row = await rooms_trial(kind, tmp, f"scale-rooms{trial}", notebook,
+                                    opts.scale_rooms, opts.settle, meter)
+            per[kind].append(row)
+            progress(f"scale-rooms trial {trial + 1}/{opts.scale_trials} {kind}: "
+                     + ", ".join(f"{n} rooms {row[f'rss_{n}_mb']:.0f} MB"
+                                 for n in [0, *opts.scale_rooms])
+                     + f"; {row['per_room_kb']:.0f} kB per room")
+    return {"rooms": [0, *opts.scale_rooms], "cells": notebook.cells,
+            "mb": round(notebook.mb, 3), **summarise(per)}
+
+
+# --- 7. no stall across rooms ---------------------------------------------------------------
+
+
+async def timed_raw_open(server: JupyterProcess, path: str) -> tuple[RawSink, float, float]:
+    """A cold open by a raw client (session PUT, websocket, SYNC): the client, and when the
+    open started and when the server's step 2 came, in ms on the monotonic clock (the node
+    drivers' clock)."""
+    t0 = time.monotonic()
+    sink = await RawSink.open(server.room_url(server.session(path)))
+    await asyncio.wait_for(sink.synced.wait(), 300)
+    return sink, t0 * 1000, sink.synced_at * 1000
+
+
+async def type_during_open(server: JupyterProcess, drivers: list[Driver], big: Notebook,
+                           interval_ms: float, margin_s: float,
+                           ) -> tuple[dict[str, Any], float, float]:
+    """The writer types a character every ``interval_ms`` from ``margin_s`` before a cold
+    open of ``big`` until ``margin_s`` after it; what it sent, and the open's start and end
+    (ms, monotonic)."""
+    path = server.put_file(unique(f"stall/{big.cells}"), big.data)
+    typing = asyncio.create_task(drivers[0].call(
+        "type", id="w", cell=TYPING_CELL, count=int(600_000 / interval_ms),
+        interval_ms=interval_ms, timeout=660))
+    sink = None
+    try:
+        await asyncio.sleep(margin_s)
+        sink, start, end = await timed_raw_open(server, path)
+        await asyncio.sleep(margin_s)
+    finally:
+        await drivers[0].call("stop_typing", id="w")
+        sent = await typing
+        if sink is not None:
+            await sink.close()
+    return sent, start, end
+
+
+def stall_figures(sent: dict[str, Any], watched: dict[str, Any], start: float,
+                  end: float) -> dict[str, float]:
+    """The delays of the characters sent before, during and after the open (``start`` to
+    ``end``): p50, p99, max and samples of each group."""
+    groups: dict[str, list[float]] = {"before": [], "during": [], "after": []}
+    lost = 0
+    for t, row in zip(sent["t"], char_delays(sent, watched), strict=True):
+        group = "before" if t < start else "during" if t <= end else "after"
+        groups[group].extend(d for d in row if d is not None)
+        lost += row.count(None)
+    out = {"open_ms": end - start, "lost": lost, "writer_slip_ms": sent["slip_ms"]}
+    for name, values in groups.items():
+        out[f"{name}_samples"] = len(values)
+        out[f"{name}_p50_ms"] = percentile(values, 50) if values else math.nan
+        out[f"{name}_p99_ms"] = percentile(values, 99) if values else math.nan
+        out[f"{name}_max_ms"] = max(values) if values else math.nan
+    return out
+
+
+async def stall_trial(server: JupyterProcess, drivers: list[Driver], notebook: Notebook,
+                      big: Notebook, opts: argparse.Namespace) -> dict[str, float]:
+    """A typist and its receivers in a room of ``notebook`` while ``big`` cold-opens in
+    another room of the same server."""
+    path = server.put_file(unique("stall/typist"), notebook.data)
+    receivers = split_receivers(opts.stall_receivers, 2, writer_driver_share=True)
+    await connect_clients(server, drivers, path, 0, receivers)
+    await warm_up_and_watch(drivers, receivers)
+    sent, start, end = await type_during_open(server, drivers, big, opts.stall_interval_ms,
+                                              opts.stall_margin_s)
+    await wait_received(drivers, receivers, sent["length"][-1], wait_s=10)
+    watched = await watched_by(drivers, receivers)
+    for d in drivers:
+        await d.call("close")
+    return stall_figures(sent, watched, start, end)
+
+
+async def bench_stall(opts: argparse.Namespace, tmp: Path, notebook: Notebook, big: Notebook,
+                      meter: Meter) -> dict[str, Any]:
+    """Typing in one room while a big notebook cold-opens in another, on each server."""
+    per: dict[str, list[dict[str, float]]] = {k: [] for k in SERVERS}
+    async with server_pair(tmp, "stall", meter) as servers, node_drivers(meter) as drivers:
+        for trial in range(opts.stall_trials):
+            for kind in orders(trial):
+                row = await stall_trial(servers[kind], drivers, notebook, big, opts)
+                per[kind].append(row)
+                progress(f"stall trial {trial + 1}/{opts.stall_trials} {kind}: open "
+                         f"{row['open_ms']:.0f} ms; typing p99 before {row['before_p99_ms']:.1f}"
+                         f", during {row['during_p99_ms']:.1f} (max {row['during_max_ms']:.1f},"
+                         f" {row['during_samples']} samples), after {row['after_p99_ms']:.1f} ms")
+    return {"cells": big.cells, "receivers": opts.stall_receivers,
+            "interval_ms": opts.stall_interval_ms, **summarise(per)}
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -1006,6 +1170,16 @@ def rows_of(results: dict[str, Any], clients: int) -> list[dict[str, Any]]:
             r[THEM]["edit_to_disk_ms"], digits=0)
         add("save", "explicit save (request -> reply)", "ms", r[US]["explicit_save_ms"],
             r[THEM]["explicit_save_ms"], digits=0)
+    if "scale-rooms" in results:
+        r = results["scale-rooms"]
+        add("idle rooms", f"RSS per room ({max(r['rooms'])} rooms of {r['cells']:,} cells, "
+            "a client in each)", "kB", r[US]["per_room_kb"], r[THEM]["per_room_kb"], digits=0)
+    if "stall" in results:
+        r = results["stall"]
+        for key, name in (("before_p99_ms", "p99 before"), ("during_p99_ms", "p99 during"),
+                          ("during_max_ms", "max during")):
+            add("stall", f"typing in another room, {name} a {r['cells']:,}-cell open", "ms",
+                r[US][key], r[THEM][key])
     return rows
 
 
@@ -1021,9 +1195,10 @@ def main_table(rows: list[dict[str, Any]]) -> str:
         else:
             verdict = f"{r:.2f}" + (f" ({r:.1f}x better)" if r > 1 else "")
         lines.append([f"{row['section']}: {name} [{row['unit']}]",
-                      fmt(row[US], row["digits"]), fmt(row[THEM], row["digits"]), verdict])
-    return text_table("us vs jupyter-collaboration: median (min-max over trials)",
-                      ["figure", US, THEM, "us / them"], lines)
+                      fmt_spread(row[US], row["digits"]), fmt_spread(row[THEM], row["digits"]),
+                      verdict])
+    return table("us vs jupyter-collaboration: median (min-max over trials)",
+                 ["figure", US, THEM, "us / them"], lines)
 
 
 def _median(results: dict[str, Any], *path: str) -> float:
@@ -1070,6 +1245,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     ours = _median(results, "save", US, "edit_to_disk_ms")
     add("edit -> on disk [ms]", ours, "<= debounce + 100 (1100)", ours <= 1100,
         _median(results, "save", THEM, "edit_to_disk_ms"), "~1300")
+    ours = _median(results, "stall", US, "during_p99_ms")
+    add("typing p99 in another room during a 5,000-cell open [ms]", ours, "< 20", ours < 20,
+        _median(results, "stall", THEM, "during_p99_ms"), "-")
     return out
 
 
@@ -1079,8 +1257,8 @@ def targets_table(items: list[dict[str, Any]]) -> str:
         verdict = {True: "met", False: "MISSED", None: "-"}[t["met"]]
         rows.append([t["target"], f"{t['ours']:.1f}", t["goal"], verdict,
                      f"{t['them_now']:.1f}", t["them_earlier"]])
-    return text_table("Targets (shown, not asserted)",
-                      ["target", US, "goal", "", f"{THEM} now", "earlier"], rows)
+    return table("Targets (shown, not asserted)",
+                 ["target", US, "goal", "", f"{THEM} now", "earlier"], rows)
 
 
 def cpu_table(cpu: dict[str, dict[str, Any]]) -> str:
@@ -1090,58 +1268,90 @@ def cpu_table(cpu: dict[str, dict[str, Any]]) -> str:
                      f"{c['node_cpu_s']:.1f}", f"{c['server_cpu_s'][US]:.1f}",
                      f"{c['server_cpu_s'][THEM]:.1f}",
                      " -> ".join(f"{x:.2f}" for x in c["load_1min"])])
-    return text_table("CPU time per section [s] (clients: bench = this process, pycrdt "
-                      "clients; node = Yjs clients)",
-                      ["section", "wall", "bench CPU", "node CPU", f"{US} CPU", f"{THEM} CPU",
-                       "load 1 min"], rows)
+    return table("CPU time per section [s] (clients: bench = this process, pycrdt "
+                 "clients; node = Yjs clients)",
+                 ["section", "wall", "bench CPU", "node CPU", f"{US} CPU", f"{THEM} CPU",
+                  "load 1 min"], rows)
+
+
+def open_table(results: dict[str, Any]) -> str:
+    rows = []
+    for label, r in results.items():
+        for k in SERVERS:
+            c = r["cold"][k]
+            rows.append([f"{label} / {k}", fmt_spread(c["total_ms"]), fmt_spread(c["put_ms"]),
+                         fmt_spread(c["server_ms"]), fmt_spread(c["client_apply_ms"]),
+                         fmt_spread(r["server_cpu_ms"][k], 0),
+                         "yes" if r["same_content"] else "NO"])
+    return table(
+        "Cold open, split [ms]: PUT; websocket + server load + answer until the step 2 "
+        "frame arrived; client applying it (pycrdt)",
+        ["notebook / server", "total", "PUT", "server", "client apply", "server CPU ms",
+         "same cells"], rows)
+
+
+def fanout_table(title: str, results: dict[str, Any]) -> str:
+    rows = []
+    for n, r in results.items():
+        for k in SERVERS:
+            x = r[k]
+            rows.append([f"{n} clients / {k}", *(fmt_spread(x[key], 2) for key in (
+                "p50_ms", "p99_ms", "max_ms", "first_ms", "spread_ms")),
+                fmt_spread(x["lost"], 0), fmt_spread(x["samples"], 0),
+                fmt_spread(x["writer_slip_ms"], 1), fmt_spread(x["server_us_per_delivery"], 0)])
+    return table(
+        f"{title}: one writer, a character every 50 ms (first: the first receiver's delay, "
+        "spread: until the last one's, medians over the characters)",
+        ["clients / server", "p50 ms", "p99 ms", "max ms", "first ms", "spread ms", "lost",
+         "samples", "writer slip ms", "server CPU us/delivery"], rows)
+
+
+def throughput_table(results: dict[str, Any]) -> str:
+    rows = []
+    for k in SERVERS:
+        x = results[k]
+        rows.append([k, *(fmt_spread(x[key], 0) for key in (
+            "per_listener_ups", "slowest_listener_ups", "writer_ups")),
+            fmt_spread(x["duration_s"], 2), fmt_spread(x["server_cpu_s"], 2),
+            fmt_spread(x["server_us_per_delivery"], 0), fmt_spread(x["listeners_node_cpu_s"], 2),
+            fmt_spread(x["listeners_short"], 0)])
+    return table("Throughput: one writer as fast as it can, listeners",
+                 ["server", "per listener /s", "slowest /s", "writer sent /s", "delivery s",
+                  "server CPU s", "server CPU us/delivery", "listeners node CPU s", "short"],
+                 rows)
+
+
+def save_table(results: dict[str, Any]) -> str:
+    rows = [[k, ", ".join(results[k]["statuses"])] for k in SERVERS]
+    return table("Explicit save replies", ["server", "statuses"], rows)
+
+
+def stall_table(results: dict[str, Any]) -> str:
+    rows = []
+    for k in SERVERS:
+        x = results[k]
+        rows.append([k, fmt_spread(x["open_ms"], 0), fmt_spread(x["before_p99_ms"]),
+                     fmt_spread(x["during_samples"], 0),
+                     *(fmt_spread(x[f"during_{key}_ms"]) for key in ("p50", "p99", "max")),
+                     fmt_spread(x["after_p99_ms"]), fmt_spread(x["after_max_ms"]),
+                     fmt_spread(x["lost"], 0), fmt_spread(x["writer_slip_ms"])])
+    return table(
+        f"No stall across rooms: a character every {results['interval_ms']:g} ms to "
+        f"{results['receivers']} receivers while a {results['cells']:,}-cell notebook "
+        "cold-opens in another room; delays [ms] of the characters sent before, during and "
+        "after the open",
+        ["server", "open ms", "before p99", "during samples", "during p50", "during p99",
+         "during max", "after p99", "after max", "lost", "writer slip"], rows)
 
 
 def detail_tables(results: dict[str, Any]) -> str:
-    out = []
-    if "open" in results:
-        rows = []
-        for label, r in results["open"].items():
-            for k in SERVERS:
-                c = r["cold"][k]
-                rows.append([f"{label} / {k}", fmt(c["total_ms"]), fmt(c["put_ms"]),
-                             fmt(c["server_ms"]), fmt(c["client_apply_ms"]),
-                             fmt(r["server_cpu_ms"][k], 0),
-                             "yes" if r["same_content"] else "NO"])
-        out.append(text_table(
-            "Cold open, split [ms]: PUT; websocket + server load + answer until the step 2 "
-            "frame arrived; client applying it (pycrdt)",
-            ["notebook / server", "total", "PUT", "server", "client apply", "server CPU ms",
-             "same cells"], rows))
-    if "fanout" in results:
-        rows = []
-        for n, r in results["fanout"].items():
-            for k in SERVERS:
-                x = r[k]
-                rows.append([f"{n} clients / {k}", fmt(x["p50_ms"], 2), fmt(x["p99_ms"], 2),
-                             fmt(x["max_ms"], 2), fmt(x["first_ms"], 2), fmt(x["spread_ms"], 2),
-                             fmt(x["lost"], 0), fmt(x["samples"], 0),
-                             fmt(x["writer_slip_ms"], 1), fmt(x["server_us_per_delivery"], 0)])
-        out.append(text_table(
-            "Fan-out: one writer, a character every 50 ms (first: the first receiver's delay, "
-            "spread: until the last one's, medians over the characters)",
-            ["clients / server", "p50 ms", "p99 ms", "max ms", "first ms", "spread ms", "lost",
-             "samples", "writer slip ms", "server CPU us/delivery"], rows))
-    if "throughput" in results:
-        rows = []
-        for k in SERVERS:
-            x = results["throughput"][k]
-            rows.append([k, fmt(x["per_listener_ups"], 0), fmt(x["slowest_listener_ups"], 0),
-                         fmt(x["writer_ups"], 0), fmt(x["duration_s"], 2),
-                         fmt(x["server_cpu_s"], 2), fmt(x["server_us_per_delivery"], 0),
-                         fmt(x["listeners_node_cpu_s"], 2), fmt(x["listeners_short"], 0)])
-        out.append(text_table("Throughput: one writer as fast as it can, listeners",
-                              ["server", "per listener /s", "slowest /s", "writer sent /s",
-                               "delivery s", "server CPU s", "server CPU us/delivery",
-                               "listeners node CPU s", "short"], rows))
-    if "save" in results:
-        rows = [[k, ", ".join(results["save"][k]["statuses"])] for k in SERVERS]
-        out.append(text_table("Explicit save replies", ["server", "statuses"], rows))
-    return "\n".join(out)
+    """The tables of each section that ran, after the main one."""
+    makers = {"open": open_table, "fanout": lambda r: fanout_table("Fan-out", r),
+              "throughput": throughput_table, "save": save_table,
+              "scale-fanout": lambda r: fanout_table("Fan-out by clients", r),
+              "stall": stall_table}
+    return "\n".join(make(results[section]) for section, make in makers.items()
+                     if section in results)
 
 
 # --- the chart ------------------------------------------------------------------------------
@@ -1151,8 +1361,8 @@ def _label(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def plot(data: dict[str, Any], png: Path) -> None:
-    """Draw the chart (needs matplotlib: run by the benchmark environment's interpreter)."""
+def plot_comparison(data: dict[str, Any], png: Path) -> None:
+    """Draw the chart of the main table's figures (needs matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1212,15 +1422,136 @@ def plot(data: dict[str, Any], png: Path) -> None:
     fig.savefig(png, dpi=110)
 
 
-def draw_chart(json_path: Path, png: Path) -> None:
-    """Draw the chart here if matplotlib is importable, else with the other environment."""
+# --- how cost grows: series, table, chart ---------------------------------------------------
+
+
+def series_of(panel: str, name: str, unit: str, x_name: str, xs: list[int],
+              ours: list[dict[str, Any]], theirs: list[dict[str, Any]],
+              digits: int) -> dict[str, Any]:
+    """One line of the scaling chart: a figure of both servers at each x."""
+    return {"panel": panel, "name": name, "unit": unit, "x_name": x_name, "x": xs,
+            "digits": digits, US: ours, THEM: theirs}
+
+
+def scaling_series(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures of how cost grows, from the scale sections that ran."""
+    out = []
+    if "scale-open" in results:
+        r = results["scale-open"]
+        xs = [int(cells) for cells in r]
+        for key, panel, name, unit in (
+                ("open_ms", "Cold open by notebook size", "cold open", "ms"),
+                ("loaded_mb", "Server RSS by notebook size", "RSS, room loaded", "MB"),
+                ("peak_mb", "Server RSS by notebook size", "peak RSS while opening", "MB")):
+            out.append(series_of(panel, name, unit, "cells", xs, [r[c][US][key] for c in r],
+                                 [r[c][THEM][key] for c in r], 0))
+    if "scale-rooms" in results:
+        r = results["scale-rooms"]
+        keys = [f"rss_{n}_mb" for n in r["rooms"]]
+        out.append(series_of(
+            f"Server RSS by idle rooms loaded ({r['cells']:,} cells, a client in each)",
+            "RSS", "MB", "rooms", r["rooms"], [r[US][k] for k in keys],
+            [r[THEM][k] for k in keys], 0))
+    if "scale-fanout" in results:
+        r = results["scale-fanout"]
+        xs = [int(n) for n in r]
+        for key in ("p99_ms", "p50_ms"):
+            out.append(series_of("Fan-out delay by clients in the room", f"fan-out {key[:3]}",
+                                 "ms", "clients", xs, [r[n][US][key] for n in r],
+                                 [r[n][THEM][key] for n in r], 1))
+    return out
+
+
+def scaling_table(series: list[dict[str, Any]]) -> str:
+    rows = []
+    for s in series:
+        for i, x in enumerate(s["x"]):
+            ours, theirs = s[US][i], s[THEM][i]
+            r = ratio(ours, theirs)
+            rows.append([f"{s['name']} [{s['unit']}]", f"{x:,} {s['x_name']}",
+                         fmt_spread(ours, s["digits"]), fmt_spread(theirs, s["digits"]),
+                         "-" if math.isnan(r) else f"{r:.2f}"])
+    return table("How cost grows: median (min-max over trials)",
+                 ["figure", "at", US, THEM, "us / them"], rows)
+
+
+def plot_scaling(data: dict[str, Any], png: Path) -> None:
+    """Draw the scaling chart: a panel per kind of figure, a line per server and figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: dict[str, list[dict[str, Any]]] = {}
+    for s in data["scaling"]:
+        panels.setdefault(s["panel"], []).append(s)
+    cols = min(2, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows + 0.8), squeeze=False)
+    colours = {US: "#2b7bba", THEM: "#e07b39"}
+    for ax, (title, lines) in zip(axes.flat, panels.items(), strict=False):
+        for style, marker, s in zip(("-", "--", ":"), "os^", lines, strict=False):
+            for kind in SERVERS:
+                points = [(x, p) for x, p in zip(s["x"], s[kind], strict=True) if p["n"]]
+                xs = [x for x, _ in points]
+                med = [p["median"] for _, p in points]
+                err = [[p["median"] - p["min"] for _, p in points],
+                       [p["max"] - p["median"] for _, p in points]]
+                label = kind if len(lines) == 1 else f"{kind}: {s['name']}"
+                ax.errorbar(xs, med, yerr=err, color=colours[kind], linestyle=style,
+                            marker=marker, markersize=4, capsize=2, label=label)
+        xs = [x for s in lines for x in s["x"]]
+        if min(xs) > 0 and max(xs) / min(xs) >= 10:
+            ax.set_xscale("log")
+        ax.set_xticks(sorted(set(xs)))
+        ax.set_xticklabels([f"{x:,}" for x in sorted(set(xs))], fontsize=7)
+        ax.set_xlabel(lines[0]["x_name"], fontsize=8)
+        ax.set_ylabel(lines[0]["unit"], fontsize=8)
+        ys = [p["median"] for s in lines for k in SERVERS for p in s[k] if p["n"]]
+        if ys and min(ys) > 0 and max(ys) / min(ys) > 30:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_title(f"{title}, lower is better", fontsize=9, loc="left")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    meta = data["meta"]
+    version = meta["versions"][THEM]["jupyter-collaboration"]
+    fig.suptitle(f"How cost grows: jupyter-ydjango vs jupyter-collaboration {version}, median, "
+                 f"bars min-max over trials\n{meta['mode']} run {meta['date'][:16]}, "
+                 f"{meta['cpus']} CPUs, load average {meta['load_1min_before']:.2f} at the start",
+                 fontsize=9, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+
+
+def plot_all(data: dict[str, Any], png: Path, scaling_png: Path) -> list[Path]:
+    """Draw the charts the results have figures for; the files written."""
+    written = []
+    if data["rows"]:
+        plot_comparison(data, png)
+        written.append(png)
+    if data["scaling"]:
+        plot_scaling(data, scaling_png)
+        written.append(scaling_png)
+    return written
+
+
+def draw_charts(json_path: Path, png: Path, scaling_png: Path) -> list[Path]:
+    """Draw the charts here if matplotlib is importable, else with the other environment."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        subprocess.run([str(jc_python()), __file__, "--plot", str(json_path), str(png)],
-                       check=True)
-        return
-    plot(json.loads(json_path.read_text()), png)
+        subprocess.run([str(jc_python()), __file__, "--plot", str(json_path), str(png),
+                        str(scaling_png)], check=True)
+        data = json.loads(json_path.read_text())
+        return [p for p, figures in ((png, data["rows"]), (scaling_png, data["scaling"]))
+                if figures]
+    return plot_all(json.loads(json_path.read_text()), png, scaling_png)
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -1253,20 +1584,32 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="fewer trials and smaller bursts (~3 min)")
+                        help="fewer trials and smaller bursts (~8 min)")
     parser.add_argument("--trials", type=int, help="trials of opens, throughput, saves "
                         "(default 5, quick 2)")
-    parser.add_argument("--only", default="memory,open,fanout,throughput,save",
+    parser.add_argument("--only", default=",".join(SECTIONS),
                         help="comma-separated sections to run (default: all)")
+    parser.add_argument("--scale-cells", type=int_list, default=[100, 1000, 3000, 10000],
+                        metavar="N,N,...", help="notebook sizes of scale-open")
+    parser.add_argument("--scale-rooms", type=int_list, default=[1, 50, 200],
+                        metavar="N,N,...", help="idle rooms of scale-rooms, in increasing order")
+    parser.add_argument("--scale-clients", type=int_list, default=[10, 50, 100, 200],
+                        metavar="N,N,...", help="clients per room of scale-fanout")
     parser.add_argument("--json", type=Path, default=RESULTS_JSON)
     parser.add_argument("--png", type=Path, default=RESULTS_PNG)
+    parser.add_argument("--scaling-png", type=Path, default=RESULTS_SCALING_PNG)
     parser.add_argument("--wait-load", type=float, default=None, metavar="LOAD",
                         help="first wait (up to --max-wait s) until the 1-minute load average "
                         "is below LOAD (default: 1.0 for a full run, no wait with --quick)")
     parser.add_argument("--max-wait", type=float, default=900)
-    parser.add_argument("--plot", nargs=2, type=Path, metavar=("JSON", "PNG"),
+    parser.add_argument("--plot", nargs=3, type=Path, metavar=("JSON", "PNG", "SCALING_PNG"),
                         help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
+    opts.sections = [s.strip() for s in opts.only.split(",") if s.strip()]
+    unknown = set(opts.sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {', '.join(sorted(unknown))} (known: "
+                     f"{', '.join(SECTIONS)})")
     quick = opts.quick
     opts.mode = "quick" if quick else "full"
     opts.trials = opts.trials or (2 if quick else 5)
@@ -1282,37 +1625,58 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     opts.settle = 1.0 if quick else 2.0
     opts.sizes = [100, 1000, 5000]
     opts.fixtures = not quick
+    opts.scale_trials = opts.memory_trials
+    opts.stall_trials = 1 if quick else 3
+    opts.stall_cells = 5000
+    opts.stall_receivers = 5
+    opts.stall_interval_ms = 25
+    opts.stall_margin_s = 1.0
     if opts.wait_load is None and not quick:
         opts.wait_load = 1.0
     return opts
 
 
-async def run(opts: argparse.Namespace, versions: dict[str, Any]) -> dict[str, Any]:
-    sections = [s.strip() for s in opts.only.split(",") if s.strip()]
+def section_notebooks(opts: argparse.Namespace) -> dict[str, list[int]]:
+    """The sizes (cells) of the generated notebooks each section uses."""
+    return {"memory": [5000], "open": opts.sizes, "fanout": [100], "throughput": [100],
+            "save": [1000], "scale-open": opts.scale_cells, "scale-rooms": [100],
+            "scale-fanout": [100], "stall": [100, opts.stall_cells]}
+
+
+Runner = Callable[[Meter, list[Notebook]], Awaitable[dict[str, Any]]]
+
+
+def section_runners(opts: argparse.Namespace, tmp: Path) -> dict[str, Runner]:
+    """What each section runs, given its CPU meter and its notebooks."""
+    return {
+        "memory": lambda meter, nbs: bench_memory(opts, tmp, nbs[0], meter),
+        "open": lambda meter, nbs: bench_open(
+            opts, tmp, nbs + (fixture_notebooks() if opts.fixtures else []), meter),
+        "fanout": lambda meter, nbs: bench_fanout(opts, tmp, nbs[0], meter,
+                                                  opts.fanout_clients, "fan-out"),
+        "throughput": lambda meter, nbs: bench_throughput(opts, tmp, nbs[0], meter),
+        "save": lambda meter, nbs: bench_save(opts, tmp, nbs[0], meter),
+        "scale-open": lambda meter, nbs: bench_scale_open(opts, tmp, nbs, meter),
+        "scale-rooms": lambda meter, nbs: bench_scale_rooms(opts, tmp, nbs[0], meter),
+        "scale-fanout": lambda meter, nbs: bench_fanout(opts, tmp, nbs[0], meter,
+                                                        opts.scale_clients, "scale-fanout"),
+        "stall": lambda meter, nbs: bench_stall(opts, tmp, nbs[0], nbs[1], meter),
+    }
+
+
+async def run(opts: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     cpu: dict[str, dict[str, Any]] = {}
-    progress("generating the notebooks")
-    notebooks = {n: generated(n) for n in opts.sizes}
-    fixtures = fixture_notebooks() if opts.fixtures else []
     with tempfile.TemporaryDirectory(prefix="ydjango-compare-") as tmp_name:
         tmp = Path(tmp_name)
-        for section in sections:
+        runners = section_runners(opts, tmp)
+        sizes = section_notebooks(opts)
+        for section in opts.sections:
+            notebooks = [generated(n) for n in sizes[section]]
             meter = Meter()
             progress(f"section {section}")
             try:
-                if section == "memory":
-                    results[section] = await bench_memory(opts, tmp, notebooks[5000], meter)
-                elif section == "open":
-                    results[section] = await bench_open(
-                        opts, tmp, [notebooks[n] for n in opts.sizes] + fixtures, meter)
-                elif section == "fanout":
-                    results[section] = await bench_fanout(opts, tmp, notebooks[100], meter)
-                elif section == "throughput":
-                    results[section] = await bench_throughput(opts, tmp, notebooks[100], meter)
-                elif section == "save":
-                    results[section] = await bench_save(opts, tmp, notebooks[1000], meter)
-                else:
-                    raise SystemExit(f"unknown section {section}")
+                results[section] = await runners[section](meter, notebooks)
             except Exception:
                 logs = sorted(tmp.glob("*/server.log"))
                 keep = Path(tempfile.mkdtemp(prefix="ydjango-compare-logs-"))
@@ -1327,7 +1691,7 @@ async def run(opts: argparse.Namespace, versions: dict[str, Any]) -> dict[str, A
 def main(argv: list[str] | None = None) -> None:
     opts = options(argv)
     if opts.plot:
-        plot(json.loads(opts.plot[0].read_text()), opts.plot[1])
+        plot_all(json.loads(opts.plot[0].read_text()), opts.plot[1], opts.plot[2])
         return
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
     ensure_node_modules()
@@ -1339,10 +1703,11 @@ def main(argv: list[str] | None = None) -> None:
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_commit()
     progress(f"{opts.mode} run, load average {load_before:.2f}")
-    out = asyncio.run(run(opts, versions))
+    out = asyncio.run(run(opts))
     results, cpu = out["results"], out["cpu"]
     rows = rows_of(results, opts.memory_clients)
     goals = targets(results)
+    series = scaling_series(results)
     load_after = loadavg()
     meta = {
         "date": date, "mode": opts.mode, "duration_s": round(time.monotonic() - started, 1),
@@ -1350,6 +1715,7 @@ def main(argv: list[str] | None = None) -> None:
         "memory_trials": opts.memory_trials, "fanout_chars": opts.fanout_chars,
         "throughput_chars": opts.throughput_chars, "listeners": opts.listeners,
         "memory_clients": opts.memory_clients, "save_edits_per_trial": opts.save_edits,
+        "scale_trials": opts.scale_trials, "stall_trials": opts.stall_trials,
         "load_1min_before": load_before, "load_1min_after": load_after,
         "cpus": os.cpu_count(), "machine": platform.platform(), "versions": versions,
         "commit": commit,
@@ -1360,16 +1726,16 @@ def main(argv: list[str] | None = None) -> None:
         f"{versions[THEM]['jupyter-collaboration']} ({opts.mode} run, {date}, commit {commit}, "
         f"{os.cpu_count()} CPUs, load average {load_before:.2f} before, {load_after:.2f} "
         f"after, {meta['duration_s']:.0f} s)", "",
-        main_table(rows), targets_table(goals), detail_tables(results),
-        cpu_table(cpu)])
+        main_table(rows), targets_table(goals),
+        *([scaling_table(series)] if series else []), detail_tables(results), cpu_table(cpu)])
     print(report)
     data = {"meta": meta, "report": report, "rows": rows, "targets": goals,
-            "results": results, "cpu": cpu}
+            "scaling": series, "results": results, "cpu": cpu}
     opts.json.parent.mkdir(parents=True, exist_ok=True)
     opts.json.write_text(json.dumps(data, indent=1, default=str) + "\n")
     try:
-        draw_chart(opts.json, opts.png)
-        progress(f"wrote {opts.json} and {opts.png}")
+        charts = draw_charts(opts.json, opts.png, opts.scaling_png)
+        progress(f"wrote {', '.join(str(p) for p in [opts.json, *charts])}")
     except Exception as exc:
         progress(f"wrote {opts.json}; no chart: {exc!r}")
 

@@ -2,7 +2,7 @@
 
 Run it from anywhere with the project's interpreter::
 
-    /work/venv/bin/python benchmarks/fanout.py
+    python benchmarks/fanout.py
 
 It starts its own servers (``python -m jupyter_ydjango serve``: one on the in-memory layer,
 two sharing rooms through Redis on 127.0.0.1:6379), prints plain-text tables and writes
@@ -16,22 +16,17 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import json
 import math
 import os
 import platform
-import resource
 import shutil
-import signal
 import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +34,29 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
+import benchlib  # noqa: E402
 import pycrdt  # noqa: E402
+from benchlib import (  # noqa: E402
+    CpuMeter,
+    CpuTime,
+    close_loop,
+    driver_receipts,
+    ensure_node_modules,
+    fmt_spread,
+    interrupt_on_signals,
+    node_version,
+    percentile,
+    proc_cpu,
+    schedule_slip,
+    self_cpu,
+    spread,
+    start_service,
+    table,
+    write_json,
+)
 from rawclient import RawClient  # noqa: E402
-from servers import Server, migrate, serve_command, server_env  # noqa: E402
-from yclient import JS_DIR, NodeDriver, YClient  # noqa: E402
+from servers import Server, migrate, server_env  # noqa: E402
+from yclient import NodeDriver, YClient  # noqa: E402
 
 from jupyter_ydjango.yutils import (  # noqa: E402
     Message,
@@ -54,99 +68,9 @@ from jupyter_ydjango.yutils import (  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "fanout.json"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-_JS_PACKAGES = ("yjs", "y-websocket", "y-protocols", "lib0", "ws")
-
-# --- CPU accounting -------------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def self_cpu() -> float:
-    """CPU seconds (user + system) used by this benchmark process so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def proc_cpu(pid: int | None) -> float:
-    """CPU seconds (user + system) used so far by another live process (Linux ``/proc``)."""
-    if pid is None:
-        return math.nan
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return math.nan
-    fields = stat[stat.rindex(")") + 2:].split()  # fields 3.. of proc(5); utime=14, stime=15
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-@dataclass
-class CpuMeter:
-    """Wall and CPU time of the benchmark, the node driver and the servers over some windows."""
-
-    node_pid: Callable[[], int | None]
-    server_pids: Callable[[], list[int]]
-    wall: float = 0.0
-    bench: float = 0.0
-    node: float = 0.0
-    servers: float = 0.0
-
-    def snapshot(self) -> tuple[float, float, float, float]:
-        return (time.monotonic(), self_cpu(), proc_cpu(self.node_pid()),
-                sum(proc_cpu(pid) for pid in self.server_pids()))
-
-    @contextlib.contextmanager
-    def window(self):
-        start = self.snapshot()
-        try:
-            yield
-        finally:
-            end = self.snapshot()
-            self.wall += end[0] - start[0]
-            self.bench += end[1] - start[1]
-            if not math.isnan(end[2] - start[2]):
-                self.node += end[2] - start[2]
-            self.servers += end[3] - start[3]
-
-    def as_dict(self) -> dict[str, float]:
-        return {"wall_s": round(self.wall, 3), "bench_cpu_s": round(self.bench, 3),
-                "node_cpu_s": round(self.node, 3), "servers_cpu_s": round(self.servers, 3)}
 
 
 # --- small helpers --------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile (``pct`` in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """Median and min-max of one statistic over the runs."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def fmt_spread(s: dict[str, float], digits: int = 1) -> str:
-    if s["min"] == s["max"]:
-        return f"{s['median']:.{digits}f}"
-    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
-
-
-def table(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        parts = [row[0].ljust(widths[0])]
-        parts += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    body = [line(cells[0]), rule] + [line(row) for row in cells[1:]]
-    return "\n".join([title, "=" * len(title), *body, ""])
 
 
 def kind(message: Message) -> str:
@@ -162,23 +86,13 @@ def is_sync(sync_type: YSyncMessageType) -> Callable[[Message], bool]:
 
 
 def progress(text: str) -> None:
-    print(f"[fanout] {text}", file=sys.stderr, flush=True)
+    benchlib.progress("fanout", text)
 
 
 def redis_running() -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", 6379)) == 0
-
-
-def ensure_node_modules() -> None:
-    """``npm ci`` in tests/js if its packages are missing (as the tests' fixture does)."""
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        raise SystemExit(f"node/npm not available: {', '.join(missing)} not found on PATH")
-    modules = JS_DIR / "node_modules"
-    if not all((modules / pkg / "package.json").is_file() for pkg in _JS_PACKAGES):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True)
 
 
 def text_of(size: int) -> str:
@@ -216,8 +130,7 @@ class Servers:
         migrate(server_env(data, **env))
         servers = []
         for i in range(count):
-            server = Server([*serve_command(), "--no-migrate"], server_env(data, **env),
-                            data / f"server{i}.log")
+            server = start_service(server_env(data, **env), data / f"server{i}.log")
             self.started.append(server)
             servers.append(server)
         return servers
@@ -353,10 +266,11 @@ class LatencyRun:
     observed: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def latency_run(driver: NodeDriver, meter: CpuMeter, urls: list[str], clients: int,
-                      chars: int, interval_ms: float, wait_s: float,
+async def latency_run(driver: NodeDriver, meter: CpuMeter, cpu: CpuTime, urls: list[str],
+                      clients: int, chars: int, interval_ms: float, wait_s: float,
                       observe: bool = False) -> LatencyRun:
-    """One writer types ``chars`` characters; every other client watches its text.
+    """One writer types ``chars`` characters; every other client watches its text. The burst
+    window's CPU time goes into ``cpu``.
 
     With ``observe`` (the audit run), one extra raw client per server records the frames it
     gets meanwhile, and halfway through the burst every node client renews its awareness
@@ -387,7 +301,7 @@ async def latency_run(driver: NodeDriver, meter: CpuMeter, urls: list[str], clie
                 await asyncio.sleep(chars * interval_ms / 2000)
                 await asyncio.gather(*(h.set_awareness({}) for h in handles))
 
-        with meter.window():
+        with meter.window(cpu):
             sent, _ = await asyncio.gather(writer.burst(chars, interval_ms), renew())
             waits = [r.wait_text(length=chars, timeout=wait_s) for r in receivers]
             await asyncio.gather(*waits, return_exceptions=True)
@@ -417,22 +331,18 @@ async def latency_run(driver: NodeDriver, meter: CpuMeter, urls: list[str], clie
                              return_exceptions=True)
 
     t_first = sent[0]["t"]
-    slip = max(s["t"] - (t_first + i * interval_ms) for i, s in enumerate(sent))
+    slip = schedule_slip([s["t"] for s in sent], interval_ms)
     delays: list[float] = []
     per_home: dict[int, list[float]] = {}
     worst = [0.0] * len(sent)
     missing = 0
     for r, changes in enumerate(watched):
-        changes = sorted((c for c in changes if not c["local"]), key=lambda c: c["t"])
-        j = 0
-        for i, s in enumerate(sent):
-            while j < len(changes) and changes[j]["length"] < s["length_after"]:
-                j += 1
-            if j == len(changes):
-                missing += len(sent) - i
-                worst[i:] = [math.inf] * (len(sent) - i)
-                break
-            delay = changes[j]["t"] - s["t"]
+        for i, (s, got) in enumerate(zip(sent, driver_receipts(sent, changes), strict=True)):
+            if got is None:
+                missing += 1
+                worst[i] = math.inf
+                continue
+            delay = got - s["t"]
             delays.append(delay)
             per_home.setdefault(homes[r + 1], []).append(delay)
             worst[i] = max(worst[i], delay)
@@ -488,14 +398,15 @@ async def run(args: argparse.Namespace, servers: Servers) -> dict[str, Any]:
         split = [b if i % 2 == 0 else a for i in range(n - 1)]  # writer on a: n/2 on each
         join_setups += [("redis, joiner on server 1", a, split, a),
                         ("redis, joiner on server 2", a, split, b)]
-    with meter.window():
+    join_cpu = CpuTime()
+    with meter.window(join_cpu):
         for setup, writer_url, bystander_urls, joiner_url in join_setups:
             progress(f"join cost: {setup}")
             servers.check_alive()
             result = await join_cost(setup, writer_url, bystander_urls, joiner_url,
                                      doc_chars, args.settle)
             results["join"].append(result.__dict__)
-    results["cpu"]["join"] = meter.as_dict()
+    results["cpu"]["join"] = join_cpu.as_dict()
 
     rows = [(r["setup"], r["doc_bytes"], r["bystanders"], r["join_ms"], r["joiner_frames"],
              r["joiner_bytes"], r["joiner_full_docs"], r["bystander_frames"],
@@ -519,18 +430,16 @@ async def run(args: argparse.Namespace, servers: Servers) -> dict[str, Any]:
         if redis:
             configs.append(("redis 2 servers, 10 clients", [s.ws_url for s in redis], 10))
         for name, urls, count in configs:
-            config_meter = CpuMeter(meter.node_pid, servers.pids)
+            config_cpu = CpuTime()
             runs: list[LatencyRun] = []
             for k in range(args.runs):
                 progress(f"latency: {name}, run {k + 1}/{args.runs}")
                 servers.check_alive()
-                run_meter = CpuMeter(meter.node_pid, servers.pids)
-                one = await latency_run(driver, run_meter, urls, count, args.chars,
+                run_cpu = CpuTime()
+                one = await latency_run(driver, meter, run_cpu, urls, count, args.chars,
                                         args.interval_ms, wait_s=10)
-                one.cpu = run_meter.as_dict()
-                for key in ("wall", "bench", "node", "servers"):
-                    setattr(config_meter, key,
-                            getattr(config_meter, key) + getattr(run_meter, key))
+                one.cpu = run_cpu.as_dict()
+                config_cpu.add(run_cpu)
                 runs.append(one)
                 await asyncio.sleep(0.5)
             entry = {
@@ -549,12 +458,11 @@ async def run(args: argparse.Namespace, servers: Servers) -> dict[str, Any]:
                 }
             # One more run, outside the statistics, with a raw observer on each server.
             progress(f"latency: {name}, audit run")
-            audit = await latency_run(driver, CpuMeter(meter.node_pid, servers.pids), urls,
-                                      count, args.chars, args.interval_ms, wait_s=10,
-                                      observe=True)
+            audit = await latency_run(driver, meter, CpuTime(), urls, count, args.chars,
+                                      args.interval_ms, wait_s=10, observe=True)
             entry["audit"] = audit.__dict__
             results["latency"].append(entry)
-            results["cpu"][f"latency: {name}"] = config_meter.as_dict()
+            results["cpu"][f"latency: {name}"] = config_cpu.as_dict()
     finally:
         results["cpu_totals"] = {"node_cpu_s": round(proc_cpu(meter.node_pid()), 2)}
         await driver.shutdown()
@@ -617,8 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     sys.stdout.reconfigure(line_buffering=True)
     # Ctrl-C and SIGTERM stop the run at once; the finally block below cleans up.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_signals()
     tmp = Path(tempfile.mkdtemp(prefix="ydjango-bench-"))
     servers = Servers(tmp)
     loop = asyncio.new_event_loop()
@@ -644,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(ProcessLookupError):
                 driver.proc.kill()
         servers.stop_all()
-        _close_loop(loop)
+        close_loop(loop)
         if ok or not keep_logs:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
@@ -652,47 +559,18 @@ def main(argv: list[str] | None = None) -> int:
     total_wall = time.monotonic() - started
     results["cpu_totals"]["servers_cpu_s"] = round(servers_cpu, 2)
     print_cpu(results, total_wall)
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
     results["meta"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(), "node": node.stdout.strip(),
+        "python": platform.python_version(), "node": node_version(),
         "pycrdt": pycrdt.__version__, "platform": platform.platform(),
         "cpus": os.cpu_count(), "redis": bool(results["join"][1:]),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "wall_s": round(total_wall, 1),
         "bench_cpu_s": round(self_cpu(), 2),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(finite(results), indent=1) + "\n")
+    write_json(args.json, results)
     print(f"results written to {args.json}")
     return 0
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _close_loop(loop: asyncio.AbstractEventLoop, timeout: float = 3.0) -> None:
-    """Cancel what is left on ``loop`` (after an interruption), wait briefly, close it."""
-    pending = asyncio.all_tasks(loop)
-    for task in pending:
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        if pending:
-            loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.close()
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by ``None`` (valid JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks"), str(ROOT)]
 
-from fanout import (  # noqa: E402
+from benchlib import (  # noqa: E402
     ensure_node_modules,
     finite,
     fmt_spread,

@@ -29,7 +29,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const yieldLoop = () => new Promise((resolve) => setImmediate(resolve))
 process.setMaxListeners(0)
 
-/** @type {Map<string, {doc: Y.Doc, provider: WebsocketProvider, times: number[], lengths: number[], watching: any}>} */
+/** @type {Map<string, {doc: Y.Doc, provider: WebsocketProvider, times: number[], lengths: number[], watching: any, stopTyping?: boolean}>} */
 const clients = new Map()
 
 const client = (id) => {
@@ -118,7 +118,8 @@ const commands = {
   async type (req) {
     // insert req.count characters at the end of the cell's source, one transaction (one
     // update) each: every req.interval_ms ms on a drift-free schedule, or, with 0, as fast as
-    // possible, yielding to the event loop every req.yield_every characters
+    // possible, yielding to the event loop every req.yield_every characters; a stop_typing
+    // request for the same client ends it early
     const c = client(req.id)
     const text = source(c, req.cell)
     const interval = req.interval_ms ?? 0
@@ -126,17 +127,24 @@ const commands = {
     const t = []
     const lengths = []
     const start = now()
+    c.stopTyping = false
     for (let i = 0; i < req.count; i++) {
       if (i > 0) {
         if (interval > 0) await sleep(Math.max(0, start + i * interval - now()))
         else if (i % yieldEvery === 0) await yieldLoop()
       }
+      if (c.stopTyping) break
       t.push(now())
       text.insert(text.length, 'abcdefghijklmnopqrstuvwxyz'[i % 26])
       lengths.push(text.length)
     }
     return { t, length: lengths, slip_ms: interval > 0
       ? Math.max(...t.map((ti, i) => ti - (start + i * interval))) : 0 }
+  },
+
+  stop_typing (req) {
+    client(req.id).stopTyping = true
+    return {}
   },
 
   async close (req) {
