@@ -2,7 +2,7 @@
 
 Run it from anywhere with the project's interpreter::
 
-    /work/venv/bin/python benchmarks/scaleout.py
+    python benchmarks/scaleout.py
 
 It starts a private ``redis-server``, creates a throwaway PostgreSQL database on
 127.0.0.1:5432 (dropped at the end), runs ``python -m jupyter_ydjango serve`` processes on
