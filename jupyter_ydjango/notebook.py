@@ -328,7 +328,7 @@ def load_steps(
     *,
     path: str | None = None,
     content_hash: str | None = None,
-    cells_per_step: int = 500,
+    cells_per_step: int = 200,
 ) -> Iterator[None]:
     """:func:`load_into` in several transactions of at most ``cells_per_step`` cells, pausing
     (yielding) after each: the same operations in the same order, so the same Yjs items.
