@@ -472,7 +472,7 @@ async def test_log_is_compacted(tmp_path: Path) -> None:
         expected = client.model.get()
         rows = await wait_until(lambda: (r := db_rows(server, file_id))["update"][0] == 0 and r,
                                 timeout=15, what="idle compaction")
-        assert rows["snapshot"][0] == 1
+        assert rows["snapshot"][0] >= 2, "the import, then the edits folded into snapshots"
         await client.close()
         server.stop()
         server.start()
