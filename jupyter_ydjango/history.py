@@ -168,9 +168,9 @@ class _Replay:
     def __init__(self, doc_format: DocumentFormat | None = None) -> None:
         self.doc = pycrdt.Doc()
         self._touched = False
-        if doc_format is not None:
-            for root in doc_format.content_roots(self.doc):
-                root.observe_deep(self._on_content)
+        # kept: a subscription that is dropped stops observing
+        self._subscriptions = [] if doc_format is None else [
+            root.observe_deep(self._on_content) for root in doc_format.content_roots(self.doc)]
 
     def _on_content(self, _events: Any) -> None:
         self._touched = True

@@ -138,6 +138,48 @@ class RoomStatusHandler(_ForwardingHandler):
         await self.forward()
 
 
+class TimelineHandler(_ForwardingHandler):
+    """``GET {base_url}api/collaboration/timeline/{path}``: a document's points, and a copy to
+    move through them."""
+
+    @web.authenticated
+    @authorized("read")
+    async def get(self, path: str) -> None:
+        await self.extension.renames_recorded()
+        await self.forward()
+
+
+class UndoRedoHandler(_ForwardingHandler):
+    """``PUT {base_url}api/collaboration/undo_redo/{roomId}``: move a timeline's copy, or
+    restore the point it shows."""
+
+    # Readers move their copy too; the Django side refuses their restores.
+    @web.authenticated
+    @authorized("read")
+    async def put(self, room_id: str) -> None:
+        await self.forward()
+
+
+class ForkHandler(_ForwardingHandler):
+    """``{base_url}api/collaboration/fork/{roomId}``: list, make and delete forks."""
+
+    # Readers may list forks; the Django side refuses their changes.
+    @web.authenticated
+    @authorized("read")
+    async def get(self, room_id: str) -> None:
+        await self.forward()
+
+    @web.authenticated
+    @authorized("read")
+    async def put(self, room_id: str) -> None:
+        await self.forward()
+
+    @web.authenticated
+    @authorized("read")
+    async def delete(self, fork_id: str) -> None:
+        await self.forward()
+
+
 class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     """``{base_url}api/collaboration/room/{room_id}``: a y-websocket connection, relayed to
     the Django side frame by frame in both directions."""
