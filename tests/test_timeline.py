@@ -20,8 +20,12 @@ from docclient import DocClient
 from docserver import DocServer
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from jupyter_ydjango.identity import HEADER, Identity, sign_identity
+
 #: Seconds of quiet that end a burst on the test servers.
 GAP = 0.6
+#: The identity secret of the module's server (signed headers make readers).
+SECRET = "timeline-tests-secret"
 
 
 def write_nb(path: Path) -> None:
@@ -64,7 +68,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocServer]:
     tmp = tmp_path_factory.mktemp("timeline")
     root = tmp / "root"
     root.mkdir()
-    server = DocServer(tmp, root, YDJANGO_HISTORY_BURST_GAP=str(GAP))
+    server = DocServer(tmp, root, YDJANGO_HISTORY_BURST_GAP=str(GAP),
+                       YDJANGO_IDENTITY_SECRET=SECRET)
     yield server
     server.stop()
 
@@ -180,4 +185,226 @@ async def test_restore_brings_the_point_back_for_everyone(server: DocServer) -> 
     later = notebook.open()
     assert len(later["timestamps"]) == 5
     for client in (back, other):
+        await client.close()
+
+
+async def test_the_timeline_reaches_back_across_a_restart(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    server = DocServer(tmp_path, root, YDJANGO_HISTORY_BURST_GAP=str(GAP))
+    try:
+        notebook = Timeline(server, "restart.ipynb")
+        editor = await notebook.edit()
+        before = notebook.open()
+        await editor.close()
+        server.stop()
+        server.start()
+        notebook.session = server.session(notebook.name)
+        after = notebook.open()
+        assert after["timestamps"] == before["timestamps"]
+        copy = await DocClient.open(notebook.fork_url(after["forkRoom"]))
+        status, _ = notebook.undo_redo("undo", 3, after["forkRoom"])
+        assert status == 200
+        await copy.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[0])
+        await copy.close()
+    finally:
+        server.stop()
+
+
+# --- forks --------------------------------------------------------------------------------
+
+
+class Forks:
+    """The fork API of a notebook."""
+
+    def __init__(self, server: DocServer, name: str) -> None:
+        self.server, self.path = server, server.root / name
+        write_nb(self.path)
+        self.session = server.session(name)
+        self.room = f"json:notebook:{self.session['fileId']}"
+        self.url = server.room_url(self.session)
+
+    def create(self, **body: Any) -> dict[str, Any]:
+        status, answer = self.server.request("PUT", f"api/collaboration/fork/{self.room}", body)
+        assert status == 201, answer
+        return answer
+
+    def delete(self, fork_id: str, merge: str) -> tuple[int, Any]:
+        return self.server.request("DELETE", f"api/collaboration/fork/{fork_id}?merge={merge}")
+
+    def listed(self) -> dict[str, Any]:
+        status, answer = self.server.request("GET", f"api/collaboration/fork/{self.room}")
+        assert status == 200, answer
+        return answer
+
+    async def open_fork(self, answer: dict[str, Any]) -> DocClient:
+        return await DocClient.open(
+            f"ws://127.0.0.1:{self.server.port}/api/collaboration/room/{answer['fork_roomid']}"
+            f"?sessionId={answer['sessionId']}")
+
+
+def append(client: DocClient, index: int, text: str) -> None:
+    source = client.model.ycells[index]["source"]
+    source.insert(len(source), text)
+
+
+async def test_fork_edit_and_merge(server: DocServer) -> None:
+    notebook = Forks(server, "merge.ipynb")
+    live = await DocClient.open(notebook.url)
+    answer = notebook.create(synchronize=False, title="Try", description="an idea")
+    info = {"root_roomid": notebook.room, "synchronize": False, "title": "Try",
+            "description": "an idea"}
+    assert answer["fork_info"] == info
+    assert answer["sessionId"] == notebook.session["sessionId"]
+    assert notebook.listed() == {answer["fork_roomid"]: info}
+    fork = await notebook.open_fork(answer)
+    assert sources(fork) == ["# Title", "x = 1"]
+    append(fork, 0, " from the fork")
+    append(live, 1, " + 1")  # meanwhile, in the document
+    assert await fork.save() == "success"
+    assert await live.save() == "success"
+    assert sources(live) == ["# Title", "x = 1 + 1"], "a fork's edit stays in the fork"
+    status, body = notebook.delete(answer["fork_roomid"], "true")
+    assert status == 200, body
+    expected = ["# Title from the fork", "x = 1 + 1"]
+    await live.wait_for(lambda m: [c["source"] for c in m.get()["cells"]] == expected)
+    assert await fork.wait_closed() == 4404
+    assert notebook.listed() == {}
+    await wait_until(lambda: file_sources(notebook.path) == expected, what="the merge saved")
+    fresh = await DocClient.open(notebook.url)
+    assert sources(fresh) == expected
+    for client in (live, fresh):
+        await client.close()
+
+
+async def test_a_fork_deleted_without_merge_leaves_the_document(server: DocServer) -> None:
+    notebook = Forks(server, "drop.ipynb")
+    live = await DocClient.open(notebook.url)
+    answer = notebook.create()
+    assert answer["fork_info"]["synchronize"] is False
+    fork = await notebook.open_fork(answer)
+    append(fork, 0, " from the fork")
+    assert await fork.save() == "success"
+    status, _ = notebook.delete(answer["fork_roomid"], "false")
+    assert status == 200
+    assert await fork.wait_closed() == 4404
+    refused = await DocClient.open(f"ws://127.0.0.1:{server.port}/api/collaboration/room/"
+                                   f"{answer['fork_roomid']}", sync=False)
+    assert await refused.wait_closed() == 4404, "a deleted fork is not an empty room"
+    assert await live.save() == "success"
+    assert sources(live) == ["# Title", "x = 1"]
+    assert file_sources(notebook.path) == ["# Title", "x = 1"]
+    assert notebook.listed() == {}
+    await live.close()
+
+
+async def test_a_synchronized_fork_follows_the_document(server: DocServer) -> None:
+    notebook = Forks(server, "sync.ipynb")
+    live = await DocClient.open(notebook.url)
+    answer = notebook.create(synchronize=True)
+    fork = await notebook.open_fork(answer)
+    append(live, 1, " + 1")
+    await fork.wait_for(lambda m: m.get()["cells"][1]["source"] == "x = 1 + 1")
+    # while no room holds the fork, the document goes on; the fork catches up when it loads
+    await fork.close()
+    await wait_until(lambda: f"room {answer['fork_roomid']} unloaded" in server.log(),
+                     what="the fork's room unloaded")
+    append(live, 1, " + 2")
+    assert await live.save() == "success"
+    fork = await notebook.open_fork(answer)
+    assert sources(fork) == ["# Title", "x = 1 + 1 + 2"]
+    append(fork, 0, " (fork)")
+    assert await fork.save() == "success"
+    status, _ = notebook.delete(answer["fork_roomid"], "true")
+    assert status == 200
+    expected = ["# Title (fork)", "x = 1 + 1 + 2"]
+    await live.wait_for(lambda m: [c["source"] for c in m.get()["cells"]] == expected)
+    await wait_until(lambda: file_sources(notebook.path) == expected, what="the merge saved")
+    await live.close()
+
+
+# --- bad requests and permissions ---------------------------------------------------------
+
+
+def bad_requests(room: str, fork: str, timeline: str) -> list[tuple[str, str, Any, int]]:
+    other = "json:notebook:00000000-0000-0000-0000-000000000000"
+    unknown = "0" * 32
+    undo = "api/collaboration/undo_redo"
+    return [
+        ("GET", "api/collaboration/timeline/nb.ipynb", None, 400),
+        ("GET", "api/collaboration/timeline/nb.ipynb?format=json&type=xml", None, 400),
+        ("GET", "api/collaboration/timeline/missing.ipynb?format=json&type=notebook", None, 404),
+        ("PUT", f"{undo}/{room}?action=jump&steps=1&forkRoom={timeline}", None, 400),
+        ("PUT", f"{undo}/{room}?action=undo&steps=x&forkRoom={timeline}", None, 400),
+        ("PUT", f"{undo}/{room}?action=undo&steps=-1&forkRoom={timeline}", None, 400),
+        ("PUT", f"{undo}/{room}?action=undo&forkRoom={timeline}", None, 400),
+        ("PUT", f"{undo}/{room}?action=undo&steps=1", None, 400),
+        ("PUT", f"{undo}/{room}?action=undo&steps=1&forkRoom={unknown}", None, 404),
+        ("PUT", f"{undo}/{room}?action=undo&steps=1&forkRoom=not-an-id", None, 404),
+        ("PUT", f"{undo}/{other}?action=undo&steps=1&forkRoom={timeline}", None, 404),
+        ("PUT", f"{undo}/{room}?action=undo&steps=1&forkRoom={fork}", None, 404),
+        ("PUT", f"api/collaboration/fork/{other}", {}, 404),
+        ("PUT", "api/collaboration/fork/JupyterLab:globalAwareness", {}, 404),
+        ("PUT", f"api/collaboration/fork/{room}", {"synchronize": "yes"}, 400),
+        ("PUT", f"api/collaboration/fork/{room}", {"title": 3}, 400),
+        ("PUT", f"api/collaboration/fork/{room}", [1], 400),
+        ("GET", f"api/collaboration/fork/{other}", None, 404),
+        ("DELETE", f"api/collaboration/fork/{unknown}?merge=true", None, 404),
+        ("DELETE", f"api/collaboration/fork/{timeline}?merge=false", None, 404),
+        ("DELETE", f"api/collaboration/fork/{fork}?merge=maybe", None, 400),
+        ("DELETE", f"api/collaboration/fork/{fork}", None, 400),
+    ]
+
+
+async def test_bad_ids_and_parameters(server: DocServer) -> None:
+    notebook = Forks(server, "nb.ipynb")
+    client = await DocClient.open(notebook.url)
+    fork = notebook.create()["fork_roomid"]
+    status, line = server.request(
+        "GET", "api/collaboration/timeline/nb.ipynb?format=json&type=notebook")
+    assert status == 200
+    for method, path, body, expected in bad_requests(notebook.room, fork, line["forkRoom"]):
+        got, answer = server.request(method, path, body)
+        assert got == expected, (method, path, got, answer)
+        assert "error" in answer
+    stale = await DocClient.open(f"ws://127.0.0.1:{server.port}/api/collaboration/room/{fork}"
+                                 f"?sessionId=00000000-0000-0000-0000-000000000000", sync=False)
+    assert await stale.wait_closed() == 4409
+    assert set(notebook.listed()) == {fork}, "a timeline's copy is not a fork"
+    await client.close()
+
+
+async def test_a_reader_may_move_a_timeline_but_not_restore_or_fork(server: DocServer) -> None:
+    reader = {HEADER: sign_identity(Identity("reader", "read"), SECRET)}
+    notebook = Timeline(server, "read.ipynb")
+    editor = await notebook.edit()
+    status, line = server.request(
+        "GET", f"api/collaboration/timeline/{notebook.name}?format=json&type=notebook",
+        headers=reader)
+    assert status == 200 and len(line["timestamps"]) == 4
+    copy = await DocClient.open(notebook.fork_url(line["forkRoom"]), headers=reader)
+    room = f"json:notebook:{notebook.session['fileId']}"
+    undo = f"api/collaboration/undo_redo/{room}?forkRoom={line['forkRoom']}&"
+    status, _ = server.request("PUT", undo + "action=undo&steps=3", headers=reader)
+    assert status == 200
+    await copy.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[0])
+    append(copy, 0, " typed by a reader")
+    await copy.flush()
+    status, _ = server.request("PUT", undo + "action=restore&steps=0", headers=reader)
+    assert status == 403
+    status, _ = server.request("PUT", f"api/collaboration/fork/{room}", {}, headers=reader)
+    assert status == 403
+    status, listed = server.request("GET", f"api/collaboration/fork/{room}", headers=reader)
+    assert status == 200 and listed == {}
+    fork = server.request("PUT", f"api/collaboration/fork/{room}", {})[1]["fork_roomid"]
+    for merge in ("true", "false"):
+        status, _ = server.request("DELETE", f"api/collaboration/fork/{fork}?merge={merge}",
+                                   headers=reader)
+        assert status == 403
+    assert set(server.request("GET", f"api/collaboration/fork/{room}")[1]) == {fork}
+    assert copy.denied, "the reader's typing was refused"
+    assert await editor.save() == "success"
+    assert sources(editor) == ["# Title", notebook.code[3]]
+    assert file_sources(notebook.path) == ["# Title", notebook.code[3]]
+    for client in (copy, editor):
         await client.close()
