@@ -9,15 +9,19 @@ a restore connects the same copy back to the document's room.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import pycrdt
 import pytest
+from conftest import redis_running
 from docclient import DocClient
 from docserver import DocServer
+from jupyter_ydoc import YNotebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from jupyter_ydjango.identity import HEADER, Identity, sign_identity
@@ -77,9 +81,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocServer]:
 class Timeline:
     """A notebook with three bursts of edits, and a client on it."""
 
-    def __init__(self, server: DocServer, name: str) -> None:
+    def __init__(self, server: DocServer, name: str, write: bool = True) -> None:
         self.server, self.name, self.path = server, name, server.root / name
-        write_nb(self.path)
+        if write:
+            write_nb(self.path)
         self.session = server.session(name)
         self.url = server.room_url(self.session)
         #: The code cell's source at each point: the import, then after each burst.
@@ -217,9 +222,10 @@ async def test_the_timeline_reaches_back_across_a_restart(tmp_path: Path) -> Non
 class Forks:
     """The fork API of a notebook."""
 
-    def __init__(self, server: DocServer, name: str) -> None:
+    def __init__(self, server: DocServer, name: str, write: bool = True) -> None:
         self.server, self.path = server, server.root / name
-        write_nb(self.path)
+        if write:
+            write_nb(self.path)
         self.session = server.session(name)
         self.room = f"json:notebook:{self.session['fileId']}"
         self.url = server.room_url(self.session)
@@ -408,3 +414,70 @@ async def test_a_reader_may_move_a_timeline_but_not_restore_or_fork(server: DocS
     assert file_sources(notebook.path) == ["# Title", notebook.code[3]]
     for client in (copy, editor):
         await client.close()
+
+
+# --- several processes --------------------------------------------------------------------
+
+
+def stored_fork_sources(server: DocServer, fork_id: str) -> list[str]:
+    """The cells' sources of a fork's copy as the test database holds it."""
+    con = sqlite3.connect(server.tmp / "data" / "ydjango.sqlite3")
+    try:
+        row = con.execute("SELECT state FROM jupyter_ydjango_fork WHERE id = ?",
+                          (fork_id,)).fetchone()
+    finally:
+        con.close()
+    doc = pycrdt.Doc()
+    doc.apply_update(bytes(row[0]))
+    return [cell["source"] for cell in YNotebook(doc).get()["cells"]]
+
+
+@pytest.mark.redis
+async def test_timeline_and_forks_across_processes(tmp_path: Path) -> None:
+    """Two processes on one database and one Redis: each request goes to the process that
+    does not serve the clients concerned."""
+    if not redis_running():
+        pytest.skip("Redis is not running on 127.0.0.1:6379 (start it to run this test)")
+    root = tmp_path / "root"
+    root.mkdir()
+    env = {"YDJANGO_HISTORY_BURST_GAP": str(GAP), "YDJANGO_REDIS_URL": "redis://127.0.0.1:6379/0",
+           "YDJANGO_RELAY_HEARTBEAT": "1"}
+    first = DocServer(tmp_path, root, name="first", **env)
+    second = DocServer(tmp_path, root, name="second", **env)
+    try:
+        notebook = Timeline(first, "procs.ipynb")
+        editor = await notebook.edit()
+        watcher = await DocClient.open(notebook.url)
+        on_second = Timeline(second, notebook.name, write=False)
+        line = on_second.open()
+        assert len(line["timestamps"]) == 4
+        await editor.close()
+        copy = await DocClient.open(notebook.fork_url(line["forkRoom"]), doc=editor.doc)
+        assert on_second.undo_redo("undo", 3, line["forkRoom"])[0] == 200
+        await copy.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[0])
+        assert on_second.undo_redo("redo", 1, line["forkRoom"])[0] == 200
+        await copy.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[1])
+        assert sources(watcher) == ["# Title", notebook.code[3]]
+        status, body = on_second.undo_redo("restore", 0, line["forkRoom"])
+        assert status == 200, body
+        await watcher.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[1])
+        back = await DocClient.open(notebook.url, doc=copy.doc)
+        assert sources(back) == ["# Title", notebook.code[1]]
+        await wait_until(lambda: file_sources(notebook.path) == ["# Title", notebook.code[1]],
+                         what="the restored point saved")
+
+        forks = Forks(first, notebook.name, write=False)
+        answer = forks.create()
+        fork = await Forks(second, notebook.name, write=False).open_fork(answer)
+        append(fork, 0, " (fork)")
+        assert await fork.save() == "success"
+        await wait_until(lambda: stored_fork_sources(first, answer["fork_roomid"])[0]
+                         == "# Title (fork)", what="the fork's edit stored")
+        assert forks.delete(answer["fork_roomid"], "true")[0] == 200
+        await watcher.wait_for(lambda m: m.get()["cells"][0]["source"] == "# Title (fork)")
+        assert await fork.wait_closed() == 4404
+        for client in (watcher, back):
+            await client.close()
+    finally:
+        first.stop()
+        second.stop()
