@@ -9,9 +9,16 @@ a restore connects the same copy back to the document's room.
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
+import re
 import sqlite3
+import subprocess
+import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
+from html import unescape as html_unescape
 from pathlib import Path
 from typing import Any
 
@@ -481,3 +488,55 @@ async def test_timeline_and_forks_across_processes(tmp_path: Path) -> None:
     finally:
         first.stop()
         second.stop()
+
+
+# --- the admin ----------------------------------------------------------------------------
+
+
+class AdminUser:
+    """A superuser signed in to the server's Django admin (cookies, CSRF tokens)."""
+
+    def __init__(self, server: DocServer, name: str = "admin") -> None:
+        subprocess.run([sys.executable, "-m", "django", "createsuperuser", "--noinput",
+                        "--username", name, "--email", f"{name}@example.com"],
+                       env={**server.env, "DJANGO_SETTINGS_MODULE": "jupyter_ydjango.settings",
+                            "DJANGO_SUPERUSER_PASSWORD": "admin-password"},
+                       check=True, capture_output=True)
+        self.base = f"http://127.0.0.1:{server.port}/"
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.post("admin/login/?next=/admin/", {"username": name, "password": "admin-password"},
+                  form_page="admin/login/")
+
+    def get(self, path: str) -> str:
+        with self.opener.open(self.base + path, timeout=30) as response:
+            return response.read().decode()
+
+    def post(self, path: str, data: dict[str, str], form_page: str) -> str:
+        """Submit a form of ``form_page`` (its CSRF token) to ``path``; the page after it."""
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', self.get(form_page))
+        assert token is not None
+        body = urllib.parse.urlencode({"csrfmiddlewaretoken": token[1], **data}).encode()
+        with self.opener.open(self.base + path.lstrip("/"), body, timeout=60) as response:
+            return response.read().decode()
+
+
+async def test_the_admin_shows_the_timeline_and_restores_a_point(server: DocServer) -> None:
+    notebook = Timeline(server, "admin.ipynb")
+    editor = await notebook.edit()
+    admin = AdminUser(server)
+    page = f"admin/jupyter_ydjango/document/{notebook.session['fileId']}/change/"
+    html = admin.get(page)
+    points = re.findall(r'name="at" value="(\d+)"', html)
+    line = notebook.open()
+    assert [int(at) / 1e6 for at in points] == pytest.approx(line["timestamps"], abs=1e-6)
+    assert html.count('value="Restore this point"') == 4
+    action = re.search(r'<form method="post" action="([^"]+restore-point/)"', html)
+    assert action is not None
+    done = admin.post(html_unescape(action[1]), {"at": points[1]}, form_page=page)
+    assert "restored the point of" in done
+    await editor.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[1])
+    await wait_until(lambda: file_sources(notebook.path) == ["# Title", notebook.code[1]],
+                     what="the restored point saved")
+    assert len(notebook.open()["timestamps"]) == 5, "the restore is a point of its own"
+    await editor.close()
