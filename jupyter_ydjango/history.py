@@ -18,9 +18,10 @@ own. A merged point holds only what its period added and kept (the content of it
 added and deleted again is dropped), so a point is never larger than the document.
 Boundaries that an open timeline shows (its points) are never merged away.
 
-Functions that read or write the database block; those that replay Yjs updates take and
-return bytes and plain values (run them in a worker thread): nothing here keeps a pycrdt
-object beyond one call.
+The plain functions that read or write the database block; those that replay Yjs updates
+take and return bytes and plain values (they run in worker threads): nothing here keeps a
+pycrdt object beyond one call. The coroutines (:func:`compact`, :func:`fold_log`,
+:func:`thin`, :func:`content_at`) run both kinds off the event loop.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
     "build_timeline",
     "compact",
     "content_at",
+    "fold_changes",
     "fold_log",
     "from_micros",
     "group_rows",
@@ -141,10 +143,11 @@ def _merged(updates: Sequence[bytes]) -> bytes:
 # --- reading ------------------------------------------------------------------------------
 
 
-def read_changes(document_id: uuid.UUID, gap: float, until: datetime | None = None
-                 ) -> list[Change]:
+def read_changes(document_id: uuid.UUID, gap: float, until: datetime | None = None,
+                 protected: Sequence[datetime] = ()) -> list[Change]:
     """A document's history up to ``until`` (everything if ``None``), oldest first: each
-    snapshot, then the update rows grouped in bursts of ``gap`` seconds (blocking)."""
+    snapshot, and the update rows grouped in bursts of ``gap`` seconds (see
+    :func:`group_rows` for ``protected``) (blocking)."""
     snapshots = Snapshot.objects.filter(document_id=document_id)
     rows = Update.objects.filter(document_id=document_id)
     if until is not None:
@@ -154,7 +157,7 @@ def read_changes(document_id: uuid.UUID, gap: float, until: datetime | None = No
         snapshot_list = list(snapshots.values_list("id", "created", "reason", "state"))
     changes = [Change(created, (bytes(state),), reason, (snapshot_id,))
                for snapshot_id, created, reason, state in snapshot_list]
-    for group in group_rows(row_list, gap):
+    for group in group_rows(row_list, gap, protected):
         updates = tuple(update for _, _, data in group for update in unpack_updates(data))
         changes.append(Change(group[-1][1], updates, "", tuple(r[0] for r in group)))
     changes.sort(key=lambda c: (c.time, c.reason == "", c.ids))
@@ -238,33 +241,64 @@ def _protected_points(document_id: uuid.UUID) -> list[datetime]:
     return sorted({from_micros(micros) for points in lists for micros in points or ()})
 
 
-def fold_log(document_id: uuid.UUID, gap: float, reason: str = "") -> list[int]:
+def _read_for_fold(document_id: uuid.UUID, gap: float) -> list[Change]:
+    return read_changes(document_id, gap, None, _protected_points(document_id))
+
+
+def fold_changes(changes: Sequence[Change]) -> list[tuple[Change, bytes]]:
+    """Each burst of update rows among ``changes`` (from :func:`read_changes`), with what it
+    added to the document: replayed, so that it is encoded as compactly as a document is (the
+    content of what it added and deleted again is dropped)."""
+    doc = pycrdt.Doc()
+    folded = []
+    for change in changes:
+        before = doc.get_state()
+        update = _merged(change.updates)
+        if update != EMPTY_UPDATE:
+            doc.apply_update(update)
+        if not change.reason:
+            folded.append((change, doc.get_update(before)))
+    return folded
+
+
+def _store_fold(document_id: uuid.UUID, folded: Sequence[tuple[Change, bytes]],
+                reason: str) -> list[int]:
+    """Replace the folded rows by their snapshots, unless another process folded some of them
+    meanwhile; the ids of the rows replaced."""
+    ids = [row_id for change, _ in folded for row_id in change.ids]
+    snapshots = [Snapshot(document_id=document_id, reason="edit", created=change.time,
+                          state=state) for change, state in folded]
+    if reason and snapshots:
+        snapshots[-1].reason = reason
+    elif reason:
+        snapshots.append(Snapshot(document_id=document_id, reason=reason, state=EMPTY_UPDATE,
+                                  created=dj_timezone.now()))
+    with transaction.atomic():
+        # serialises the document's compactions (PostgreSQL; SQLite writes one at a time)
+        list(Document.objects.select_for_update().filter(pk=document_id).values_list("pk"))
+        rows = Update.objects.filter(document_id=document_id)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            if rows.filter(id__in=chunk).count() != len(chunk):
+                transaction.set_rollback(True)  # folded by another process meanwhile
+                return []
+            rows.filter(id__in=chunk).delete()
+        Snapshot.objects.bulk_create(snapshots)
+    return ids
+
+
+async def fold_log(document_id: uuid.UUID, gap: float, reason: str = "") -> list[int]:
     """Replace the document's update rows by one snapshot per burst; the ids of the rows
-    folded (blocking, one transaction, one compaction of a document at a time).
+    folded (none if another process folded some of them meanwhile: it goes on from there).
 
     With ``reason`` (``deleted``), the last snapshot made is marked with it, or, when the log
     is empty, an empty snapshot marks the time.
     """
-    with transaction.atomic():
-        # serialises the document's compactions (PostgreSQL; SQLite writes one at a time)
-        list(Document.objects.select_for_update().filter(pk=document_id).values_list("pk"))
-        rows = [(i, c, bytes(d)) for i, c, d in Update.objects.filter(
-            document_id=document_id).values_list("id", "created", "data")]
-        snapshots = [
-            Snapshot(document_id=document_id, reason="edit", created=group[-1][1],
-                     state=_merged([u for _, _, data in group for u in unpack_updates(data)]))
-            for group in group_rows(rows, gap, _protected_points(document_id))
-        ]
-        if reason and snapshots:
-            snapshots[-1].reason = reason
-        elif reason:
-            snapshots.append(Snapshot(document_id=document_id, reason=reason,
-                                      state=EMPTY_UPDATE, created=dj_timezone.now()))
-        Snapshot.objects.bulk_create(snapshots)
-        ids = [row[0] for row in rows]
-        for start in range(0, len(ids), 500):
-            Update.objects.filter(id__in=ids[start:start + 500]).delete()
-    return ids
+    changes = await run_db(_read_for_fold, document_id, gap)
+    if not reason and all(change.reason for change in changes):
+        return []  # no update rows
+    folded = await run_io(fold_changes, changes)
+    return await run_db(_store_fold, document_id, folded, reason)
 
 
 def _bucket(created: datetime, now: datetime) -> tuple[str, int] | None:
@@ -371,8 +405,7 @@ async def compact(document_id: uuid.UUID, reason: str = "") -> list[int]:
     """Fold the document's update log into snapshots (:func:`fold_log`), and thin its points
     (:func:`thin`, at most every :data:`THIN_INTERVAL` seconds per process); the ids of the
     rows folded."""
-    folded = await run_db(fold_log, document_id, get_setting("YDJANGO_HISTORY_BURST_GAP"),
-                          reason)
+    folded = await fold_log(document_id, get_setting("YDJANGO_HISTORY_BURST_GAP"), reason)
     now = time.monotonic()
     if now - _last_thinned.get(document_id, -THIN_INTERVAL) >= THIN_INTERVAL:
         _last_thinned[document_id] = now
