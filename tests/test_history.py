@@ -91,6 +91,21 @@ def test_one_point_per_burst_that_changed_the_content() -> None:
     assert [writer.content_at(p) for p in line.points] == ["ab", "abc"]
 
 
+def test_a_burst_split_into_snapshots_is_one_point() -> None:
+    """A long burst folded in parts (the log reached its limit) is still one point; the
+    import stays a point of its own."""
+    writer = Writer()
+    writer.type(at(0), "a")
+    async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    Snapshot.objects.filter(document=writer.document).update(reason="import")
+    writer.type(at(1), "b")
+    async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    writer.type(at(2), "c")
+    async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    assert Snapshot.objects.filter(document=writer.document).count() == 3
+    assert writer.timeline().points == [at(0), at(2)]
+
+
 def test_folding_keeps_the_points_and_encodes_bursts_compactly() -> None:
     writer = Writer()
     for i in range(200):

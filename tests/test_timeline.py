@@ -178,6 +178,8 @@ async def test_restore_brings_the_point_back_for_everyone(server: DocServer) -> 
     status, _ = notebook.undo_redo("undo", 2, line["forkRoom"])
     assert status == 200
     await copy.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[1])
+    append(other, 0, " meanwhile")  # the document goes on while the slider moves
+    assert await other.save() == "success"
     status, body = notebook.undo_redo("restore", 0, line["forkRoom"])
     assert status == 200, body
     assert body == {"code": 200, "status": "Document restored successfully"}
