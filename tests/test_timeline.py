@@ -30,6 +30,7 @@ from docclient import DocClient
 from docserver import DocServer
 from jupyter_ydoc import YNotebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from services import PgDatabase, postgres_user
 
 from jupyter_ydjango.identity import HEADER, Identity, sign_identity
 
@@ -428,29 +429,48 @@ async def test_a_reader_may_move_a_timeline_but_not_restore_or_fork(server: DocS
 # --- several processes --------------------------------------------------------------------
 
 
-def stored_fork_sources(server: DocServer, fork_id: str) -> list[str]:
-    """The cells' sources of a fork's copy as the test database holds it."""
-    con = sqlite3.connect(server.tmp / "data" / "ydjango.sqlite3")
-    try:
-        row = con.execute("SELECT state FROM jupyter_ydjango_fork WHERE id = ?",
-                          (fork_id,)).fetchone()
-    finally:
-        con.close()
+def fork_sources(state: bytes) -> list[str]:
+    """The cells' sources of a fork's stored copy."""
     doc = pycrdt.Doc()
-    doc.apply_update(bytes(row[0]))
+    doc.apply_update(bytes(state))
     return [cell["source"] for cell in YNotebook(doc).get()["cells"]]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """``(environment, query)`` of a database two processes share: SQLite in ``tmp_path``'s
+    data directory, or a database of its own on the local PostgreSQL."""
+    if request.param == "sqlite":
+        def query(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            con = sqlite3.connect(tmp_path / "data" / "ydjango.sqlite3")
+            try:
+                return con.execute(sql.replace("%s", "?"), params).fetchall()
+            finally:
+                con.close()
+
+        yield {}, query
+        return
+    user, why = postgres_user()
+    if user is None:
+        pytest.skip(why)
+    db = PgDatabase(user, "ydjango_timeline")
+    try:
+        yield {"YDJANGO_DATABASE_URL": db.url()}, db.query
+    finally:
+        db.drop()
+
+
 @pytest.mark.redis
-async def test_timeline_and_forks_across_processes(tmp_path: Path) -> None:
+async def test_timeline_and_forks_across_processes(tmp_path: Path, database: Any) -> None:
     """Two processes on one database and one Redis: each request goes to the process that
     does not serve the clients concerned."""
     if not redis_running():
         pytest.skip("Redis is not running on 127.0.0.1:6379 (start it to run this test)")
     root = tmp_path / "root"
     root.mkdir()
+    db_env, query = database
     env = {"YDJANGO_HISTORY_BURST_GAP": str(GAP), "YDJANGO_REDIS_URL": "redis://127.0.0.1:6379/0",
-           "YDJANGO_RELAY_HEARTBEAT": "1"}
+           "YDJANGO_RELAY_HEARTBEAT": "1", **db_env}
     first = DocServer(tmp_path, root, name="first", **env)
     second = DocServer(tmp_path, root, name="second", **env)
     try:
@@ -480,7 +500,8 @@ async def test_timeline_and_forks_across_processes(tmp_path: Path) -> None:
         fork = await Forks(second, notebook.name, write=False).open_fork(answer)
         append(fork, 0, " (fork)")
         assert await fork.save() == "success"
-        await wait_until(lambda: stored_fork_sources(first, answer["fork_roomid"])[0]
+        stored = "SELECT state FROM jupyter_ydjango_fork WHERE id = %s"
+        await wait_until(lambda: fork_sources(query(stored, (answer["fork_roomid"],))[0][0])[0]
                          == "# Title (fork)", what="the fork's edit stored")
         assert forks.delete(answer["fork_roomid"], "true")[0] == 200
         await watcher.wait_for(lambda m: m.get()["cells"][0]["source"] == "# Title (fork)")
