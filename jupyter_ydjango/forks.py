@@ -154,11 +154,12 @@ def touch(fork_id: str) -> None:
     Fork.objects.filter(pk=fork_id).update(used=timezone.now())
 
 
-def expire_timelines() -> int:
-    """Delete the timelines' copies unused for :data:`TIMELINE_EXPIRY`; how many."""
+def expire_timelines() -> list[str]:
+    """Delete the timelines' copies unused for :data:`TIMELINE_EXPIRY`; their ids."""
     old = Fork.objects.filter(kind="timeline", used__lt=timezone.now() - TIMELINE_EXPIRY)
-    deleted, _ = old.delete()
-    return deleted
+    ids = list(old.values_list("id", flat=True))
+    Fork.objects.filter(id__in=ids).delete()
+    return ids
 
 
 def edited(state: bytes, edit: Callable[[pycrdt.Doc], Any]) -> tuple[Any, bytes, bytes | None]:

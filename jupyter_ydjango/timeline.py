@@ -41,10 +41,8 @@ async def open_timeline(info: DocumentInfo, doc_format: DocumentFormat,
     """Make a timeline's copy of a document: the copy and the document's points, the copy
     showing the last. :raises NoHistory:"""
     room = find_room(info.room_name)
-    local = None
-    if isinstance(room, DocumentRoom):
-        await room.flush()  # the timeline reaches up to what this process's clients did
-        local = room.diff()
+    # the copy is the document as this process holds it, with what the log may not have yet
+    local = room.diff() if isinstance(room, DocumentRoom) else None
     gap = get_setting("YDJANGO_HISTORY_BURST_GAP")
     changes = await run_db(history.read_changes, info.id, gap)
     if not changes:
@@ -53,7 +51,8 @@ async def open_timeline(info: DocumentInfo, doc_format: DocumentFormat,
     points = line.points or [changes[-1].time]
     state = line.state if local is None else await run_io(pycrdt.merge_updates, line.state,
                                                           local)
-    await run_db(forks.expire_timelines)
+    for expired in await run_db(forks.expire_timelines):
+        await forks.notify_deleted(expired)
     fork = await run_db(
         lambda: forks.create_fork(info.id, state, kind="timeline", owner=owner,
                                   points=[history.to_micros(p) for p in points],

@@ -187,3 +187,22 @@ def test_thinning_merges_old_points_and_drops_what_they_deleted() -> None:
     assert snapshots.get().created == last
     assert writer.content_at(last) == before == f"{big}45"
     assert sum(len(s) for s in snapshots.values_list("state", flat=True)) < stored / 5
+
+
+def test_only_unused_timeline_copies_expire() -> None:
+    from django.utils import timezone as dj_timezone
+
+    from jupyter_ydjango.forks import TIMELINE_EXPIRY, expire_timelines
+
+    writer = Writer()
+    long_ago = dj_timezone.now() - TIMELINE_EXPIRY - timedelta(minutes=1)
+    ids = {}
+    for name, kind, used in (("old", "timeline", long_ago), ("recent", "timeline", None),
+                             ("fork", "fork", long_ago)):
+        ids[name] = uuid.uuid4().hex
+        Fork.objects.create(id=ids[name], document=writer.document, kind=kind, state=b"\x00\x00")
+        if used is not None:
+            Fork.objects.filter(pk=ids[name]).update(used=used)
+    assert ids["old"] in expire_timelines()
+    assert set(Fork.objects.filter(document=writer.document).values_list("id", flat=True)) == {
+        ids["recent"], ids["fork"]}

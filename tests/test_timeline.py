@@ -563,3 +563,29 @@ async def test_the_admin_shows_the_timeline_and_restores_a_point(server: DocServ
                      what="the restored point saved")
     assert len(notebook.open()["timestamps"]) == 5, "the restore is a point of its own"
     await editor.close()
+
+
+async def test_a_text_file_has_a_timeline(server: DocServer) -> None:
+    (server.root / "notes.txt").write_text("one\n")
+    kind = {"format": "text", "type": "file"}
+    session = server.session("notes.txt", kind)
+    editor = await DocClient.open(server.room_url(session), "file")
+    source = editor.doc.get("source", type=pycrdt.Text)
+    for line in ("two\n", "three\n"):
+        source.insert(len(source), line)
+        assert await editor.save() == "success"
+        await asyncio.sleep(GAP * 2)
+    status, line = server.request(
+        "GET", "api/collaboration/timeline/notes.txt?format=text&type=file")
+    assert status == 200 and len(line["timestamps"]) == 3, line
+    copy = await DocClient.open(
+        f"ws://127.0.0.1:{server.port}/api/collaboration/room/{line['forkRoom']}"
+        f"?sessionId={session['sessionId']}", "file")
+    status, _ = server.request("PUT", f"api/collaboration/undo_redo/text:file:"
+                                      f"{session['fileId']}?action=undo&steps=1"
+                                      f"&forkRoom={line['forkRoom']}")
+    assert status == 200
+    await copy.wait_for(lambda _: str(copy.doc.get("source", type=pycrdt.Text)) == "one\ntwo\n")
+    assert (server.root / "notes.txt").read_text() == "one\ntwo\nthree\n"
+    for client in (copy, editor):
+        await client.close()
