@@ -30,9 +30,9 @@ def serve(args: argparse.Namespace) -> None:
     from daphne.cli import CommandLineInterface
 
     from .conf import get_setting
-    from .importer import get_importer
+    from .conversions import get_converter
 
-    get_importer().warm_up()
+    get_converter().warm_up()
     _flush_rooms_at_shutdown()
 
     limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")
@@ -62,12 +62,12 @@ def _flush_rooms_at_shutdown() -> None:
     import daphne.server  # noqa: F401  (installs the asyncio reactor daphne runs on)
     from twisted.internet import defer, reactor
 
-    from .importer import get_importer
+    from .conversions import get_converter
     from .rooms import close_all_rooms
 
     async def close() -> None:
         await close_all_rooms()
-        get_importer().shutdown()
+        get_converter().shutdown()
 
     def before_shutdown() -> defer.Deferred:
         return defer.Deferred.fromFuture(asyncio.ensure_future(close()))
@@ -123,10 +123,13 @@ def restore(args: argparse.Namespace) -> None:
 
 
 def _setup_django() -> None:
+    """Set Django up, with the database migrated (as ``serve`` and the Jupyter side do)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
     import django
+    from django.core.management import call_command
 
     django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
 
 
 def main(argv: list[str] | None = None) -> None:

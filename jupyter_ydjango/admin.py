@@ -15,8 +15,8 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 
 from .conf import get_setting
-from .formats import FORMATS
 from .models import Document, Fork, Snapshot, Update
+from .ydoc_formats import find_format
 
 
 @admin.register(Document)
@@ -57,8 +57,8 @@ class DocumentAdmin(admin.ModelAdmin):
         from .history import build_timeline, read_changes, to_micros
 
         document = self.get_object(request, object_id)
-        doc_format = None if document is None else FORMATS.get((document.format,
-                                                                 document.type))
+        doc_format = None if document is None else find_format(document.format,
+                                                               document.type)
         context = dict(extra_context or {})
         if document is not None and doc_format is not None:
             gap = get_setting("YDJANGO_HISTORY_BURST_GAP")
@@ -86,7 +86,7 @@ class DocumentAdmin(admin.ModelAdmin):
             raise Http404("no such document")
         if not self.has_change_permission(request, document):
             raise PermissionDenied("not allowed to change documents")
-        doc_format = FORMATS.get((document.format, document.type))
+        doc_format = find_format(document.format, document.type)
         try:
             when = from_micros(int(request.POST.get("at", "")))
         except ValueError:

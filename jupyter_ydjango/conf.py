@@ -46,10 +46,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "YDJANGO_HISTORY_BURST_GAP": (5.0, "Seconds without changes that end a burst of edits: "
                                   "each burst is one point of the document's timeline (and "
                                   "one snapshot once the log is folded)."),
-    "YDJANGO_IMPORT_PROCESSES": (1, "Worker processes that build the document of a file "
-                                 "opened for the first time (kept running, so that its "
-                                 "parsing and the memory it leaves behind stay out of the "
-                                 "server); 0: build in a thread of the server instead."),
+    "YDJANGO_CONVERSION_PROCESSES": (1, "Worker processes that turn big files into documents "
+                                     "(first opens) and documents into files (saves), kept "
+                                     "running, so that this work and the memory it leaves "
+                                     "behind stay out of the server; 0: threads of the server "
+                                     "instead."),
     "YDJANGO_IDENTITY_SECRET": ("", "Secret shared with Jupyter servers that sign the "
                                 "identity header (remote mode); empty: no header is "
                                 "accepted."),

@@ -45,13 +45,13 @@ from . import store
 from .conf import get_setting, notebook_root
 from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError
 from .engines import UnsupportedClientId
-from .formats import FORMATS
 from .identity import SCOPE_KEY
 from .layer import retry_layer
 from .middleware import ERROR_KEY
 from .relay import REMOTE, relay_group_name, room_group_name
 from .rooms import Peer, Room, find_room, get_registry
 from .store import run_db
+from .ydoc_formats import find_format
 from .yutils import (
     Message,
     ProtocolError,
@@ -74,8 +74,9 @@ CLOSE_PROTOCOL_ERROR = 4400
 CLOSE_UNAUTHORIZED = 4401
 #: A frame larger than the limit.
 CLOSE_TOO_BIG = 4413
-#: An update with a client id the room's document cannot hold (a y-py room and a 53-bit id).
-CLOSE_UNSUPPORTED_CLIENT_ID = 4422
+#: An update with a client id the room's document cannot hold (a y-py room and a 53-bit id):
+#: the room's engine needs upgrading (HTTP's 426).
+CLOSE_UNSUPPORTED_CLIENT_ID = 4426
 #: A text frame: the protocol is binary.
 CLOSE_UNSUPPORTED_DATA = 4415
 
@@ -113,7 +114,7 @@ class YjsConsumer(AsyncWebsocketConsumer):
         the event loop, the thread the document must stay on; do blocking I/O through
         ``sync_to_async``. A ``y_py.YDoc`` is accepted too (the ``[ypy]`` extra), for code
         written for y-py; such a room refuses clients with 53-bit client ids (pycrdt's),
-        closing them with 4422.
+        closing them with 4426.
         """
         return pycrdt.Doc()
 
@@ -321,6 +322,10 @@ def send_doc_update(room_name: str, update: bytes) -> None:
     async_to_sync(asend_doc_update)(room_name, update)
 
 
+#: Close code: a room of a document type no format serves (neither ours nor a jupyter_ydoc
+#: class): the stock frontend reports a "bad request" for the file and does not retry.
+CLOSE_UNKNOWN_TYPE = 4400
+
 #: Close code: the client's ``sessionId`` names another history of the document (the Jupyter
 #: side turns it into jupyter-collaboration's close 1003 ``unknown_session``, reloadable).
 CLOSE_STALE_SESSION = 4409
@@ -329,11 +334,11 @@ CLOSE_STALE_SESSION = 4409
 class _IdentifiedConsumer(YjsConsumer):
     """A consumer that needs the identity set by :class:`~.middleware.IdentityMiddleware`."""
 
-    async def refuse(self, code: int) -> None:
+    async def refuse(self, code: int, reason: str = "") -> None:
         """Refuse the client with a close code it can read (a websocket refused before the
-        handshake only gets an HTTP 403, whatever the reason)."""
+        handshake only gets an HTTP 403, whatever the reason), and a short reason."""
         await self.accept()
-        await self.close(code)
+        await self.close(code, reason or None)
 
     async def connect(self) -> None:
         self.identity = self.scope.get(SCOPE_KEY)
@@ -365,8 +370,11 @@ class DocumentConsumer(_IdentifiedConsumer):
 
     The room's document is a file under the notebook root, stored in the database and saved
     back (:class:`~jupyter_ydjango.document.DocumentRoom`). Clients are refused with a close
-    code before the handshake: 4401 no identity, 4404 unknown room or file, 4403 a path outside
-    the root, 4409 a ``sessionId`` of another history, 4500 a file that cannot be loaded.
+    code before the handshake: 4400 a document type no format serves (see
+    :func:`~jupyter_ydjango.ydoc_formats.find_format`), 4401 no identity, 4404 unknown room or
+    file, 4403 a path outside the root, 4409 a ``sessionId`` of another history, 4422 a file
+    that is not a document of the room's type (what Jupyter refuses to open: the close reason
+    says why, in a sentence for its users), 4500 a file that cannot be loaded.
     A RAW ``save`` request saves now and is answered ``{"type": "save", "responseTo": id,
     "status": "success" | "skipped" | "failed"}``: ``"success"`` whenever the file holds the
     document (whoever wrote it), ``"failed"`` when it cannot be written.
@@ -380,13 +388,18 @@ class DocumentConsumer(_IdentifiedConsumer):
     async def connect(self) -> None:
         room_id = self.scope["url_route"]["kwargs"]["room_id"]
         kind, _, file_id = room_id.rpartition(":")
-        doc_format = FORMATS.get(tuple(kind.split(":", 1)))  # type: ignore[arg-type]
+        file_format, _, file_type = kind.partition(":")
+        doc_format = find_format(file_format, file_type)
+        if doc_format is None:
+            logger.info("refused room %s: unknown document type", room_id)
+            await self.refuse(CLOSE_UNKNOWN_TYPE, f"unknown document type {kind!r}")
+            return
         loaded = find_room(room_id)  # a co-editor joining: no database query
         if isinstance(loaded, DocumentRoom):
             document = loaded.document
         else:
-            document = await run_db(store.get_document, file_id) if doc_format else None
-        if document is None or (document.format, document.type) != tuple(kind.split(":", 1)):
+            document = await run_db(store.get_document, file_id)
+        if document is None or (document.format, document.type) != (file_format, file_type):
             logger.info("refused room %s: no such document", room_id)
             await self.refuse(CLOSE_NOT_FOUND)
             return
@@ -400,7 +413,7 @@ class DocumentConsumer(_IdentifiedConsumer):
             await super().connect()
         except LoadError as exc:
             logger.error("room %s: cannot load: %s", room_id, exc)
-            await self.refuse(exc.code)
+            await self.refuse(exc.code, exc.summary)
 
     async def make_room(self) -> Room:
         return DocumentRoom(self.room_name, pycrdt.Doc(), document=self.document,

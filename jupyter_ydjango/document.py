@@ -43,9 +43,9 @@ import pycrdt
 
 from . import metrics, store
 from .conf import get_setting
+from .conversions import get_converter
 from .formats import DocumentFormat, FormatError
 from .history import compact as compact_history
-from .importer import get_importer
 from .paths import PathError, resolve_in_root
 from .relay import REMOTE
 from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame
@@ -56,19 +56,25 @@ logger = logging.getLogger(__name__)
 
 
 class LoadError(Exception):
-    """A room that cannot be loaded; ``code`` is the websocket close code for its clients."""
+    """A room that cannot be loaded; ``code`` is the websocket close code for its clients,
+    ``summary`` a short sentence for them (at most 56 bytes), or empty."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, summary: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.summary = summary
 
 
 #: Close code: the document's file does not exist (and there is no history to load).
 CLOSE_NOT_FOUND = 4404
 #: Close code: the document's path is outside the notebook root.
 CLOSE_FORBIDDEN = 4403
-#: Close code: the file cannot be loaded (invalid notebook, not UTF-8...).
+#: Close code: the file cannot be loaded (it cannot be read, the database fails...).
 CLOSE_LOAD_FAILED = 4500
+#: Close code: the file is not a document of the room's type (not JSON, not a notebook, an
+#: nbformat version nbformat does not know, not UTF-8): what Jupyter refuses to open too. The
+#: close reason says why, in a sentence for the people who tried to open it.
+CLOSE_UNREADABLE = 4422
 
 
 class DocumentRoom(Room):
@@ -99,6 +105,10 @@ class DocumentRoom(Room):
         self._file_lock = asyncio.Lock()
         self._disk_hash = ""  # hash of the file as this room last read or wrote it
         self._disk_signature: tuple[int, int, int] | None = None
+        # the file's shape (what the document does not hold of it) and the hash of the file
+        # it was taken from
+        self._shape: Any = None
+        self._shape_hash = ""
         self._written_signature: tuple[int, int, int] | None = None  # of this room's last write
         self._last_change = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,6 +144,8 @@ class DocumentRoom(Room):
             raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
         history = await run_db(store.load_history, self.document.id)
         imported = None
+        if history.empty and self.deleted:  # never opened before its file was deleted
+            raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path} was deleted")
         if history.empty:
             imported = await self._import(path)
         if imported is not None:
@@ -142,6 +154,7 @@ class DocumentRoom(Room):
             if history.empty:  # another process imported the file first
                 history = await run_db(store.load_history, self.document.id)
             self._replay(history)
+        self.format.bind(self.doc)
         for root in self.format.content_roots(self.doc):
             self._subscriptions.append((root, root.observe_deep(self._on_content_change)))
         loop = asyncio.get_running_loop()
@@ -192,6 +205,7 @@ class DocumentRoom(Room):
             with contextlib.suppress(Exception):
                 root.unobserve(subscription)
         self._subscriptions = []
+        self.format.unbind(self.doc)
 
     def join(self, send: SendFrame, close: ClosePeer) -> Peer:
         peer = super().join(send, close)
@@ -212,9 +226,11 @@ class DocumentRoom(Room):
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
         kind = (self.document.format, self.document.type)
         try:
-            built = await get_importer().build(kind, file.data, self.document.path, file.hash)
+            built = await get_converter().build(kind, file.data, self.document.path, file.hash)
         except FormatError as exc:
-            raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
+            raise LoadError(CLOSE_UNREADABLE, f"{self.document.path}: {exc}",
+                            exc.summary) from None
+        self._remember_shape(file.hash, built.shape)
         snapshot_id = await run_db(store.import_file, self.document.id, built.state, file.hash)
         if snapshot_id is None:
             return None
@@ -292,6 +308,40 @@ class DocumentRoom(Room):
         del self._update_ids[:known]
         logger.debug("%s: folded %d rows into snapshots", self.name, len(folded))
 
+    # --- the file's shape ---------------------------------------------------------------
+
+    def _remember_shape(self, file_hash: str, shape: Any) -> None:
+        """Keep the shape of the file just parsed; its schema deviations are logged (the
+        file is opened anyway, as Jupyter opens it)."""
+        self._shape, self._shape_hash = shape, file_hash
+        deviations = getattr(shape, "deviations", ())
+        if deviations:
+            logger.warning("%s: %s does not follow its nbformat schema (%d deviations; kept as "
+                           "they are, as Jupyter does), e.g. %s", self.name, self.document.path,
+                           len(deviations), "; ".join(i.message[:200] for i in deviations[:3]))
+
+    async def _file_shape(self) -> Any:
+        """The shape of the file the room holds (read from it, once, when the room was
+        loaded from its history); ``None`` when unknown."""
+        if self._shape_hash and self._shape_hash == self._disk_hash:
+            return self._shape
+        try:
+            file = await run_io(store.read_file, self.path)
+            content = await run_io(self.format.parse, file.data)
+        except (OSError, PathError, FormatError):
+            return None
+        self._remember_shape(file.hash, self.format.shape(content))
+        return self._shape
+
+    async def _render(self, shape: Any = None, *, own_shape: bool = True) -> bytes:
+        """The file's bytes for what the document holds now, in the file's shape (or in
+        ``shape`` without ``own_shape``). :raises FormatError:"""
+        if own_shape:
+            shape = await self._file_shape()
+        # only the dump is made here, on the event loop; the rest runs in the converter
+        kind = (self.document.format, self.document.type)
+        return await get_converter().render(kind, self.format.dump(self.doc), shape)
+
     # --- saving -------------------------------------------------------------------------
 
     def _on_content_change(self, _events: Any) -> None:
@@ -348,7 +398,7 @@ class DocumentRoom(Room):
         async with self._file_lock:
             changes = self._changes
             try:
-                data = await run_io(self.format.render, self.format.read(self.doc))
+                data = await self._render()
             except FormatError as exc:
                 self._invalid = True
                 return await self._save_failed(f"not saved, the document is invalid: {exc}")
@@ -377,6 +427,7 @@ class DocumentRoom(Room):
                 logger.error("%s: saved, but cannot record the save: %r", self.name, exc)
             self._disk_hash, self._disk_signature = file.hash, file.signature
             self._written_signature = file.signature
+            self._shape_hash = file.hash  # written in the shape the file had
             self._saved_changes = changes
             self.last_saved = time.time()
             self.save_error = ""
@@ -387,7 +438,7 @@ class DocumentRoom(Room):
 
     async def _wait_for_writer(self) -> str:
         try:
-            wanted = store.sha256(await run_io(self.format.render, self.format.read(self.doc)))
+            wanted = store.sha256(await self._render())
         except FormatError:
             return "failed"
         deadline = time.monotonic() + self.save_delay + 2
@@ -465,6 +516,8 @@ class DocumentRoom(Room):
             self._disk_hash = info.file_hash
             logger.info("%s: %s was restored", self.name, info.path)
             self._notify({"type": "file", "status": "restored", "path": info.path})
+            if self.unsaved:
+                self._content_changed.set()  # what was typed since the restored content
 
     async def file_deleted(self) -> None:
         """The file was deleted (Jupyter said so): stop writing it and tell the clients."""
@@ -539,7 +592,7 @@ class DocumentRoom(Room):
     async def _check_saved(self) -> None:
         """At load: whether the file holds the document (a save may have been cut off)."""
         try:
-            data = await run_io(self.format.render, self.format.read(self.doc))
+            data = await self._render()
         except FormatError:
             return
         if store.sha256(data) != self._disk_hash:
@@ -549,6 +602,7 @@ class DocumentRoom(Room):
     async def _load_from_disk(self, path: Path, file: store.FileState) -> None:
         """Someone else changed the file: keep the room's unsaved version, load theirs."""
         previous_hash = self.document.file_hash
+        previous_shape = self._shape if self._shape_hash == self._disk_hash else None
         claimed = await run_db(store.claim_file_hash, self.document.id, previous_hash, file.hash)
         self.document = _with_hash(self.document, file.hash)
         self._disk_hash = file.hash
@@ -566,7 +620,7 @@ class DocumentRoom(Room):
             self._content_changed.set()
             return
         try:
-            ours = await run_io(self.format.render, self.format.read(self.doc))
+            ours = await self._render(previous_shape, own_shape=False)
         except FormatError:
             ours = None
         if ours is not None and store.sha256(ours) not in (previous_hash, file.hash):
@@ -575,6 +629,7 @@ class DocumentRoom(Room):
             logger.warning("%s: %s changed on disk; the room's unsaved version is kept as %s",
                            self.name, self.document.path, copy.name)
         self.format.replace(self.doc, content)
+        self._remember_shape(file.hash, self.format.shape(content))
         self._saved_changes = self._changes
         self._mark_clean(file.hash)
         written = datetime.fromtimestamp(file.signature[0] / 1e9, tz=timezone.utc)

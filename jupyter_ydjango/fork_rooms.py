@@ -28,11 +28,11 @@ import pycrdt
 from . import forks, store
 from .consumer import CLOSE_STALE_SESSION, _IdentifiedConsumer
 from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError
-from .formats import FORMATS
 from .live import document_room
 from .relay import REMOTE
 from .rooms import HISTORY, Room, find_room
 from .store import DocumentInfo, run_db, run_io
+from .ydoc_formats import find_format
 from .yutils import create_raw_json_message, read_raw_request
 
 __all__ = ["ROOT", "ForkConsumer", "ForkRoom", "MergeConflict", "copy_state", "drop_fork",
@@ -111,7 +111,7 @@ class ForkRoom(Room):
         stack = contextlib.AsyncExitStack()
         try:
             root = await stack.enter_async_context(document_room(self.document))
-        except (LoadError, KeyError) as exc:
+        except (LoadError, LookupError) as exc:
             logger.warning("fork %s: cannot follow %s: %s", self.name, self.document.path, exc)
             return
         self._following, self._root = stack, root
@@ -203,7 +203,8 @@ class ForkConsumer(_IdentifiedConsumer):
         fork_id = self.scope["url_route"]["kwargs"]["room_id"]
         fork = await run_db(forks.get_fork, fork_id)
         document = None if fork is None else await run_db(store.get_document, fork.document_id)
-        if fork is None or document is None or (document.format, document.type) not in FORMATS:
+        if fork is None or document is None or find_format(document.format,
+                                                           document.type) is None:
             logger.info("refused room %s: no such fork", fork_id)
             await self.refuse(CLOSE_NOT_FOUND)
             return

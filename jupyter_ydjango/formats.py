@@ -6,24 +6,39 @@ A room id is ``{format}:{type}:{fileId}``; :data:`FORMATS` maps ``(format, type)
 * ``json:notebook``: an ``.ipynb`` in JupyterLab's notebook schema (:mod:`.notebook`);
 * ``text:file``: a UTF-8 text file as a ``source`` YText (jupyter_ydoc's ``YUnicode``/``YFile``).
 
-``parse`` and ``render`` touch no pycrdt object and may run in a worker thread; the other
-methods run on the event loop.
+``parse``, ``shape``, ``render`` and ``render_dump`` touch no pycrdt object and may run in a
+worker thread or process; the other methods run on the event loop.
+
+A file may have a *shape* of its own that its document does not hold (a notebook's fields
+beyond its schema, or lacking, see :mod:`.nbshape`): ``shape`` gives it from the parsed file,
+and ``read`` and ``render`` take it to write the document back in the file's shape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pycrdt
 
 from . import notebook
+from .nbshape import FileShape, conform, shape_of
 
-__all__ = ["FORMATS", "DocumentFormat", "FormatError", "NotebookFormat", "TextFormat"]
+__all__ = ["FORMATS", "DocumentFormat", "FormatError", "NotebookFormat", "ParsedNotebook",
+           "TextFormat"]
 
 
 class FormatError(ValueError):
-    """A file that cannot be loaded, or a document that cannot be written as a valid file."""
+    """A file that cannot be loaded, or a document that cannot be written as a valid file.
+
+    ``summary`` is a short sentence for the people who tried to open the file (at most 56
+    bytes), or empty.
+    """
+
+    def __init__(self, message: str, summary: str = "") -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class DocumentFormat:
@@ -33,8 +48,14 @@ class DocumentFormat:
         """The file's content from its bytes (thread-safe). :raises FormatError:"""
         raise NotImplementedError
 
-    def render(self, content: Any) -> bytes:
-        """The file's bytes for ``content``, validated (thread-safe). :raises FormatError:"""
+    def shape(self, content: Any) -> Any:
+        """The shape of the file ``content`` was parsed from (thread-safe); ``None`` when the
+        document holds everything of it."""
+        return None
+
+    def render(self, content: Any, shape: Any = None) -> bytes:
+        """The file's bytes for ``content``, validated, in the file's ``shape`` (thread-safe).
+        :raises FormatError:"""
         raise NotImplementedError
 
     def load_into(self, doc: pycrdt.Doc, content: Any, path: str, content_hash: str) -> None:
@@ -50,9 +71,21 @@ class DocumentFormat:
         self.load_into(doc, content, path, content_hash)
         yield
 
-    def read(self, doc: pycrdt.Doc) -> Any:
-        """The content a document holds. :raises FormatError:"""
+    def read(self, doc: pycrdt.Doc, shape: Any = None) -> Any:
+        """The content a document holds (in its file's ``shape``, when given).
+        :raises FormatError:"""
         raise NotImplementedError
+
+    def dump(self, doc: pycrdt.Doc) -> Any:
+        """A copy of what a document holds that is quick to make (on the document's thread)
+        and can travel to another thread or process, for :meth:`render_dump`. Default: what
+        :meth:`read` gives."""
+        return self.read(doc)
+
+    def render_dump(self, dump: Any, shape: Any = None) -> bytes:
+        """The file's bytes for a :meth:`dump`, in the file's ``shape`` (thread- and
+        process-safe). :raises FormatError:"""
+        return self.render(dump, shape)
 
     def replace(self, doc: pycrdt.Doc, content: Any) -> bool:
         """Edit a document to hold ``content``, changing only what differs; whether it changed."""
@@ -61,6 +94,12 @@ class DocumentFormat:
     def content_roots(self, doc: pycrdt.Doc) -> list[Any]:
         """The shared types whose changes are changes of the file (not of ``state``)."""
         raise NotImplementedError
+
+    def bind(self, doc: pycrdt.Doc) -> None:
+        """A room's document is loaded and live (called once, before any client joins)."""
+
+    def unbind(self, doc: pycrdt.Doc) -> None:
+        """A room's document is being unloaded (after its last save)."""
 
     def set_state(self, doc: pycrdt.Doc, **values: Any) -> None:
         """Set entries of the document's ``state`` map that differ from ``values``."""
@@ -72,47 +111,91 @@ class DocumentFormat:
                     ystate[key] = value
 
 
+@dataclass(frozen=True)
+class ParsedNotebook:
+    """An ``.ipynb`` file's content: the notebook and the file's shape."""
+
+    nb: Any
+    shape: FileShape
+
+
+def _notebook(content: Any) -> Any:
+    return content.nb if isinstance(content, ParsedNotebook) else content
+
+
 class NotebookFormat(DocumentFormat):
-    """``json:notebook``: ``.ipynb`` files through nbformat."""
+    """``json:notebook``: ``.ipynb`` files through nbformat, read as tolerantly as Jupyter
+    reads them and written back in their own shape (see :mod:`.nbshape`)."""
 
-    def parse(self, data: bytes) -> Any:
+    def parse(self, data: bytes) -> ParsedNotebook:
         try:
-            return notebook.read_notebook(data)
+            nb = notebook.read_notebook(data)
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
+        return ParsedNotebook(nb, shape_of(nb, notebook.document_cell_ids(nb)))
 
-    def render(self, content: Any) -> bytes:
+    def shape(self, content: Any) -> FileShape:
+        """The parsed file's shape; for a notebook read from a document, its own deviations
+        (all tolerated: what it holds is written as it is)."""
+        if isinstance(content, ParsedNotebook):
+            return content.shape
+        return shape_of(content, [c.get("id") if isinstance(c, dict) else "" for c in
+                                  content.get("cells", ())])
+
+    def render(self, content: Any, shape: Any = None) -> bytes:
         """The file's bytes; ``content`` (as :meth:`read` returns it) is used up: multi-line
         strings are split in place rather than in a copy."""
+        tolerated = shape.tolerated if isinstance(shape, FileShape) else ()
         try:
-            return notebook.write_notebook(content, copy=False).encode("utf-8")
+            return notebook.write_notebook(_notebook(content), copy=False,
+                                           tolerate=tolerated).encode("utf-8")
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
 
     def load_into(self, doc: pycrdt.Doc, content: Any, path: str, content_hash: str) -> None:
         try:
-            notebook.load_into(doc, content, path=path, content_hash=content_hash)
+            notebook.load_into(doc, _notebook(content), path=path, content_hash=content_hash)
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
 
     def load_steps(self, doc: pycrdt.Doc, content: Any, path: str,
                    content_hash: str) -> Iterator[None]:
         try:
-            yield from notebook.load_steps(doc, content, path=path, content_hash=content_hash)
+            yield from notebook.load_steps(doc, _notebook(content), path=path,
+                                           content_hash=content_hash)
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
 
-    def read(self, doc: pycrdt.Doc) -> Any:
+    def read(self, doc: pycrdt.Doc, shape: Any = None) -> Any:
+        return self._read_json(notebook.doc_json(doc), shape)
+
+    def dump(self, doc: pycrdt.Doc) -> Any:
+        return notebook.doc_json(doc)
+
+    def render_dump(self, dump: Any, shape: Any = None) -> bytes:
+        return self.render(self._read_json(dump, shape), shape)
+
+    def _read_json(self, dump: tuple[str, str], shape: Any) -> Any:
+        """The notebook of a document's JSON (:func:`.notebook.doc_json`), in the file's
+        shape."""
         try:
-            return notebook.notebook_from_doc(doc)
+            nb = notebook.notebook_from_json(*dump)
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
+        if isinstance(shape, FileShape) and not shape.plain:
+            doc_cells = None
+            if shape.absent or shape.extra_cell_keys:
+                # the cells as the document holds them: their ids and the fields beyond the
+                # schema, which the notebook read from it leaves out
+                doc_cells = notebook._parse_doc_json(dump[1])
+            conform(nb, shape, doc_cells)
+        return nb
 
     def replace(self, doc: pycrdt.Doc, content: Any) -> bool:
         try:
-            return notebook.replace_content(doc, content)
+            return notebook.replace_content(doc, _notebook(content))
         except notebook.NotebookError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), exc.summary) from None
 
     def content_roots(self, doc: pycrdt.Doc) -> list[Any]:
         return [doc.get(notebook.CELLS, type=pycrdt.Array),
@@ -128,9 +211,10 @@ class TextFormat(DocumentFormat):
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise FormatError(f"The file is not UTF-8 text: {exc}") from None
+            raise FormatError(f"The file is not UTF-8 text: {exc}",
+                              "This file is not UTF-8 text.") from None
 
-    def render(self, content: Any) -> bytes:
+    def render(self, content: Any, shape: Any = None) -> bytes:
         return str(content).encode("utf-8", "surrogatepass")
 
     def load_into(self, doc: pycrdt.Doc, content: Any, path: str, content_hash: str) -> None:
@@ -144,7 +228,7 @@ class TextFormat(DocumentFormat):
             state["hash"] = content_hash
             state["path"] = path
 
-    def read(self, doc: pycrdt.Doc) -> Any:
+    def read(self, doc: pycrdt.Doc, shape: Any = None) -> Any:
         return str(doc.get(self.SOURCE, type=pycrdt.Text))
 
     def replace(self, doc: pycrdt.Doc, content: Any) -> bool:

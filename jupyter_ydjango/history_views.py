@@ -30,12 +30,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 from . import forks, store, timeline
 from .document import LoadError
 from .fork_rooms import MergeConflict, drop_fork, merge_fork
-from .formats import FORMATS, DocumentFormat
+from .formats import DocumentFormat
 from .identity import Identity
 from .live import current_state
 from .paths import PathError, normalize_api_path
 from .store import DocumentInfo, run_db
 from .views import _aidentity, _error, _json_body
+from .ydoc_formats import find_format
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ __all__ = ["fork", "timeline_view", "undo_redo"]
 async def _document_of_room(room_id: str) -> tuple[DocumentInfo, DocumentFormat] | None:
     """The live document of a room id ``{format}:{type}:{fileId}`` and its format."""
     kind, _, file_id = room_id.rpartition(":")
-    doc_format = FORMATS.get(tuple(kind.split(":", 1)))  # type: ignore[arg-type]
+    file_format, _, file_type = kind.partition(":")
+    doc_format = find_format(file_format, file_type)
     info = await run_db(store.get_document, file_id) if doc_format else None
     if info is None or info.room_name != room_id or info.deleted is not None:
         return None
@@ -64,7 +66,7 @@ async def timeline_view(request: HttpRequest, path: str) -> HttpResponse:
     if identity is None:
         return _error(401, "not authenticated")
     kind = (request.GET.get("format", ""), request.GET.get("type", ""))
-    doc_format = FORMATS.get(kind)
+    doc_format = find_format(*kind)
     if doc_format is None:
         return _error(400, f"unsupported or missing document type {kind[0]!r}:{kind[1]!r}")
     try:

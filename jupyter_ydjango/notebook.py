@@ -45,26 +45,30 @@ run in a worker thread.
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from copy import deepcopy
 from typing import Any
 
-import jsonschema_rs
 import nbformat
 import pycrdt
 from nbformat import NotebookNode
 from nbformat.reader import get_version
 from nbformat.v4.nbjson import BytesEncoder
-from nbformat.v4.rwbase import rejoin_lines, split_lines, strip_transient
-from nbformat.validator import get_validator, iter_validate
+from nbformat.v4.rwbase import _split_mimebundle, rejoin_lines, strip_transient
+from nbformat.validator import iter_validate
+
+from .nbshape import is_valid, schema_deviations
 
 __all__ = [
     "NotebookError",
+    "doc_json",
+    "document_cell_ids",
     "load_into",
     "load_steps",
     "notebook_from_doc",
+    "notebook_from_json",
     "read_notebook",
     "replace_content",
     "validate_notebook",
@@ -97,14 +101,22 @@ _MAX_SAFE_INT = 2**53 - 1
 
 
 class NotebookError(ValueError):
-    """A notebook is unreadable or invalid, or a document cannot hold or give one."""
+    """A notebook is unreadable or invalid, or a document cannot hold or give one.
+
+    ``summary`` is a short sentence for the people who tried to open the file (at most 56
+    bytes of UTF-8: it travels in a websocket close frame); the message has the details.
+    """
+
+    def __init__(self, message: str, summary: str = "") -> None:
+        super().__init__(message)
+        self.summary = summary or "This file cannot be opened as a notebook."
 
 
 # --- nbformat side (no pycrdt objects) ----------------------------------------------------------
 
 
-def read_notebook(source: str | bytes) -> NotebookNode:
-    """Parse an ``.ipynb`` file's content the way Jupyter reads it, and validate it.
+def read_notebook(source: str | bytes, *, strict: bool = False) -> NotebookNode:
+    """Parse an ``.ipynb`` file's content the way Jupyter reads it.
 
     As Jupyter's file manager does (``nbformat.reads(text, as_version=4)``), nbformat 1-3
     notebooks are converted to nbformat 4.5 and nbformat 4.x notebooks keep their minor version
@@ -113,28 +125,36 @@ def read_notebook(source: str | bytes) -> NotebookNode:
     converted from nbformat 3) this function derives them from the cells instead, so that
     reading the same file twice gives the same notebook.
 
+    Like Jupyter, it refuses only what nbformat cannot read: deviations from the nbformat
+    schema are not errors unless ``strict`` (find them with
+    :func:`~jupyter_ydjango.nbshape.schema_deviations`; Jupyter logs them).
+
     :param source: the file's content; bytes are decoded as UTF-8.
     :returns: the notebook, with multi-line strings joined.
-    :raises NotebookError: the content is not UTF-8, not JSON, not a notebook, or not a valid
-        one.
+    :raises NotebookError: the content is not UTF-8, not JSON, not a notebook, of a major
+        nbformat version nbformat does not know, or (with ``strict``) not a valid notebook.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         try:
             source = bytes(source).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise NotebookError(f"Notebook is not UTF-8 text: {exc}") from None
+            raise NotebookError(f"Notebook is not UTF-8 text: {exc}",
+                                "Not a notebook: the file is not UTF-8 text.") from None
     try:
         # Every JSON object becomes a NotebookNode as it is parsed, as nbformat's from_dict
         # would make it afterwards in a second pass over the whole tree (that pass took a
         # fifth of this function's time; the hook costs less than half of it).
         raw = json.loads(source, object_hook=NotebookNode)
     except ValueError as exc:
-        raise NotebookError(f"Notebook is not valid JSON: {exc}") from None
+        raise NotebookError(f"Notebook is not valid JSON: {exc}",
+                            "Not a notebook: the file is not valid JSON.") from None
     if not isinstance(raw, dict):
-        raise NotebookError(f"Notebook JSON must be an object, not {type(raw).__name__}")
-    major, _ = get_version(raw)
+        raise NotebookError(f"Notebook JSON must be an object, not {type(raw).__name__}",
+                            "Not a notebook: no notebook in this JSON.")
+    major, _ = get_version(raw)  # (1, 0) without "nbformat", as for nbformat itself
     if type(major) is not int or major not in nbformat.versions:
-        raise NotebookError(f"Unsupported notebook format version: nbformat {major!r}")
+        raise NotebookError(f"Unsupported notebook format version: nbformat {major!r}",
+                            f"Unsupported notebook format: nbformat {str(major)[:12]}.")
     try:
         if major == 4:
             # nbformat.v4's reader, without its from_dict pass (the nodes are made already)
@@ -147,20 +167,35 @@ def read_notebook(source: str | bytes) -> NotebookNode:
                 if isinstance(cell, dict):
                     cell.pop("id", None)  # random ids from the conversion: derive them instead
     except Exception as exc:  # nbformat raises many kinds on malformed input
-        raise NotebookError(f"Notebook cannot be read: {_describe(exc)}") from None
+        summary = ("Not a notebook: nbformat cannot read it." if "nbformat" in raw
+                   else "Not a notebook: no nbformat version in it.")
+        raise NotebookError(f"Notebook cannot be read: {_describe(exc)}", summary) from None
     if _has_cell_ids(nb) and isinstance(nb.get("cells"), list):
         cells = nb["cells"]
         _fill_cell_ids(cells, [c.get("id") if isinstance(c, dict) else None for c in cells])
-    validate_notebook(nb)
+    if strict:
+        validate_notebook(nb)
     return nb
 
 
-def validate_notebook(nb: Mapping[str, Any]) -> None:
+def document_cell_ids(nb: Mapping[str, Any]) -> list[str]:
+    """The id each cell of ``nb`` gets in a document (:func:`load_into` gives these): its own
+    where it has a usable, unique one, else one derived from its position and content."""
+    cells = nb.get("cells")
+    if not isinstance(cells, list):
+        return []
+    return _fill_cell_ids(cells, [c.get("id") if isinstance(c, Mapping) else None
+                                  for c in cells], copy=True)
+
+
+def validate_notebook(nb: Mapping[str, Any], *, tolerate: Collection[str] = ()) -> None:
     """Check a notebook against its nbformat JSON schema, without changing it.
 
     Unlike ``nbformat.validate`` this never repairs anything: missing or duplicated cell ids
     are errors here.
 
+    :param tolerate: kinds of schema deviations that are not errors (see
+        :class:`~jupyter_ydjango.nbshape.FileShape`: those its file had already).
     :raises NotebookError: naming the first problem found and where it is.
     """
     if not isinstance(nb, Mapping):
@@ -182,27 +217,25 @@ def validate_notebook(nb: Mapping[str, Any]) -> None:
                     f"Invalid notebook: cells/{index}: duplicate cell id {cell_id!r}"
                 )
             seen.add(cell_id)
-    try:
-        # The verdict comes from jsonschema-rs (some 30 times faster than nbformat's
-        # fastjsonschema on a large notebook), on the schema nbformat itself would use;
-        # nbformat's validator then only describes what is wrong.
-        error = None if _schema_validator(minor).is_valid(nb) else next(iter_validate(nb), None)
-    except Exception as exc:  # malformed enough to break the validator itself
-        raise NotebookError(f"Invalid notebook: {_describe(exc)}") from None
-    if error is not None:
-        where = "/".join(str(part) for part in getattr(error, "absolute_path", ()) or ())
-        message = getattr(error, "message", None) or str(error).splitlines()[0]
-        raise NotebookError(f"Invalid notebook: {where or '(top level)'}: {message}")
+    if not tolerate:
+        try:
+            # The verdict comes from jsonschema-rs (some 30 times faster than nbformat's
+            # fastjsonschema on a large notebook); nbformat's validator only describes errors.
+            error = None if is_valid(nb) else next(iter_validate(nb), None)
+        except Exception as exc:  # malformed enough to break the validator itself
+            raise NotebookError(f"Invalid notebook: {_describe(exc)}") from None
+        if error is not None:
+            where = "/".join(str(part) for part in getattr(error, "absolute_path", ()) or ())
+            message = getattr(error, "message", None) or str(error).splitlines()[0]
+            raise NotebookError(f"Invalid notebook: {where or '(top level)'}: {message}")
+        return
+    for deviation in schema_deviations(nb):
+        if deviation.kind not in tolerate:
+            raise NotebookError(f"Invalid notebook: {deviation.message}")
 
 
-@functools.cache
-def _schema_validator(minor: int) -> Any:
-    """A jsonschema-rs validator of nbformat 4.``minor``'s schema, as nbformat derives it
-    (relaxed for minor versions newer than it knows)."""
-    return jsonschema_rs.Draft4Validator(get_validator(4, minor, name="jsonschema")._schema)
-
-
-def write_notebook(nb: Mapping[str, Any], *, copy: bool = True) -> str:
+def write_notebook(nb: Mapping[str, Any], *, copy: bool = True,
+                   tolerate: Collection[str] = ()) -> str:
     """Serialise a notebook exactly as Jupyter's file manager writes it.
 
     That is ``nbformat.write(nb, f, version=NO_CONVERT)``: JSON with one-space indents, sorted
@@ -217,18 +250,48 @@ def write_notebook(nb: Mapping[str, Any], *, copy: bool = True) -> str:
     :func:`notebook_from_doc` returns) is changed in place instead. A plain mapping is never
     changed: it is converted to a new tree of nodes anyway.
 
+    :param tolerate: kinds of schema deviations written anyway (those the file had already,
+        see :func:`validate_notebook`).
     :raises NotebookError: the notebook is invalid (nothing is ever written for one).
     """
-    validate_notebook(nb)
+    validate_notebook(nb, tolerate=tolerate)
     if not isinstance(nb, NotebookNode):
         nb, copy = nbformat.from_dict(nb), False  # a tree of our own
-    if copy:
-        text = nbformat.v4.writes_json(nb)  # what nbformat.writes does after validating
-    else:
-        # nbformat.v4's JSONWriter.writes, minus its deep copy
-        text = json.dumps(strip_transient(split_lines(nb)), cls=BytesEncoder, indent=1,
-                          sort_keys=True, separators=(",", ": "), ensure_ascii=False)
+    elif copy:
+        nb = deepcopy(nb)
+    # nbformat.v4's JSONWriter.writes (what nbformat.writes does after validating), with a
+    # line splitter that also takes the cells nbformat's refuses (a code cell without
+    # outputs, which Jupyter opens, made its writer raise)
+    text = json.dumps(strip_transient(_split_lines(nb)), cls=BytesEncoder, indent=1,
+                      sort_keys=True, separators=(",", ": "), ensure_ascii=False)
     return text if text.endswith("\n") else text + "\n"
+
+
+def _split_lines(nb: NotebookNode) -> NotebookNode:
+    """``nbformat.v4.rwbase.split_lines``, in place, for any cell nbformat can read: fields a
+    cell lacks are skipped instead of raising."""
+    for cell in nb.get("cells", ()):
+        if not isinstance(cell, dict):
+            continue
+        source = cell.get("source")
+        if isinstance(source, str):
+            cell["source"] = source.splitlines(True)
+        attachments = cell.get("attachments")
+        if isinstance(attachments, dict):
+            for attachment in attachments.values():
+                if isinstance(attachment, dict):
+                    _split_mimebundle(attachment)
+        outputs = cell.get("outputs") if cell.get("cell_type") == "code" else None
+        for output in outputs if isinstance(outputs, list) else ():
+            if not isinstance(output, dict):
+                continue
+            kind = output.get("output_type")
+            if kind in ("execute_result", "display_data") and isinstance(output.get("data"),
+                                                                          dict):
+                _split_mimebundle(output["data"])
+            elif kind == "stream" and isinstance(output.get("text"), str):
+                output["text"] = output["text"].splitlines(True)
+    return nb
 
 
 # --- nbformat -> YDoc -------------------------------------------------------------------------
@@ -379,6 +442,9 @@ def _cell_entries(cell: Any, cell_id: str) -> dict[str, Any]:
         elif key not in ("id", "execution_state"):
             entries[key] = _js_safe(value)
     entries["id"] = cell_id
+    # every cell has a YText source for the frontend's editor to bind to, even a cell (of a
+    # future type) whose file had none; the file's shape keeps it out of the saved file
+    entries.setdefault("source", _Text(""))
     entries.setdefault("metadata", _JSONMap())
     if cell_type == "code":
         entries.setdefault("outputs", _Outputs())
@@ -483,8 +549,25 @@ def _cell_key(cell: Any) -> str:
 # --- YDoc -> nbformat -------------------------------------------------------------------------
 
 
+def doc_json(doc: pycrdt.Doc) -> tuple[str, str]:
+    """The notebook of a document as JSON text: ``(meta, cells)``.
+
+    A copy made quickly on the document's thread (pycrdt writes the JSON), which
+    :func:`notebook_from_json` reads anywhere: the slow part of reading a notebook out of a
+    document can run in another thread or process.
+    """
+    with doc.transaction():
+        return str(doc.get(META, type=pycrdt.Map)), str(doc.get(CELLS, type=pycrdt.Array))
+
+
 def notebook_from_doc(doc: pycrdt.Doc) -> NotebookNode:
-    """Read the notebook a document holds (the doc is not changed).
+    """Read the notebook a document holds (the doc is not changed): :func:`notebook_from_json`
+    of :func:`doc_json`."""
+    return notebook_from_json(*doc_json(doc))
+
+
+def notebook_from_json(meta_json: str, cells_json: str) -> NotebookNode:
+    """Read the notebook of a document's JSON (see :func:`doc_json`).
 
     Numbers become ints again where they are integers; ``execution_state`` and, for nbformat
     4.0-4.4, cell ids are dropped; empty ``attachments`` are dropped; a cell of a known type
@@ -498,9 +581,8 @@ def notebook_from_doc(doc: pycrdt.Doc) -> NotebookNode:
     """
     # The JSON of the doc is the fastest way out (faster than converting the shared types from
     # Python and casting numbers); it writes integral numbers as integers, so ints come back.
-    with doc.transaction():
-        meta = _parse_doc_json(str(doc.get(META, type=pycrdt.Map)))
-        cells = _parse_doc_json(str(doc.get(CELLS, type=pycrdt.Array)))
+    meta = _parse_doc_json(meta_json)
+    cells = _parse_doc_json(cells_json)
     major, minor = meta.get("nbformat"), meta.get("nbformat_minor")
     if not isinstance(major, int) or not isinstance(minor, int):
         raise NotebookError(

@@ -22,11 +22,12 @@ import pycrdt
 from . import store
 from .conf import notebook_root
 from .consumer import asend_doc_update
-from .formats import FORMATS, FormatError
+from .formats import FormatError
 from .history import content_at
 from .models import Snapshot
 from .paths import resolve_in_root
 from .store import run_db
+from .ydoc_formats import find_format
 
 
 class RestoreError(ValueError):
@@ -41,7 +42,7 @@ async def restore_snapshot(snapshot_id: int) -> bool:
         raise RestoreError(f"no snapshot {snapshot_id}")
     document_id, created = row
     info = await run_db(store.get_document, document_id)
-    doc_format = FORMATS.get((info.format, info.type)) if info else None
+    doc_format = find_format(info.format, info.type) if info else None
     if info is None or doc_format is None:
         raise RestoreError(f"snapshot {snapshot_id}: its document cannot be restored")
     if info.deleted is not None:
@@ -77,13 +78,16 @@ def restore_deleted(document_id: str | uuid.UUID, root: Path | None = None) -> s
     info = store.get_document(document_id)
     if info is None or info.deleted is None:
         raise RestoreError(f"no deleted document {document_id}")
-    doc_format = FORMATS.get((info.format, info.type))
+    doc_format = find_format(info.format, info.type)
     if doc_format is None:
         raise RestoreError(f"{info.path}: documents of type {info.format}:{info.type} "
                            "cannot be restored")
     doc = history_doc(store.load_history(info.id))
     try:
-        data = doc_format.render(doc_format.read(doc))
+        content = doc_format.read(doc)
+        # written as the document holds it, deviations from the schema included (the file
+        # it came from had them, or the document could not have been saved)
+        data = doc_format.render(content, doc_format.shape(content))
     except FormatError as exc:
         raise RestoreError(f"{info.path}: the stored content is not a valid file: {exc}") from None
     root = Path(root) if root is not None else notebook_root()

@@ -17,6 +17,7 @@ document is made, before the first peer joins), :meth:`Room.on_change` (after ev
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
@@ -28,6 +29,7 @@ import pycrdt
 from . import metrics
 from .engines import PycrdtEngine, engine_for
 from .relay import REMOTE, RoomRelay
+from .signals import room_loaded, room_unloaded
 from .yutils import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -264,14 +266,24 @@ class Room:
 
         Only entries newer than what the room knows are relayed (y-protocols' rule): Yjs
         clients echo every awareness change they receive, and relaying echoes would cost
-        every renewal round N² frames.
+        every renewal round N² frames. What a peer sends is answered to it as well: an idle
+        client alone in a room would otherwise receive nothing, and y-websocket closes a
+        connection that received nothing for 30 s (whose state the room then removes).
+
+        A peer that announces a state for a client the room removed, at a clock not above the
+        removal's, is a client coming back (its connection was lost; it announces itself with
+        the clock it had): the room tells it of the removal, and y-protocols then raises the
+        client's clock and announces its state again, which everyone accepts.
         """
         accepted = []
+        outdated = []
         for entry in decode_awareness_update(payload):
             known = self._awareness.get(entry.client_id)
             if known is not None and (
                 entry.clock < known[0] or (entry.clock == known[0] and not entry.removed)
             ):
+                if known[1] == "null" and not entry.removed and isinstance(origin, Peer):
+                    outdated.append(AwarenessEntry(entry.client_id, known[0], "null"))
                 continue
             accepted.append(entry)
             self._awareness[entry.client_id] = (entry.clock, entry.state)
@@ -286,7 +298,12 @@ class Room:
                 else:
                     self._remote_awareness[entry.client_id] = origin
         if accepted:
-            self._fan_out_awareness(encode_awareness_update(accepted), origin)
+            update = encode_awareness_update(accepted)
+            self._fan_out_awareness(update, origin)
+            if isinstance(origin, Peer):
+                origin.push(create_awareness_message(update))
+        if outdated:
+            origin.push(create_awareness_message(encode_awareness_update(outdated)))
 
     def awareness_message(self) -> bytes | None:
         """An AWARENESS message with every present state, or ``None`` if there is none."""
@@ -392,6 +409,7 @@ class RoomRegistry:
                 del self._loading[name]
                 loading.set_result(None)
             self._hold(name)
+            _send(room_loaded, room)
             return room
 
     def release(self, room: Room) -> None:
@@ -432,16 +450,30 @@ class RoomRegistry:
         finally:
             del self._unloading[name]
             logger.info("room %s unloaded", name)
+            _send(room_unloaded, room)
 
     async def close(self) -> None:
-        """Unload every room now (at shutdown)."""
+        """Unload every room now (at shutdown).
+
+        The unloads run in a context of their own: a shutdown starts from a signal, in
+        whatever context was current when it arrived, possibly in the middle of a database
+        call, after which asgiref refuses every further call made in that context ("would
+        deadlock") and no room could save.
+        """
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        loop = asyncio.get_running_loop()
         for name in list(self.rooms):
-            task = asyncio.get_running_loop().create_task(self._unload(name))
+            task = contextvars.Context().run(loop.create_task, self._unload(name))
             self._unloading[name] = task
             await task
+
+
+def _send(signal: Any, room: Room) -> None:
+    for receiver, result in signal.send_robust(sender=type(room), room=room):
+        if isinstance(result, Exception):
+            logger.error("room %s: %s failed: %r", room.name, receiver, result)
 
 
 def _is_in_memory(layer: Any) -> bool:

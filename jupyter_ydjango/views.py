@@ -23,12 +23,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from . import metrics, store
 from .conf import notebook_root
 from .document import DocumentRoom
-from .formats import FORMATS
 from .identity import SCOPE_KEY, Identity
 from .middleware import ERROR_KEY
+from .models import Document
 from .paths import PathError, normalize_api_path, resolve_in_root
 from .rooms import find_room, loaded_rooms
 from .store import run_db
+from .ydoc_formats import find_format
 
 
 async def health(request: HttpRequest) -> HttpResponse:
@@ -62,6 +63,10 @@ async def health(request: HttpRequest) -> HttpResponse:
 def prometheus(request: HttpRequest) -> HttpResponse:
     """``GET /metrics``: the service's counters in Prometheus' text format."""
     return HttpResponse(metrics.render(), content_type=metrics.CONTENT_TYPE_LATEST)
+
+
+#: Longest document format or type name (the size of the database columns).
+MAX_KIND_LENGTH: int = Document._meta.get_field("type").max_length
 
 
 def _error(status: int, message: str) -> JsonResponse:
@@ -118,7 +123,8 @@ async def session(request: HttpRequest, path: str) -> HttpResponse:
     """``PUT /api/collaboration/session/<path>`` with ``{"format", "type"}``: the file's room.
 
     200 with ``{"format", "type", "fileId", "sessionId"}`` for a known file, 201 for a file
-    indexed now; 400 bad body or unsupported type, 401 no identity, 403 a path outside the
+    indexed now; 400 bad body or a type no format serves (notebooks, text files and the types
+    registered with jupyter_ydoc are served), 401 no identity, 403 a path outside the
     notebook root, 404 no such file. A document whose room is loaded here is answered without
     a database query (a co-editor joining).
     """
@@ -129,8 +135,12 @@ async def session(request: HttpRequest, path: str) -> HttpResponse:
     except ValueError as exc:
         return _error(400, str(exc))
     kind = (body.get("format"), body.get("type"))
-    if kind not in FORMATS:
-        return _error(400, f"unsupported document type {kind[0]!r}:{kind[1]!r}")
+    if not all(isinstance(part, str) for part in kind) or find_format(*kind) is None:
+        return _error(400, f"unknown document type {kind[0]!r}:{kind[1]!r} (not a notebook, "
+                      "a text file or a type registered with jupyter_ydoc)")
+    if max(len(part) for part in kind) > MAX_KIND_LENGTH:
+        return _error(400, f"document type {kind[0]!r}:{kind[1]!r}: names longer than "
+                      f"{MAX_KIND_LENGTH} characters are not supported")
     try:
         # a leading "/" is the root, as in Jupyter's contents API (the stock timeline sends
         # it, with the rest of the path percent-encoded once more)

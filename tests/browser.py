@@ -128,7 +128,7 @@ class LabServer:
             JUPYTER_PLATFORM_DIRS="0",
             PYTHONPATH=str(modules),
         )
-        self.server = Server([
+        self._argv = [
             sys.executable, "-m", "jupyterlab",
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port={port}", "--ServerApp.port_retries=0",
             "--allow-root", "--no-browser",
@@ -138,7 +138,10 @@ class LabServer:
             f"--ServerApp.root_dir={root}",
             f"--ServerApp.base_url={base_url}",
             *args,
-        ], env, tmp / "jupyterlab.log")
+        ]
+        self._env = env
+        self._runs = 1
+        self.server = Server(self._argv, env, tmp / "jupyterlab.log")
 
     @property
     def origin(self) -> str:
@@ -165,6 +168,12 @@ class LabServer:
 
     def stop(self) -> None:
         self.server.stop()
+
+    def restart(self) -> None:
+        """Stop the server and start it again, on a new port (its log in a new file)."""
+        self.server.stop()
+        self._runs += 1
+        self.server = Server(self._argv, self._env, self.tmp / f"jupyterlab-{self._runs}.log")
 
 
 # --- pages ----------------------------------------------------------------------------------
@@ -291,3 +300,17 @@ def no_dialog(page: Any) -> None:
     """Assert that ``page`` shows no dialog."""
     dialogs = page.locator(".jp-Dialog")
     assert dialogs.count() == 0, dialogs.first.inner_text()
+
+
+def copied_link(page: Any) -> str:
+    """What "Copy room link" gave the user: the clipboard after the "copied" toast, or the
+    link in the dialog shown where the clipboard is refused."""
+    toast = page.locator(".Toastify__toast", has_text="Room link copied")
+    dialog_input = page.locator(".jp-Dialog .ydjango-LinkDialog-input")
+    toast.or_(dialog_input).first.wait_for()
+    if dialog_input.count():
+        print("copy room link: the clipboard was refused, the dialog shows the link")
+        link = dialog_input.input_value()
+        page.locator(".jp-Dialog .jp-Dialog-button").click()
+        return link
+    return page.evaluate("navigator.clipboard.readText()")

@@ -28,15 +28,20 @@ from jupyter_ydjango.yutils import (
 class DocClient:
     """One websocket to a document room, holding a pycrdt ``Doc``."""
 
-    def __init__(self, ws: ClientConnection, kind: str, doc: pycrdt.Doc | None = None) -> None:
+    def __init__(self, ws: ClientConnection, kind: str | type, doc: pycrdt.Doc | None = None,
+                 ) -> None:
         self.ws = ws
         self.doc = pycrdt.Doc() if doc is None else doc
-        self.model: Any = YNotebook(self.doc) if kind == "notebook" else YUnicode(self.doc)
+        #: ``kind`` is "notebook", "text", or a jupyter_ydoc class (the model's type)
+        model_class = kind if isinstance(kind, type) else (
+            YNotebook if kind == "notebook" else YUnicode)
+        self.model: Any = model_class(self.doc)
         self.synced = asyncio.Event()
         #: JSON messages the server sent as RAW (save replies, failures).
         self.raw: list[dict[str, Any]] = []
         self.denied: list[bytes] = []
         self.close_code: int | None = None
+        self.close_reason = ""
         self._raw_event = asyncio.Event()
         self._applying = False
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
@@ -46,8 +51,8 @@ class DocClient:
         self._save_ids = 0
 
     @classmethod
-    async def open(cls, url: str, kind: str = "notebook", headers: dict[str, str] | None = None,
-                   sync: bool = True, timeout: float = 30,
+    async def open(cls, url: str, kind: str | type = "notebook",
+                   headers: dict[str, str] | None = None, sync: bool = True, timeout: float = 30,
                    doc: pycrdt.Doc | None = None) -> DocClient:
         """Connect to ``url`` and (with ``sync``) wait until the document arrived.
 
@@ -91,6 +96,7 @@ class DocClient:
             pass
         finally:
             self.close_code = self.ws.close_code
+            self.close_reason = self.ws.close_reason or ""
             self._raw_event.set()
 
     def _handle(self, message: Any) -> None:

@@ -165,3 +165,68 @@ def without_empty_attachments(nb: NotebookNode) -> NotebookNode:
 def plain(value: Any) -> Any:
     """Plain JSON data (dicts, lists), for comparisons independent of container classes."""
     return json.loads(json.dumps(value))
+
+
+# --- notebooks Jupyter opens although they do not follow their schema ---------------------------
+
+
+def _edge(nbformat_minor: int, cells: list[dict[str, Any]], **top: Any) -> str:
+    nb: dict[str, Any] = {"cells": cells, "metadata": {"kernelspec": KERNELSPEC},
+                          "nbformat": 4, "nbformat_minor": nbformat_minor}
+    nb.update(top)
+    return json.dumps({k: v for k, v in nb.items() if v is not None}, indent=1) + "\n"
+
+
+def _code(source: str, **extra: Any) -> dict[str, Any]:
+    return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": source, **extra}
+
+
+def _markdown(source: str, **extra: Any) -> dict[str, Any]:
+    return {"cell_type": "markdown", "metadata": {}, "source": source, **extra}
+
+
+#: Notebooks that Jupyter's contents manager opens although they deviate from their nbformat
+#: schema (it logs a validation error), as file content: name -> text.
+TOLERATED: dict[str, str] = {
+    # nbformat 4.4 with cell ids (VS Code, Jupytext and PDSH's notebooks write them)
+    "4.4 with cell ids": _edge(4, [_markdown("# Title", id="intro"),
+                                   _code("x = 1", id="first-code")]),
+    # a cell without source, a code cell without outputs and execution count
+    "cell without source": _edge(5, [_markdown("# kept", id="a"),
+                                     {"cell_type": "markdown", "metadata": {}, "id": "b"}]),
+    "code cell without outputs": _edge(5, [{"cell_type": "code", "metadata": {}, "id": "c",
+                                            "source": "print(1)"}]),
+    # a field the schema does not know, in an nbformat 4.4 cell
+    "4.4 cell with an unknown field": _edge(4, [_code("y = 2", collapsed=True)]),
+    # a cell of a type nbformat 4 does not know (nbformat 3's heading), without source
+    "unknown cell type without source": _edge(5, [
+        _markdown("before", id="e"),
+        {"cell_type": "heading", "level": 2, "metadata": {}, "id": "f"},
+    ]),
+    "unknown output type": _edge(5, [_code("print(2)", id="g", execution_count=1, outputs=[
+        {"output_type": "bad stream", "name": "stdout", "text": ["2\n"]}])]),
+    # no "nbformat": nbformat (and so Jupyter) reads it as an nbformat 1 notebook
+    "no nbformat": '{"cells": []}',
+    "kernelspec without name": _edge(5, [_markdown("k", id="i")],
+                                     metadata={"kernelspec": {"display_name": "Python"}}),
+}
+
+#: Files Jupyter refuses to open (nbformat cannot read them): name -> (bytes, what the
+#: people who tried are told).
+REFUSED: dict[str, tuple[bytes, str]] = {
+    "empty file": (b"", "Not a notebook: the file is not valid JSON."),
+    "not JSON": (b"print('hello')\n", "Not a notebook: the file is not valid JSON."),
+    "JSON list": (b"[1, 2]", "Not a notebook: no notebook in this JSON."),
+    "no nbformat, no cells": (b'{"a": 1}', "Not a notebook: no nbformat version in it."),
+    "cell without metadata": (_edge(5, [{"cell_type": "markdown", "id": "d", "source": "x"}])
+                              .encode(), "Not a notebook: nbformat cannot read it."),
+    "no notebook metadata": (_edge(5, [_markdown("m", id="h")], metadata=None).encode(),
+                             "Not a notebook: nbformat cannot read it."),
+    "nbformat 5": (b'{"nbformat": 5, "nbformat_minor": 0, "cells": [], "metadata": {}}',
+                   "Unsupported notebook format: nbformat 5."),
+    "not UTF-8": (b'{"nbformat": 4, "nbformat_minor": 5, "cells": [], "metadata": {"\xff": 1}}',
+                  "Not a notebook: the file is not UTF-8 text."),
+    "cells of numbers": (b'{"nbformat": 4, "nbformat_minor": 5, "cells": [1], "metadata": {}}',
+                         "Not a notebook: nbformat cannot read it."),
+}

@@ -36,6 +36,7 @@ from browser import (
     WRITER_TOKEN,
     LabServer,
     cell_texts,
+    copied_link,
     edit_cell_end,
     no_dialog,
     open_notebook,
@@ -159,20 +160,6 @@ def test_two_users_coedit_see_each_other_and_save(
 
 
 # --- 2. the room link -----------------------------------------------------------------------
-
-
-def copied_link(page: Any) -> str:
-    """What "Copy room link" gave the user: the clipboard after the "copied" toast, or the
-    link in the dialog shown where the clipboard is refused."""
-    toast = page.locator(".Toastify__toast", has_text="Room link copied")
-    dialog_input = page.locator(".jp-Dialog .ydjango-LinkDialog-input")
-    toast.or_(dialog_input).first.wait_for()
-    if dialog_input.count():
-        print("copy room link: the clipboard was refused, the dialog shows the link")
-        link = dialog_input.input_value()
-        page.locator(".jp-Dialog .jp-Dialog-button").click()
-        return link
-    return page.evaluate("navigator.clipboard.readText()")
 
 
 #: A workspace JupyterLab would restore for ``lab/tree/...``: the host's tabs.

@@ -22,10 +22,12 @@ from browser import (
     TOKEN,
     WRITER_TOKEN,
     LabServer,
+    copied_link,
     edit_cell_end,
     no_dialog,
     open_notebook,
     signed_in_pages,
+    start_editing,
     unavailable,
     wait_for_cells,
     wait_for_status,
@@ -234,3 +236,132 @@ def test_last_written_is_what_the_server_knows(lab: LabServer,
     wait_until(lambda: "changed on disk" in alice.locator("#ydjango-status").inner_text(),
                message=lambda: alice.locator("#ydjango-status").inner_text())
     no_dialog(alice)
+
+
+# --- opening what Jupyter opens ------------------------------------------------------------------
+
+
+def test_a_44_notebook_with_cell_ids_opens_and_keeps_them(
+        lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    """An nbformat 4.4 file whose cells carry ids (as VS Code and Jupytext write them) opens,
+    and saving keeps its format and its ids, giving the cell added in JupyterLab one too."""
+    path = lab.root / "vscode.ipynb"
+    cells = [{"cell_type": "code", "execution_count": None, "id": "first-code", "metadata": {},
+              "outputs": [], "source": ["a = 1"]},
+             {"cell_type": "markdown", "id": "notes", "metadata": {}, "source": ["Notes"]}]
+    path.write_text(json.dumps({"cells": cells, "metadata": NO_KERNEL, "nbformat": 4,
+                                "nbformat_minor": 4}, indent=1) + "\n")
+    alice = sign_in(WRITER_TOKEN)
+    open_notebook(alice, lab.notebook_url("vscode.ipynb"))
+    wait_for_status(alice, state="synced")
+    alice.evaluate(RECORD_SAVES_JS)
+    edit_cell_end(alice, 0)
+    alice.keyboard.type(" + 1")
+    alice.keyboard.press("Escape")
+    alice.keyboard.press("b")
+    alice.keyboard.press("Enter")
+    alice.keyboard.type("b = 2")
+    wait_for_cells(alice, lambda cells: cells[:2] == ["a = 1 + 1", "b = 2"] and len(cells) == 3)
+    assert press_save(alice) == "completed"
+    no_dialog(alice)
+    saved = json.loads(path.read_text())
+    assert saved["nbformat_minor"] == 4
+    assert ["".join(c["source"]) for c in saved["cells"]] == ["a = 1 + 1", "b = 2", "Notes"]
+    ids = [c.get("id") for c in saved["cells"]]
+    assert ids[0] == "first-code" and ids[2] == "notes" and isinstance(ids[1], str) and ids[1]
+
+
+def test_a_file_jupyter_cannot_open_says_why(lab: LabServer,
+                                            sign_in: Callable[[str], Any]) -> None:
+    (lab.root / "broken.ipynb").write_text("this is not JSON\n")
+    alice = sign_in(WRITER_TOKEN)
+    alice.goto(lab.notebook_url("broken.ipynb"))
+    dialog = alice.locator(".jp-Dialog", has_text="Document error")
+    dialog.wait_for(timeout=30_000)
+    assert "Not a notebook: the file is not valid JSON." in dialog.inner_text()
+
+
+# --- one way to share -----------------------------------------------------------------------------
+
+#: The top bar's share button (jupyter-collaboration-ui's command, run by us).
+SHARE_BUTTON = "#jp-top-bar [data-command='collaboration:shared-link']"
+
+
+def test_one_way_to_share(lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    """The top bar's share button and the notebook's "Copy room link" give the same kind of
+    link, the room link, which opens the notebook in the same room."""
+    write_notebook(lab.root / "shared.ipynb", ["s = 1"])
+    alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
+    open_notebook(alice, lab.notebook_url("shared.ipynb"))
+    assert alice.locator(SHARE_BUTTON).count() == 1, "one share button in the top bar"
+    # the stock server-link command is not there any more, under any name
+    labels = alice.evaluate("""() => window.jupyterapp.commands.listCommands()
+        .map(id => window.jupyterapp.commands.label(id))""")
+    assert "Generate a Shared Link" not in labels
+
+    alice.locator(SHARE_BUTTON).click()
+    from_top_bar = copied_link(alice)
+    alice.locator(".Toastify__toast").first.wait_for(state="detached", timeout=15_000)
+    alice.locator(".jp-NotebookPanel-toolbar [data-command='ydjango:copy-room-link']").click()
+    from_toolbar = copied_link(alice)
+    room = "/jp/lab/workspaces/auto-room-"
+    for link in (from_top_bar, from_toolbar):
+        assert link.startswith(f"{lab.origin}{room}") and link.endswith("/tree/shared.ipynb")
+    assert from_top_bar != from_toolbar, "each copy gets a workspace of its own"
+
+    bob.goto(from_top_bar)
+    start_editing(bob, time.monotonic())
+    for page in (alice, bob):
+        wait_for_status(page, state="synced", people="2")
+    edit_cell_end(bob, 0)
+    bob.keyboard.type("0")
+    wait_for_cells(alice, ["s = 10"])
+
+
+# --- the collaborators panel ---------------------------------------------------------------
+
+#: Keep every WebSocket the page makes in ``window.__sockets`` (run before the page's scripts).
+TRACK_SOCKETS_JS = """
+(() => {
+    const Native = window.WebSocket;
+    window.__sockets = [];
+    window.WebSocket = class extends Native {
+        constructor(...args) { super(...args); window.__sockets.push(this); }
+    };
+})();
+"""
+#: Close the page's connection to the awareness room as y-websocket's watchdog does after
+#: 30 s without a message (it then connects again by itself); how many were open.
+DROP_AWARENESS_JS = """() => {
+    const open = window.__sockets.filter(ws => ws.url.includes('globalAwareness')
+                                         && ws.readyState === WebSocket.OPEN);
+    open.forEach(ws => ws.close());
+    return open.length;
+}"""
+AWARENESS_OPEN_JS = """count => window.__sockets.filter(ws => ws.url.includes('globalAwareness')
+                                               && ws.readyState === WebSocket.OPEN).length
+                              === 1 && window.__sockets.length > count"""
+COLLABORATORS_TAB = ".jp-SideBar .lm-TabBar-tab[data-id='jp-collaboration-panel']"
+
+
+def test_the_collaborators_panel_lists_an_idle_user(lab: LabServer,
+                                                   sign_in: Callable[[str], Any]) -> None:
+    """Alice sits idle; her connection to the awareness room was lost and came back, as an
+    idle connection does (y-websocket drops one that heard nothing for 30 s). Bob joins and
+    opens the collaborators panel: Alice is listed within a few seconds."""
+    write_notebook(lab.root / "people.ipynb", ["p = 1"])
+    alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
+    alice.add_init_script(TRACK_SOCKETS_JS)
+    open_notebook(alice, lab.notebook_url("people.ipynb"))
+    wait_for_status(alice, state="synced")
+    sockets = alice.evaluate("window.__sockets.length")
+    assert alice.evaluate(DROP_AWARENESS_JS) == 1
+    alice.wait_for_function(AWARENESS_OPEN_JS, arg=sockets, timeout=15_000)
+
+    open_notebook(bob, lab.notebook_url("people.ipynb"))
+    bob.locator(COLLABORATORS_TAB).click()
+    start = time.monotonic()
+    # (jupyter-collaboration lists her within 1 to 10 s: when her next renewal comes)
+    bob.locator(".jp-CollaboratorsList .jp-Collaborator", has_text="Writer").wait_for(
+        timeout=2_000)
+    print(f"alice listed {time.monotonic() - start:.1f} s after bob opened the panel")

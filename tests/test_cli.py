@@ -42,3 +42,18 @@ def test_json_logs() -> None:
     record = json.loads(err.strip().splitlines()[-1])
     assert record["message"] == "saved x.ipynb"
     assert record["levelname"] == "WARNING" and record["worker"] == "2"
+
+
+def test_deleted_and_restore_on_an_empty_database(tmp_path) -> None:
+    """``deleted`` lists nothing yet; ``restore`` of an unknown file id says so and fails."""
+    import os
+
+    env = {**os.environ, "YDJANGO_DATA_DIR": str(tmp_path), "YDJANGO_NOTEBOOK_DIR": str(tmp_path),
+           "DJANGO_SETTINGS_MODULE": "jupyter_ydjango.settings"}
+    listed = subprocess.run([sys.executable, "-m", "jupyter_ydjango", "deleted"], env=env,
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert listed.stdout.strip() == "No deleted documents."
+    refused = subprocess.run([sys.executable, "-m", "jupyter_ydjango", "restore", "bogus"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "error: no deleted document bogus"

@@ -255,7 +255,8 @@ async def test_cross_site_browser_origin_is_refused(embedded_server: Server):
 
 
 async def test_awareness_echoes_are_not_relayed(embedded_server: Server):
-    # Yjs clients send back every awareness change they receive; only news is relayed.
+    # Yjs clients send back every awareness change they receive; only news is relayed (to
+    # everyone: its sender gets it back too, which keeps an idle client's connection alive).
     room = room_name("echo")
     url = f"{embedded_server.ws_url}/{room}"
     clients = [await RawClient.open(url) for _ in range(3)]
@@ -272,6 +273,41 @@ async def test_awareness_echoes_are_not_relayed(embedded_server: Server):
                  for m in f.messages if m.type is YMessageType.AWARENESS]
                 for c, mark, end in zip(clients, marks, ends, strict=True)]
     news = [[AwarenessEntry(7, 3, '{"a":1}')]]
-    assert received == [[], news, news]
+    assert received == [news, news, news]
     for client in clients:
+        await client.close()
+
+
+async def test_a_client_coming_back_under_an_old_clock_is_told_of_its_removal(
+        embedded_server: Server):
+    """The room removed the state of a connection that closed (clock + 1); the client comes
+    back on a new connection with the clock it had. The room answers it with the removal,
+    which makes a y-protocols client raise its clock and announce itself again."""
+    room = room_name("comeback")
+    url = f"{embedded_server.ws_url}/{room}"
+    other = await RawClient.open(url)
+    first = await RawClient.open(url)
+    await first.send(create_awareness_message(
+        encode_awareness_update([AwarenessEntry(7, 3, '{"a":1}')])))
+    await asyncio.sleep(0.2)
+    await first.close()
+    await asyncio.sleep(0.2)
+    again = await RawClient.open(url)
+    await asyncio.sleep(0.1)
+    marks = [len(other.frames), len(again.frames)]
+    await again.send(create_awareness_message(
+        encode_awareness_update([AwarenessEntry(7, 3, '{"a":1}')])))
+    await asyncio.sleep(0.3)
+
+    def awareness(client: RawClient, mark: int) -> list:
+        return [decode_awareness_update(m.payload) for f in client.frames[mark:]
+                for m in f.messages if m.type is YMessageType.AWARENESS]
+
+    assert awareness(again, marks[1]) == [[AwarenessEntry(7, 4, "null")]]
+    assert awareness(other, marks[0]) == []  # nothing to relay: old news
+    await again.send(create_awareness_message(
+        encode_awareness_update([AwarenessEntry(7, 5, '{"a":1}')])))
+    await asyncio.sleep(0.3)
+    assert awareness(other, marks[0]) == [[AwarenessEntry(7, 5, '{"a":1}')]]
+    for client in (other, again):
         await client.close()

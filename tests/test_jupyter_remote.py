@@ -131,6 +131,29 @@ async def test_rooms_through_the_proxy(remote: Remote) -> None:
             await client.close()
 
 
+async def test_deletion_through_jupyter_reaches_the_service(remote: Remote) -> None:
+    """The Jupyter server tells the remote service of a deletion (as of a rename): the room
+    stops saving the file and tells its clients; a reader may not report deletions."""
+    jupyter = remote.jupyter
+    path = write_notebook(remote.root / "deleted remotely.ipynb")
+    client = await open_notebook(jupyter, "deleted remotely.ipynb")
+    try:
+        status, _ = jupyter.request("DELETE", "api/contents/deleted%20remotely.ipynb")
+        assert status == 204
+        notice = await client.wait_raw(lambda m: m.get("type") == "file")
+        assert notice["status"] == "deleted"
+        append_source(client.model, 0, " after")
+        assert await client.save() == "failed"
+        assert not path.exists()
+    finally:
+        await client.close()
+    # the service's endpoint wants a signed identity that may write
+    body = {"path": "anything.ipynb"}
+    reader = sign_identity(Identity("reader", "read", "Reader", "Reader"), SECRET)
+    assert remote.direct("POST", "/api/ydjango/delete", body, {HEADER: reader})[0] == 403
+    assert remote.direct("POST", "/api/ydjango/delete", body)[0] == 401
+
+
 async def test_stale_session_through_the_proxy(remote: Remote) -> None:
     write_notebook(remote.root / "stale.ipynb")
     _, info = remote.jupyter.session("stale.ipynb")

@@ -25,14 +25,14 @@ from docclient import DocClient
 from jupyter_servers import TOKEN, JupyterServer
 from jupyter_ydoc import YNotebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from nbformat.v4.rwbase import rejoin_lines
+from notebooks import FIXTURES, INVALID_FIXTURE, REFUSED, TOLERATED
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from yclient import NodeDriver
 
 from jupyter_ydjango.yutils import read_var_string, read_var_uint, write_var_string, write_var_uint
 
-FIXTURES = Path("/work/shared/fixtures/notebooks")
-INVALID_FIXTURE = "nbformat-invalid.ipynb"
 #: The test server's frame limit (small, so that the oversized-frame tests are cheap).
 MAX_MESSAGE_SIZE = 1_000_000
 
@@ -325,20 +325,82 @@ async def test_fixture_notebook_as_jupyter_ydoc_reads_it(jupyter: JupyterServer,
     finally:
         await client.close()
     expected = expected_notebook(jupyter.root / "fixtures" / name, got)
-    assert got["cells"] == expected["cells"]
+    # every cell in the document has a source, for the frontend's editor
+    assert got["cells"] == [{"source": "", **cell} for cell in expected["cells"]]
     assert got["metadata"] == expected["metadata"]
     assert (got["nbformat"], got["nbformat_minor"]) == (expected["nbformat"],
                                                         expected["nbformat_minor"])
 
 
-@pytest.mark.parametrize("name", _fixtures(invalid=True))
-async def test_invalid_fixture_is_refused(jupyter: JupyterServer, name: str) -> None:
-    status, info = jupyter.session(f"fixtures/{name}")
+# --- whatever Jupyter opens opens; what it refuses is refused with a reason -----------------------
+
+
+def _tolerated() -> list[Any]:
+    return ([pytest.param(name, id=name) for name in TOLERATED]
+            + _fixtures(invalid=True) + _fixtures(invalid=False))
+
+
+@pytest.mark.parametrize("case", _tolerated())
+@pytest.mark.filterwarnings("ignore::nbformat.validator.MissingIDFieldWarning")
+async def test_notebooks_jupyter_opens_open_and_save_in_their_shape(
+        jupyter: JupyterServer, case: str) -> None:
+    if case in TOLERATED:
+        name = f"tolerated/{case}.ipynb"
+        (jupyter.root / "tolerated").mkdir(exist_ok=True)
+        (jupyter.root / name).write_text(TOLERATED[case], encoding="utf-8")
+    else:
+        name = f"fixtures/{case}"
+        shutil.copy(jupyter.root / name, jupyter.root / f"fixtures/copy-{case}")
+        name = f"fixtures/copy-{case}"
+    path = jupyter.root / name
+    before = path.read_text(encoding="utf-8")
+    client = await open_notebook(jupyter, name)
+    try:
+        cells = client.model.ycells
+        index = next((i for i, cell in enumerate(cells) if "source" in cell), None)
+        if index is not None:
+            append_source(client.model, index, " # edited")
+        await client.flush()
+        assert await client.save() == "success"
+    finally:
+        await client.close()
+    expected = normal_notebook(before)
+    written = normal_notebook(path.read_text(encoding="utf-8"))
+    if index is not None:
+        cell = expected["cells"][index]
+        cell["source"] = cell.get("source", "") + " # edited"
+    if expected.get("nbformat") == 4:
+        for ours, theirs in zip(written["cells"], expected["cells"], strict=True):
+            if "id" in ours and "id" not in theirs and expected["nbformat_minor"] >= 5:
+                theirs["id"] = ours["id"]  # given one, as Jupyter gives one
+            if theirs.get("attachments") == {}:
+                del theirs["attachments"]
+        assert written == expected
+    if case in TOLERATED and case != "no nbformat":
+        assert f"{name} does not follow its nbformat schema" in jupyter.log()
+
+
+def normal_notebook(text: str) -> Any:
+    """A file's notebook as plain JSON with multi-line strings joined."""
+    return plain(rejoin_lines(json.loads(text, object_hook=nbformat.NotebookNode)))
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+async def test_files_jupyter_refuses_are_refused_with_a_reason(jupyter: JupyterServer,
+                                                              case: str) -> None:
+    data, summary = REFUSED[case]
+    (jupyter.root / "refused").mkdir(exist_ok=True)
+    name = f"refused/{case}.ipynb"
+    (jupyter.root / name).write_bytes(data)
+    status, info = jupyter.session(name)
     assert status in (200, 201)
     client = await DocClient.open(jupyter.room_url(info), sync=False)
-    assert await client.wait_closed() == 4500  # the frontend: "Internal server error when
-    assert not client.synced.is_set()          # loading <path>"
-    assert f"fixtures/{name}" in jupyter.log() and "cannot load" in jupyter.log()
+    # the stock frontend shows its "Document error" dialog with errorReason
+    assert await client.wait_closed() == 1003
+    assert json.loads(client.close_reason) == {
+        "reason": "initialization_error", "reloadable": False, "errorReason": summary}
+    assert not client.synced.is_set()
+    assert name in jupyter.log() and "cannot load" in jupyter.log()
 
 
 # --- Yjs clients (node, y-websocket) ----------------------------------------------------------

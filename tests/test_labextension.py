@@ -76,6 +76,12 @@ def test_labextension_in_wheel(wheel: zipfile.ZipFile) -> None:
     schema = read_json(wheel, files[f"{LABEXTENSION_DIR}/schemas/{EXTENSION}/plugin.json"])
     toolbar = schema["jupyter.lab.toolbars"]["Notebook"]
     assert [item["command"] for item in toolbar] == ["ydjango:copy-room-link"]
+    # One way to share: the top bar's share button is ours (the room link), in place of
+    # jupyter-collaboration-ui's server link, whose plugin the extension disables.
+    top_bar = schema["jupyter.lab.toolbars"]["TopBar"]
+    assert [item["command"] for item in top_bar] == ["collaboration:shared-link"]
+    assert package["jupyterlab"]["disabledExtensions"] == [
+        "@jupyter/collaboration-extension:shared-link"]
     selectors = {item["selector"] for item in schema["jupyter.lab.menus"]["context"]}
     assert ".jp-Notebook" in selectors
 

@@ -367,6 +367,12 @@ class YClient:
         no reconnect. Returns the recorded ``connection-close`` event (or ``None``)."""
         return (await self._call("kill"))["event"]
 
+    async def drop(self) -> None:
+        """Lose the socket without any goodbye, as y-websocket's watchdog does after 30 s
+        without a message: the provider reconnects by itself and announces its awareness
+        state again, with the same clock."""
+        await self._call("drop")
+
     async def disconnect(self) -> None:
         """``provider.disconnect()``: awareness goodbye and close; :meth:`reconnect` later."""
         await self._call("disconnect")

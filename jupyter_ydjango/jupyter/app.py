@@ -17,7 +17,9 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Int, Unicode, default, validate
 
 from ..identity import Identity
+from . import collaboration
 from .backend import Backend, BackendError
+from .events import CollaborationEvents
 from .handlers import (
     ForkHandler,
     RoomHandler,
@@ -51,6 +53,11 @@ class YDjango(ExtensionApp):
     its edits between two copies, so this extension must be the only one answering: it logs
     an error that names the conflict and the fix, and puts its own routes ahead of the other
     extension's, so that the collaboration API is consistently ours.
+
+    **Other server extensions** (jupyterlab-chat, jupyter-server-nbmodel, Jupyter AI) find
+    jupyter-collaboration's in-process API where they look for it, under the extension name
+    ``jupyter_server_ydoc`` (:mod:`.collaboration`), and get its ``session`` and
+    ``awareness`` events (:mod:`.events`).
 
     **Configuration of the embedded side**: the Django settings read ``YDJANGO_*`` environment
     variables when they are imported; the extension sets ``YDJANGO_NOTEBOOK_DIR`` to the
@@ -157,6 +164,8 @@ class YDjango(ExtensionApp):
         self._ready = asyncio.Event()
         self._startup_error: str | None = None
         self._contents_changes: set[asyncio.Task[Any]] = set()
+        #: jupyter-collaboration's events (set when loaded).
+        self.events: CollaborationEvents | None = None
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -165,9 +174,16 @@ class YDjango(ExtensionApp):
         """Whether the Django side runs in this process."""
         return not self.remote_url
 
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Link as any extension; then stand in for jupyter-collaboration's app, which other
+        extensions look up by name as they load (see :mod:`.collaboration`)."""
+        super()._link_jupyter_server_extension(serverapp)
+        collaboration.install(self)
+
     def initialize_settings(self) -> None:
         """Check the configuration and make the backend (Django is set up here if embedded)."""
         self._check_conflicts()
+        self.events = CollaborationEvents(self.serverapp.event_logger, self.log)
         if self.embedded:
             try:
                 self.backend = self._embedded_backend()
@@ -176,6 +192,8 @@ class YDjango(ExtensionApp):
                 # frontend fails visibly instead of with "not found".
                 self._startup_error = f"the embedded Django side failed to start: {exc!r}"
                 self.log.exception("jupyter_ydjango: %s", self._startup_error)
+            else:
+                self.events.connect_rooms()
         else:
             self.backend = self._remote_backend()
         self.serverapp.event_logger.add_listener(
@@ -261,9 +279,9 @@ class YDjango(ExtensionApp):
                 self._startup_error = f"database migrations failed: {exc!r}"
                 self.log.exception("jupyter_ydjango: %s", self._startup_error)
             else:
-                from ..importer import get_importer
+                from ..conversions import get_converter
 
-                get_importer().warm_up()
+                get_converter().warm_up()
         self._ready.set()
 
     async def get_backend(self) -> Backend:
@@ -361,6 +379,8 @@ class YDjango(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Close every client websocket, then let the Django side save and unload its rooms."""
+        if self.events is not None:
+            self.events.disconnect_rooms()
         for handler in list(self.sockets):
             handler.shutdown()
         self.sockets.clear()
@@ -375,9 +395,9 @@ class YDjango(ExtensionApp):
                 self.log.error("jupyter_ydjango: rooms did not unload within 60 s")
             except Exception:
                 self.log.exception("jupyter_ydjango: error while unloading rooms")
-            from ..importer import get_importer
+            from ..conversions import get_converter
 
-            get_importer().shutdown()
+            get_converter().shutdown()
 
 
 #: The extension application (``YDjango`` is also its configuration section).

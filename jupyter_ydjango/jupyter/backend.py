@@ -42,6 +42,9 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TLS = 1015
 #: The Django side's code for a stale or unknown ``sessionId``.
 CLOSE_UNKNOWN_SESSION = 4409
+#: The Django side's code for a file that is not a document of its room's type (what Jupyter
+#: refuses to open too); the close reason says why.
+CLOSE_UNREADABLE = 4422
 
 #: Codes that must not appear in a close frame (RFC 6455 7.4.1).
 _RESERVED = frozenset({CLOSE_NO_STATUS, CLOSE_ABNORMAL, CLOSE_TLS})
@@ -171,11 +174,15 @@ def client_close(code: int | None, reason: str, session_id: str) -> tuple[int, s
     """The close code and reason for the browser, given the Django side's.
 
     ``4409`` (stale or unknown ``sessionId``) becomes ``1003`` with the JSON reason the stock
-    frontend turns into its "reload" dialog; a missing or abnormal close becomes ``1011``
+    frontend turns into its "reload" dialog; ``4422`` (a file Jupyter would not open either)
+    becomes ``1003`` with the JSON reason it shows in its "Document error" dialog (the Django
+    side's reason, a short sentence); a missing or abnormal close becomes ``1011``
     (retryable); other codes pass through. The reason is cut to fit a close frame.
     """
     if code == CLOSE_UNKNOWN_SESSION:
         return CLOSE_UNSUPPORTED, _session_reason(session_id)
+    if code == CLOSE_UNREADABLE:
+        return CLOSE_UNSUPPORTED, _initialization_error(reason)
     if code is None or code in _RESERVED or not (1000 <= code <= 4999):
         return CLOSE_INTERNAL_ERROR, truncate_reason(reason or "connection to the backend lost")
     return code, truncate_reason(reason)
@@ -194,6 +201,18 @@ def _session_reason(session_id: str) -> str:
             session_id = session_id[:-1]
         text = render(session_id)
     return text
+
+
+def _initialization_error(reason: str) -> str:
+    """jupyter-collaboration's close reason for a document that cannot be opened."""
+    def render(text: str) -> str:
+        return json.dumps({"reason": "initialization_error", "reloadable": False,
+                           "errorReason": text}, separators=(",", ":"), ensure_ascii=False)
+
+    text = reason or "This file cannot be opened."
+    while len(render(text).encode()) > MAX_REASON_BYTES:
+        text = text[:-2] + "…"
+    return render(text)
 
 
 def truncate_reason(reason: str) -> str:

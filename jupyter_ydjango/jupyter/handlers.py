@@ -29,6 +29,7 @@ from .backend import (
     RoomConnection,
     client_close,
 )
+from .events import CollaborationEvents
 
 
 class Extension(Protocol):
@@ -37,6 +38,8 @@ class Extension(Protocol):
     max_message_size: int
     #: The open room websockets (closed at shutdown).
     sockets: set[Any]
+    #: jupyter-collaboration's events (clients joining and leaving rooms).
+    events: CollaborationEvents | None
 
     async def get_backend(self) -> Backend:
         """The backend, once the Django side is ready."""
@@ -193,6 +196,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self._session_id = ""
         self._pump: asyncio.Task[None] | None = None
         self._gone = False
+        self._joined = ""  # the room this client joined (reported to listeners)
 
     def set_default_headers(self) -> None:
         """No API headers on a websocket handshake (as Jupyter's kernel websockets)."""
@@ -230,6 +234,9 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if self._gone:  # the server began shutting down meanwhile
             self.upstream.close(CLOSE_GOING_AWAY)
             return
+        if self.upstream.accepted and self.extension.events is not None:
+            self._joined = room_id
+            self.extension.events.client_joined(room_id, self._identity.username)
         self._pump = asyncio.get_running_loop().create_task(self._pump_to_client(self.upstream))
 
     async def _pump_to_client(self, upstream: RoomConnection) -> None:
@@ -261,6 +268,9 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     def on_close(self) -> None:
         self._gone = True
         self.extension.sockets.discard(self)
+        if self._joined and self.extension.events is not None and self._identity is not None:
+            self.extension.events.client_left(self._joined, self._identity.username)
+            self._joined = ""
         if self.upstream is not None:
             self.upstream.close(self.close_code or CLOSE_ABNORMAL)
 

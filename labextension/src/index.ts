@@ -1,7 +1,8 @@
 /**
- * jupyter-ydjango's JupyterLab extension: the "Copy room link" command, the
- * room status item of the status bar, and read-only notebooks for users who
- * may only read a room.
+ * jupyter-ydjango's JupyterLab extension: the "Copy room link" command (also
+ * behind the top bar's share button, in place of jupyter-collaboration-ui's
+ * server link), the room status item of the status bar, and read-only
+ * notebooks for users who may only read a room.
  */
 import { ICollaborativeContentProvider } from '@jupyter/collaborative-drive';
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
@@ -9,7 +10,7 @@ import { ICommandPalette } from '@jupyterlab/apputils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IStatusBar } from '@jupyterlab/statusbar';
-import { linkIcon } from '@jupyterlab/ui-components';
+import { linkIcon, shareIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { Signal } from '@lumino/signaling';
 
@@ -18,12 +19,19 @@ import { RoomMonitor } from './monitor';
 import { findRoomProvider } from './provider';
 import { ReadOnlyNotebook, refuseDocumentCommands } from './readonly';
 import { fetchRoomInfoOf } from './room';
-import { RoomStatusItem } from './status';
+import { RoomStatusItem, STATUS_ID } from './status';
 
 export const PLUGIN_ID = 'jupyter-ydjango:plugin';
 
 export namespace CommandIDs {
   export const copyRoomLink = 'ydjango:copy-room-link';
+  /**
+   * The share command of jupyter-collaboration-ui (its top bar button). Its
+   * plugin is disabled by this extension (see `disabledExtensions` in
+   * package.json): the command copies the room link here, so that sharing
+   * gives one link, whichever button people use.
+   */
+  export const share = 'collaboration:shared-link';
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -46,6 +54,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const readOnlyOf = addReadOnlyNotebooks(app, tracker, contentProvider);
     if (statusBar) {
       addRoomStatus(app, tracker, statusBar, contentProvider, readOnlyOf);
+    } else {
+      // Notebook 7 has no status bar: each notebook's toolbar shows its room.
+      addToolbarRoomStatus(app, tracker, contentProvider, readOnlyOf);
     }
   }
 };
@@ -72,20 +83,38 @@ function addCopyRoomLink(
     return tracker.currentWidget?.context.path ?? null;
   };
 
+  const execute = async (args: ReadonlyPartialJSONObject) => {
+    const path = targetPath(args);
+    if (path === null) {
+      return;
+    }
+    return copyRoomLink(app.serviceManager.contents.localPath(path));
+  };
   app.commands.addCommand(CommandIDs.copyRoomLink, {
     label: 'Copy room link',
     caption: 'Copy a link that opens this notebook for a co-editor',
     icon: linkIcon,
     isEnabled: args => targetPath(args) !== null,
-    execute: async args => {
-      const path = targetPath(args);
-      if (path === null) {
-        return;
-      }
-      return copyRoomLink(app.serviceManager.contents.localPath(path));
-    }
+    execute
   });
-  tracker.currentChanged.connect(() => app.commands.notifyCommandChanged(CommandIDs.copyRoomLink));
+  // Where jupyter-collaboration-ui's share plugin was re-enabled, its command stays.
+  if (!app.commands.hasCommand(CommandIDs.share)) {
+    app.commands.addCommand(CommandIDs.share, {
+      label: 'Share: copy room link',
+      caption: 'Copy a link that opens the current notebook in its room, for a co-editor',
+      icon: shareIcon,
+      isEnabled: () => targetPath({}) !== null,
+      execute: () => execute({})
+    });
+  }
+  const changed = () => {
+    app.commands.notifyCommandChanged(CommandIDs.copyRoomLink);
+    if (app.commands.hasCommand(CommandIDs.share)) {
+      app.commands.notifyCommandChanged(CommandIDs.share);
+    }
+  };
+  tracker.currentChanged.connect(changed);
+  app.shell.currentChanged?.connect(changed);
 }
 
 /**
@@ -148,7 +177,7 @@ function addRoomStatus(
   contentProvider: ICollaborativeContentProvider | null,
   readOnlyOf: (panel: NotebookPanel) => ReadOnlyNotebook | null
 ): void {
-  const item = new RoomStatusItem();
+  const item = new RoomStatusItem({ id: STATUS_ID });
   const activeStateChanged = new Signal<RoomStatusItem, void>(item);
   let shown: NotebookPanel | null = null;
 
@@ -169,19 +198,7 @@ function addRoomStatus(
     item.monitor = null;
     shown = panel;
     if (panel !== null) {
-      const monitor = new RoomMonitor({
-        context: panel.context,
-        contentProvider,
-        serverSettings: app.serviceManager.serverSettings
-      });
-      // Before the item: the notebook is read-only by the time it says so.
-      monitor.changed.connect(() => {
-        const notebook = readOnlyOf(panel);
-        if (notebook !== null && monitor.roomReadOnly !== null) {
-          notebook.roomReadOnly = monitor.roomReadOnly;
-        }
-      });
-      item.monitor = monitor;
+      item.monitor = newMonitor(app, panel, contentProvider, readOnlyOf);
     }
     activeStateChanged.emit();
   };
@@ -199,5 +216,66 @@ function addRoomStatus(
   });
   void app.restored.then(update);
 }
+
+/**
+ * A monitor of the room of `panel`, which also tells the panel's read-only
+ * notebook whether the room is read-only.
+ */
+function newMonitor(
+  app: JupyterFrontEnd,
+  panel: NotebookPanel,
+  contentProvider: ICollaborativeContentProvider | null,
+  readOnlyOf: (panel: NotebookPanel) => ReadOnlyNotebook | null
+): RoomMonitor {
+  const monitor = new RoomMonitor({
+    context: panel.context,
+    contentProvider,
+    serverSettings: app.serviceManager.serverSettings
+  });
+  // Connected before any item: the notebook is read-only by the time it says so.
+  monitor.changed.connect(() => {
+    const notebook = readOnlyOf(panel);
+    if (notebook !== null && monitor.roomReadOnly !== null) {
+      notebook.roomReadOnly = monitor.roomReadOnly;
+    }
+  });
+  return monitor;
+}
+
+/**
+ * Where there is no status bar (Notebook 7), a status item in each notebook's
+ * toolbar, next to the kernel's, watching that notebook's room for as long as
+ * the notebook is open.
+ */
+function addToolbarRoomStatus(
+  app: JupyterFrontEnd,
+  tracker: INotebookTracker,
+  contentProvider: ICollaborativeContentProvider | null,
+  readOnlyOf: (panel: NotebookPanel) => ReadOnlyNotebook | null
+): void {
+  const add = (panel: NotebookPanel): void => {
+    if (panel.isDisposed) {
+      return;
+    }
+    const item = new RoomStatusItem();
+    item.addClass('ydjango-RoomStatus-toolbar');
+    const monitor = newMonitor(app, panel, contentProvider, readOnlyOf);
+    item.monitor = monitor;
+    if (!panel.toolbar.insertAfter('spacer', TOOLBAR_STATUS_ITEM, item)) {
+      panel.toolbar.addItem(TOOLBAR_STATUS_ITEM, item);
+    }
+    panel.disposed.connect(() => {
+      item.dispose();
+      monitor.dispose();
+    });
+  };
+  tracker.forEach(add);
+  tracker.widgetAdded.connect((_, panel) => add(panel));
+}
+
+/**
+ * The name of the toolbar item of the room status (Notebook 7).
+ */
+const TOOLBAR_STATUS_ITEM = 'ydjango-room-status';
 
 export default plugin;

@@ -1,5 +1,6 @@
 /**
- * The room link: a URL that opens a notebook in JupyterLab for a co-editor.
+ * The room link: a URL that opens a notebook for a co-editor, in the
+ * application the sender uses (JupyterLab or Notebook 7).
  */
 import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
 import { PageConfig, URLExt } from '@jupyterlab/coreutils';
@@ -52,21 +53,41 @@ export function newLinkWorkspace(): string {
  */
 export function roomLink(path: string, workspace: string = newLinkWorkspace()): string {
   const base = new URL(PageConfig.getShareUrl(), window.location.href);
-  const segments = path.split('/').filter(segment => segment !== '');
-  const encoded = segments.map(encodeURIComponent).join('/');
   const prefix = URLExt.join(base.pathname, 'lab', 'workspaces', workspace, 'tree');
-  return `${base.origin}${prefix}/${encoded}`;
+  return `${base.origin}${prefix}/${encodePath(path)}`;
 }
 
 /**
- * Copy the room link of `path` to the clipboard and say so.
+ * The link that opens `path` in Notebook 7: `{origin}{baseUrl}notebooks/{path}`
+ * (Notebook 7 has no workspaces: one notebook per page).
+ */
+export function notebookRoomLink(path: string): string {
+  const base = new URL(PageConfig.getShareUrl(), window.location.href);
+  return `${base.origin}${URLExt.join(base.pathname, 'notebooks')}/${encodePath(path)}`;
+}
+
+/**
+ * Whether this page is Notebook 7 (rather than JupyterLab).
+ */
+export function isNotebook7(): boolean {
+  return PageConfig.getOption('appName') === 'Jupyter Notebook';
+}
+
+function encodePath(path: string): string {
+  const segments = path.split('/').filter(segment => segment !== '');
+  return segments.map(encodeURIComponent).join('/');
+}
+
+/**
+ * Copy the room link of `path` to the clipboard and say so. In Notebook 7 the
+ * link opens Notebook 7 (see `notebookRoomLink`), elsewhere JupyterLab.
  *
  * Where the clipboard API is unavailable (a page served over plain HTTP from
  * another host is not a secure context) or refuses, show the link in a
  * dialog instead, selected, so that the user can copy it by hand.
  */
 export async function copyRoomLink(path: string): Promise<string> {
-  const link = roomLink(path);
+  const link = isNotebook7() ? notebookRoomLink(path) : roomLink(path);
   if (await writeToClipboard(link)) {
     Notification.success('Room link copied', { autoClose: 3000 });
   } else {

@@ -1,7 +1,10 @@
 /**
- * The status-bar item: room state, people in the room, last save.
+ * The room status item: room state, people in the room, last save. JupyterLab
+ * shows one in its status bar (for the current notebook); Notebook 7, which has
+ * no status bar, one in each notebook's toolbar.
  *
- * The element has the id `ydjango-status` and carries what it shows as
+ * The status bar's element has the id `ydjango-status`; every item has the
+ * class `ydjango-RoomStatus` and carries what it shows as
  * `data-state`, `data-people`, `data-last-saved` (the room's last save,
  * ISO-8601, or empty), `data-written-at` and `data-written-by` (when the file
  * was last written and by whom, `room` or `outside`, or empty while unknown)
@@ -23,9 +26,15 @@ export const STATUS_ID = 'ydjango-status';
 const TICK_INTERVAL = 1000;
 
 export class RoomStatusItem extends Widget {
-  constructor() {
+  /**
+   * @param options.id the element's id (the status bar's item has
+   *   `ydjango-status`; toolbar items have none).
+   */
+  constructor(options: { id?: string } = {}) {
     super();
-    this.id = STATUS_ID;
+    if (options.id) {
+      this.id = options.id;
+    }
     this.addClass('ydjango-RoomStatus');
     this.addClass('jp-StatusBar-TextItem');
     this._dot = document.createElement('span');

@@ -446,6 +446,24 @@ const commands = {
     return await destroyClient(client, req.wait_ms ?? 1000)
   },
 
+  async drop (req) {
+    // lose the socket without any goodbye, as y-websocket's own watchdog closes it after 30 s
+    // without a message: no awareness null state; the provider reconnects by itself and
+    // announces its local awareness state again, with the same clock
+    const client = getClient(req)
+    const ws = client.provider.ws
+    if (ws === null) return { dropped: false }
+    const closesBefore = closeEvents(client).length
+    ws.close()
+    await waitFor(
+      client.eventWaiters,
+      () => closeEvents(client).length > closesBefore ? true : undefined,
+      req.timeout_ms ?? 2000,
+      () => ({ message: 'socket did not report closing' })
+    )
+    return { dropped: true }
+  },
+
   async kill (req) {
     // drop the socket without any goodbye: no awareness null state, no close frame
     const client = getClient(req)

@@ -17,8 +17,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from notebooks import generated_notebook
 from services import children
 
-from jupyter_ydjango.formats import FormatError
-from jupyter_ydjango.importer import IMPORT_CLIENT_ID, Importer, build
+from jupyter_ydjango.conversions import IMPORT_CLIENT_ID, Converter, build
+from jupyter_ydjango.formats import FORMATS, FormatError
 from jupyter_ydjango.notebook import load_into, notebook_from_doc, read_notebook
 
 pytestmark = pytest.mark.timeout(120)
@@ -75,37 +75,58 @@ def test_build_in_steps_is_the_one_transaction_load() -> None:
     assert notebook_from_doc(room) == notebook_from_doc(whole)
 
 
-def process_importer() -> Importer:
-    """An importer that builds every file in its worker process, once that is up."""
-    importer = Importer(1)
-    importer.process_threshold = 0
-    importer.warm_up()
-    assert wait_until(lambda: importer.ready)
-    return importer
+def process_converter() -> Converter:
+    """An converter that builds every file in its worker process, once that is up."""
+    converter = Converter(1)
+    converter.process_threshold = 0
+    converter.warm_up()
+    assert wait_until(lambda: converter.ready)
+    return converter
 
 
 async def test_a_worker_that_dies_is_replaced() -> None:
-    importer = process_importer()
+    others = set(import_workers(os.getpid()))  # other tests' converters in this process
+    converter = process_converter()
     try:
         data = nbformat.writes(new_notebook(cells=[new_code_cell("x = 1")])).encode()
-        first = await importer.build(NOTEBOOK, data, "a.ipynb", "h")
-        (worker,) = import_workers(os.getpid())
+        first = await converter.build(NOTEBOOK, data, "a.ipynb", "h")
+        (worker,) = set(import_workers(os.getpid())) - others
         os.kill(worker, signal.SIGKILL)
         assert wait_until(lambda: not alive(worker))
-        again = await importer.build(NOTEBOOK, data, "a.ipynb", "h")
+        again = await converter.build(NOTEBOOK, data, "a.ipynb", "h")
         assert again.state == first.state
         assert worker not in import_workers(os.getpid())
     finally:
-        importer.shutdown()
+        converter.shutdown()
 
 
 async def test_format_errors_come_back_from_the_worker() -> None:
-    importer = process_importer()
+    converter = process_converter()
     try:
         with pytest.raises(FormatError, match="not valid JSON"):
-            await importer.build(NOTEBOOK, b"{nope", "bad.ipynb", "h")
+            await converter.build(NOTEBOOK, b"{nope", "bad.ipynb", "h")
     finally:
-        importer.shutdown()
+        converter.shutdown()
+
+
+async def test_a_save_rendered_in_the_worker_is_the_files_bytes() -> None:
+    """The worker writes what Jupyter writes for the document's dump, and refuses an invalid
+    document."""
+    nb = generated_notebook(300)
+    data = nbformat.writes(nb).encode()
+    doc = pycrdt.Doc()
+    load_into(doc, read_notebook(data))
+    dump = FORMATS[NOTEBOOK].dump(doc)
+    converter = process_converter()
+    try:
+        assert await converter.render(NOTEBOOK, dump) == FORMATS[NOTEBOOK].render_dump(dump)
+        assert read_notebook(await converter.render(NOTEBOOK, dump)) == read_notebook(data)
+        with doc.transaction():
+            doc.get("cells", type=pycrdt.Array)[0]["cell_type"] = "no such type"
+        with pytest.raises(FormatError, match="Invalid notebook"):
+            await converter.render(NOTEBOOK, FORMATS[NOTEBOOK].dump(doc))
+    finally:
+        converter.shutdown()
 
 
 @pytest.mark.parametrize("stop", ["sigkill", "sigterm"])

@@ -1,0 +1,231 @@
+"""Files to documents and documents to files, away from the event loop.
+
+Importing a big notebook means parsing and validating it and building a document of
+thousands of shared types; saving one means reading it back, validating it and writing JSON.
+Both are hundreds of milliseconds of Python (or of C that holds the GIL, like ``json.dumps``)
+that would stall every other room of the process, and an import leaves tens of megabytes of
+freed objects that the allocator keeps. So both run in a worker process
+(``YDJANGO_CONVERSION_PROCESSES``, kept warm), which gets and gives bytes and strings only;
+small files, and every file while the workers are starting, are converted in a thread.
+
+An import (:func:`build`) hands back:
+
+* ``chunks``: the document as a few incremental updates, each of at most a few hundred cells,
+  which the room applies one after the other, letting other rooms run in between;
+* ``state``: the whole document as one update, stored as the import snapshot.
+
+The build is deterministic: a fixed client id (:data:`IMPORT_CLIENT_ID`) and a fixed order
+of operations give the same Yjs items every time, so two imports of one file never
+duplicate cells for clients that hold the items of the other.
+
+A save (:func:`render`) takes the document's :meth:`~.formats.DocumentFormat.dump`, made
+quickly on the event loop, and gives the file's bytes.
+
+With ``YDJANGO_CONVERSION_PROCESSES = 0`` everything runs in threads of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pycrdt
+
+from .formats import FormatError
+from .ydoc_formats import find_format
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Client id of the documents files are imported into: a fixed one, so that importing the same
+#: file twice creates the same Yjs items (never duplicated cells when histories meet).
+IMPORT_CLIENT_ID = 0
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A file built into a document, as bytes."""
+
+    #: Incremental updates that together make the document, to apply in order.
+    chunks: list[bytes]
+    #: The whole document as one update.
+    state: bytes
+    #: The file's shape (see :meth:`~.formats.DocumentFormat.shape`).
+    shape: Any = None
+
+
+def build(kind: tuple[str, str], data: bytes, path: str, content_hash: str) -> Imported:
+    """Parse a file's bytes and build its document (runs in the worker).
+
+    :raises FormatError: the file cannot be loaded as ``kind``.
+    """
+    doc_format = _format(kind)
+    content = doc_format.parse(data)
+    doc = pycrdt.Doc(client_id=IMPORT_CLIENT_ID)
+    chunks = []
+    state_vector = b"\x00"
+    for _ in doc_format.load_steps(doc, content, path, content_hash):
+        chunks.append(doc.get_update(state_vector))
+        state_vector = doc.get_state()
+    return Imported(chunks, doc.get_update(), doc_format.shape(content))
+
+
+def render(kind: tuple[str, str], dump: Any, shape: Any = None) -> bytes:
+    """A document's file bytes from its dump, in the file's shape (runs in the worker).
+
+    :raises FormatError: the document cannot be written as a valid file.
+    """
+    return _format(kind).render_dump(dump, shape)
+
+
+def _format(kind: tuple[str, str]) -> Any:
+    doc_format = find_format(*kind)
+    if doc_format is None:
+        raise FormatError(f"no format serves {kind[0]}:{kind[1]} documents")
+    return doc_format
+
+
+def _size(dump: Any) -> int:
+    return len(dump) if isinstance(dump, (str, bytes)) else sum(_size(part) for part in dump)
+
+
+class Converter:
+    """Runs :func:`build` and :func:`render` in a pool of worker processes, one pool per server
+    process.
+
+    Small files (under :attr:`process_threshold` bytes), and every file while the workers
+    are still starting, are converted in a thread instead: for them a process costs more than
+    it saves.
+    """
+
+    #: Files smaller than this are converted in a thread of the server.
+    process_threshold = 256 * 1024
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._ready: concurrent.futures.Future[None] | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # spawn: a fork of a server with running threads could inherit held locks
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    self.processes, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker, initargs=(os.getpid(),))
+                with _without_main():
+                    self._ready = self._pool.submit(_warm)
+            return self._pool
+
+    def warm_up(self) -> None:
+        """Start the workers now, so that the first big open does not wait for them."""
+        if self.processes > 0:
+            self._executor()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the worker processes are up."""
+        ready = self._ready
+        return ready is not None and ready.done() and ready.exception() is None
+
+    async def build(self, kind: tuple[str, str], data: bytes, path: str,
+                    content_hash: str) -> Imported:
+        """:func:`build`, in a worker for a big file. :raises FormatError:"""
+        return await self._run(len(data), build, kind, data, path, content_hash)
+
+    async def render(self, kind: tuple[str, str], dump: Any, shape: Any = None) -> bytes:
+        """:func:`render`, in a worker for a big document. :raises FormatError:"""
+        return await self._run(_size(dump), render, kind, dump, shape)
+
+    async def _run(self, size: int, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in a worker, or a thread for small sizes. A worker that died is
+        replaced and the call tried once more (it may have been killed from outside, or run
+        out of memory)."""
+        if self.processes <= 0 or size < self.process_threshold or not self.ready:
+            self.warm_up()
+            return await asyncio.to_thread(func, *args)
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            executor = self._executor()
+            try:
+                with _without_main():  # submit may start a worker
+                    future = loop.run_in_executor(executor, func, *args)
+                return await future
+            except BrokenProcessPool:
+                logger.error("a conversion worker died running %s (attempt %d)",
+                             func.__name__, attempt)
+                with self._lock:
+                    if self._pool is executor:
+                        self._pool = self._ready = None
+                executor.shutdown(wait=False)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def shutdown(self) -> None:
+        """Stop the workers."""
+        with self._lock:
+            pool, self._pool, self._ready = self._pool, None, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _without_main() -> Iterator[None]:
+    """Start workers without the server's ``__main__`` module.
+
+    A spawned process imports the ``__main__`` module of its parent unless that module has
+    neither a name nor a file: a server run as ``python -m daphne`` (whose ``__main__`` is not
+    guarded) would start once more in every worker.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
+def _warm() -> None:
+    """Import what a conversion needs."""
+    from . import formats, notebook, ydoc_formats  # noqa: F401
+
+
+def _init_worker(server_pid: int) -> None:
+    """A worker process's start: warm up, and exit as soon as the server is gone (a server
+    killed with SIGKILL cannot stop its workers)."""
+    _warm()
+
+    def watch() -> None:
+        while os.getppid() == server_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="ydjango-import-watchdog", daemon=True).start()
+
+
+_converter: Converter | None = None
+
+
+def get_converter() -> Converter:
+    """The converter of this process, configured from ``YDJANGO_CONVERSION_PROCESSES``."""
+    global _converter
+    if _converter is None:
+        from .conf import get_setting
+
+        _converter = Converter(int(get_setting("YDJANGO_CONVERSION_PROCESSES")))
+    return _converter
