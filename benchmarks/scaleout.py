@@ -1,21 +1,25 @@
-"""Scale-out benchmark: two service processes on Redis and PostgreSQL.
+"""Scale-out benchmark: service processes on Redis and PostgreSQL.
 
 Run it from anywhere with the project's interpreter::
 
     /work/venv/bin/python benchmarks/scaleout.py
 
 It starts a private ``redis-server``, creates a throwaway PostgreSQL database on
-127.0.0.1:5432 (dropped at the end), runs two ``python -m jupyter_ydjango serve`` processes
-on them, and measures with real Yjs clients (node, ``tests/js/driver.mjs``):
+127.0.0.1:5432 (dropped at the end), runs ``python -m jupyter_ydjango serve`` processes on
+them, and measures with real Yjs clients (node, ``tests/js/driver.mjs``):
 
-1. edit-to-receipt latency in one ``text:file`` room with 50 clients, spread over the two
+1. edit-to-receipt latency in one ``text:file`` room with 50 clients, spread over two
    processes or all on one, while one writer types a character every 50 ms;
-2. the typing rate the two processes sustain before the median latency doubles (a ramp);
-3. PostgreSQL rows and bytes per 1,000 keystrokes, before and after compaction.
+2. the typing rate two processes sustain in one room before the median latency doubles;
+3. PostgreSQL rows and bytes per 1,000 keystrokes, before and after compaction;
+4. many rooms (40 rooms of 5 clients, one typist each) on ``serve --workers 1`` and
+   ``serve --workers 2``: delivered updates/s and p99 latency as the typing rate grows.
 
-It prints plain-text tables and writes ``benchmarks/results/scaleout.json``. See
-``benchmarks/README.md`` for what each column means. This is a measurement, not a test: it
-asserts nothing about the numbers.
+``--parts`` chooses what to run; the results of the parts not run are kept in the JSON file.
+It prints plain-text tables, writes ``benchmarks/results/scaleout.json`` and, for part 4,
+draws ``benchmarks/results/scaleout-workers.png`` (needs matplotlib: ``pip install
+matplotlib``). See ``benchmarks/README.md`` for what each column means. This is a
+measurement, not a test: it asserts nothing about the numbers.
 """
 
 from __future__ import annotations
@@ -56,10 +60,19 @@ from fanout import (  # noqa: E402
     table,
 )
 from servers import Server, migrate, serve_command, server_env  # noqa: E402
-from services import PgDatabase, RedisServer, postgres_user  # noqa: E402
+from services import (  # noqa: E402
+    PgDatabase,
+    RedisServer,
+    accept_queue,
+    children,
+    connections_by_worker,
+    postgres_user,
+)
 from yclient import NodeDriver, YClient  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scaleout.json"
+PLOT = ROOT / "benchmarks" / "results" / "scaleout-workers.png"
+PARTS = ("latency", "ramp", "storage", "workers")
 
 
 def progress(text: str) -> None:
@@ -70,10 +83,19 @@ def progress(text: str) -> None:
 
 
 class Service:
-    """One ``serve`` process."""
+    """One ``serve`` process, or with ``workers`` > 1 a ``serve --workers N`` supervisor."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.server = Server([*serve_command(), "--no-migrate"], env, log)
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
+        more = ["--workers", str(workers)] if workers > 1 else []
+        self.workers = workers
+        self.server = Server([*serve_command(), "--no-migrate", *more], env, log)
+        if workers > 1:  # every worker listens
+            deadline = time.monotonic() + 60
+            while not (len(kids := children(self.pid)) == workers and
+                       all(accept_queue(k, self.port) is not None for k in kids)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the {workers} workers did not all start listening")
+                time.sleep(0.1)
 
     @property
     def port(self) -> int:
@@ -82,6 +104,10 @@ class Service:
     @property
     def pid(self) -> int:
         return self.server.proc.pid
+
+    def pids(self) -> list[int]:
+        """The processes that serve clients (the workers, or the one process)."""
+        return children(self.pid) if self.workers > 1 else [self.pid]
 
     def session(self, path: str) -> dict[str, Any]:
         request = urllib.request.Request(
@@ -262,6 +288,161 @@ async def ramp(driver: NodeDriver, services: list[Service], root: Path, clients:
     return steps
 
 
+# --- many rooms over 1 and 2 workers -------------------------------------------------------
+
+
+def room_delays(sent: list[dict[str, Any]], watched: list[list[dict[str, Any]]]
+                ) -> tuple[list[float], list[float], int]:
+    """For one room: every (character, receiver) delay, the receipt times, and how many
+    pairs were never received."""
+    delays: list[float] = []
+    receipts: list[float] = []
+    missing = 0
+    for changes in watched:
+        changes = sorted((c for c in changes if not c["local"]), key=lambda c: c["t"])
+        j = 0
+        for i, s in enumerate(sent):
+            while j < len(changes) and changes[j]["length"] < s["length_after"]:
+                j += 1
+            if j == len(changes):
+                missing += len(sent) - i
+                break
+            delays.append(changes[j]["t"] - s["t"])
+            receipts.append(changes[j]["t"])
+    return delays, receipts, missing
+
+
+async def workers_ramp(driver: NodeDriver, service: Service, root: Path, rooms: int,
+                       per_room: int, rates: list[float], seconds: float, meter: Meter
+                       ) -> dict[str, Any]:
+    """``rooms`` rooms of ``per_room`` clients each, the first of each typing; at each typing
+    rate in turn (characters/s per typist), every typist types for ``seconds``. Stops after
+    the first rate whose p99 is more than 4x the lowest p99 so far, or that loses
+    characters."""
+    handles: list[list[YClient]] = []
+    for r in range(rooms):
+        room = new_room([service], root, f"workers-{r}")
+        handles.append(await connect_all(driver, room, [0] * per_room))
+    clients = [c for room in handles for c in room]
+    held = sorted(len(ports) for ports in
+                  connections_by_worker(service.pids(), service.port).values())
+    progress(f"{service.workers} worker(s): {len(clients)} clients connected, "
+             f"held {held} by the workers")
+    lengths = [0] * rooms
+    steps: list[dict[str, Any]] = []
+    try:
+        await asyncio.sleep(2.0)  # the joins' awareness traffic settles
+        for rate in rates:
+            count = max(10, int(rate * seconds))
+            progress(f"{service.workers} worker(s): {rate:g} characters/s per typist, "
+                     f"{rooms * rate:g} updates/s in all")
+            for room in handles:
+                for receiver in room[1:]:
+                    await receiver.watch()
+            cpu = Cpu()
+            with meter.window(cpu):
+                sent = await asyncio.gather(*(
+                    room[0].burst(count, 1000 / rate, timeout=count / rate + 60)
+                    for room in handles))
+                lengths = [n + count for n in lengths]
+                await asyncio.gather(*(
+                    receiver.wait_text(length=lengths[r], timeout=20)
+                    for r, room in enumerate(handles) for receiver in room[1:]),
+                    return_exceptions=True)
+            delays: list[float] = []
+            receipts: list[float] = []
+            missing = 0
+            for room, room_sent in zip(handles, sent, strict=True):
+                watched = list(await asyncio.gather(*(c.watched() for c in room[1:])))
+                d, t, m = room_delays(room_sent, watched)
+                delays += d
+                receipts += t
+                missing += m
+            first = min(s[0]["t"] for s in sent)
+            last_sent = max(s[-1]["t"] for s in sent)
+            span = (max(receipts) - first) / 1000 if receipts else math.nan
+            step = {
+                "rate_per_typist": rate, "chars_per_typist": count,
+                "offered_per_s": rooms * rate,
+                "sent_per_s": rooms * (count - 1) / ((last_sent - first) / 1000),
+                "delivered": len(delays), "never_received": missing,
+                "delivered_per_s": len(delays) / span if span else math.nan,
+                "p50_ms": percentile(delays, 50) if delays else math.nan,
+                "p99_ms": percentile(delays, 99) if delays else math.nan,
+                "cpu": cpu.as_dict(),
+            }
+            steps.append(step)
+            await asyncio.sleep(1.0)
+            if missing or step["p99_ms"] > 4 * min(s["p99_ms"] for s in steps):
+                break
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    return {"workers": service.workers, "rooms": rooms, "clients_per_room": per_room,
+            "connections_held": held, "steps": steps, **capacity(steps)}
+
+
+def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest delivered rate whose p99 is within twice the lowest p99 of the ramp (and
+    that lost nothing)."""
+    base = min((s["p99_ms"] for s in steps), default=math.nan)
+    within = [s for s in steps if s["p99_ms"] <= 2 * base and not s["never_received"]]
+    best = max(within, key=lambda s: s["delivered_per_s"]) if within else None
+    return {"baseline_p99_ms": base,
+            "capacity_delivered_per_s": best["delivered_per_s"] if best else math.nan,
+            "capacity_p99_ms": best["p99_ms"] if best else math.nan}
+
+
+async def workers_part(args: argparse.Namespace, driver: NodeDriver, env: dict[str, str],
+                       tmp: Path, root: Path, started: list[Any]) -> dict[str, Any]:
+    rates = [float(r) for r in args.room_rates.split(",") if r.strip()]
+    configs = []
+    for workers in (1, 2):
+        progress(f"starting serve --workers {workers}")
+        service = Service(env, tmp / f"workers{workers}.log", workers)
+        started.append(service)
+        meter = Meter(lambda: driver.proc.pid if driver.proc else None,
+                      lambda s=service: [s.pid, *s.pids()] if s.workers > 1 else [s.pid])
+        configs.append(await workers_ramp(driver, service, root, args.rooms,
+                                          args.room_clients, rates, args.room_seconds, meter))
+        service.stop()
+        started.remove(service)
+    one, two = configs
+    return {"configs": configs,
+            "speedup": two["capacity_delivered_per_s"] / one["capacity_delivered_per_s"]}
+
+
+def plot_workers(part: dict[str, Any], png: Path) -> None:
+    """p99 latency against delivered updates/s, one line per worker count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for config, color in zip(part["configs"], ("tab:blue", "tab:orange"), strict=False):
+        steps = config["steps"]
+        label = f"{config['workers']} worker{'s' if config['workers'] > 1 else ''}"
+        ax.plot([s["delivered_per_s"] for s in steps], [s["p99_ms"] for s in steps],
+                marker="o", color=color, label=label)
+        ax.axhline(2 * config["baseline_p99_ms"], color=color, linestyle=":", linewidth=1)
+        if math.isfinite(config["capacity_delivered_per_s"]):
+            ax.axvline(config["capacity_delivered_per_s"], color=color, linestyle="--",
+                       linewidth=1)
+    first = part["configs"][0]
+    ax.set_yscale("log")
+    ax.set_xlabel("delivered updates/s (an update received by one client)")
+    ax.set_ylabel("p99 edit-to-receipt latency, ms (log)")
+    ax.set_title(f"{first['rooms']} rooms x {first['clients_per_room']} clients, one typist "
+                 f"each: serve --workers 1 vs 2\n(dotted: 2x the lowest p99; dashed: "
+                 f"the highest rate within it; speedup {part['speedup']:.2f}x)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 # --- storage --------------------------------------------------------------------------------
 
 
@@ -319,8 +500,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ramp-seconds", type=float, default=3.0, help="seconds per rate")
     parser.add_argument("--keystrokes", type=int, default=1000, help="for the storage table")
     parser.add_argument("--storage-interval-ms", type=float, default=50)
-    parser.add_argument("--json", type=Path, default=RESULTS, help="where to write the results")
-    return parser.parse_args(argv)
+    parser.add_argument("--rooms", type=int, default=40, help="rooms of part 4")
+    parser.add_argument("--room-clients", type=int, default=5,
+                        help="clients per room of part 4 (the first one types)")
+    parser.add_argument("--room-rates", default="1,2,4,6,8,10,12,15,20,25,30,40",
+                        help="part 4: characters/s per typist, comma-separated, in order")
+    parser.add_argument("--room-seconds", type=float, default=4.0,
+                        help="part 4: seconds of typing per rate")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"what to run, comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--json", type=Path, default=RESULTS,
+                        help="where to write the results (those of parts not run are kept)")
+    parser.add_argument("--plot", type=Path, default=PLOT, help="where to draw part 4")
+    parser.add_argument("--wait-load", type=float, default=None, metavar="LOAD",
+                        help="first wait (up to --max-wait s) until the 1-minute load average "
+                             "is below LOAD")
+    parser.add_argument("--max-wait", type=float, default=1800)
+    args = parser.parse_args(argv)
+    args.parts = [part for part in args.parts.split(",") if part]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    return args
 
 
 async def run(args: argparse.Namespace, tmp: Path, started: list[Any]) -> dict[str, Any]:
@@ -346,15 +547,49 @@ async def run(args: argparse.Namespace, tmp: Path, started: list[Any]) -> dict[s
     })
     (tmp / "data").mkdir()
     migrate(env)
-    services = [Service(env, tmp / f"service{i}.log") for i in range(2)]
-    started.extend(services)
     driver = NodeDriver(default_timeout=120)
     await driver.start()
     started.append(driver)
+    results: dict[str, Any] = {}
+    if "workers" in args.parts:
+        results["workers"] = await workers_part(args, driver, env, tmp, root, started)
+    if not {"latency", "ramp", "storage"} & set(args.parts):
+        return results
+    services = [Service(env, tmp / f"service{i}.log") for i in range(2)]
+    started.extend(services)
     meter = Meter(lambda: driver.proc.pid if driver.proc else None,
                   lambda: [s.pid for s in services if s.server.proc.poll() is None])
-    results: dict[str, Any] = {"latency": [], "cpu": {}}
+    results["cpu"] = {}
+    if "latency" in args.parts:
+        results["latency"] = await latency_part(args, driver, services, root, meter,
+                                                results["cpu"])
+    if "ramp" in args.parts:
+        rates = [float(r) for r in args.ramp_rates.split(",") if r.strip()]
+        results["ramp"] = await ramp(driver, services, root, args.ramp_clients, rates,
+                                     args.ramp_seconds, meter)
+        ramp_cpu = Cpu()
+        for step in results["ramp"]:
+            for key, value in step["cpu"].items():
+                attr = {"wall_s": "wall", "bench_cpu_s": "bench", "node_cpu_s": "node",
+                        "services_cpu_s": "services"}[key]
+                setattr(ramp_cpu, attr, getattr(ramp_cpu, attr) + value)
+        results["cpu"]["ramp (typing windows)"] = ramp_cpu.as_dict()
+    if "storage" in args.parts:
+        progress(f"storage: {args.keystrokes} keystrokes, one every "
+                 f"{args.storage_interval_ms:g} ms")
+        cpu = Cpu()
+        results["storage"] = await storage(driver, services, root, db, args.keystrokes,
+                                           args.storage_interval_ms, meter, cpu)
+        results["cpu"]["storage"] = cpu.as_dict()
+    results["cpu_totals"] = {"node_cpu_s": round(proc_cpu(driver.proc.pid), 2),
+                             "services_cpu_s": round(sum(proc_cpu(s.pid) for s in services), 2)}
+    return results
 
+
+async def latency_part(args: argparse.Namespace, driver: NodeDriver, services: list[Service],
+                       root: Path, meter: Meter, cpu_by_phase: dict[str, Any]
+                       ) -> list[dict[str, Any]]:
+    latency = []
     n = args.clients
     configs = [("2 processes, clients alternating", [i % 2 for i in range(n)]),
                ("1 process, every client", [0] * n)]
@@ -371,33 +606,27 @@ async def run(args: argparse.Namespace, tmp: Path, started: list[Any]) -> dict[s
         by_process = {label_: {key: spread([r["by_process"][label_][key] for r in runs])
                                for key in ("p50_ms", "p99_ms")}
                       for label_ in runs[0]["by_process"]}
-        results["latency"].append({"config": label, "clients": n, "runs": runs,
-                                   "summary": summary, "summary_by_process": by_process,
-                                   "samples_per_run": runs[0]["samples"]})
-        results["cpu"][f"latency: {label}"] = cpu.as_dict()
-
-    rates = [float(r) for r in args.ramp_rates.split(",") if r.strip()]
-    results["ramp"] = await ramp(driver, services, root, args.ramp_clients, rates,
-                                 args.ramp_seconds, meter)
-    ramp_cpu = Cpu()
-    for step in results["ramp"]:
-        for key, value in step["cpu"].items():
-            attr = {"wall_s": "wall", "bench_cpu_s": "bench", "node_cpu_s": "node",
-                    "services_cpu_s": "services"}[key]
-            setattr(ramp_cpu, attr, getattr(ramp_cpu, attr) + value)
-    results["cpu"]["ramp (typing windows)"] = ramp_cpu.as_dict()
-
-    progress(f"storage: {args.keystrokes} keystrokes, one every {args.storage_interval_ms:g} ms")
-    cpu = Cpu()
-    results["storage"] = await storage(driver, services, root, db, args.keystrokes,
-                                       args.storage_interval_ms, meter, cpu)
-    results["cpu"]["storage"] = cpu.as_dict()
-    results["cpu_totals"] = {"node_cpu_s": round(proc_cpu(driver.proc.pid), 2),
-                             "services_cpu_s": round(sum(proc_cpu(s.pid) for s in services), 2)}
-    return results
+        latency.append({"config": label, "clients": n, "runs": runs,
+                        "summary": summary, "summary_by_process": by_process,
+                        "samples_per_run": runs[0]["samples"]})
+        cpu_by_phase[f"latency: {label}"] = cpu.as_dict()
+    return latency
 
 
 def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> None:
+    if "latency" in results:
+        report_latency(args, results)
+    if "ramp" in results:
+        report_ramp(args, results)
+    if "storage" in results:
+        report_storage(results)
+    if "cpu" in results:
+        report_cpu(results, wall)
+    if "workers" in results:
+        report_workers(results["workers"])
+
+
+def report_latency(args: argparse.Namespace, results: dict[str, Any]) -> None:
     rows = []
     for e in results["latency"]:
         sm = e["summary"]
@@ -414,6 +643,9 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> No
         f"{args.runs} runs)",
         ["config", "p50 ms", "p99 ms", "max ms", "never recv", "samples/run",
          "writer slip ms"], rows))
+
+
+def report_ramp(args: argparse.Namespace, results: dict[str, Any]) -> None:
     steps = results["ramp"]
     print(table(
         f"2. Typing rate ramp (2 processes, {args.ramp_clients} clients alternating, "
@@ -434,6 +666,9 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> No
                  else "the p50 never doubled: the ramp ended first")
         print(f"Sustained: {best['sent_per_s']:.0f} updates/s ({best['target_per_s']:g} "
               f"targeted) with p50 {best['p50_ms']:.1f} ms; {limit}.\n")
+
+
+def report_storage(results: dict[str, Any]) -> None:
     st = results["storage"]
     k = 1000 / st["keystrokes"]
 
@@ -450,19 +685,58 @@ def report(args: argparse.Namespace, results: dict[str, Any], wall: float) -> No
         f"{st['interval_ms']:g} ms; snapshots are totals for the document)",
         ["", "log rows", "log B", "log stored B", "snapshots", "snapshot B",
          "snapshot stored B"], srows))
+
+
+def report_cpu(results: dict[str, Any], wall: float) -> None:
     cpu_rows = [(phase, f"{c['wall_s']:.1f}", f"{c['bench_cpu_s']:.2f}",
                  f"{c['node_cpu_s']:.2f}", f"{c['services_cpu_s']:.2f}")
                 for phase, c in results["cpu"].items()]
     totals = results["cpu_totals"]
     cpu_rows.append(("whole run", f"{wall:.1f}", f"{self_cpu():.2f}",
                      f"{totals['node_cpu_s']:.2f}", f"{totals['services_cpu_s']:.2f}"))
-    print(table("4. CPU time (bench = this process; node = every Yjs client; services = both "
-                "serve processes)",
+    print(table("CPU time of parts 1-3 (bench = this process; node = every Yjs client; "
+                "services = both serve processes)",
                 ["phase", "wall s", "bench CPU s", "node CPU s", "services CPU s"], cpu_rows))
+
+
+def report_workers(part: dict[str, Any]) -> None:
+    first = part["configs"][0]
+    rows = []
+    for config in part["configs"]:
+        for s in config["steps"]:
+            wall = s["cpu"]["wall_s"] or math.nan
+            rows.append((config["workers"], f"{s['rate_per_typist']:g}",
+                         f"{s['offered_per_s']:g}", f"{s['sent_per_s']:.0f}",
+                         f"{s['delivered_per_s']:.0f}", f"{s['p50_ms']:.1f}",
+                         f"{s['p99_ms']:.1f}", s["never_received"],
+                         f"{s['cpu']['services_cpu_s'] / wall:.0%}",
+                         f"{s['cpu']['node_cpu_s'] / wall:.0%}"))
+    print(table(
+        f"4. Many rooms: {first['rooms']} rooms x {first['clients_per_room']} clients, one "
+        f"typist each, on serve --workers 1 and 2 (stops once p99 > 4x the lowest p99 so "
+        f"far)",
+        ["workers", "chars/s/typist", "offered upd/s", "typed upd/s", "delivered/s",
+         "p50 ms", "p99 ms", "never recv", "workers CPU", "node CPU"], rows))
+    for config in part["configs"]:
+        print(f"{config['workers']} worker(s): connections held {config['connections_held']}; "
+              f"{config['capacity_delivered_per_s']:.0f} delivered updates/s with p99 "
+              f"{config['capacity_p99_ms']:.1f} ms, within 2x the lowest p99 "
+              f"({config['baseline_p99_ms']:.1f} ms)")
+    print(f"2 workers / 1 worker: {part['speedup']:.2f}x\n")
+
+
+def wait_for_load(limit: float, max_wait: float) -> None:
+    """Wait (up to ``max_wait`` s) until the 1-minute load average is below ``limit``."""
+    deadline = time.monotonic() + max_wait
+    while os.getloadavg()[0] >= limit and time.monotonic() < deadline:
+        progress(f"load average {os.getloadavg()[0]:.2f} >= {limit}: waiting")
+        time.sleep(20)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.wait_load is not None:
+        wait_for_load(args.wait_load, args.max_wait)
     started_at = time.monotonic()
     load_before = os.getloadavg()
     sys.stdout.reconfigure(line_buffering=True)
@@ -508,17 +782,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average (1 min) {load_before[0]:.1f} before the run, {load_after[0]:.1f} after "
           f"it, on {os.cpu_count()} CPUs\n")
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
-    results["meta"] = {
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                            capture_output=True, text=True, check=False).stdout.strip()
+    meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit,
         "python": platform.python_version(), "node": node.stdout.strip(),
         "platform": platform.platform(), "cpus": os.cpu_count(),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "wall_s": round(wall, 1), "bench_cpu_s": round(self_cpu(), 2),
         "loadavg_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
     }
+    if "workers" in results:
+        results["workers"]["meta"] = meta
+    if {"latency", "ramp", "storage"} & set(args.parts):
+        results["meta"] = meta
+    kept = json.loads(args.json.read_text()) if args.json.exists() else {}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(finite(results), indent=1) + "\n")
+    args.json.write_text(json.dumps(finite({**kept, **results}), indent=1) + "\n")
     print(f"results written to {args.json}")
+    if "workers" in results:
+        try:
+            plot_workers(results["workers"], args.plot)
+        except ImportError:
+            print("matplotlib is not installed (pip install matplotlib): no plot drawn")
+        else:
+            print(f"plot drawn in {args.plot}")
     return 0
 
 

@@ -48,7 +48,7 @@ from .engines import UnsupportedClientId
 from .identity import SCOPE_KEY
 from .layer import retry_layer
 from .middleware import ERROR_KEY
-from .relay import REMOTE, relay_group_name, room_group_name
+from .relay import REMOTE, get_relay_layer, relay_group_name, room_group_name
 from .rooms import Peer, Room, find_room, get_registry
 from .store import run_db
 from .ydoc_formats import find_format
@@ -313,7 +313,7 @@ async def asend_doc_update(room_name: str, update: bytes, *, channel_layer: Any 
     Each process that has the room loaded applies it once and sends it to its clients.
     Where no process has the room loaded, there is no live document to change.
     """
-    layer = channel_layer or get_channel_layer()
+    layer = channel_layer or get_relay_layer(get_channel_layer())
     await layer.group_send(relay_group_name(room_name), {"type": "relay.update", "update": update})
 
 

@@ -5,7 +5,8 @@ adds it to the room's relay group. A change made in one process is applied there
 published once to the group; every other process applies it once and fans it out to its
 own peers. Nothing is relayed per connection.
 
-Channel layers may lose messages (channels-redis drops them over capacity). Every published
+Channel layers may lose messages (Redis pub/sub loses those published while a process is cut
+off; channels-redis' lists drop them over capacity). Every published
 message carries the publisher's sequence number; a receiver that sees a gap, or a heartbeat
 announcing a sequence it has not seen, asks the publisher for what it lacks (a state-vector
 exchange, as in SYNC step 1/2). A process that loads a room says hello with its state
@@ -82,6 +83,23 @@ def room_group_name(room: str) -> str:
     return f"ydjango.room.{_GROUP_CHARS.sub('_', room)[:60]}.{digest}"
 
 
+#: The alias of the channel layer the relay uses where the project's ``CHANNEL_LAYERS``
+#: defines it (the embedded settings do, with Redis: a pub/sub layer); otherwise the relay
+#: uses the layer of the consumers.
+RELAY_LAYER = "ydjango-relay"
+
+
+def get_relay_layer(default: Any = None) -> Any:
+    """The channel layer of the relay: the ``ydjango-relay`` layer if the project defines
+    one, else ``default``."""
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+
+    if RELAY_LAYER in getattr(settings, "CHANNEL_LAYERS", {}):
+        return get_channel_layer(RELAY_LAYER)
+    return default
+
+
 def relay_group_name(room: str) -> str:
     """The Channels group of a room's relay channels (one per process)."""
     return "ydjango.relay." + hashlib.sha256(room.encode()).hexdigest()[:32]
@@ -133,10 +151,10 @@ class RoomRelay:
         """Join the relay group and, when publishing, greet the other processes."""
         # The default prefix matters: channels-redis serves all of a process's channels of
         # one prefix from one blocking pop; another prefix would wait behind it.
-        self.channel = await self.layer.new_channel()
-        await retry_layer(lambda: self.layer.group_add(self.group, self.channel),
-                          f"room {self.room.name}: joining the relay group",
-                          get_setting("YDJANGO_CHANNEL_LAYER_WAIT"))
+        what = f"room {self.room.name}: joining the relay group"
+        wait = get_setting("YDJANGO_CHANNEL_LAYER_WAIT")
+        self.channel = await retry_layer(self.layer.new_channel, what, wait)
+        await retry_layer(lambda: self.layer.group_add(self.group, self.channel), what, wait)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._deliver())]
         if self.publish:

@@ -28,7 +28,7 @@ import pycrdt
 
 from . import metrics
 from .engines import PycrdtEngine, engine_for
-from .relay import REMOTE, RoomRelay
+from .relay import REMOTE, RoomRelay, get_relay_layer
 from .signals import room_loaded, room_unloaded
 from .yutils import (
     EMPTY_UPDATE,
@@ -515,7 +515,7 @@ def get_registry(channel_layer: Any = None) -> RoomRegistry:
         from .conf import get_setting
 
         registry = RoomRegistry(
-            channel_layer,
+            get_relay_layer(channel_layer),
             unload_delay=get_setting("YDJANGO_ROOM_UNLOAD_DELAY"),
             heartbeat=get_setting("YDJANGO_RELAY_HEARTBEAT"),
         )

@@ -126,7 +126,14 @@ if _redis_url:
                 "hosts": [{"address": _redis_url, "socket_timeout": 30}],
                 "capacity": int(os.environ.get("YDJANGO_REDIS_CAPACITY", "1000")),
             },
-        }
+        },
+        # The relay between processes: Redis pub/sub delivers a message with one PUBLISH,
+        # where the layer above needs four round trips to send and four more to receive,
+        # one message at a time per process. The relay repairs what pub/sub may lose.
+        "ydjango-relay": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": _redis_url, "socket_timeout": 30}]},
+        },
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import nbformat
 from jupyter_servers import EXTENSION_CONFIG
+from nbformat.v4 import new_code_cell, new_notebook
 from servers import PROJECT_DIR, TESTS_DIR, Server, server_env
 
 #: The browser: Debian's chromium package.
@@ -242,6 +244,25 @@ def wait_for_status(page: Any, **expected: str) -> dict[str, str]:
 
     wait_until(condition, message=lambda: f"status is {last[0]!r}, expected {expected!r}")
     return last[0]
+
+
+# --- notebooks ---------------------------------------------------------------------------------
+
+#: The metadata JupyterLab gives a notebook whose user chose "No Kernel": a notebook that has
+#: it already is not changed by opening it (the tests start no kernels).
+NO_KERNEL = {"kernelspec": {"display_name": "", "name": ""}, "language_info": {"name": ""}}
+
+
+def write_kernelless_notebook(path: Path, sources: list[str]) -> None:
+    """A notebook of code cells without a kernel (JupyterLab asks which kernel otherwise)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cells = [new_code_cell(source, id=f"cell-{i}") for i, source in enumerate(sources)]
+    nbformat.write(new_notebook(cells=cells, metadata=NO_KERNEL), path)
+
+
+def file_sources(path: Path) -> list[str]:
+    """The cells' sources of the notebook file at ``path``."""
+    return [cell.source for cell in nbformat.read(path, as_version=4).cells]
 
 
 # --- users' browsers ------------------------------------------------------------------------

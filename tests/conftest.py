@@ -7,8 +7,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import django
 import pytest
@@ -87,6 +88,21 @@ def chromium() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def sign_in(lab: Any, chromium: Any,
+            request: pytest.FixtureRequest) -> Iterator[Callable[[str], Any]]:
+    """``sign_in(token)``: a new signed-in user's page on the test module's ``lab`` server
+    (see :func:`browser.signed_in_pages`); on failure, screenshots, consoles and the log are
+    kept."""
+    from browser import signed_in_pages
+
+    failed_before = request.session.testsfailed
+    # The call's report is in when the fixture is torn down: a failure of this test counts.
+    with signed_in_pages(lab, chromium, request.node.name,
+                         lambda: request.session.testsfailed > failed_before) as new_page:
+        yield new_page
 
 
 # --- servers ---

@@ -45,6 +45,7 @@ class DocClient:
         self._raw_event = asyncio.Event()
         self._applying = False
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._answers = 0  # SYNC step 2 messages received
         self._subscription = self.doc.observe(self._on_transaction)
         self._reader = asyncio.get_running_loop().create_task(self._read())
         self._writer = asyncio.get_running_loop().create_task(self._write())
@@ -80,7 +81,10 @@ class DocClient:
 
     def _on_transaction(self, event: pycrdt.TransactionEvent) -> None:
         if not self._applying and event.update != b"\x00\x00":
-            self._outbox.put_nowait(pycrdt.create_update_message(event.update))
+            self._queue(pycrdt.create_update_message(event.update))
+
+    def _queue(self, frame: bytes) -> None:
+        self._outbox.put_nowait(frame)
 
     async def _write(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -108,8 +112,9 @@ class DocClient:
             finally:
                 self._applying = False
             if reply is not None:
-                self._outbox.put_nowait(reply)
+                self._queue(reply)
             if message.sync_type == 1:
+                self._answers += 1
                 self.synced.set()
         elif message.type is YMessageType.RAW:
             if message.payload[:1] == b"\x00":
@@ -119,11 +124,19 @@ class DocClient:
                 self.raw.append(json.loads(text))
             self._raw_event.set()
 
-    async def flush(self) -> None:
-        """Wait until every local change has been sent."""
-        while not self._outbox.empty():
+    async def flush(self, timeout: float = 30) -> None:
+        """Wait until the server has handled every local change made so far, and sent this
+        client what they caused: a SYNC step 1 sent after them is answered (the server
+        handles, and answers, a connection's frames in order). Returns at once on a closed
+        connection."""
+        answers = self._answers
+        self._queue(pycrdt.create_sync_message(self.doc))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._answers == answers and self.close_code is None:
+            if loop.time() > deadline:
+                raise AssertionError("the server did not answer a SYNC step 1")
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
 
     async def save(self, timeout: float = 30) -> str:
         """Ask the server to save now, as JupyterLab does; the reply's status."""

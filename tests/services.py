@@ -318,6 +318,17 @@ def _tcp_table() -> Iterator[tuple[tuple[str, int], tuple[str, int], int, int, i
                    int(fields[9]))
 
 
+#: /proc/net/tcp's state of a listening socket.
+TCP_LISTEN = 0x0A
+
+
+def listening(workers: Sequence[int], port: int) -> set[int]:
+    """The workers (pids) with a listening socket on ``port``."""
+    sockets = {inode for local, _, state, _, inode in _tcp_table()
+               if local[1] == port and state == TCP_LISTEN}
+    return {pid for pid in workers if sockets & set(_socket_inodes(pid))}
+
+
 def connections_by_worker(workers: Sequence[int], port: int) -> dict[int, set[int]]:
     """For each worker pid, the client ports of its accepted connections on ``port``."""
     by_inode = {inode: remote[1] for local, remote, _, _, inode in _tcp_table()

@@ -40,7 +40,6 @@ from browser import (
     edit_cell_end,
     no_dialog,
     open_notebook,
-    signed_in_pages,
     start_editing,
     status,
     unavailable,
@@ -97,15 +96,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     server.stop()
 
 
-@pytest.fixture
-def sign_in(lab: LabServer, chromium: Any,
-            request: pytest.FixtureRequest) -> Iterator[Callable[[str], Any]]:
-    """``sign_in(token)``: a new signed-in user's page (see :func:`browser.signed_in_pages`)."""
-    failed_before = request.session.testsfailed
-    # The call's report is in when the fixture is torn down: a failure of this test counts.
-    with signed_in_pages(lab, chromium, request.node.name,
-                         lambda: request.session.testsfailed > failed_before) as new_page:
-        yield new_page
 
 
 # --- 1. two users co-edit, see each other, save ---------------------------------------------
@@ -137,7 +127,7 @@ def test_two_users_coedit_see_each_other_and_save(
     alice.keyboard.type("print('from alice')")
     expected = ["x = 1 + 41", "print('from alice')"]
     wait_for_cells(alice, expected)
-    wait_for_cells(bob, expected, timeout=5)
+    wait_for_cells(bob, expected)
 
     # Bob sees where Alice is: her cursor in the new cell's editor.
     bob.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-remote-cursor").wait_for()
@@ -220,7 +210,7 @@ def test_room_link_opens_the_same_room(lab: LabServer, sign_in: Callable[[str], 
         wait_for_status(page, state="synced", people="2")
     edit_cell_end(bob, 0)
     bob.keyboard.type("  # bob was here")
-    wait_for_cells(alice, ["y = 2  # bob was here"], timeout=5)
+    wait_for_cells(alice, ["y = 2  # bob was here"])
     # JupyterLab saved Bob's layout under the link's workspace; the default one is as it was.
     saved = lambda: workspace(lab, match["workspace"])["data"]  # noqa: E731
     wait_until(lambda: "notebook:shared dir/room é.ipynb" in saved(), message=lambda: repr(saved()))

@@ -13,27 +13,26 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from browser import (
+    NO_KERNEL,
     TOKEN,
     WRITER_TOKEN,
     LabServer,
     copied_link,
     edit_cell_end,
+    file_sources,
     no_dialog,
     open_notebook,
-    signed_in_pages,
     start_editing,
     unavailable,
     wait_for_cells,
     wait_for_status,
     wait_until,
+    write_kernelless_notebook,
 )
-from nbformat.v4 import new_code_cell, new_notebook
 
 pytestmark = [
     pytest.mark.browser,
@@ -44,20 +43,6 @@ pytestmark = [
 SAVE_DELAY = 0.5
 
 
-#: The metadata JupyterLab gives a notebook whose user chose "No Kernel": a notebook that has
-#: it already is not changed by opening it (the tests start no kernels).
-NO_KERNEL = {"kernelspec": {"display_name": "", "name": ""}, "language_info": {"name": ""}}
-
-
-def write_notebook(path: Path, sources: list[str]) -> None:
-    """A notebook without a kernel (JupyterLab asks which kernel; the tests say none)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cells = [new_code_cell(source, id=f"cell-{i}") for i, source in enumerate(sources)]
-    nbformat.write(new_notebook(cells=cells, metadata=NO_KERNEL), path)
-
-
-def sources(path: Path) -> list[str]:
-    return [cell.source for cell in nbformat.read(path, as_version=4).cells]
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +58,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     server.stop()
 
 
-@pytest.fixture
-def sign_in(lab: LabServer, chromium: Any,
-            request: pytest.FixtureRequest) -> Iterator[Callable[[str], Any]]:
-    """``sign_in(token)``: a new signed-in user's page (see :func:`browser.signed_in_pages`)."""
-    failed_before = request.session.testsfailed
-    with signed_in_pages(lab, chromium, request.node.name,
-                         lambda: request.session.testsfailed > failed_before) as new_page:
-        yield new_page
 
 
 #: Record the save states ("started", "completed", "failed") of the current document.
@@ -111,7 +88,7 @@ def test_ctrl_s_shows_no_dialog(lab: LabServer, sign_in: Callable[[str], Any]) -
     """Ctrl+S on an unedited notebook, right after an edit, and after the room's autosave
     wrote the edit: each save completes, without a dialog, and the file holds the edit."""
     path = lab.root / "habit.ipynb"
-    write_notebook(path, ["x = 1"])
+    write_kernelless_notebook(path, ["x = 1"])
     alice = sign_in(WRITER_TOKEN)
     open_notebook(alice, lab.notebook_url("habit.ipynb"))
     wait_for_status(alice, state="synced")
@@ -126,21 +103,21 @@ def test_ctrl_s_shows_no_dialog(lab: LabServer, sign_in: Callable[[str], Any]) -
     alice.keyboard.type(" + 1")
     assert press_save(alice) == "completed"  # just edited
     no_dialog(alice)
-    assert sources(path) == ["x = 1 + 1"]
+    assert file_sources(path) == ["x = 1 + 1"]
 
     alice.keyboard.type(" + 2")
-    wait_until(lambda: sources(path) == ["x = 1 + 1 + 2"],
-               message=lambda: f"the autosave: the file holds {sources(path)!r}")
+    wait_until(lambda: file_sources(path) == ["x = 1 + 1 + 2"],
+               message=lambda: f"the autosave: the file holds {file_sources(path)!r}")
     assert press_save(alice) == "completed"  # after the autosave
     no_dialog(alice)
-    assert sources(path) == ["x = 1 + 1 + 2"]
+    assert file_sources(path) == ["x = 1 + 1 + 2"]
     assert json.loads(path.read_text())["cells"][0]["id"] == "cell-0"
 
 
 def test_ctrl_s_of_a_second_user(lab: LabServer, sign_in: Callable[[str], Any]) -> None:
     """Bob saves what Alice typed (the file already holds it: the autosave wrote it)."""
     path = lab.root / "second.ipynb"
-    write_notebook(path, ["y = 1"])
+    write_kernelless_notebook(path, ["y = 1"])
     alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
     open_notebook(alice, lab.notebook_url("second.ipynb"))
     open_notebook(bob, lab.notebook_url("second.ipynb"))
@@ -149,7 +126,7 @@ def test_ctrl_s_of_a_second_user(lab: LabServer, sign_in: Callable[[str], Any]) 
     edit_cell_end(alice, 0)
     alice.keyboard.type("0")
     wait_for_cells(bob, ["y = 10"])
-    wait_until(lambda: sources(path) == ["y = 10"], message="the autosave")
+    wait_until(lambda: file_sources(path) == ["y = 10"], message="the autosave")
     assert press_save(bob) == "completed"
     no_dialog(bob)
     no_dialog(alice)
@@ -177,7 +154,7 @@ def test_a_deleted_notebook_stays_deleted(lab: LabServer, sign_in: Callable[[str
                                           how: str) -> None:
     name = f"doomed-{how.replace(' ', '-')}.ipynb"
     path = lab.root / name
-    write_notebook(path, ["z = 1"])
+    write_kernelless_notebook(path, ["z = 1"])
     alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
     open_notebook(alice, lab.notebook_url(name))
     open_notebook(bob, lab.notebook_url(name))
@@ -214,7 +191,7 @@ def test_last_written_is_what_the_server_knows(lab: LabServer,
     """No time for a file nobody saved since it was opened; "saved" once the room wrote it;
     "changed on disk" once another program did."""
     path = lab.root / "when.ipynb"
-    write_notebook(path, ["w = 1"])
+    write_kernelless_notebook(path, ["w = 1"])
     alice = sign_in(WRITER_TOKEN)
     open_notebook(alice, lab.notebook_url("when.ipynb"))
     shown = wait_for_status(alice, state="synced", people="1")
@@ -225,12 +202,12 @@ def test_last_written_is_what_the_server_knows(lab: LabServer,
 
     edit_cell_end(alice, 0)
     alice.keyboard.type("0")
-    wait_until(lambda: sources(path) == ["w = 10"], message="the autosave")
+    wait_until(lambda: file_sources(path) == ["w = 10"], message="the autosave")
     shown = wait_for_status(alice, writtenBy="room")
     assert shown["writtenAt"] and shown["lastSaved"]
     wait_until(lambda: "saved" in alice.locator("#ydjango-status").inner_text())
 
-    write_notebook(path, ["w = 2"])  # another program
+    write_kernelless_notebook(path, ["w = 2"])  # another program
     wait_for_cells(alice, ["w = 2"])
     shown = wait_for_status(alice, writtenBy="outside")
     wait_until(lambda: "changed on disk" in alice.locator("#ydjango-status").inner_text(),
@@ -290,7 +267,7 @@ SHARE_BUTTON = "#jp-top-bar [data-command='collaboration:shared-link']"
 def test_one_way_to_share(lab: LabServer, sign_in: Callable[[str], Any]) -> None:
     """The top bar's share button and the notebook's "Copy room link" give the same kind of
     link, the room link, which opens the notebook in the same room."""
-    write_notebook(lab.root / "shared.ipynb", ["s = 1"])
+    write_kernelless_notebook(lab.root / "shared.ipynb", ["s = 1"])
     alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
     open_notebook(alice, lab.notebook_url("shared.ipynb"))
     assert alice.locator(SHARE_BUTTON).count() == 1, "one share button in the top bar"
@@ -349,7 +326,7 @@ def test_the_collaborators_panel_lists_an_idle_user(lab: LabServer,
     """Alice sits idle; her connection to the awareness room was lost and came back, as an
     idle connection does (y-websocket drops one that heard nothing for 30 s). Bob joins and
     opens the collaborators panel: Alice is listed within a few seconds."""
-    write_notebook(lab.root / "people.ipynb", ["p = 1"])
+    write_kernelless_notebook(lab.root / "people.ipynb", ["p = 1"])
     alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
     alice.add_init_script(TRACK_SOCKETS_JS)
     open_notebook(alice, lab.notebook_url("people.ipynb"))

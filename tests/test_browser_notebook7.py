@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import nbformat
 import pytest
 from browser import (
     READER_TOKEN,
@@ -24,14 +22,14 @@ from browser import (
     LabServer,
     copied_link,
     edit_cell_end,
+    file_sources,
     no_dialog,
-    signed_in_pages,
     start_editing,
     unavailable,
     wait_for_cells,
     wait_until,
+    write_kernelless_notebook,
 )
-from nbformat.v4 import new_code_cell, new_notebook
 
 pytestmark = [
     pytest.mark.browser,
@@ -45,17 +43,6 @@ except ImportError:  # pragma: no cover
 
 #: The room status item in the notebook's toolbar.
 TOOLBAR_STATUS = ".jp-NotebookPanel-toolbar .ydjango-RoomStatus"
-NO_KERNEL = {"kernelspec": {"display_name": "", "name": ""}, "language_info": {"name": ""}}
-
-
-def write_notebook(path: Path, sources: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cells = [new_code_cell(source, id=f"cell-{i}") for i, source in enumerate(sources)]
-    nbformat.write(new_notebook(cells=cells, metadata=NO_KERNEL), path)
-
-
-def sources(path: Path) -> list[str]:
-    return [cell.source for cell in nbformat.read(path, as_version=4).cells]
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +55,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     server.stop()
 
 
-@pytest.fixture
-def sign_in(lab: LabServer, chromium: Any,
-            request: pytest.FixtureRequest) -> Iterator[Callable[[str], Any]]:
-    failed_before = request.session.testsfailed
-    with signed_in_pages(lab, chromium, request.node.name,
-                         lambda: request.session.testsfailed > failed_before) as new_page:
-        yield new_page
 
 
 def notebook7_url(lab: LabServer, path: str) -> str:
@@ -108,7 +88,7 @@ def wait_for_toolbar_status(page: Any, **expected: str) -> dict[str, str]:
 def test_two_users_type_both_ways_and_save(lab: LabServer,
                                            sign_in: Callable[[str], Any]) -> None:
     path = lab.root / "together.ipynb"
-    write_notebook(path, ["x = 1"])
+    write_kernelless_notebook(path, ["x = 1"])
     alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
     open_in_notebook7(alice, notebook7_url(lab, "together.ipynb"))
     open_in_notebook7(bob, notebook7_url(lab, "together.ipynb"))
@@ -124,10 +104,10 @@ def test_two_users_type_both_ways_and_save(lab: LabServer,
     bob.keyboard.type(" + 2")
     wait_for_cells(alice, ["x = 1 + 1 + 2"], timeout=5)
 
-    assert sources(path) == ["x = 1"]
+    assert file_sources(path) == ["x = 1"]
     bob.keyboard.press("Control+s")
-    wait_until(lambda: sources(path) == ["x = 1 + 1 + 2"],
-               message=lambda: f"the file holds {sources(path)!r}")
+    wait_until(lambda: file_sources(path) == ["x = 1 + 1 + 2"],
+               message=lambda: f"the file holds {file_sources(path)!r}")
     for page in (alice, bob):
         shown = wait_for_toolbar_status(page, writtenBy="room")
         wait_until(lambda page=page: "saved" in toolbar_status(page)["text"])
@@ -136,7 +116,7 @@ def test_two_users_type_both_ways_and_save(lab: LabServer,
 
 
 def test_the_room_link_opens_notebook7(lab: LabServer, sign_in: Callable[[str], Any]) -> None:
-    write_notebook(lab.root / "linked dir" / "nb é.ipynb", ["y = 1"])
+    write_kernelless_notebook(lab.root / "linked dir" / "nb é.ipynb", ["y = 1"])
     alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
     open_in_notebook7(alice, notebook7_url(lab, "linked dir/nb é.ipynb"))
     alice.locator(".jp-NotebookPanel-toolbar [data-command='ydjango:copy-room-link']").click()
@@ -156,7 +136,7 @@ def test_the_room_link_opens_notebook7(lab: LabServer, sign_in: Callable[[str], 
 
 
 def test_a_reader_sees_read_only(lab: LabServer, sign_in: Callable[[str], Any]) -> None:
-    write_notebook(lab.root / "read.ipynb", ["z = 1"])
+    write_kernelless_notebook(lab.root / "read.ipynb", ["z = 1"])
     reader = sign_in(READER_TOKEN)
     open_in_notebook7(reader, notebook7_url(lab, "read.ipynb"))
     shown = wait_for_toolbar_status(reader, state="read-only", people="1")

@@ -307,8 +307,11 @@ async def test_unsaved_room_version_is_kept_when_the_file_changes(tmp_path: Path
     server = DocServer(tmp_path, root, YDJANGO_SAVE_DELAY="60", YDJANGO_SAVE_MAX_WAIT="120")
     try:
         client = await server.open("conflict.ipynb")
+        file_id = server.session("conflict.ipynb")["fileId"]
         append_source(client, 1, "\n# room edit")
         await client.flush()
+        await wait_until(lambda: server.request("GET", f"api/ydjango/rooms/{file_id}")[1]
+                         .get("unsaved"), what="the room edit in the room")
         nb.cells[2].source = "# disk edit"
         path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
         await client.wait_for(lambda m: m.get()["cells"][2]["source"] == "# disk edit")
@@ -450,7 +453,7 @@ async def test_restart_does_not_duplicate_cells_for_old_clients(tmp_path: Path) 
         rejoin = await DocClient.open(server.room_url(session))
         update = old.doc.get_update()
         rejoin.doc.apply_update(update)
-        await rejoin.flush()
+        await rejoin.save()  # answered once the server handled the update
         fresh = await server.open("dup.ipynb")
         assert len(fresh.model.ycells) == 6
         assert len(rejoin.model.ycells) == 6

@@ -23,7 +23,7 @@ from jupyter_ydjango.jupyter.bridge import AsgiBackend
 ALICE = Identity("alice", "write", "Alice", "Al")
 
 
-async def eventually(predicate: Any, timeout: float = 2.0) -> None:
+async def eventually(predicate: Any, timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():

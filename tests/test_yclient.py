@@ -68,14 +68,14 @@ async def test_text_syncs_between_clients(ydriver: NodeDriver, relay_url: str) -
     assert (await a.info())["url"] == f"{relay_url}/room1?token=x%20y"
 
     await a.append("hello")
-    assert await b.wait_text("hello", timeout=3) == "hello"
+    assert await b.wait_text("hello", timeout=20) == "hello"
     await b.insert(0, ">> ")
     await b.delete(3, 1)
-    assert await a.wait_text(">> ello", timeout=3) == ">> ello"
+    assert await a.wait_text(">> ello", timeout=20) == ">> ello"
 
     # a late joiner gets the content (the relay forwards its step 1 to the others)
     c = await ydriver.connect(relay_url, "room1")
-    assert await c.wait_text(length=7, timeout=3) == ">> ello"
+    assert await c.wait_text(length=7, timeout=20) == ">> ello"
 
     # state / apply round trip through a client in another room
     d = await ydriver.connect(relay_url, "room2")
@@ -101,14 +101,14 @@ async def test_awareness(ydriver: NodeDriver, relay_url: str) -> None:
 
     # closing the provider sends the awareness null state
     await a.close()
-    await b.wait_awareness(a.client_id, present=False, timeout=3)
+    await b.wait_awareness(a.client_id, present=False, timeout=20)
 
 
 async def test_kill_records_close_and_sends_no_goodbye(ydriver: NodeDriver, relay_url: str) -> None:
     a = await ydriver.connect(relay_url, "k", reconnect=True)
     b = await ydriver.connect(relay_url, "k")
     await a.set_awareness({"user": "a"})
-    await b.wait_awareness(a.client_id, state={"user": "a"}, timeout=3)
+    await b.wait_awareness(a.client_id, state={"user": "a"}, timeout=20)
 
     event = await a.kill()
     assert event is not None
@@ -128,14 +128,14 @@ async def test_kill_records_close_and_sends_no_goodbye(ydriver: NodeDriver, rela
 
 async def test_close_codes_are_reported(ydriver: NodeDriver, relay_url: str) -> None:
     with pytest.raises(DriverError) as info:
-        await ydriver.connect(relay_url, "close4403/r", reconnect=False, timeout=3)
+        await ydriver.connect(relay_url, "close4403/r", reconnect=False, timeout=20)
     assert info.value.reply["code"] == 4403
     assert info.value.reply["reason"] == "go away"
     types = [e["type"] for e in info.value.reply["events"]]
     assert "closed" in types  # y-websocket 3 gives up by itself on 4400-4499
 
     with pytest.raises(DriverError) as info:
-        await ydriver.connect(relay_url, "forbidden/r", reconnect=False, timeout=3)
+        await ydriver.connect(relay_url, "forbidden/r", reconnect=False, timeout=20)
     assert info.value.reply["code"] == 1006
     client = ydriver.client_from(info.value)
     errors = [e for e in await client.events() if e["type"] == "connection-error"]
@@ -151,7 +151,7 @@ async def test_burst_and_watch(ydriver: NodeDriver, relay_url: str) -> None:
     sent = await a.burst(30, interval_ms=0)
     sent += await a.burst(5, interval_ms=10, chars="-")
     assert [s["length_after"] for s in sent] == list(range(1, 36))
-    assert await b.wait_text(length=35, timeout=3) == "abcdefghijklmnopqrstuvwxyzabcd-----"
+    assert await b.wait_text(length=35, timeout=20) == "abcdefghijklmnopqrstuvwxyzabcd-----"
 
     seen = await b.watched()
     assert seen[-1]["length"] == 35
