@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from browser import (
     TOKEN,
     WRITER_TOKEN,
     LabServer,
     edit_cell_end,
+    file_sources,
     open_notebook,
-    signed_in_pages,
     unavailable,
     wait_for_cells,
     wait_until,
+    write_kernelless_notebook,
 )
-from nbformat.v4 import new_code_cell, new_notebook
 
 pytestmark = [
     pytest.mark.browser,
@@ -35,16 +33,10 @@ pytestmark = [
 
 #: Seconds of quiet that end a burst of edits (a point of the timeline).
 BURST_GAP = 1.0
-#: A notebook whose user chose "No Kernel" already: opening it changes nothing.
-NO_KERNEL = {"kernelspec": {"display_name": "", "name": ""}, "language_info": {"name": ""}}
 #: The status bar's timeline (jupyter-docprovider's).
 HISTORY_ICON = "#jp-slider-status-bar [title='Document Timeline']"
 SLIDER = "#jp-slider-status-bar input.jp-Slider"
 RESTORE = "#jp-slider-status-bar .jp-restoreBtn"
-
-
-def sources(path: Path) -> list[str]:
-    return [cell.source for cell in nbformat.read(path, as_version=4).cells]
 
 
 @pytest.fixture(scope="module")
@@ -52,22 +44,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     tmp = tmp_path_factory.mktemp("lab")
     root = tmp / "root"
     root.mkdir()
-    nbformat.write(new_notebook(cells=[new_code_cell("x = 1", id="cell-0")],
-                                metadata=NO_KERNEL), root / "history.ipynb")
+    write_kernelless_notebook(root / "history.ipynb", ["x = 1"])  # opening changes nothing
     with pytest.MonkeyPatch.context() as patch:  # the embedded side reads its environment
         patch.setenv("YDJANGO_HISTORY_BURST_GAP", str(BURST_GAP))
         server = LabServer(tmp, root, base_url="/jp/", args=("--YDjango.save_delay=0.5",))
     yield server
     server.stop()
-
-
-@pytest.fixture
-def sign_in(lab: LabServer, chromium: Any,
-            request: pytest.FixtureRequest) -> Iterator[Callable[[str], Any]]:
-    failed_before = request.session.testsfailed
-    with signed_in_pages(lab, chromium, request.node.name,
-                         lambda: request.session.testsfailed > failed_before) as new_page:
-        yield new_page
 
 
 def drag_slider_to_start(page: Any) -> None:
@@ -91,7 +73,7 @@ def test_timeline_shows_an_older_version_and_restores_it(
         alice.keyboard.type(text)
         time.sleep(BURST_GAP * 2)
     latest = ["x = 1 + 1 + 2"]
-    wait_until(lambda: sources(path) == latest, message="the edits saved")
+    wait_until(lambda: file_sources(path) == latest, message="the edits saved")
     open_notebook(bob, lab.notebook_url("history.ipynb"))
     wait_for_cells(bob, latest)
 
@@ -105,13 +87,13 @@ def test_timeline_shows_an_older_version_and_restores_it(
     # Bob, meanwhile, sees the live notebook, unchanged (and so does the file)
     time.sleep(1)
     wait_for_cells(bob, latest)
-    assert sources(path) == latest
+    assert file_sources(path) == latest
 
     alice.locator(RESTORE).click()
     slider.wait_for(state="detached")  # the frontend's answer to a successful restore
     for page in (alice, bob):
         wait_for_cells(page, ["x = 1"])
-    wait_until(lambda: sources(path) == ["x = 1"], message="the restored version saved")
+    wait_until(lambda: file_sources(path) == ["x = 1"], message="the restored version saved")
     # both keep editing the restored version together
     edit_cell_end(bob, 0)
     bob.keyboard.type(" + 3")
