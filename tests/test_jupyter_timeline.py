@@ -26,6 +26,8 @@ SECRET = "timeline-remote-secret"
 AUTH_ARGS = ("--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
              "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer")
 WRITER, READER = "writer-token", "reader-token"
+#: The tests' server extension that records jupyter-collaboration's events.
+PROBE = {"ServerApp": {"jpserver_extensions": {"collab_probe": True}}}
 
 
 class Deployment:
@@ -47,7 +49,8 @@ class Deployment:
             args += (f"--YDjango.remote_url=http://127.0.0.1:{self.service.port}",
                      f"--YDjango.shared_secret={SECRET}")
         self.jupyter = JupyterServer(tmp / "jupyter", self.root, base_url="/jp/", args=args,
-                                     YDJANGO_SAVE_DELAY="0.2", YDJANGO_HISTORY_BURST_GAP=GAP)
+                                     config={"probe.json": PROBE}, YDJANGO_SAVE_DELAY="0.2",
+                                     YDJANGO_HISTORY_BURST_GAP=GAP)
 
     def stop(self) -> None:
         self.jupyter.stop()
@@ -139,4 +142,11 @@ async def test_timeline_restore_and_forks_through_jupyter(deployment: Deployment
     assert await fork.wait_closed() == 4404
     status, _ = deployment.api("DELETE", deleting)
     assert status == 404
+    # announced to other server extensions as jupyter-collaboration announces them
+    status, events = deployment.api("GET", "probe/events")
+    assert status == 200
+    forks_seen = [(e["action"], e["fork_roomid"], e["username"], e["fork_info"]["title"])
+                  for e in events if e["schema"] == "fork"]
+    assert forks_seen == [("create", made["fork_roomid"], "writer", "idea"),
+                          ("delete", made["fork_roomid"], "writer", "idea")]
     await back.close()
