@@ -561,7 +561,9 @@ async def test_the_admin_shows_the_timeline_and_restores_a_point(server: DocServ
     await editor.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[1])
     await wait_until(lambda: file_sources(notebook.path) == ["# Title", notebook.code[1]],
                      what="the restored point saved")
-    assert len(notebook.open()["timestamps"]) == 5, "the restore is a point of its own"
+    later = notebook.open()
+    assert len(later["timestamps"]) == 5, "the restore is a point of its own"
+    assert later["forkRoom"] in admin.get("admin/jupyter_ydjango/fork/"), "copies are listed"
     await editor.close()
 
 
