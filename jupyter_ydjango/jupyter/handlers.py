@@ -26,6 +26,7 @@ from .backend import (
     CLOSE_INTERNAL_ERROR,
     Backend,
     BackendError,
+    HttpResponse,
     RoomConnection,
     client_close,
 )
@@ -91,7 +92,9 @@ class _ForwardingHandler(APIHandler):
     def initialize(self, extension: Extension) -> None:
         self.extension = extension
 
-    async def forward(self) -> None:
+    async def forward(self) -> tuple[Identity, HttpResponse] | None:
+        """Answer with the Django side's answer; the user and that answer (``None`` when
+        the Django side could not be asked)."""
         identity = await request_identity(self)
         if identity is None:
             raise web.HTTPError(403, "not authorized to read contents")
@@ -111,13 +114,14 @@ class _ForwardingHandler(APIHandler):
             self.log.warning("%s %s: %s", self.request.method, self.request.path, exc)
             self.set_status(exc.status)
             self.finish(json.dumps({"message": str(exc), "reason": None}))
-            return
+            return None
         self.set_status(response.status)
         if response.content_type:
             self.set_header("Content-Type", response.content_type)
         else:
             self.clear_header("Content-Type")
         self.finish(response.body)
+        return identity, response
 
 
 class SessionHandler(_ForwardingHandler):
@@ -164,7 +168,8 @@ class UndoRedoHandler(_ForwardingHandler):
 
 
 class ForkHandler(_ForwardingHandler):
-    """``{base_url}api/collaboration/fork/{roomId}``: list, make and delete forks."""
+    """``{base_url}api/collaboration/fork/{roomId}``: list, make and delete forks; made and
+    deleted forks are announced as jupyter-collaboration's ``fork`` events."""
 
     # Readers may list forks; the Django side refuses their changes.
     @web.authenticated
@@ -175,12 +180,27 @@ class ForkHandler(_ForwardingHandler):
     @web.authenticated
     @authorized("read")
     async def put(self, room_id: str) -> None:
-        await self.forward()
+        self._announce(await self.forward(), 201, "create")
 
     @web.authenticated
     @authorized("read")
     async def delete(self, fork_id: str) -> None:
-        await self.forward()
+        self._announce(await self.forward(), 200, "delete")
+
+    def _announce(self, forwarded: tuple[Identity, HttpResponse] | None, status: int,
+                  action: str) -> None:
+        if forwarded is None or self.extension.events is None:
+            return
+        identity, response = forwarded
+        if response.status != status:
+            return
+        try:
+            answer = response.json()
+            fork_roomid, fork_info = answer["fork_roomid"], answer["fork_info"]
+        except (ValueError, TypeError, KeyError):
+            self.log.warning("fork %s: the backend's answer names no fork", action)
+            return
+        self.extension.events.fork(fork_roomid, fork_info, identity.username, action)
 
 
 class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
