@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.http import require_POST
 
-from .models import Document, Snapshot, Update
+from .conf import get_setting
+from .models import Document, Fork, Snapshot, Update
+from .ydoc_formats import find_format
 
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
     """Documents: path, type, last save and its error, size of the stored history; deleted
-    files, and their restoration."""
+    files, and their restoration; a document's page shows its timeline, each point with a
+    "Restore this point" button."""
 
     list_display = ("path", "format", "type", "size", "last_saved", "save_error", "deleted",
                     "connected_users", "update_rows", "snapshots")
@@ -36,6 +44,67 @@ class DocumentAdmin(admin.ModelAdmin):
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
             self.message_user(request, f"{document.path}: restored to {path}")
+
+    def get_urls(self) -> list[URLPattern]:
+        restore = path("<path:object_id>/restore-point/",
+                       self.admin_site.admin_view(self.restore_point_view),
+                       name="jupyter_ydjango_document_restore_point")
+        return [restore, *super().get_urls()]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The document's page, with its timeline (the points the stock frontend shows)."""
+        from .history import build_timeline, read_changes, to_micros
+
+        document = self.get_object(request, object_id)
+        doc_format = None if document is None else find_format(document.format,
+                                                               document.type)
+        context = dict(extra_context or {})
+        if document is not None and doc_format is not None:
+            gap = get_setting("YDJANGO_HISTORY_BURST_GAP")
+            changes = read_changes(document.id, gap)
+            points = build_timeline(changes, doc_format, gap).points if changes else []
+            context.update(
+                ydjango_timeline=[{"time": p, "at": to_micros(p)} for p in points],
+                ydjango_restore_url=reverse("admin:jupyter_ydjango_document_restore_point",
+                                            args=[document.pk]),
+                ydjango_deleted=document.deleted is not None,
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    @method_decorator(require_POST)
+    def restore_point_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Restore the point of the document's timeline at time ``at`` (POST)."""
+        from .document import LoadError
+        from .fork_rooms import MergeConflict
+        from .history import from_micros
+        from .store import DocumentInfo
+        from .timeline import restore_point
+
+        document = self.get_object(request, object_id)
+        if document is None:
+            raise Http404("no such document")
+        if not self.has_change_permission(request, document):
+            raise PermissionDenied("not allowed to change documents")
+        doc_format = find_format(document.format, document.type)
+        try:
+            when = from_micros(int(request.POST.get("at", "")))
+        except ValueError:
+            when = None
+        if doc_format is None or when is None:
+            self.message_user(request, "This point cannot be restored.", messages.ERROR)
+        else:
+            try:
+                changed = async_to_sync(restore_point)(DocumentInfo.of(document), doc_format,
+                                                       when)
+            except (MergeConflict, LoadError) as exc:
+                self.message_user(request, f"{document.path}: {exc}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{document.path}: restored the point of {when:%Y-%m-%d %H:%M:%S}"
+                    if changed else f"{document.path}: already holds that point's content")
+        return HttpResponseRedirect(reverse("admin:jupyter_ydjango_document_change",
+                                            args=[document.pk]))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
         return super().get_queryset(request).annotate(
@@ -87,6 +156,22 @@ class SnapshotAdmin(admin.ModelAdmin):
         return len(obj.state)
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Fork)
+class ForkAdmin(admin.ModelAdmin):
+    """Forks and timelines' copies (read-only; the fork API makes, merges and deletes them)."""
+
+    list_display = ("id", "document", "kind", "title", "owner", "synchronize", "created",
+                    "used")
+    list_filter = ("kind",)
+    exclude = ("state",)
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 

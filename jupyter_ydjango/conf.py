@@ -39,10 +39,13 @@ SETTINGS: dict[str, tuple[Any, str]] = {
                               "edits keep coming."),
     "YDJANGO_FILE_POLL_INTERVAL": (1.0, "Seconds between checks of a loaded document's file "
                                    "for changes made by others."),
-    "YDJANGO_COMPACT_AFTER": (500, "Update-log rows of a document folded into a snapshot once "
+    "YDJANGO_COMPACT_AFTER": (500, "Update-log rows of a document folded into snapshots once "
                               "this many accumulate."),
     "YDJANGO_COMPACT_IDLE": (30.0, "Seconds without changes after which a document's log is "
-                             "folded into a snapshot."),
+                             "folded into snapshots."),
+    "YDJANGO_HISTORY_BURST_GAP": (5.0, "Seconds without changes that end a burst of edits: "
+                                  "each burst is one point of the document's timeline (and "
+                                  "one snapshot once the log is folded)."),
     "YDJANGO_CONVERSION_PROCESSES": (1, "Worker processes that turn big files into documents "
                                      "(first opens) and documents into files (saves), kept "
                                      "running, so that this work and the memory it leaves "

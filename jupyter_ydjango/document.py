@@ -45,6 +45,7 @@ from . import metrics, store
 from .conf import get_setting
 from .conversions import get_converter
 from .formats import DocumentFormat, FormatError
+from .history import compact as compact_history
 from .paths import PathError, resolve_in_root
 from .relay import REMOTE
 from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame
@@ -97,7 +98,6 @@ class DocumentRoom(Room):
         #: (``None`` for those another process published).
         self._pending: list[tuple[int | None, bytes]] = []
         self._log_wake = asyncio.Event()
-        self._snapshot_ids: list[int] = []
         self._update_ids: list[int] = []
         self._changes = 0  # content changes so far
         self._saved_changes = 0  # content changes the file holds
@@ -149,7 +149,7 @@ class DocumentRoom(Room):
         if history.empty:
             imported = await self._import(path)
         if imported is not None:
-            await self._apply_import(*imported)
+            await self._apply_import(imported)
         else:
             if history.empty:  # another process imported the file first
                 history = await run_db(store.load_history, self.document.id)
@@ -197,7 +197,7 @@ class DocumentRoom(Room):
         await self.flush()
         if self.unsaved and await self.is_writer():
             await self.save()
-        if self._update_ids or len(self._snapshot_ids) > 1:
+        if self._update_ids:
             await self._compact()
         with contextlib.suppress(Exception):
             await run_db(store.release_writer, self.document.id, self.writer_id)
@@ -215,10 +215,9 @@ class DocumentRoom(Room):
 
     # --- loading ------------------------------------------------------------------------
 
-    async def _import(self, path: Path) -> tuple[int, list[bytes]] | None:
-        """Import the file into an empty history: the import snapshot's id and the updates
-        that build the document; ``None`` if another process imported it first (then load
-        its history)."""
+    async def _import(self, path: Path) -> list[bytes] | None:
+        """Import the file into an empty history: the updates that build the document;
+        ``None`` if another process imported it first (then load its history)."""
         try:
             file = await run_io(store.read_file, path)
         except FileNotFoundError:
@@ -238,15 +237,14 @@ class DocumentRoom(Room):
         self._disk_hash, self._disk_signature = file.hash, file.signature
         logger.info("%s: imported %s (%d bytes)", self.name, self.document.path, len(file.data))
         self.document = _with_hash(self.document, file.hash)
-        return snapshot_id, built.chunks
+        return built.chunks
 
-    async def _apply_import(self, snapshot_id: int, chunks: list[bytes]) -> None:
+    async def _apply_import(self, chunks: list[bytes]) -> None:
         """Apply an import's updates one after the other, letting other rooms run between
         them (a 5,000-cell notebook would otherwise hold the event loop for ~100 ms)."""
         for chunk in chunks:
             self.apply_update(chunk, HISTORY)
             await asyncio.sleep(0)
-        self._snapshot_ids.append(snapshot_id)
 
     def _replay(self, history: store.History) -> None:
         for _, state in history.snapshots:
@@ -257,7 +255,6 @@ class DocumentRoom(Room):
             # (a big snapshot is applied alone: merging it would cost more than it saves)
             self.apply_update(updates[0] if len(updates) == 1 else pycrdt.merge_updates(*updates),
                               HISTORY)
-        self._snapshot_ids.extend(snapshot_id for snapshot_id, _ in history.snapshots)
         self._update_ids.extend(row_id for row_id, _ in history.updates)
 
     # --- the update log -----------------------------------------------------------------
@@ -299,19 +296,17 @@ class DocumentRoom(Room):
             del self._pending[:len(batch)]
             self._update_ids.append(row_id)
 
-    async def _compact(self, reason: str = "compaction") -> None:
-        """Fold the rows this room knows into one snapshot of its whole state."""
-        state = self.diff()
-        snapshots, updates = list(self._snapshot_ids), list(self._update_ids)
+    async def _compact(self, reason: str = "") -> None:
+        """Fold the update log into snapshots, one per burst of edits (see
+        :mod:`jupyter_ydjango.history`); with ``reason``, the last one is marked with it."""
+        known = len(self._update_ids)  # written before: folded now, or by another process
         try:
-            new_id = await run_db(store.compact, self.document.id, state, snapshots, updates,
-                                  reason)
+            folded = await compact_history(self.document.id, reason)
         except Exception as exc:
             logger.error("%s: compaction failed (will retry): %r", self.name, exc)
             return
-        self._snapshot_ids = [i for i in self._snapshot_ids if i not in snapshots] + [new_id]
-        self._update_ids = [i for i in self._update_ids if i not in set(updates)]
-        logger.debug("%s: compacted %d rows into %d bytes", self.name, len(updates), len(state))
+        del self._update_ids[:known]
+        logger.debug("%s: folded %d rows into snapshots", self.name, len(folded))
 
     # --- the file's shape ---------------------------------------------------------------
 

@@ -17,9 +17,11 @@ the outputs of a cell that outlives its last client still reach the room and the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pycrdt
@@ -28,15 +30,17 @@ from channels.layers import get_channel_layer
 from . import store
 from .conf import notebook_root
 from .document import DocumentRoom, LoadError
+from .history import read_changes, state_at
 from .models import Document
 from .paths import PathError, normalize_api_path
 from .rooms import Room, find_room, get_registry
-from .store import DocumentInfo, run_db
+from .store import DocumentInfo, run_db, run_io
 from .ydoc_formats import YDocFormat, document_classes, find_format, without_undo
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["jupyter_document", "keep_loaded_while_running", "live_room", "room_id_of"]
+__all__ = ["current_state", "document_room", "jupyter_document", "keep_loaded_while_running",
+           "live_room", "room_id_of"]
 
 #: How often a held notebook is checked for running cells, in seconds.
 RUNNING_CHECK_INTERVAL = 1.0
@@ -105,6 +109,42 @@ async def live_room(room_id: str, *, load: bool = False) -> DocumentRoom | None:
         return None
     registry.release(loaded)  # the unload delay starts; clients that join hold it
     return loaded if isinstance(loaded, DocumentRoom) else None
+
+
+@contextlib.asynccontextmanager
+async def document_room(info: DocumentInfo) -> AsyncIterator[DocumentRoom]:
+    """The live room of a document, loaded in this process and held for the block (for
+    server-side code that changes it: restores, merges).
+
+    :raises LoadError: the room cannot be loaded (its file is missing, outside the root...).
+    :raises LookupError: no format serves the document's type.
+    """
+    doc_format = find_format(info.format, info.type)
+    if doc_format is None:
+        raise LookupError(f"documents of type {info.format}:{info.type} are not served")
+
+    async def make_room() -> Room:
+        return DocumentRoom(info.room_name, pycrdt.Doc(), document=info, format=doc_format,
+                            root=notebook_root())
+
+    registry = get_registry(get_channel_layer())
+    room = await registry.acquire(info.room_name, make_room)
+    try:
+        assert isinstance(room, DocumentRoom)
+        yield room
+    finally:
+        registry.release(room)
+
+
+async def current_state(info: DocumentInfo) -> bytes:
+    """The whole document as the database holds it, with what its room in this process holds
+    (changes the log has not received yet)."""
+    changes = await run_db(read_changes, info.id, 0.0)
+    state = await run_io(state_at, changes)
+    room = find_room(info.room_name)
+    if isinstance(room, DocumentRoom):
+        state = await run_io(pycrdt.merge_updates, state, room.diff())
+    return state
 
 
 def jupyter_document(room: DocumentRoom) -> Any:

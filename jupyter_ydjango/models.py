@@ -2,8 +2,9 @@
 
 A room's history lives here, not in its file: the file is imported once per document (the
 first snapshot), and from then on every change is an :class:`Update` row; compaction folds
-rows into a :class:`Snapshot`. Loading a room applies every snapshot and every update row of
-its document (applying a Yjs update twice changes nothing, so overlaps are harmless).
+rows into snapshots, one per burst of edits (:mod:`jupyter_ydjango.history`). Loading a room
+applies every snapshot and every update row of its document (applying a Yjs update twice
+changes nothing, so overlaps are harmless). :class:`Fork` rows hold copies of documents.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 
 class Document(models.Model):
@@ -84,15 +86,58 @@ class Update(models.Model):
 
 
 class Snapshot(models.Model):
-    """The whole state of a document at some point (a Yjs update holding everything)."""
+    """A point of a document's history: what changed up to it, as one Yjs update.
+
+    The document at a point is every snapshot and update row up to its time, applied in
+    time order (see :mod:`jupyter_ydjango.history`).
+    """
 
     id = models.BigAutoField(primary_key=True)
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="snapshots")
     state = models.BinaryField()
-    #: ``import`` for the file's import, ``compaction`` for a fold of the log, ``deleted``
-    #: for the document's content when its file was deleted.
-    reason = models.CharField(max_length=16, default="compaction")
-    created = models.DateTimeField(auto_now_add=True)
+    #: ``import`` for the file's import, ``edit`` for a burst of edits folded from the log,
+    #: ``deleted`` for the document's content when its file was deleted, ``compaction`` for
+    #: the whole state (older compactions).
+    reason = models.CharField(max_length=16, default="edit")
+    #: The time of the point: the last change it holds.
+    created = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["id"]
+
+
+class Fork(models.Model):
+    """A copy of a document in a room of its own: a fork (jupyter-collaboration's fork API) or
+    the copy a document timeline moves through its history.
+
+    The copy's state lives here, so that any process can serve its room, move it or merge
+    it; ``version`` grows with every write (writers compare and swap).
+    """
+
+    #: The fork's room id (32 hex digits), as in ``/api/collaboration/room/{id}``.
+    id = models.CharField(primary_key=True, max_length=32, editable=False)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="forks")
+    #: ``fork`` (the fork API) or ``timeline`` (a timeline's copy).
+    kind = models.CharField(max_length=16, default="fork",
+                            choices=[("fork", "fork"), ("timeline", "timeline")])
+    #: Whether the copy keeps receiving the document's changes.
+    synchronize = models.BooleanField(default=False)
+    title = models.TextField(blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    #: Who made it (a user name).
+    owner = models.CharField(max_length=255, blank=True, default="")
+    #: The copy, as a Yjs update holding everything.
+    state = models.BinaryField()
+    version = models.PositiveBigIntegerField(default=0)
+    #: A timeline's points (microseconds since the epoch) and the index of the one shown.
+    points = models.JSONField(default=list, blank=True)
+    position = models.IntegerField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    #: When the copy was last moved, changed or left by its last client.
+    used = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} of {self.document}"

@@ -23,6 +23,7 @@ from . import store
 from .conf import notebook_root
 from .consumer import asend_doc_update
 from .formats import FormatError
+from .history import content_at
 from .models import Snapshot
 from .paths import resolve_in_root
 from .store import run_db
@@ -34,12 +35,12 @@ class RestoreError(ValueError):
 
 
 async def restore_snapshot(snapshot_id: int) -> bool:
-    """Make the document of snapshot ``snapshot_id`` hold the snapshot's content again;
-    whether anything changed. Runs its documents on the calling event loop only."""
+    """Make the document of snapshot ``snapshot_id`` hold its content at the snapshot's time
+    again; whether anything changed. Runs its documents on the calling event loop only."""
     row = await run_db(_snapshot, snapshot_id)
     if row is None:
         raise RestoreError(f"no snapshot {snapshot_id}")
-    document_id, state = row
+    document_id, created = row
     info = await run_db(store.get_document, document_id)
     doc_format = find_format(info.format, info.type) if info else None
     if info is None or doc_format is None:
@@ -47,9 +48,7 @@ async def restore_snapshot(snapshot_id: int) -> bool:
     if info.deleted is not None:
         raise RestoreError(f"snapshot {snapshot_id}: the file of {info.path} was deleted; "
                            "restore the deleted file first")
-    target = pycrdt.Doc()
-    target.apply_update(state)
-    content = doc_format.read(target)
+    content = await content_at(document_id, doc_format, created)
     current = history_doc(await run_db(store.load_history, document_id))
     before = current.get_state()
     if not doc_format.replace(current, content):
@@ -60,9 +59,8 @@ async def restore_snapshot(snapshot_id: int) -> bool:
     return True
 
 
-def _snapshot(snapshot_id: int) -> tuple[uuid.UUID, bytes] | None:
-    row = Snapshot.objects.filter(pk=snapshot_id).values_list("document_id", "state").first()
-    return None if row is None else (row[0], bytes(row[1]))
+def _snapshot(snapshot_id: int) -> tuple[uuid.UUID, datetime] | None:
+    return Snapshot.objects.filter(pk=snapshot_id).values_list("document_id", "created").first()
 
 
 def restore_deleted(document_id: str | uuid.UUID, root: Path | None = None) -> str:

@@ -38,7 +38,6 @@ __all__ = [
     "append_updates",
     "claim_file_hash",
     "claim_writer",
-    "compact",
     "deleted_documents",
     "get_document",
     "get_or_create_document",
@@ -287,24 +286,6 @@ def append_updates(document_id: uuid.UUID, updates: list[bytes]) -> int:
     return Update.objects.create(
         document_id=document_id, data=pack_updates(updates), count=len(updates)
     ).id
-
-
-def compact(document_id: uuid.UUID, state: bytes, snapshot_ids: list[int],
-            update_ids: list[int], reason: str = "compaction") -> int:
-    """Replace the given snapshots and update rows by one snapshot holding ``state``.
-
-    ``state`` must include everything the given rows hold (the room's whole state, encoded
-    after it applied them). Rows not listed (written meanwhile, or by other processes) stay.
-    Returns the new snapshot's id.
-    """
-    with transaction.atomic():
-        new_id = Snapshot.objects.create(document_id=document_id, state=state, reason=reason).id
-        Snapshot.objects.filter(document_id=document_id, id__in=snapshot_ids).delete()
-        for start in range(0, len(update_ids), 500):
-            Update.objects.filter(
-                document_id=document_id, id__in=update_ids[start:start + 500]
-            ).delete()
-    return new_id
 
 
 def record_save(document_id: uuid.UUID, file_hash: str, size: int, error: str = "") -> None:

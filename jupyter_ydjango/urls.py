@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from . import views
+from . import history_views, views
 
 #: The API routes, for inclusion in a Django project's URLconf.
 api_urlpatterns = [
@@ -11,6 +11,11 @@ api_urlpatterns = [
     path("api/ydjango/rooms/<str:file_id>", views.room_status, name="ydjango-room-status"),
     path("api/ydjango/rename", views.rename, name="ydjango-rename"),
     path("api/ydjango/delete", views.delete, name="ydjango-delete"),
+    path("api/collaboration/timeline/<path:path>", history_views.timeline_view,
+         name="ydjango-timeline"),
+    path("api/collaboration/undo_redo/<str:room_id>", history_views.undo_redo,
+         name="ydjango-undo-redo"),
+    path("api/collaboration/fork/<str:room_id>", history_views.fork, name="ydjango-fork"),
 ]
 
 #: Operations: health check and Prometheus metrics (expose them to your monitoring only).

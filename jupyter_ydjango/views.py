@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 from typing import Any
+from urllib.parse import unquote
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -141,8 +142,13 @@ async def session(request: HttpRequest, path: str) -> HttpResponse:
         return _error(400, f"document type {kind[0]!r}:{kind[1]!r}: names longer than "
                       f"{MAX_KIND_LENGTH} characters are not supported")
     try:
-        api_path = normalize_api_path(path)
+        # a leading "/" is the root, as in Jupyter's contents API (the stock timeline sends
+        # it, with the rest of the path percent-encoded once more)
+        api_path = normalize_api_path(path.removeprefix("/"))
         real = resolve_in_root(notebook_root(), api_path)
+        if not real.is_file() and path.startswith("/") and "%" in api_path:
+            api_path = normalize_api_path(unquote(api_path))
+            real = resolve_in_root(notebook_root(), api_path)
     except PathError as exc:
         return _error(403, str(exc))
     if not real.is_file():

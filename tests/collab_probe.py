@@ -27,6 +27,7 @@ COLLABORATION = "jupyter_server_ydoc"
 SCHEMAS = (
     "https://schema.jupyter.org/jupyter_collaboration/session/v1",
     "https://schema.jupyter.org/jupyter_collaboration/awareness/v1",
+    "https://schema.jupyter.org/jupyter_collaboration/fork/v1",
 )
 
 

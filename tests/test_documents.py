@@ -91,7 +91,8 @@ def test_session_ids_are_stable_per_file(docs: DocServer) -> None:
     ("../outside.ipynb", {"format": "json", "type": "notebook"}, 403),
     ("%2e%2e/outside.ipynb", {"format": "json", "type": "notebook"}, 403),
     ("sub/%2E%2E/%2E%2E/outside.ipynb", {"format": "json", "type": "notebook"}, 403),
-    ("/etc/hostname", {"format": "json", "type": "notebook"}, 403),
+    # a leading "/" is the notebook root, as in Jupyter's contents API: no such file there
+    ("/etc/hostname", {"format": "json", "type": "notebook"}, 404),
     ("link-out.ipynb", {"format": "json", "type": "notebook"}, 403),
 ])
 def test_session_errors(docs: DocServer, path: str, body: object, status: int) -> None:
@@ -478,7 +479,7 @@ async def test_log_is_compacted(tmp_path: Path) -> None:
         expected = client.model.get()
         rows = await wait_until(lambda: (r := db_rows(server, file_id))["update"][0] == 0 and r,
                                 timeout=15, what="idle compaction")
-        assert rows["snapshot"][0] == 1
+        assert rows["snapshot"][0] >= 2, "the import, then the edits folded into snapshots"
         await client.close()
         server.stop()
         server.start()

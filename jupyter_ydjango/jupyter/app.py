@@ -20,7 +20,14 @@ from ..identity import Identity
 from . import collaboration
 from .backend import Backend, BackendError
 from .events import CollaborationEvents
-from .handlers import RoomHandler, RoomStatusHandler, SessionHandler
+from .handlers import (
+    ForkHandler,
+    RoomHandler,
+    RoomStatusHandler,
+    SessionHandler,
+    TimelineHandler,
+    UndoRedoHandler,
+)
 
 #: Schema of jupyter_server's contents events (a rename keeps the file's ``fileId``; a deleted
 #: file's rooms stop saving it).
@@ -34,8 +41,9 @@ SERVER_IDENTITY = Identity("jupyter-server", "write", "Jupyter server", "Jupyter
 class YDjango(ExtensionApp):
     """Real-time collaboration for JupyterLab, backed by Django Channels.
 
-    Serves ``{base_url}api/collaboration/session/*`` and ``{base_url}api/collaboration/room/*``
-    (the API of jupyter-collaboration that the stock RTC frontend speaks) and
+    Serves ``{base_url}api/collaboration/session/*``, ``{base_url}api/collaboration/room/*``,
+    ``.../timeline/*``, ``.../undo_redo/*`` and ``.../fork/*`` (the API of
+    jupyter-collaboration that the stock RTC frontend speaks) and
     ``{base_url}api/ydjango/rooms/*``, and hands every request to the Django side: by default
     the embedded Django project, run in this process on the server's event loop (SQLite in
     the Jupyter data directory); with :attr:`remote_url`, a separate Django Channels service.
@@ -44,8 +52,7 @@ class YDjango(ExtensionApp):
     (``jupyter_server_ydoc``) claims the same URLs. Two backends for one document would split
     its edits between two copies, so this extension must be the only one answering: it logs
     an error that names the conflict and the fix, and puts its own routes ahead of the other
-    extension's, so that the collaboration API is consistently ours. (The other extension's
-    extra endpoints, such as forks and the timeline, stay its own and do not see our rooms.)
+    extension's, so that the collaboration API is consistently ours.
 
     **Other server extensions** (jupyterlab-chat, jupyter-server-nbmodel, Jupyter AI) find
     jupyter-collaboration's in-process API where they look for it, under the extension name
@@ -200,6 +207,9 @@ class YDjango(ExtensionApp):
             (r"/api/collaboration/session/(.*)", SessionHandler, kwargs),
             (r"/api/collaboration/room/(.*)", RoomHandler, kwargs),
             (r"/api/ydjango/rooms/(.*)", RoomStatusHandler, kwargs),
+            (r"/api/collaboration/timeline/(.*)", TimelineHandler, kwargs),
+            (r"/api/collaboration/undo_redo/(.*)", UndoRedoHandler, kwargs),
+            (r"/api/collaboration/fork/(.*)", ForkHandler, kwargs),
         ])
 
     def initialize(self) -> None:
@@ -316,7 +326,8 @@ class YDjango(ExtensionApp):
 
     def _route_first(self) -> None:
         """Move this extension's routes ahead of every other extension's."""
-        ours = {SessionHandler, RoomHandler, RoomStatusHandler}
+        ours = {SessionHandler, RoomHandler, RoomStatusHandler, TimelineHandler,
+                UndoRedoHandler, ForkHandler}
         rules = self.serverapp.web_app.default_router.rules
         for index, rule in enumerate(rules):
             targets = {getattr(r, "target", None) for r in getattr(rule.target, "rules", ())}

@@ -11,9 +11,9 @@ registered them already.
   (embedded Django side: the rooms are in this process; see :mod:`jupyter_ydjango.signals`).
 * ``awareness``: ``join`` and ``leave`` for each client connection of a room (any Django
   side: the connections go through this server).
-
-jupyter-collaboration's ``fork`` events have no counterpart: there are no forks here, and
-no extension listens to them.
+* ``fork``: ``create`` and ``delete`` for each fork made or deleted through this server (any
+  Django side: the fork API goes through it); JupyterLab's fork manager turns them into its
+  ``forkAdded`` and ``forkDeleted`` signals.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 #: The schema ids (jupyter-collaboration's).
 SESSION_EVENTS = "https://schema.jupyter.org/jupyter_collaboration/session/v1"
 AWARENESS_EVENTS = "https://schema.jupyter.org/jupyter_collaboration/awareness/v1"
+FORK_EVENTS = "https://schema.jupyter.org/jupyter_collaboration/fork/v1"
 
 #: Rooms whose awareness is not reported (as jupyter-collaboration: the global presence room).
 GLOBAL_AWARENESS = "JupyterLab:globalAwareness"
@@ -68,13 +69,43 @@ AWARENESS_SCHEMA: dict[str, Any] = {
 }
 
 
+FORK_SCHEMA: dict[str, Any] = {
+    "$id": FORK_EVENTS,
+    "$schema": "http://json-schema.org/draft-07/schema",
+    "version": "1",
+    "title": "Collaborative fork events",
+    "personal-data": True,
+    "description": "Fork events emitted from server-side during a collaborative session.",
+    "type": "object",
+    "required": ["fork_roomid", "fork_info", "username", "action"],
+    "properties": {
+        "fork_roomid": {"type": "string", "description": "The fork's room ID."},
+        "fork_info": {
+            "type": "object",
+            "description": "What the fork API says of the fork.",
+            "required": ["root_roomid", "synchronize", "title", "description"],
+            "properties": {
+                "root_roomid": {"type": "string", "description": "The forked room's ID."},
+                "synchronize": {"type": "boolean",
+                                "description": "Whether the fork follows its root."},
+                "title": {"type": "string", "description": "The fork's title."},
+                "description": {"type": "string", "description": "The fork's description."},
+            },
+        },
+        "username": {"type": "string",
+                     "description": "The name of the user who made or deleted the fork."},
+        "action": {"enum": ["create", "delete"]},
+    },
+}
+
+
 class CollaborationEvents:
     """Emits the events of the rooms served through one Jupyter server."""
 
     def __init__(self, event_logger: Any, log: logging.Logger | Any) -> None:
         self.event_logger = event_logger
         self.log = log
-        for schema in (SESSION_SCHEMA, AWARENESS_SCHEMA):
+        for schema in (SESSION_SCHEMA, AWARENESS_SCHEMA, FORK_SCHEMA):
             if schema["$id"] not in self.event_logger.schemas:
                 self.event_logger.register_event_schema(schema)
 
@@ -118,6 +149,12 @@ class CollaborationEvents:
     def client_left(self, room_id: str, username: str) -> None:
         """A client's connection to a room closed (``awareness`` ``leave``)."""
         self._awareness(room_id, username, "leave")
+
+    def fork(self, fork_roomid: str, fork_info: dict[str, Any], username: str,
+             action: str) -> None:
+        """A fork was made (``create``) or deleted (``delete``)."""
+        self._emit(FORK_EVENTS, {"fork_roomid": fork_roomid, "fork_info": fork_info,
+                                 "username": username, "action": action})
 
     def _session(self, room_id: str, path: str, action: str, msg: str) -> None:
         self._emit(SESSION_EVENTS, {"level": "INFO", "room": room_id, "path": path,

@@ -26,6 +26,7 @@ from .backend import (
     CLOSE_INTERNAL_ERROR,
     Backend,
     BackendError,
+    HttpResponse,
     RoomConnection,
     client_close,
 )
@@ -91,7 +92,9 @@ class _ForwardingHandler(APIHandler):
     def initialize(self, extension: Extension) -> None:
         self.extension = extension
 
-    async def forward(self) -> None:
+    async def forward(self) -> tuple[Identity, HttpResponse] | None:
+        """Answer with the Django side's answer; the user and that answer (``None`` when
+        the Django side could not be asked)."""
         identity = await request_identity(self)
         if identity is None:
             raise web.HTTPError(403, "not authorized to read contents")
@@ -111,13 +114,14 @@ class _ForwardingHandler(APIHandler):
             self.log.warning("%s %s: %s", self.request.method, self.request.path, exc)
             self.set_status(exc.status)
             self.finish(json.dumps({"message": str(exc), "reason": None}))
-            return
+            return None
         self.set_status(response.status)
         if response.content_type:
             self.set_header("Content-Type", response.content_type)
         else:
             self.clear_header("Content-Type")
         self.finish(response.body)
+        return identity, response
 
 
 class SessionHandler(_ForwardingHandler):
@@ -139,6 +143,64 @@ class RoomStatusHandler(_ForwardingHandler):
     @authorized("read")
     async def get(self, file_id: str) -> None:
         await self.forward()
+
+
+class TimelineHandler(_ForwardingHandler):
+    """``GET {base_url}api/collaboration/timeline/{path}``: a document's points, and a copy to
+    move through them."""
+
+    @web.authenticated
+    @authorized("read")
+    async def get(self, path: str) -> None:
+        await self.extension.renames_recorded()
+        await self.forward()
+
+
+class UndoRedoHandler(_ForwardingHandler):
+    """``PUT {base_url}api/collaboration/undo_redo/{roomId}``: move a timeline's copy, or
+    restore the point it shows."""
+
+    # Readers move their copy too; the Django side refuses their restores.
+    @web.authenticated
+    @authorized("read")
+    async def put(self, room_id: str) -> None:
+        await self.forward()
+
+
+class ForkHandler(_ForwardingHandler):
+    """``{base_url}api/collaboration/fork/{roomId}``: list, make and delete forks; made and
+    deleted forks are announced as jupyter-collaboration's ``fork`` events."""
+
+    # Readers may list forks; the Django side refuses their changes.
+    @web.authenticated
+    @authorized("read")
+    async def get(self, room_id: str) -> None:
+        await self.forward()
+
+    @web.authenticated
+    @authorized("read")
+    async def put(self, room_id: str) -> None:
+        self._announce(await self.forward(), 201, "create")
+
+    @web.authenticated
+    @authorized("read")
+    async def delete(self, fork_id: str) -> None:
+        self._announce(await self.forward(), 200, "delete")
+
+    def _announce(self, forwarded: tuple[Identity, HttpResponse] | None, status: int,
+                  action: str) -> None:
+        if forwarded is None or self.extension.events is None:
+            return
+        identity, response = forwarded
+        if response.status != status:
+            return
+        try:
+            answer = response.json()
+            fork_roomid, fork_info = answer["fork_roomid"], answer["fork_info"]
+        except (ValueError, TypeError, KeyError):
+            self.log.warning("fork %s: the backend's answer names no fork", action)
+            return
+        self.extension.events.fork(fork_roomid, fork_info, identity.username, action)
 
 
 class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):

@@ -1,0 +1,243 @@
+"""The rooms of forks: ``/api/collaboration/room/{forkId}``.
+
+A fork's room is a :class:`ForkRoom`: its document is the fork's copy, loaded from the
+:class:`~jupyter_ydjango.models.Fork` row and stored back there as it changes (within
+:attr:`ForkRoom.write_delay`, by the process whose client made the change; see
+:mod:`jupyter_ydjango.forks`). It is unloaded like any room once its last client left, the
+row staying in the database. A ``synchronize`` fork follows its document: while its room is
+loaded, the document's live room is held in the same process and every change of it is
+applied to the copy, after what the copy missed while no room had it.
+
+:class:`ForkConsumer` serves the room to clients: an unknown fork id is refused with 4404,
+a ``sessionId`` of another history of the document with 4409; readers join read-only. When
+the fork is deleted (merged, restored or dropped), its clients are closed with 4404.
+
+:func:`merge_fork` gives a fork's changes back to its document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+import pycrdt
+
+from . import forks, store
+from .consumer import CLOSE_STALE_SESSION, _IdentifiedConsumer
+from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError
+from .live import document_room
+from .relay import REMOTE
+from .rooms import HISTORY, Room, find_room
+from .store import DocumentInfo, run_db, run_io
+from .ydoc_formats import find_format
+from .yutils import create_raw_json_message, read_raw_request
+
+__all__ = ["ROOT", "ForkConsumer", "ForkRoom", "MergeConflict", "copy_state", "drop_fork",
+           "merge_fork", "missing"]
+
+logger = logging.getLogger(__name__)
+
+#: Origin of the changes a synchronised fork receives from its document.
+ROOT = "root"
+
+
+class ForkRoom(Room):
+    """A room whose document is a fork's copy, stored in the fork's row."""
+
+    #: Seconds the writer gathers changes before storing them as one write.
+    write_delay = 0.02
+
+    def __init__(self, name: str, doc: pycrdt.Doc, *, fork: forks.ForkInfo,
+                 document: DocumentInfo) -> None:
+        super().__init__(name, doc)
+        self.fork = fork
+        self.document = document
+        #: Changes to store, with the relay sequence number of those this process published
+        #: (``None`` for changes another process published and went away without storing).
+        self._pending: list[tuple[int | None, bytes]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        #: While following its document: the document's live room, held until unloaded.
+        self._following: contextlib.AsyncExitStack | None = None
+        self._root: DocumentRoom | None = None
+        self._root_subscription: Any = None
+
+    async def on_load(self) -> None:
+        row = await run_db(forks.read_state, self.fork.id)
+        if row is None:
+            raise LoadError(CLOSE_NOT_FOUND, f"no fork {self.fork.id}")
+        self.apply_update(row[0], HISTORY)
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+        if self.fork.synchronize:
+            await self._follow_root()
+
+    def on_change(self, update: bytes, origin: Any) -> None:
+        if origin is HISTORY or origin is REMOTE:
+            return  # stored already, or by the process that published it
+        seq = self.relay.seq if self.relay is not None else 0
+        self._pending.append((seq, update))
+        self._wake.set()
+
+    def stored_seq(self) -> int | None:
+        seq = next((seq for seq, _ in self._pending if seq is not None), None)
+        if seq is not None:
+            return seq - 1
+        return self.relay.seq if self.relay is not None else 0
+
+    def store_remote_updates(self, updates: list[bytes]) -> None:
+        self._pending += [(None, update) for update in updates]
+        self._wake.set()
+
+    async def on_unload(self) -> None:
+        if self._following is not None and self._root is not None:
+            self._root.doc.unobserve(self._root_subscription)
+            await self._following.aclose()
+            self._following = self._root = None
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
+        with contextlib.suppress(forks.ForkGone):
+            await self.flush()
+        with contextlib.suppress(Exception):
+            await run_db(forks.touch, self.fork.id)
+
+    # --- following the document ---------------------------------------------------------
+
+    async def _follow_root(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        try:
+            root = await stack.enter_async_context(document_room(self.document))
+        except (LoadError, LookupError) as exc:
+            logger.warning("fork %s: cannot follow %s: %s", self.name, self.document.path, exc)
+            return
+        self._following, self._root = stack, root
+        self.apply_update(root.diff(self.state_vector()), ROOT)  # what it missed
+        self._root_subscription = root.doc.observe(
+            lambda event: self.apply_update(event.update, ROOT))
+
+    # --- storing ------------------------------------------------------------------------
+
+    async def _write(self) -> None:
+        """Store queued changes, in order; retried until stored, dropped once the fork is
+        gone."""
+        delay = 0.1
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.write_delay)
+            self._wake.clear()
+            try:
+                await self.flush()
+                delay = 0.1
+            except forks.ForkGone:
+                self._pending.clear()
+            except Exception as exc:
+                logger.error("fork %s: cannot store its changes (retrying): %r", self.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._wake.set()
+
+    async def flush(self) -> None:
+        """Store every queued change now. :raises ForkGone:"""
+        while self._pending:
+            batch = [update for _, update in self._pending]
+
+            def apply(doc: pycrdt.Doc, batch: list[bytes] = batch) -> None:
+                for update in batch:
+                    doc.apply_update(update)
+
+            await forks.change_state(self.fork.id, apply)
+            del self._pending[:len(batch)]
+
+
+async def copy_state(fork: forks.ForkInfo) -> tuple[bytes, int | None]:
+    """A fork's copy as stored, with what its room in this process holds; and its position
+    (a timeline's). :raises ForkGone:"""
+    row = await run_db(forks.read_state, fork.id)
+    if row is None:
+        raise forks.ForkGone(fork.id)
+    state, _, position = row
+    room = find_room(fork.id)
+    if isinstance(room, ForkRoom):
+        state = await run_io(pycrdt.merge_updates, state, room.diff())
+    return state, position
+
+
+def missing(state: bytes, state_vector: bytes) -> bytes:
+    """What a document at ``state_vector`` lacks of ``state`` (thread-safe)."""
+    doc = pycrdt.Doc()
+    doc.apply_update(state)
+    return doc.get_update(state_vector)
+
+
+class MergeConflict(Exception):
+    """The document cannot take a fork's changes (its file was deleted)."""
+
+
+async def merge_fork(fork: forks.ForkInfo, info: DocumentInfo) -> None:
+    """Apply a fork's changes to its document, as an edit (logged, sent to everyone, saved).
+    :raises ForkGone: :raises MergeConflict: :raises LoadError:"""
+    state, _ = await copy_state(fork)
+    async with document_room(info) as room:
+        if room.deleted:
+            raise MergeConflict(f"{info.path} was deleted")
+        room.apply_update(await run_io(missing, state, room.state_vector()))
+
+
+async def drop_fork(fork_id: str) -> None:
+    """Delete a fork and close its room's connections, in every process."""
+    await run_db(forks.delete_fork, fork_id)
+    await forks.notify_deleted(fork_id)
+
+
+class ForkConsumer(_IdentifiedConsumer):
+    """Clients of a fork's room (see the module docstring)."""
+
+    def make_room_name(self) -> str:
+        return self.fork.id
+
+    async def connect(self) -> None:
+        fork_id = self.scope["url_route"]["kwargs"]["room_id"]
+        fork = await run_db(forks.get_fork, fork_id)
+        document = None if fork is None else await run_db(store.get_document, fork.document_id)
+        if fork is None or document is None or find_format(document.format,
+                                                           document.type) is None:
+            logger.info("refused room %s: no such fork", fork_id)
+            await self.refuse(CLOSE_NOT_FOUND)
+            return
+        session_id = self.query_value("sessionId")
+        if session_id and session_id != str(document.session_id):
+            logger.info("refused fork %s: unknown session %s", fork_id, session_id)
+            await self.refuse(CLOSE_STALE_SESSION)
+            return
+        self.fork, self.document = fork, document
+        try:
+            await super().connect()
+        except LoadError as exc:
+            logger.info("refused fork %s: %s", fork_id, exc)
+            await self.refuse(exc.code)
+
+    def query_value(self, name: str) -> str:
+        """A query parameter of the connection (``""`` if absent)."""
+        values = parse_qs(self.scope.get("query_string", b"").decode()).get(name)
+        return values[0] if values else ""
+
+    async def make_room(self) -> Room:
+        return ForkRoom(self.fork.id, pycrdt.Doc(), fork=self.fork, document=self.document)
+
+    async def receive_raw(self, payload: bytes) -> None:
+        """A save request is answered ``success``: the copy is stored as it changes (in the
+        database: a fork is not a file)."""
+        action, request_id = read_raw_request(payload)
+        if action == "save" and self.peer is not None:
+            self.peer.push(create_raw_json_message(
+                {"type": "save", "responseTo": request_id, "status": "success"}))
+
+    async def fork_deleted(self, _message: dict[str, Any]) -> None:
+        """The fork was deleted: close this connection."""
+        await self._leave()
+        await self.close(CLOSE_NOT_FOUND)
+

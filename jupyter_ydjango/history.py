@@ -1,0 +1,413 @@
+"""A document's history as points in time, read from the database and kept bounded.
+
+The database holds a document's history as :class:`~jupyter_ydjango.models.Snapshot` rows
+and the update log (:class:`~jupyter_ydjango.models.Update` rows). Each snapshot is a point:
+one Yjs update holding what changed up to its time since the point before it (the file's
+import is the first). The document at time ``t`` is every snapshot and update row up to
+``t``, applied in time order (:func:`state_at`).
+
+**Bursts.** Edits come in bursts: changes less than ``YDJANGO_HISTORY_BURST_GAP`` seconds
+apart. The timeline (:func:`build_timeline`) has one point per burst that changed the
+document's content (changes of its ``state`` map alone, such as a save's hash, make none).
+
+**Compaction** (:func:`compact`) folds the update log into one snapshot per burst
+(:func:`fold_log`), then thins old points (:func:`thin`): every burst of the last hour stays
+a point; older ones are merged, at most one point per 10 minutes for the last day and one
+per hour before that. The import and a deleted file's last content stay points of their
+own. A merged point holds only what its period added and kept (the content of items it
+added and deleted again is dropped), so a point is never larger than the document.
+Boundaries that an open timeline shows (its points) are never merged away.
+
+The plain functions that read or write the database block; those that replay Yjs updates
+take and return bytes and plain values (they run in worker threads): nothing here keeps a
+pycrdt object beyond one call. The coroutines (:func:`compact`, :func:`fold_log`,
+:func:`thin`, :func:`content_at`) run both kinds off the event loop.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pycrdt
+from django.db import transaction
+from django.utils import timezone as dj_timezone
+
+from .conf import get_setting
+from .formats import DocumentFormat
+from .models import Document, Fork, Snapshot, Update
+from .store import run_db, run_io, unpack_updates
+from .yutils import EMPTY_UPDATE
+
+__all__ = [
+    "Change",
+    "Timeline",
+    "build_timeline",
+    "compact",
+    "content_at",
+    "fold_changes",
+    "fold_log",
+    "from_micros",
+    "group_rows",
+    "plan_thinning",
+    "read_changes",
+    "state_at",
+    "thin",
+    "to_micros",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+#: Reasons of snapshots that stay points of their own: never merged with others.
+KEPT_REASONS = frozenset({"import", "deleted"})
+#: Points younger than this are all kept.
+KEEP_ALL = timedelta(hours=1)
+#: Points younger than this (and older than :data:`KEEP_ALL`): one per 10 minutes; older
+#: ones: one per hour.
+KEEP_TEN_MINUTES = timedelta(days=1)
+#: Seconds between two thinnings of a document by one process.
+THIN_INTERVAL = 600.0
+
+
+def to_micros(when: datetime) -> int:
+    """A time as whole microseconds since the epoch (exact, unlike a float)."""
+    return (when - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The time :func:`to_micros` gave."""
+    return _EPOCH + micros * _MICROSECOND
+
+
+@dataclass(frozen=True)
+class Change:
+    """A step of a document's history: one snapshot, or the update rows of one burst."""
+
+    #: When the step ended (the snapshot's time, the burst's last row's).
+    time: datetime
+    #: The Yjs updates of the step.
+    updates: tuple[bytes, ...]
+    #: The snapshot's reason; ``""`` for update rows.
+    reason: str = ""
+    #: The snapshot's id, or the rows' ids.
+    ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A document's points and its whole state, as the database holds them."""
+
+    #: The end of each burst that changed the document's content, oldest first.
+    points: list[datetime] = field(default_factory=list)
+    #: The document as of the last change (a Yjs update holding everything).
+    state: bytes = EMPTY_UPDATE
+
+
+Row = tuple[int, datetime, bytes]
+
+
+def _crosses(protected: Sequence[datetime], before: datetime, after: datetime) -> bool:
+    """Whether a protected point ``p`` has ``before <= p < after`` (a step must end there)."""
+    index = bisect.bisect_left(protected, before)
+    return index < len(protected) and protected[index] < after
+
+
+def group_rows(rows: Iterable[Row], gap: float,
+               protected: Sequence[datetime] = ()) -> list[list[Row]]:
+    """Update rows ``(id, created, data)`` as bursts, in time order: a row more than ``gap``
+    seconds after the one before it starts a new burst, and so does a row after a
+    ``protected`` point (sorted) that the row before it precedes or equals."""
+    groups: list[list[Row]] = []
+    for row in sorted(rows, key=lambda r: (r[1], r[0])):
+        if groups:
+            last = groups[-1][-1][1]
+            if (row[1] - last).total_seconds() <= gap and not _crosses(protected, last, row[1]):
+                groups[-1].append(row)
+                continue
+        groups.append([row])
+    return groups
+
+
+def _merged(updates: Sequence[bytes]) -> bytes:
+    if not updates:
+        return EMPTY_UPDATE
+    return updates[0] if len(updates) == 1 else pycrdt.merge_updates(*updates)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def read_changes(document_id: uuid.UUID, gap: float, until: datetime | None = None,
+                 protected: Sequence[datetime] = ()) -> list[Change]:
+    """A document's history up to ``until`` (everything if ``None``), oldest first: each
+    snapshot, and the update rows grouped in bursts of ``gap`` seconds (see
+    :func:`group_rows` for ``protected``) (blocking)."""
+    snapshots = Snapshot.objects.filter(document_id=document_id)
+    rows = Update.objects.filter(document_id=document_id)
+    if until is not None:
+        snapshots, rows = snapshots.filter(created__lte=until), rows.filter(created__lte=until)
+    with transaction.atomic():  # rows first: a compaction meanwhile can only add overlap
+        row_list = [(i, c, bytes(d)) for i, c, d in rows.values_list("id", "created", "data")]
+        snapshot_list = list(snapshots.values_list("id", "created", "reason", "state"))
+    changes = [Change(created, (bytes(state),), reason, (snapshot_id,))
+               for snapshot_id, created, reason, state in snapshot_list]
+    for group in group_rows(row_list, gap, protected):
+        updates = tuple(update for _, _, data in group for update in unpack_updates(data))
+        changes.append(Change(group[-1][1], updates, "", tuple(r[0] for r in group)))
+    changes.sort(key=lambda c: (c.time, c.reason == "", c.ids))
+    return changes
+
+
+class _Replay:
+    """A scratch document that changes are applied to in time order, telling which of them
+    changed the content (and not only the ``state`` map)."""
+
+    def __init__(self, doc_format: DocumentFormat | None = None) -> None:
+        self.doc = pycrdt.Doc()
+        self._touched = False
+        # kept: a subscription that is dropped stops observing
+        self._subscriptions = [] if doc_format is None else [
+            root.observe_deep(self._on_content) for root in doc_format.content_roots(self.doc)]
+
+    def _on_content(self, _events: Any) -> None:
+        self._touched = True
+
+    def apply(self, change: Change) -> bool:
+        """Apply a change; whether the content changed."""
+        self._touched = False
+        update = _merged(change.updates)
+        if update != EMPTY_UPDATE:
+            self.doc.apply_update(update)
+        return self._touched
+
+
+def build_timeline(changes: Sequence[Change], doc_format: DocumentFormat,
+                   gap: float) -> Timeline:
+    """The points of a history (from :func:`read_changes`) and the document it ends with.
+
+    Content changes less than ``gap`` seconds apart are one point (the later), unless one
+    of them is a point of its own (the import, a deletion).
+    """
+    replay = _Replay(doc_format)
+    points: list[datetime] = []
+    kept: list[bool] = []
+    for change in changes:
+        if not replay.apply(change):
+            continue
+        own = change.reason in KEPT_REASONS
+        if (points and not own and not kept[-1]
+                and (change.time - points[-1]).total_seconds() <= gap):
+            points[-1] = change.time
+        else:
+            points.append(change.time)
+            kept.append(own)
+    return Timeline(points, replay.doc.get_update())
+
+
+def state_at(changes: Sequence[Change]) -> bytes:
+    """The document that ``changes`` (from :func:`read_changes` with ``until``) build."""
+    replay = _Replay()
+    for change in changes:
+        replay.apply(change)
+    return replay.doc.get_update()
+
+
+async def content_at(document_id: uuid.UUID, doc_format: DocumentFormat,
+                     when: datetime) -> Any:
+    """The content of a document at time ``when`` (as ``doc_format.read`` gives it)."""
+    changes = await run_db(read_changes, document_id, 0.0, when)
+
+    def content() -> Any:
+        doc = pycrdt.Doc()
+        doc.apply_update(state_at(changes))
+        return doc_format.read(doc)
+
+    return await run_io(content)
+
+
+# --- compaction ---------------------------------------------------------------------------
+
+
+def _protected_points(document_id: uuid.UUID) -> list[datetime]:
+    """The points that open timelines of the document show (sorted)."""
+    lists = Fork.objects.filter(document_id=document_id, kind="timeline").values_list(
+        "points", flat=True)
+    return sorted({from_micros(micros) for points in lists for micros in points or ()})
+
+
+def _read_for_fold(document_id: uuid.UUID, gap: float) -> list[Change]:
+    return read_changes(document_id, gap, None, _protected_points(document_id))
+
+
+def fold_changes(changes: Sequence[Change]) -> list[tuple[Change, bytes]]:
+    """Each burst of update rows among ``changes`` (from :func:`read_changes`), with what it
+    added to the document: replayed, so that it is encoded as compactly as a document is (the
+    content of what it added and deleted again is dropped)."""
+    doc = pycrdt.Doc()
+    folded = []
+    for change in changes:
+        before = doc.get_state()
+        update = _merged(change.updates)
+        if update != EMPTY_UPDATE:
+            doc.apply_update(update)
+        if not change.reason:
+            folded.append((change, doc.get_update(before)))
+    return folded
+
+
+def _store_fold(document_id: uuid.UUID, folded: Sequence[tuple[Change, bytes]],
+                reason: str) -> list[int]:
+    """Replace the folded rows by their snapshots, unless another process folded some of them
+    meanwhile; the ids of the rows replaced."""
+    ids = [row_id for change, _ in folded for row_id in change.ids]
+    snapshots = [Snapshot(document_id=document_id, reason="edit", created=change.time,
+                          state=state) for change, state in folded]
+    if reason and snapshots:
+        snapshots[-1].reason = reason
+    elif reason:
+        snapshots.append(Snapshot(document_id=document_id, reason=reason, state=EMPTY_UPDATE,
+                                  created=dj_timezone.now()))
+    with transaction.atomic():
+        # serialises the document's compactions (PostgreSQL; SQLite writes one at a time)
+        list(Document.objects.select_for_update().filter(pk=document_id).values_list("pk"))
+        rows = Update.objects.filter(document_id=document_id)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            if rows.filter(id__in=chunk).count() != len(chunk):
+                transaction.set_rollback(True)  # folded by another process meanwhile
+                return []
+            rows.filter(id__in=chunk).delete()
+        Snapshot.objects.bulk_create(snapshots)
+    return ids
+
+
+async def fold_log(document_id: uuid.UUID, gap: float, reason: str = "") -> list[int]:
+    """Replace the document's update rows by one snapshot per burst; the ids of the rows
+    folded (none if another process folded some of them meanwhile: it goes on from there).
+
+    With ``reason`` (``deleted``), the last snapshot made is marked with it, or, when the log
+    is empty, an empty snapshot marks the time.
+    """
+    changes = await run_db(_read_for_fold, document_id, gap)
+    if not reason and all(change.reason for change in changes):
+        return []  # no update rows
+    folded = await run_io(fold_changes, changes)
+    return await run_db(_store_fold, document_id, folded, reason)
+
+
+def _bucket(created: datetime, now: datetime) -> tuple[str, int] | None:
+    """The period a point is merged into at ``now``; ``None``: kept as it is."""
+    age = now - created
+    seconds = to_micros(created) // 1_000_000
+    if age < KEEP_ALL:
+        return None
+    if age < KEEP_TEN_MINUTES:
+        return ("10 min", seconds // 600)
+    return ("1 h", seconds // 3600)
+
+
+def plan_thinning(snapshots: Sequence[tuple[int, datetime, str]], now: datetime,
+                  protected: Sequence[datetime] = ()) -> list[list[int]]:
+    """Which snapshots ``(id, created, reason)`` (in time order) to merge: runs of
+    consecutive snapshots of the same period (see the module docstring), each run
+    becoming one snapshot; a run ends at a ``protected`` point."""
+    runs: list[list[int]] = []
+    current: list[int] = []
+    key: tuple[str, int] | None = None
+    previous: datetime | None = None
+    for snapshot_id, created, reason in snapshots:
+        bucket = None if reason in KEPT_REASONS else _bucket(created, now)
+        if (bucket is not None and bucket == key and previous is not None
+                and not _crosses(protected, previous, created)):
+            current.append(snapshot_id)
+        else:
+            if len(current) > 1:
+                runs.append(current)
+            current = [snapshot_id] if bucket is not None else []
+            key = bucket
+        previous = created
+    if len(current) > 1:
+        runs.append(current)
+    return runs
+
+
+def _snapshot_times(document_id: uuid.UUID) -> tuple[list[tuple[int, datetime, str]],
+                                                     list[datetime]]:
+    snapshots = list(Snapshot.objects.filter(document_id=document_id).order_by(
+        "created", "id").values_list("id", "created", "reason"))
+    return snapshots, _protected_points(document_id)
+
+
+def _snapshot_states(document_id: uuid.UUID, until: datetime) -> list[tuple[int, datetime, bytes]]:
+    rows = Snapshot.objects.filter(document_id=document_id, created__lte=until).order_by(
+        "created", "id").values_list("id", "created", "state")
+    return [(i, c, bytes(s)) for i, c, s in rows]
+
+
+def merge_runs(states: Sequence[tuple[int, datetime, bytes]], runs: Sequence[list[int]]
+               ) -> list[tuple[list[int], datetime, bytes]]:
+    """Each run of snapshots (ids) as one snapshot ``(ids, time, state)``: what the run
+    added to the document, replayed (so that what it added and deleted again is dropped)."""
+    starts = {run[0]: run for run in runs}
+    ends = {run[-1]: run for run in runs}
+    doc = pycrdt.Doc()
+    before: dict[int, bytes] = {}
+    merged = []
+    for snapshot_id, created, state in states:
+        if snapshot_id in starts:
+            before[snapshot_id] = doc.get_state()
+        doc.apply_update(state)
+        run = ends.get(snapshot_id)
+        if run is not None:
+            merged.append((run, created, doc.get_update(before[run[0]])))
+    return merged
+
+
+def _replace_runs(document_id: uuid.UUID,
+                  merged: Sequence[tuple[list[int], datetime, bytes]]) -> int:
+    removed = 0
+    with transaction.atomic():
+        list(Document.objects.select_for_update().filter(pk=document_id).values_list("pk"))
+        for ids, created, state in merged:
+            run = Snapshot.objects.filter(document_id=document_id, id__in=ids)
+            if run.count() != len(ids):
+                continue  # another process thinned them meanwhile
+            Snapshot.objects.create(document_id=document_id, reason="edit", created=created,
+                                    state=state)
+            run.delete()
+            removed += len(ids) - 1
+    return removed
+
+
+async def thin(document_id: uuid.UUID, now: datetime | None = None) -> int:
+    """Merge old points as the module docstring says; how many snapshots fewer."""
+    snapshots, protected = await run_db(_snapshot_times, document_id)
+    runs = plan_thinning(snapshots, now or dj_timezone.now(), protected)
+    if not runs:
+        return 0
+    last = max(created for snapshot_id, created, _ in snapshots if snapshot_id in
+               {run[-1] for run in runs})
+    states = await run_db(_snapshot_states, document_id, last)
+    merged = await run_io(merge_runs, states, runs)
+    return await run_db(_replace_runs, document_id, merged)
+
+
+_last_thinned: dict[uuid.UUID, float] = {}
+
+
+async def compact(document_id: uuid.UUID, reason: str = "") -> list[int]:
+    """Fold the document's update log into snapshots (:func:`fold_log`), and thin its points
+    (:func:`thin`, at most every :data:`THIN_INTERVAL` seconds per process); the ids of the
+    rows folded."""
+    folded = await fold_log(document_id, get_setting("YDJANGO_HISTORY_BURST_GAP"), reason)
+    now = time.monotonic()
+    if now - _last_thinned.get(document_id, -THIN_INTERVAL) >= THIN_INTERVAL:
+        _last_thinned[document_id] = now
+        await thin(document_id)
+    return folded

@@ -1,0 +1,209 @@
+"""HTTP API of documents' history and copies: jupyter-collaboration's timeline, undo/redo and
+fork endpoints, answered from the database.
+
+* ``GET api/collaboration/timeline/<path>?format=&type=``: the document's points and a copy
+  to move through them: ``{"roomId", "timestamps", "forkRoom", "sessionId"}``
+  (:mod:`jupyter_ydjango.timeline`).
+* ``PUT api/collaboration/undo_redo/<roomId>?action=undo|redo|restore&steps=N&forkRoom=``:
+  move the copy ``N`` points back or forward (``{"status": "undone" | "redone"}``, or
+  ``{"error": ...}`` when it cannot move further), or restore the point it shows (``{"code":
+  200, "status": ...}``).
+* ``GET api/collaboration/fork/<roomId>``: ``{forkRoomId: fork_info}`` of a document's
+  forks; ``PUT`` with ``{"synchronize", "title", "description"}``: 201 ``{"sessionId",
+  "fork_roomid", "fork_info"}``; ``DELETE api/collaboration/fork/<forkRoomId>?merge=true|false``
+  deletes a fork, merging its changes into the document first with ``true``.
+
+Errors are JSON ``{"error": ...}``: 400 bad parameters, 401 no identity, 403 a reader
+restoring or changing forks (readers may open timelines and move their copy), 404 unknown
+files, rooms and forks, 409 a document whose file was deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from . import forks, store, timeline
+from .document import LoadError
+from .fork_rooms import MergeConflict, drop_fork, merge_fork
+from .formats import DocumentFormat
+from .identity import Identity
+from .live import current_state
+from .paths import PathError, normalize_api_path
+from .store import DocumentInfo, run_db
+from .views import _aidentity, _error, _json_body
+from .ydoc_formats import find_format
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["fork", "timeline_view", "undo_redo"]
+
+
+async def _document_of_room(room_id: str) -> tuple[DocumentInfo, DocumentFormat] | None:
+    """The live document of a room id ``{format}:{type}:{fileId}`` and its format."""
+    kind, _, file_id = room_id.rpartition(":")
+    file_format, _, file_type = kind.partition(":")
+    doc_format = find_format(file_format, file_type)
+    info = await run_db(store.get_document, file_id) if doc_format else None
+    if info is None or info.room_name != room_id or info.deleted is not None:
+        return None
+    assert doc_format is not None
+    return info, doc_format
+
+
+async def _document_of_fork(fork: forks.ForkInfo) -> tuple[DocumentInfo, DocumentFormat] | None:
+    return await _document_of_room(fork.root_room)
+
+
+@require_GET
+async def timeline_view(request: HttpRequest, path: str) -> HttpResponse:
+    """``GET api/collaboration/timeline/<path>?format=&type=``: open a document's timeline."""
+    identity = await _aidentity(request)
+    if identity is None:
+        return _error(401, "not authenticated")
+    kind = (request.GET.get("format", ""), request.GET.get("type", ""))
+    doc_format = find_format(*kind)
+    if doc_format is None:
+        return _error(400, f"unsupported or missing document type {kind[0]!r}:{kind[1]!r}")
+    try:
+        api_path = normalize_api_path(path.removeprefix("/"))
+    except PathError as exc:
+        return _error(403, str(exc))
+    info = await run_db(store.live_document_at, api_path)
+    if info is None or (info.format, info.type) != kind:
+        return _error(404, f"no collaborative document {api_path!r} of type {kind[0]}:{kind[1]}")
+    try:
+        fork, points = await timeline.open_timeline(info, doc_format, identity.username)
+    except timeline.NoHistory:
+        return _error(404, f"{api_path!r} has no history yet: open it first")
+    return JsonResponse({"roomId": info.room_name, "timestamps": [p.timestamp() for p in points],
+                         "forkRoom": fork.id, "sessionId": str(info.session_id)})
+
+
+def _steps(request: HttpRequest, required: bool) -> int:
+    """The ``steps`` parameter; :class:`ValueError` if missing (when required) or invalid."""
+    raw = request.GET.get("steps")
+    if raw is None or raw == "":
+        if required:
+            raise ValueError("steps is required")
+        return 0
+    try:
+        steps = int(raw)
+    except ValueError:
+        raise ValueError(f"steps must be a whole number, not {raw!r}") from None
+    if steps < 0:
+        raise ValueError("steps cannot be negative")
+    return steps
+
+
+@csrf_exempt
+@require_http_methods(["PUT"])
+async def undo_redo(request: HttpRequest, room_id: str) -> HttpResponse:
+    """``PUT api/collaboration/undo_redo/<roomId>?action=&steps=&forkRoom=``: move a
+    timeline's copy, or restore the point it shows (writers only)."""
+    identity = await _aidentity(request)
+    if identity is None:
+        return _error(401, "not authenticated")
+    action = request.GET.get("action", "")
+    if action not in ("undo", "redo", "restore"):
+        return _error(400, f"action must be undo, redo or restore, not {action!r}")
+    try:
+        steps = _steps(request, required=action != "restore")
+    except ValueError as exc:
+        return _error(400, str(exc))
+    fork_id = request.GET.get("forkRoom", "")
+    if not fork_id:
+        return _error(400, "forkRoom is required")
+    if action == "restore" and not identity.can_write:
+        return _error(403, "read-only users cannot restore a document")
+    fork = await run_db(forks.get_fork, fork_id)
+    document = None if fork is None else await _document_of_fork(fork)
+    if fork is None or fork.kind != "timeline" or fork.root_room != room_id or document is None:
+        return _error(404, f"no timeline {fork_id!r} of room {room_id!r}")
+    info, doc_format = document
+    try:
+        if action == "restore":
+            await timeline.restore(fork, info, doc_format)
+            logger.info("%s: %s restored a point of %s", room_id, identity.username, info.path)
+            return JsonResponse({"code": 200, "status": "Document restored successfully"})
+        position = await timeline.move(fork, doc_format, -steps if action == "undo" else steps)
+    except forks.ForkGone:
+        return _error(404, f"the timeline {fork_id!r} was closed")
+    except (MergeConflict, LoadError) as exc:
+        return _error(409, str(exc))
+    if position is None:
+        return JsonResponse({"error": f"No more {action} operations available"})
+    return JsonResponse({"status": "undone" if action == "undo" else "redone",
+                         "position": position})
+
+
+def _fork_settings(request: HttpRequest) -> dict[str, Any]:
+    """The body of a fork's creation; :class:`ValueError` if malformed."""
+    body = _json_body(request)
+    synchronize = body.get("synchronize", False)
+    title, description = body.get("title", ""), body.get("description", "")
+    if not isinstance(synchronize, bool):
+        raise ValueError("synchronize must be true or false")
+    if not isinstance(title, str) or not isinstance(description, str):
+        raise ValueError("title and description must be strings")
+    return {"synchronize": synchronize, "title": title, "description": description}
+
+
+@csrf_exempt
+@require_http_methods(["GET", "PUT", "DELETE"])
+async def fork(request: HttpRequest, room_id: str) -> HttpResponse:
+    """``api/collaboration/fork/<roomId>``: list (GET) and make (PUT) a document's forks;
+    ``DELETE`` with a fork's id: delete it (``merge=true``: merge it first)."""
+    identity = await _aidentity(request)
+    if identity is None:
+        return _error(401, "not authenticated")
+    if request.method == "DELETE":
+        return await _delete_fork(request, identity, room_id)
+    if request.method == "PUT" and not identity.can_write:
+        return _error(403, "read-only users cannot fork a document")
+    try:
+        settings = _fork_settings(request) if request.method == "PUT" else {}
+    except ValueError as exc:
+        return _error(400, str(exc))
+    document = await _document_of_room(room_id)
+    if document is None:
+        return _error(404, f"no document room {room_id!r}")
+    info, _ = document
+    if request.method == "GET":
+        listed = await run_db(forks.list_forks, info.id)
+        return JsonResponse({item.id: item.api_info() for item in listed})
+    state = await current_state(info)
+    made = await run_db(lambda: forks.create_fork(info.id, state, owner=identity.username,
+                                                  **settings))
+    logger.info("%s: %s forked %s as %s", room_id, identity.username, info.path, made.id)
+    return JsonResponse({"sessionId": str(info.session_id), "fork_roomid": made.id,
+                         "fork_info": made.api_info()}, status=201)
+
+
+async def _delete_fork(request: HttpRequest, identity: Identity, fork_id: str) -> HttpResponse:
+    merge = request.GET.get("merge", "")
+    if merge not in ("true", "false"):
+        return _error(400, f"merge must be true or false, not {merge!r}")
+    if not identity.can_write:
+        return _error(403, "read-only users cannot delete or merge forks")
+    found = await run_db(forks.get_fork, fork_id)
+    if found is None or found.kind != "fork":
+        return _error(404, f"no fork {fork_id!r}")
+    if merge == "true":
+        document = await _document_of_fork(found)
+        if document is None:
+            return _error(409, f"the document of fork {fork_id!r} was deleted")
+        try:
+            await merge_fork(found, document[0])
+        except forks.ForkGone:
+            return _error(404, f"no fork {fork_id!r}")
+        except (MergeConflict, LoadError) as exc:
+            return _error(409, str(exc))
+    await drop_fork(fork_id)
+    logger.info("fork %s deleted by %s (merged: %s)", fork_id, identity.username, merge)
+    return JsonResponse({"fork_roomid": fork_id, "fork_info": found.api_info(),
+                         "merged": merge == "true"})

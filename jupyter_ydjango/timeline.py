@@ -1,0 +1,116 @@
+"""Document timelines: a copy of a document moved through its history, and restoring one.
+
+Opening a timeline (:func:`open_timeline`) makes a ``timeline`` fork (see
+:mod:`jupyter_ydjango.forks`) holding the document as it is now, and lists the document's
+points (:mod:`jupyter_ydjango.history`): the frontend connects its copy of the document to
+the fork's room, and moves it with :func:`move`. A move edits the copy so that its content
+is the document's at the point (cells that differ are replaced), a change every client of
+the copy receives; the document itself never changes. :func:`restore` makes the document
+hold the copy's point, as an edit of the document (logged, sent to everyone, saved): the
+copy's own changes are applied to the document first, so that the frontend, which then
+connects its copy back to the document, brings nothing the document does not hold already.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Any
+
+import pycrdt
+
+from . import forks, history
+from .conf import get_setting
+from .consumer import asend_doc_update
+from .document import DocumentRoom
+from .fork_rooms import MergeConflict, copy_state, drop_fork, missing
+from .formats import DocumentFormat
+from .live import document_room
+from .rooms import find_room
+from .store import DocumentInfo, run_db, run_io
+
+__all__ = ["NoHistory", "move", "open_timeline", "restore", "restore_point"]
+
+
+class NoHistory(LookupError):
+    """The document has no history yet (its file was never opened)."""
+
+
+async def open_timeline(info: DocumentInfo, doc_format: DocumentFormat,
+                        owner: str) -> tuple[forks.ForkInfo, list[datetime]]:
+    """Make a timeline's copy of a document: the copy and the document's points, the copy
+    showing the last. :raises NoHistory:"""
+    room = find_room(info.room_name)
+    # the copy is the document as this process holds it, with what the log may not have yet
+    local = room.diff() if isinstance(room, DocumentRoom) else None
+    gap = get_setting("YDJANGO_HISTORY_BURST_GAP")
+    changes = await run_db(history.read_changes, info.id, gap)
+    if not changes:
+        raise NoHistory(info.path)
+    line = await run_io(history.build_timeline, changes, doc_format, gap)
+    points = line.points or [changes[-1].time]
+    state = line.state if local is None else await run_io(pycrdt.merge_updates, line.state,
+                                                          local)
+    for expired in await run_db(forks.expire_timelines):
+        await forks.notify_deleted(expired)
+    fork = await run_db(
+        lambda: forks.create_fork(info.id, state, kind="timeline", owner=owner,
+                                  points=[history.to_micros(p) for p in points],
+                                  position=len(points) - 1))
+    return fork, points
+
+
+async def move(fork: forks.ForkInfo, doc_format: DocumentFormat, steps: int) -> int | None:
+    """Move a timeline's copy ``steps`` points (back if negative, clamped to its points);
+    the point it shows now, or ``None`` if it cannot move that way. :raises ForkGone:"""
+    contents: dict[int, Any] = {}
+    while True:  # until no other move or change of the copy interfered
+        row = await run_db(forks.read_state, fork.id)
+        if row is None:
+            raise forks.ForkGone(fork.id)
+        state, version, position = row
+        current = len(fork.points) - 1 if position is None else position
+        target = min(max(current + steps, 0), len(fork.points) - 1)
+        if target == current:
+            return None
+        if target not in contents:
+            contents[target] = await history.content_at(
+                fork.document_id, doc_format, history.from_micros(fork.points[target]))
+        _, new_state, change = await run_io(
+            forks.edited, state,
+            lambda doc, content=contents[target]: doc_format.replace(doc, copy.deepcopy(content)))
+        if await run_db(forks.write_state, fork.id, version, new_state, target):
+            break
+    if change is not None:
+        await asend_doc_update(fork.id, change)  # to the copy's room, in every process
+    return target
+
+
+async def restore(fork: forks.ForkInfo, info: DocumentInfo, doc_format: DocumentFormat) -> None:
+    """Make the document hold the point the timeline's copy shows, and delete the copy.
+
+    :raises ForkGone: the copy was deleted meanwhile.
+    :raises MergeConflict: the document's file was deleted.
+    :raises LoadError: the document's room cannot be loaded.
+    """
+    state, position = await copy_state(fork)
+    point = len(fork.points) - 1 if position is None else position
+    content = await history.content_at(fork.document_id, doc_format,
+                                       history.from_micros(fork.points[point]))
+    async with document_room(info) as room:
+        if room.deleted:
+            raise MergeConflict(f"{info.path} was deleted")
+        room.apply_update(await run_io(missing, state, room.state_vector()))
+        doc_format.replace(room.doc, content)  # whatever the document got meanwhile
+    await drop_fork(fork.id)
+
+
+async def restore_point(info: DocumentInfo, doc_format: DocumentFormat,
+                        when: datetime) -> bool:
+    """Make the document hold its content at time ``when`` again, as an edit; whether it
+    changed. :raises MergeConflict: the file was deleted. :raises LoadError:"""
+    content = await history.content_at(info.id, doc_format, when)
+    async with document_room(info) as room:
+        if room.deleted:
+            raise MergeConflict(f"{info.path} was deleted")
+        return doc_format.replace(room.doc, content)

@@ -1,0 +1,100 @@
+"""The document timeline of JupyterLab's stock frontend, in real Chromium.
+
+``jupyter lab`` with jupyter_ydjango (under ``/jp/``; bursts of edits end after a second of
+quiet, the room saves half a second after the last change), one browser, a fresh browser
+context per user. The timeline is jupyter-docprovider's: the history icon in the status bar,
+its slider and its "Restore version" button.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from browser import (
+    TOKEN,
+    WRITER_TOKEN,
+    LabServer,
+    edit_cell_end,
+    file_sources,
+    open_notebook,
+    unavailable,
+    wait_for_cells,
+    wait_until,
+    write_kernelless_notebook,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(unavailable() is not None, reason=unavailable() or ""),
+]
+
+#: Seconds of quiet that end a burst of edits (a point of the timeline).
+BURST_GAP = 1.0
+#: The status bar's timeline (jupyter-docprovider's).
+HISTORY_ICON = "#jp-slider-status-bar [title='Document Timeline']"
+SLIDER = "#jp-slider-status-bar input.jp-Slider"
+RESTORE = "#jp-slider-status-bar .jp-restoreBtn"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "root"
+    root.mkdir()
+    write_kernelless_notebook(root / "history.ipynb", ["x = 1"])  # opening changes nothing
+    with pytest.MonkeyPatch.context() as patch:  # the embedded side reads its environment
+        patch.setenv("YDJANGO_HISTORY_BURST_GAP", str(BURST_GAP))
+        server = LabServer(tmp, root, base_url="/jp/", args=("--YDjango.save_delay=0.5",))
+    yield server
+    server.stop()
+
+
+def drag_slider_to_start(page: Any) -> None:
+    """Drag the timeline's slider from its thumb (at the right end) to the left end."""
+    box = page.locator(SLIDER).bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] - 2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, y, steps=5)
+    page.mouse.move(box["x"] + 1, y, steps=5)
+    page.mouse.up()
+
+
+def test_timeline_shows_an_older_version_and_restores_it(
+        lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    path = lab.root / "history.ipynb"
+    alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
+    open_notebook(alice, lab.notebook_url("history.ipynb"))
+    for text in (" + 1", " + 2"):  # two bursts: with the import, three points
+        edit_cell_end(alice, 0)
+        alice.keyboard.type(text)
+        time.sleep(BURST_GAP * 2)
+    latest = ["x = 1 + 1 + 2"]
+    wait_until(lambda: file_sources(path) == latest, message="the edits saved")
+    open_notebook(bob, lab.notebook_url("history.ipynb"))
+    wait_for_cells(bob, latest)
+
+    alice.locator(HISTORY_ICON).click()
+    slider = alice.locator(SLIDER)
+    slider.wait_for()
+    assert slider.get_attribute("max") == "2"
+    drag_slider_to_start(alice)
+    wait_until(lambda: slider.input_value() == "0", message="the slider at the start")
+    wait_for_cells(alice, ["x = 1"])  # the notebook as it was opened first
+    # Bob, meanwhile, sees the live notebook, unchanged (and so does the file)
+    time.sleep(1)
+    wait_for_cells(bob, latest)
+    assert file_sources(path) == latest
+
+    alice.locator(RESTORE).click()
+    slider.wait_for(state="detached")  # the frontend's answer to a successful restore
+    for page in (alice, bob):
+        wait_for_cells(page, ["x = 1"])
+    wait_until(lambda: file_sources(path) == ["x = 1"], message="the restored version saved")
+    # both keep editing the restored version together
+    edit_cell_end(bob, 0)
+    bob.keyboard.type(" + 3")
+    wait_for_cells(alice, ["x = 1 + 3"])

@@ -1,0 +1,208 @@
+"""A document's history as points (:mod:`jupyter_ydjango.history`), in-process on the test
+database: bursts, folding the log, thinning old points, and what each point holds."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pycrdt
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.management import call_command
+
+from jupyter_ydjango import history
+from jupyter_ydjango.formats import FORMATS
+from jupyter_ydjango.models import Document, Fork, Snapshot, Update
+from jupyter_ydjango.store import pack_updates
+
+TEXT = FORMATS[("text", "file")]
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def database() -> None:
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+class Writer:
+    """A text document whose edits are written as update rows at given times."""
+
+    def __init__(self) -> None:
+        self.document = Document.objects.create(path=f"{uuid.uuid4().hex}.txt", format="text",
+                                                type="file")
+        self.doc = pycrdt.Doc(client_id=7)
+        self.source = self.doc.get("source", type=pycrdt.Text)
+        self._updates: list[bytes] = []
+        self._subscription = self.doc.observe(lambda event: self._updates.append(event.update))
+
+    def row(self, when: datetime, edit: object) -> None:
+        """Make an edit (a callable on the document) and log it as a row created ``when``."""
+        self._updates.clear()
+        edit(self.doc)  # type: ignore[operator]
+        row = Update.objects.create(document=self.document, data=pack_updates(self._updates),
+                                    count=len(self._updates))
+        Update.objects.filter(pk=row.pk).update(created=when)
+
+    def type(self, when: datetime, text: str) -> None:
+        self.row(when, lambda doc: self.source.insert(len(self.source), text))
+
+    def replace(self, when: datetime, text: str) -> None:
+        """Replace the whole text, in one transaction."""
+        def edit(doc: pycrdt.Doc) -> None:
+            with doc.transaction():
+                del self.source[0:len(self.source)]
+                self.source.insert(0, text)
+
+        self.row(when, edit)
+
+    def content_at(self, when: datetime) -> str:
+        return async_to_sync(history.content_at)(self.document.id, TEXT, when)
+
+    def timeline(self, gap: float = 5.0) -> history.Timeline:
+        return history.build_timeline(history.read_changes(self.document.id, gap), TEXT, gap)
+
+
+def at(seconds: float) -> datetime:
+    return NOW + timedelta(seconds=seconds)
+
+
+def test_rows_are_grouped_in_bursts_and_cut_at_protected_points() -> None:
+    rows = [(i, at(t), b"") for i, t in enumerate([0, 1, 2, 10, 11, 30])]
+    groups = history.group_rows(reversed(rows), gap=5)
+    assert [[r[0] for r in g] for g in groups] == [[0, 1, 2], [3, 4], [5]]
+    groups = history.group_rows(rows, gap=5, protected=[at(1), at(10.5)])
+    assert [[r[0] for r in g] for g in groups] == [[0, 1], [2], [3], [4], [5]]
+
+
+def test_one_point_per_burst_that_changed_the_content() -> None:
+    writer = Writer()
+    writer.type(at(0), "a")
+    writer.type(at(1), "b")
+    writer.row(at(2), lambda doc: doc.get("state", type=pycrdt.Map).__setitem__("dirty", True))
+    writer.type(at(20), "c")
+    writer.row(at(40), lambda doc: doc.get("state", type=pycrdt.Map).__setitem__("hash", "x"))
+    line = writer.timeline()
+    assert line.points == [at(2), at(20)], "the state map alone makes no point"
+    doc = pycrdt.Doc()
+    doc.apply_update(line.state)
+    assert str(doc.get("source", type=pycrdt.Text)) == "abc"
+    assert doc.get("state", type=pycrdt.Map)["hash"] == "x"
+    assert [writer.content_at(p) for p in line.points] == ["ab", "abc"]
+
+
+def test_a_burst_split_into_snapshots_is_one_point() -> None:
+    """A long burst folded in parts (the log reached its limit) is still one point; the
+    import stays a point of its own."""
+    writer = Writer()
+    writer.type(at(0), "a")
+    async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    Snapshot.objects.filter(document=writer.document).update(reason="import")
+    writer.type(at(1), "b")
+    async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    writer.type(at(2), "c")
+    async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    assert Snapshot.objects.filter(document=writer.document).count() == 3
+    assert writer.timeline().points == [at(0), at(2)]
+
+
+def test_folding_keeps_the_points_and_encodes_bursts_compactly() -> None:
+    writer = Writer()
+    for i in range(200):
+        writer.type(at(i * 0.01), "x")
+    writer.row(at(3), lambda doc: writer.source.__delitem__(slice(0, 100)))
+    for i in range(50):
+        writer.type(at(60 + i * 0.01), "y")
+    before = writer.timeline()
+    rows = Update.objects.filter(document=writer.document)
+    logged = sum(len(data) for data in rows.values_list("data", flat=True))
+    folded = async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    assert len(folded) == 251 and not rows.exists()
+    snapshots = Snapshot.objects.filter(document=writer.document).order_by("created")
+    assert [(s.created, s.reason) for s in snapshots] == [(at(3), "edit"), (at(60.49), "edit")]
+    assert sum(len(s.state) for s in snapshots) < logged / 5
+    after = writer.timeline()
+    assert after.points == before.points
+    assert [writer.content_at(p) for p in after.points] == ["x" * 100, "x" * 100 + "y" * 50]
+
+
+def test_folding_never_merges_across_a_point_an_open_timeline_shows() -> None:
+    writer = Writer()
+    writer.type(at(0), "a")
+    writer.type(at(1), "b")
+    Fork.objects.create(id=uuid.uuid4().hex, document=writer.document, kind="timeline",
+                        state=b"\x00\x00", points=[history.to_micros(at(1))])
+    writer.type(at(2), "c")  # the burst went on after the timeline was opened
+    async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    assert writer.content_at(at(1)) == "ab"
+    assert writer.content_at(at(2)) == "abc"
+
+
+def test_deleted_marks_the_last_point() -> None:
+    writer = Writer()
+    writer.type(at(0), "a")
+    async_to_sync(history.fold_log)(writer.document.id, 5.0, "deleted")
+    assert list(Snapshot.objects.filter(document=writer.document).values_list(
+        "reason", flat=True)) == ["deleted"]
+    async_to_sync(history.fold_log)(writer.document.id, 5.0, "deleted")  # nothing logged since
+    assert Snapshot.objects.filter(document=writer.document, reason="deleted").count() == 2
+
+
+@pytest.mark.parametrize(("ages", "runs"), [
+    # seconds before NOW of each snapshot, oldest first -> the runs merged (indices)
+    ([3000, 2000, 1000], []),  # the last hour: every point stays
+    ([7200 + 60, 7200 + 120, 7200 + 700], [[0, 1]]),  # last day: one per 10 minutes
+    ([90000, 89000, 88000, 86000], [[0, 1, 2]]),  # older: one per hour (the last: a day)
+])
+def test_thinning_plan(ages: list[int], runs: list[list[int]]) -> None:
+    snapshots = [(i, NOW - timedelta(seconds=age), "edit") for i, age in enumerate(ages)]
+    assert history.plan_thinning(snapshots, NOW) == runs
+
+
+def test_thinning_keeps_the_import_deletions_and_protected_points() -> None:
+    old = NOW - timedelta(days=3)
+    snapshots = [(0, old, "import"), (1, old + timedelta(minutes=1), "edit"),
+                 (2, old + timedelta(minutes=2), "edit"), (3, old + timedelta(minutes=3), "edit"),
+                 (4, old + timedelta(minutes=4), "deleted"), (5, old + timedelta(minutes=5),
+                                                               "edit")]
+    assert history.plan_thinning(snapshots, NOW) == [[1, 2, 3]]
+    protected = [old + timedelta(minutes=1)]
+    assert history.plan_thinning(snapshots, NOW, protected) == [[2, 3]]
+
+
+def test_thinning_merges_old_points_and_drops_what_they_deleted() -> None:
+    writer = Writer()
+    start = NOW - timedelta(days=2)
+    big = "z" * 20_000
+    for minute in range(0, 50, 5):  # a big output written and replaced, every 5 minutes
+        writer.replace(start + timedelta(minutes=minute), f"{big}{minute}")
+    async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    snapshots = Snapshot.objects.filter(document=writer.document)
+    assert snapshots.count() == 10
+    stored = sum(len(s) for s in snapshots.values_list("state", flat=True))
+    last = start + timedelta(minutes=45)
+    before = writer.content_at(last)
+    removed = async_to_sync(history.thin)(writer.document.id, NOW)
+    assert removed == 9 and snapshots.count() == 1, "one point for the hour"
+    assert snapshots.get().created == last
+    assert writer.content_at(last) == before == f"{big}45"
+    assert sum(len(s) for s in snapshots.values_list("state", flat=True)) < stored / 5
+
+
+def test_only_unused_timeline_copies_expire() -> None:
+    from django.utils import timezone as dj_timezone
+
+    from jupyter_ydjango.forks import TIMELINE_EXPIRY, expire_timelines
+
+    writer = Writer()
+    long_ago = dj_timezone.now() - TIMELINE_EXPIRY - timedelta(minutes=1)
+    ids = {}
+    for name, kind, used in (("old", "timeline", long_ago), ("recent", "timeline", None),
+                             ("fork", "fork", long_ago)):
+        ids[name] = uuid.uuid4().hex
+        Fork.objects.create(id=ids[name], document=writer.document, kind=kind, state=b"\x00\x00")
+        if used is not None:
+            Fork.objects.filter(pk=ids[name]).update(used=used)
+    assert ids["old"] in expire_timelines()
+    assert set(Fork.objects.filter(document=writer.document).values_list("id", flat=True)) == {
+        ids["recent"], ids["fork"]}
