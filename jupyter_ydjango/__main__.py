@@ -30,9 +30,6 @@ def serve(args: argparse.Namespace) -> None:
     from daphne.cli import CommandLineInterface
 
     from .conf import get_setting
-    from .conversions import get_converter
-
-    get_converter().warm_up()
     _flush_rooms_at_shutdown()
 
     limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")

@@ -29,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -79,7 +81,11 @@ def build(kind: tuple[str, str], data: bytes, path: str, content_hash: str) -> I
     for _ in doc_format.load_steps(doc, content, path, content_hash):
         chunks.append(doc.get_update(state_vector))
         state_vector = doc.get_state()
-    return Imported(chunks, doc.get_update(), doc_format.shape(content))
+    imported = Imported(chunks, doc.get_update(), doc_format.shape(content))
+    del doc, content
+    if _IN_WORKER:
+        release_memory()
+    return imported
 
 
 def render(kind: tuple[str, str], dump: Any, shape: Any = None) -> bytes:
@@ -87,7 +93,10 @@ def render(kind: tuple[str, str], dump: Any, shape: Any = None) -> bytes:
 
     :raises FormatError: the document cannot be written as a valid file.
     """
-    return _format(kind).render_dump(dump, shape)
+    data = _format(kind).render_dump(dump, shape)
+    if _IN_WORKER:
+        release_memory()
+    return data
 
 
 def _format(kind: tuple[str, str]) -> Any:
@@ -112,12 +121,16 @@ class Converter:
 
     #: Files smaller than this are converted in a thread of the server.
     process_threshold = 256 * 1024
+    #: Seconds without conversions after which the workers stop (they start again when needed).
+    idle_timeout = 60.0
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ready: concurrent.futures.Future[None] | None = None
         self._lock = threading.Lock()
+        self._last_use = time.monotonic()
+        self._running = 0
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         with self._lock:
@@ -131,9 +144,21 @@ class Converter:
             return self._pool
 
     def warm_up(self) -> None:
-        """Start the workers now, so that the first big open does not wait for them."""
+        """Start the workers now, so that the next big conversion does not wait for them."""
         if self.processes > 0:
             self._executor()
+            self._last_use = time.monotonic()
+            self._stop_when_idle()
+
+    def _stop_when_idle(self) -> None:
+        """Stop the workers once they have had nothing to do for :attr:`idle_timeout`."""
+        def check() -> None:
+            if self._running == 0 and time.monotonic() - self._last_use >= self.idle_timeout:
+                self.shutdown()
+
+        timer = threading.Timer(self.idle_timeout + 0.1, check)
+        timer.daemon = True
+        timer.start()
 
     @property
     def ready(self) -> bool:
@@ -154,12 +179,19 @@ class Converter:
         """``func(*args)`` in a worker, or a thread for small sizes. A worker that died is
         replaced and the call tried once more (it may have been killed from outside, or run
         out of memory)."""
-        if self.processes <= 0 or size < self.process_threshold or not self.ready:
-            self.warm_up()
-            return await asyncio.to_thread(func, *args)
+        big = size >= self.process_threshold
+        if self.processes <= 0 or not big or not self.ready:
+            if big and self.processes > 0:
+                self.warm_up()  # for the next one; this one does not wait for it
+            try:
+                return await asyncio.to_thread(func, *args)
+            finally:
+                if big:
+                    await asyncio.to_thread(release_memory)
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             executor = self._executor()
+            self._running += 1
             try:
                 with _without_main():  # submit may start a worker
                     future = loop.run_in_executor(executor, func, *args)
@@ -173,6 +205,10 @@ class Converter:
                 executor.shutdown(wait=False)
                 if attempt == 2:
                     raise
+            finally:
+                self._running -= 1
+                self._last_use = time.monotonic()
+                self._stop_when_idle()
         raise AssertionError("unreachable")
 
     def shutdown(self) -> None:
@@ -205,9 +241,24 @@ def _warm() -> None:
     from . import formats, notebook, ydoc_formats  # noqa: F401
 
 
+#: Whether this process is a conversion worker.
+_IN_WORKER = False
+
+
+def release_memory() -> None:
+    """Give the memory freed by a conversion back to the system (glibc keeps it otherwise:
+    tens of megabytes after a big notebook); a no-op where the C library has no
+    ``malloc_trim``."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _init_worker(server_pid: int) -> None:
     """A worker process's start: warm up, and exit as soon as the server is gone (a server
     killed with SIGKILL cannot stop its workers)."""
+    global _IN_WORKER
+    _IN_WORKER = True
     _warm()
 
     def watch() -> None:

@@ -130,16 +130,38 @@ async def test_a_save_rendered_in_the_worker_is_the_files_bytes() -> None:
 
 
 @pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
-def test_the_worker_never_outlives_the_server(tmp_path: Path, stop: str) -> None:
+async def test_the_worker_never_outlives_the_server(tmp_path: Path, stop: str) -> None:
+    """The worker starts with the first big conversion and ends with its server."""
     root = tmp_path / "root"
     root.mkdir()
-    nbformat.write(new_notebook(cells=[new_code_cell("1")]), root / "nb.ipynb")
+    nbformat.write(generated_notebook(400), root / "big.ipynb")  # > the process threshold
+    assert (root / "big.ipynb").stat().st_size > Converter.process_threshold
     server = DocServer(tmp_path, root)
     pid = server.server.proc.pid
+    assert import_workers(pid) == [], "no worker before a big conversion"
+    client = await server.open("big.ipynb")
+    await client.close()
     workers = wait_until(lambda: import_workers(pid))
-    assert workers, "the server starts its import worker"
+    assert workers, "a big conversion starts the worker"
     if stop == "sigkill":
         server.kill()
     else:
         server.stop()
     assert wait_until(lambda: not any(alive(w) for w in workers), timeout=10), workers
+
+
+async def test_an_idle_worker_stops_and_starts_again() -> None:
+    converter = process_converter()
+    converter.idle_timeout = 0.5
+    try:
+        others = set(import_workers(os.getpid()))
+        converter._stop_when_idle()
+        assert wait_until(lambda: not converter.ready and set(import_workers(os.getpid()))
+                          <= others, timeout=10)
+        converter.idle_timeout = 60
+        data = nbformat.writes(generated_notebook(400)).encode()
+        built = await converter.build(NOTEBOOK, data, "a.ipynb", "h")  # in a thread
+        assert built.chunks
+        assert wait_until(lambda: converter.ready)  # started again for the next one
+    finally:
+        converter.shutdown()

@@ -278,10 +278,6 @@ class YDjango(ExtensionApp):
             except Exception as exc:
                 self._startup_error = f"database migrations failed: {exc!r}"
                 self.log.exception("jupyter_ydjango: %s", self._startup_error)
-            else:
-                from ..conversions import get_converter
-
-                get_converter().warm_up()
         self._ready.set()
 
     async def get_backend(self) -> Backend:
