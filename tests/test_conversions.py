@@ -134,7 +134,7 @@ async def test_the_worker_never_outlives_the_server(tmp_path: Path, stop: str) -
     """The worker starts with the first big conversion and ends with its server."""
     root = tmp_path / "root"
     root.mkdir()
-    nbformat.write(generated_notebook(400), root / "big.ipynb")  # > the process threshold
+    nbformat.write(generated_notebook(5000), root / "big.ipynb")  # > the process threshold
     assert (root / "big.ipynb").stat().st_size > Converter.process_threshold
     server = DocServer(tmp_path, root)
     pid = server.server.proc.pid
@@ -159,7 +159,8 @@ async def test_an_idle_worker_stops_and_starts_again() -> None:
         assert wait_until(lambda: not converter.ready and set(import_workers(os.getpid()))
                           <= others, timeout=10)
         converter.idle_timeout = 60
-        data = nbformat.writes(generated_notebook(400)).encode()
+        data = nbformat.writes(generated_notebook(5000)).encode()
+        assert len(data) > converter.process_threshold
         built = await converter.build(NOTEBOOK, data, "a.ipynb", "h")  # in a thread
         assert built.chunks
         assert wait_until(lambda: converter.ready)  # started again for the next one
