@@ -34,6 +34,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -313,15 +314,15 @@ def room_delays(sent: list[dict[str, Any]], watched: list[list[dict[str, Any]]]
 
 
 async def workers_ramp(driver: NodeDriver, service: Service, root: Path, rooms: int,
-                       per_room: int, rates: list[float], seconds: float, meter: Meter
-                       ) -> dict[str, Any]:
+                       per_room: int, rates: list[float], seconds: float, meter: Meter,
+                       label: str) -> dict[str, Any]:
     """``rooms`` rooms of ``per_room`` clients each, the first of each typing; at each typing
     rate in turn (characters/s per typist), every typist types for ``seconds``. Stops after
     the first rate whose p99 is more than 4x the lowest p99 so far, or that loses
     characters."""
     handles: list[list[YClient]] = []
     for r in range(rooms):
-        room = new_room([service], root, f"workers-{r}")
+        room = new_room([service], root, f"workers-{label}-{service.workers}-{r}")
         handles.append(await connect_all(driver, room, [0] * per_room))
     clients = [c for room in handles for c in room]
     held = sorted(len(ports) for ports in
@@ -394,21 +395,31 @@ def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def workers_part(args: argparse.Namespace, driver: NodeDriver, env: dict[str, str],
                        tmp: Path, root: Path, started: list[Any]) -> dict[str, Any]:
+    """Each run ramps ``serve --workers 1``, then ``--workers 2``, each on a fresh service;
+    the speedup is the median capacity of 2 workers over that of 1."""
     rates = [float(r) for r in args.room_rates.split(",") if r.strip()]
     configs = []
-    for workers in (1, 2):
-        progress(f"starting serve --workers {workers}")
-        service = Service(env, tmp / f"workers{workers}.log", workers)
-        started.append(service)
-        meter = Meter(lambda: driver.proc.pid if driver.proc else None,
-                      lambda s=service: [s.pid, *s.pids()] if s.workers > 1 else [s.pid])
-        configs.append(await workers_ramp(driver, service, root, args.rooms,
-                                          args.room_clients, rates, args.room_seconds, meter))
-        service.stop()
-        started.remove(service)
-    one, two = configs
-    return {"configs": configs,
-            "speedup": two["capacity_delivered_per_s"] / one["capacity_delivered_per_s"]}
+    for run in range(1, args.room_runs + 1):
+        for workers in (1, 2):
+            progress(f"run {run}/{args.room_runs}: starting serve --workers {workers}")
+            service = Service(env, tmp / f"workers{workers}-{run}.log", workers)
+            started.append(service)
+            meter = Meter(lambda: driver.proc.pid if driver.proc else None,
+                          lambda s=service: [s.pid, *s.pids()] if s.workers > 1 else [s.pid])
+            config = await workers_ramp(driver, service, root, args.rooms, args.room_clients,
+                                        rates, args.room_seconds, meter, f"r{run}")
+            configs.append({"run": run, **config})
+            service.stop()
+            started.remove(service)
+
+    def median_capacity(workers: int) -> float:
+        return statistics.median(c["capacity_delivered_per_s"] for c in configs
+                                 if c["workers"] == workers)
+
+    return {"configs": configs, "runs": args.room_runs,
+            "speedup": median_capacity(2) / median_capacity(1),
+            "speedups": [two["capacity_delivered_per_s"] / one["capacity_delivered_per_s"]
+                         for one, two in zip(configs[::2], configs[1::2], strict=True)]}
 
 
 def plot_workers(part: dict[str, Any], png: Path) -> None:
@@ -419,11 +430,14 @@ def plot_workers(part: dict[str, Any], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for config, color in zip(part["configs"], ("tab:blue", "tab:orange"), strict=False):
+    for config in part["configs"]:
+        color = "tab:blue" if config["workers"] == 1 else "tab:orange"
+        run = config.get("run", 1)
         steps = config["steps"]
-        label = f"{config['workers']} worker{'s' if config['workers'] > 1 else ''}"
+        label = f"{config['workers']} worker{'s' if config['workers'] > 1 else ''}, run {run}"
         ax.plot([s["delivered_per_s"] for s in steps], [s["p99_ms"] for s in steps],
-                marker="o", color=color, label=label)
+                marker="o" if run == 1 else "s", linestyle="-" if run == 1 else "-.",
+                color=color, label=label)
         ax.axhline(2 * config["baseline_p99_ms"], color=color, linestyle=":", linewidth=1)
         if math.isfinite(config["capacity_delivered_per_s"]):
             ax.axvline(config["capacity_delivered_per_s"], color=color, linestyle="--",
@@ -511,6 +525,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"what to run, comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--json", type=Path, default=RESULTS,
                         help="where to write the results (those of parts not run are kept)")
+    parser.add_argument("--room-runs", type=int, default=2,
+                        help="runs of part 4 (each ramps 1 worker, then 2)")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where to draw part 4")
     parser.add_argument("--wait-load", type=float, default=None, metavar="LOAD",
                         help="first wait (up to --max-wait s) until the 1-minute load average "
@@ -705,7 +721,7 @@ def report_workers(part: dict[str, Any]) -> None:
     for config in part["configs"]:
         for s in config["steps"]:
             wall = s["cpu"]["wall_s"] or math.nan
-            rows.append((config["workers"], f"{s['rate_per_typist']:g}",
+            rows.append((config.get("run", 1), config["workers"], f"{s['rate_per_typist']:g}",
                          f"{s['offered_per_s']:g}", f"{s['sent_per_s']:.0f}",
                          f"{s['delivered_per_s']:.0f}", f"{s['p50_ms']:.1f}",
                          f"{s['p99_ms']:.1f}", s["never_received"],
@@ -715,14 +731,17 @@ def report_workers(part: dict[str, Any]) -> None:
         f"4. Many rooms: {first['rooms']} rooms x {first['clients_per_room']} clients, one "
         f"typist each, on serve --workers 1 and 2 (stops once p99 > 4x the lowest p99 so "
         f"far)",
-        ["workers", "chars/s/typist", "offered upd/s", "typed upd/s", "delivered/s",
+        ["run", "workers", "chars/s/typist", "offered upd/s", "typed upd/s", "delivered/s",
          "p50 ms", "p99 ms", "never recv", "workers CPU", "node CPU"], rows))
     for config in part["configs"]:
-        print(f"{config['workers']} worker(s): connections held {config['connections_held']}; "
+        print(f"run {config.get('run', 1)}, {config['workers']} worker(s): connections held "
+              f"{config['connections_held']}; "
               f"{config['capacity_delivered_per_s']:.0f} delivered updates/s with p99 "
               f"{config['capacity_p99_ms']:.1f} ms, within 2x the lowest p99 "
               f"({config['baseline_p99_ms']:.1f} ms)")
-    print(f"2 workers / 1 worker: {part['speedup']:.2f}x\n")
+    each = ", ".join(f"{x:.2f}x" for x in part.get("speedups", [part["speedup"]]))
+    print(f"2 workers / 1 worker (median capacities): {part['speedup']:.2f}x (each run: "
+          f"{each})\n")
 
 
 def wait_for_load(limit: float, max_wait: float) -> None:

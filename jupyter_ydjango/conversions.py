@@ -6,7 +6,8 @@ Both are hundreds of milliseconds of Python (or of C that holds the GIL, like ``
 that would stall every other room of the process, and an import leaves tens of megabytes of
 freed objects that the allocator keeps. So both run in a worker process
 (``YDJANGO_CONVERSION_PROCESSES``, kept warm), which gets and gives bytes and strings only;
-small files, and every file while the workers are starting, are converted in a thread.
+small files, every file while the workers are starting, and a big file that comes alone (no
+other big conversion in the minute before it) are converted in a thread.
 
 An import (:func:`build`) hands back:
 
@@ -123,6 +124,7 @@ class Converter:
     #: 4 MB one of 5,000 cells takes a second).
     process_threshold = 4 * 1024 * 1024
     #: Seconds without conversions after which the workers stop (they start again when needed).
+    #: Workers start when a big conversion comes within this time of the previous one.
     idle_timeout = 60.0
 
     def __init__(self, processes: int) -> None:
@@ -131,6 +133,7 @@ class Converter:
         self._ready: concurrent.futures.Future[None] | None = None
         self._lock = threading.Lock()
         self._last_use = time.monotonic()
+        self._last_big = -float("inf")
         self._running = 0
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
@@ -180,9 +183,14 @@ class Converter:
         """``func(*args)`` in a worker, or a thread for small sizes. A worker that died is
         replaced and the call tried once more (it may have been killed from outside, or run
         out of memory)."""
-        big = size >= self.process_threshold
+        big, recurring = size >= self.process_threshold, False
+        if big:
+            # a single big conversion (one big notebook opened) is not worth a process that
+            # stays for a minute; big conversions that recur (saves of a big notebook) are
+            recurring = time.monotonic() - self._last_big < self.idle_timeout
+            self._last_big = time.monotonic()
         if self.processes <= 0 or not big or not self.ready:
-            if big and self.processes > 0:
+            if big and recurring and self.processes > 0:
                 self.warm_up()  # for the next one; this one does not wait for it
             try:
                 return await asyncio.to_thread(func, *args)

@@ -47,6 +47,7 @@ from .conversions import get_converter
 from .formats import DocumentFormat, FormatError
 from .history import compact as compact_history
 from .paths import PathError, resolve_in_root
+from .pending import PendingChanges
 from .relay import REMOTE
 from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame
 from .store import DocumentInfo, run_db, run_io
@@ -94,10 +95,8 @@ class DocumentRoom(Room):
         #: When the file was last written by this room (epoch seconds), and the last error.
         self.last_saved: float | None = None
         self.save_error: str = ""
-        #: Updates to log, with the relay sequence number of each one this process published
-        #: (``None`` for those another process published).
-        self._pending: list[tuple[int | None, bytes]] = []
-        self._log_wake = asyncio.Event()
+        #: Updates to log.
+        self.pending = PendingChanges()
         self._update_ids: list[int] = []
         self._changes = 0  # content changes so far
         self._saved_changes = 0  # content changes the file holds
@@ -171,21 +170,14 @@ class DocumentRoom(Room):
         if origin is HISTORY:
             return
         self._last_change = time.monotonic()
-        if origin is not REMOTE:
-            # the room published it through the relay just before: its sequence number
-            seq = self.relay.seq if self.relay is not None else 0
-            self._pending.append((seq, update))
-            self._log_wake.set()
+        if origin is not REMOTE:  # the room published it through the relay just before
+            self.pending.published(update, self.relay)
 
     def stored_seq(self) -> int | None:
-        seq = next((seq for seq, _ in self._pending if seq is not None), None)
-        if seq is not None:
-            return seq - 1
-        return self.relay.seq if self.relay is not None else 0
+        return self.pending.stored_seq(self.relay)
 
     def store_remote_updates(self, updates: list[bytes]) -> None:
-        self._pending += [(None, update) for update in updates]
-        self._log_wake.set()
+        self.pending.unconfirmed(updates)
 
     async def on_unload(self) -> None:
         for task in self._tasks:
@@ -266,11 +258,11 @@ class DocumentRoom(Room):
         """Write queued updates, as one row per batch, in order; retried until written."""
         delay = 0.1
         while True:
-            await self._log_wake.wait()
+            await self.pending.wake.wait()
             await asyncio.sleep(self.log_batch_delay)
-            self._log_wake.clear()
-            while self._pending:
-                batch = [update for _, update in self._pending]
+            self.pending.wake.clear()
+            while self.pending:
+                batch = self.pending.batch()
                 try:
                     row_id = await run_db(store.append_updates, self.document.id, batch)
                 except Exception as exc:
@@ -283,17 +275,17 @@ class DocumentRoom(Room):
                 if delay > 0.1:
                     self._notify({"type": "store", "status": "ok"})
                     delay = 0.1
-                del self._pending[:len(batch)]
+                self.pending.stored(len(batch))
                 self._update_ids.append(row_id)
             if len(self._update_ids) >= self.compact_after:
                 await self._compact()
 
     async def flush(self) -> None:
         """Write every queued update to the log now."""
-        while self._pending:
-            batch = [update for _, update in self._pending]
+        while self.pending:
+            batch = self.pending.batch()
             row_id = await run_db(store.append_updates, self.document.id, batch)
-            del self._pending[:len(batch)]
+            self.pending.stored(len(batch))
             self._update_ids.append(row_id)
 
     async def _compact(self, reason: str = "") -> None:
@@ -490,7 +482,7 @@ class DocumentRoom(Room):
             except Exception:
                 logger.exception("%s: error while checking the file", self.name)
             if (self._update_ids and time.monotonic() - self._last_change > self.compact_idle
-                    and not self._pending):
+                    and not self.pending):
                 await self._compact()
             await asyncio.sleep(self.poll_interval)
 

@@ -29,6 +29,7 @@ from . import forks, store
 from .consumer import CLOSE_STALE_SESSION, _IdentifiedConsumer
 from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError
 from .live import document_room
+from .pending import PendingChanges
 from .relay import REMOTE
 from .rooms import HISTORY, Room, find_room
 from .store import DocumentInfo, run_db, run_io
@@ -55,10 +56,8 @@ class ForkRoom(Room):
         super().__init__(name, doc)
         self.fork = fork
         self.document = document
-        #: Changes to store, with the relay sequence number of those this process published
-        #: (``None`` for changes another process published and went away without storing).
-        self._pending: list[tuple[int | None, bytes]] = []
-        self._wake = asyncio.Event()
+        #: Changes to store.
+        self.pending = PendingChanges()
         self._writer: asyncio.Task[None] | None = None
         #: While following its document: the document's live room, held until unloaded.
         self._following: contextlib.AsyncExitStack | None = None
@@ -77,19 +76,13 @@ class ForkRoom(Room):
     def on_change(self, update: bytes, origin: Any) -> None:
         if origin is HISTORY or origin is REMOTE:
             return  # stored already, or by the process that published it
-        seq = self.relay.seq if self.relay is not None else 0
-        self._pending.append((seq, update))
-        self._wake.set()
+        self.pending.published(update, self.relay)
 
     def stored_seq(self) -> int | None:
-        seq = next((seq for seq, _ in self._pending if seq is not None), None)
-        if seq is not None:
-            return seq - 1
-        return self.relay.seq if self.relay is not None else 0
+        return self.pending.stored_seq(self.relay)
 
     def store_remote_updates(self, updates: list[bytes]) -> None:
-        self._pending += [(None, update) for update in updates]
-        self._wake.set()
+        self.pending.unconfirmed(updates)
 
     async def on_unload(self) -> None:
         if self._following is not None and self._root is not None:
@@ -126,31 +119,31 @@ class ForkRoom(Room):
         gone."""
         delay = 0.1
         while True:
-            await self._wake.wait()
+            await self.pending.wake.wait()
             await asyncio.sleep(self.write_delay)
-            self._wake.clear()
+            self.pending.wake.clear()
             try:
                 await self.flush()
                 delay = 0.1
             except forks.ForkGone:
-                self._pending.clear()
+                self.pending.clear()
             except Exception as exc:
                 logger.error("fork %s: cannot store its changes (retrying): %r", self.name, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                self._wake.set()
+                self.pending.wake.set()
 
     async def flush(self) -> None:
         """Store every queued change now. :raises ForkGone:"""
-        while self._pending:
-            batch = [update for _, update in self._pending]
+        while self.pending:
+            batch = self.pending.batch()
 
             def apply(doc: pycrdt.Doc, batch: list[bytes] = batch) -> None:
                 for update in batch:
                     doc.apply_update(update)
 
             await forks.change_state(self.fork.id, apply)
-            del self._pending[:len(batch)]
+            self.pending.stored(len(batch))
 
 
 async def copy_state(fork: forks.ForkInfo) -> tuple[bytes, int | None]:

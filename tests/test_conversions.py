@@ -131,18 +131,22 @@ async def test_a_save_rendered_in_the_worker_is_the_files_bytes() -> None:
 
 @pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
 async def test_the_worker_never_outlives_the_server(tmp_path: Path, stop: str) -> None:
-    """The worker starts with the first big conversion and ends with its server."""
+    """The worker starts with the second big conversion within a minute (the first one
+    alone is converted in a thread) and ends with its server."""
     root = tmp_path / "root"
     root.mkdir()
-    nbformat.write(generated_notebook(5000), root / "big.ipynb")  # > the process threshold
-    assert (root / "big.ipynb").stat().st_size > Converter.process_threshold
+    for name in ("big.ipynb", "big2.ipynb"):
+        nbformat.write(generated_notebook(5000), root / name)  # > the process threshold
+        assert (root / name).stat().st_size > Converter.process_threshold
     server = DocServer(tmp_path, root)
     pid = server.server.proc.pid
-    assert import_workers(pid) == [], "no worker before a big conversion"
     client = await server.open("big.ipynb")
     await client.close()
+    assert import_workers(pid) == [], "no worker for one big conversion"
+    client = await server.open("big2.ipynb")
+    await client.close()
     workers = wait_until(lambda: import_workers(pid))
-    assert workers, "a big conversion starts the worker"
+    assert workers, "big conversions that recur start the worker"
     if stop == "sigkill":
         server.kill()
     else:
@@ -163,6 +167,8 @@ async def test_an_idle_worker_stops_and_starts_again() -> None:
         assert len(data) > converter.process_threshold
         built = await converter.build(NOTEBOOK, data, "a.ipynb", "h")  # in a thread
         assert built.chunks
-        assert wait_until(lambda: converter.ready)  # started again for the next one
+        assert not converter.ready  # one big conversion alone starts no worker
+        built = await converter.build(NOTEBOOK, data, "a.ipynb", "h")  # in a thread too
+        assert wait_until(lambda: converter.ready)  # started again for the next ones
     finally:
         converter.shutdown()

@@ -1,0 +1,54 @@
+"""The changes a storing room has yet to store, and what the relay may say about them.
+
+A room that stores its changes (a document's update log, a fork's copy) queues each change
+here, then stores the queue in batches. The relay tells the other processes up to which of
+its own published changes this process has stored them (:meth:`PendingChanges.stored_seq`),
+so that a receiver keeps the changes of a publisher that dies before storing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class PendingChanges:
+    """Changes to store, in order, each with the relay sequence number it was published
+    under (``None`` for a change another process published and went away without storing).
+    ``wake`` is set whenever a change is queued."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[int | None, bytes]] = []
+        self.wake = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def published(self, update: bytes, relay: Any) -> None:
+        """Queue a change this process made and (if it has a relay) has just published."""
+        self._items.append((relay.seq if relay is not None else 0, update))
+        self.wake.set()
+
+    def unconfirmed(self, updates: list[bytes]) -> None:
+        """Queue changes another process published and went away without storing."""
+        self._items += [(None, update) for update in updates]
+        self.wake.set()
+
+    def stored_seq(self, relay: Any) -> int:
+        """The relay sequence number up to which this process's own changes are stored."""
+        seq = next((seq for seq, _ in self._items if seq is not None), None)
+        if seq is not None:
+            return seq - 1
+        return relay.seq if relay is not None else 0
+
+    def batch(self) -> list[bytes]:
+        """Every queued change, oldest first (they stay queued until :meth:`stored`)."""
+        return [update for _, update in self._items]
+
+    def stored(self, count: int) -> None:
+        """Drop the ``count`` oldest changes: they are stored."""
+        del self._items[:count]
+
+    def clear(self) -> None:
+        """Drop every queued change (there is nowhere left to store them)."""
+        self._items.clear()
