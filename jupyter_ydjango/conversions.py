@@ -6,8 +6,8 @@ Both are hundreds of milliseconds of Python (or of C that holds the GIL, like ``
 that would stall every other room of the process, and an import leaves tens of megabytes of
 freed objects that the allocator keeps. So both run in a worker process
 (``YDJANGO_CONVERSION_PROCESSES``, kept warm), which gets and gives bytes and strings only;
-small files, every file while the workers are starting, and a big file that comes alone (no
-other big conversion in the minute before it) are converted in a thread.
+small files, and a big file that would hold up nobody (no one in another room, no other big
+conversion in the minute before it), are converted in a thread.
 
 An import (:func:`build`) hands back:
 
@@ -171,27 +171,41 @@ class Converter:
         return ready is not None and ready.done() and ready.exception() is None
 
     async def build(self, kind: tuple[str, str], data: bytes, path: str,
-                    content_hash: str) -> Imported:
-        """:func:`build`, in a worker for a big file. :raises FormatError:"""
-        return await self._run(len(data), build, kind, data, path, content_hash)
+                    content_hash: str, *, others_waiting: bool = False) -> Imported:
+        """:func:`build`, in a worker for a big file (see :meth:`_run` for
+        ``others_waiting``). :raises FormatError:"""
+        return await self._run(len(data), build, kind, data, path, content_hash,
+                               others_waiting=others_waiting)
 
-    async def render(self, kind: tuple[str, str], dump: Any, shape: Any = None) -> bytes:
+    async def render(self, kind: tuple[str, str], dump: Any, shape: Any = None, *,
+                     others_waiting: bool = False) -> bytes:
         """:func:`render`, in a worker for a big document. :raises FormatError:"""
-        return await self._run(_size(dump), render, kind, dump, shape)
+        return await self._run(_size(dump), render, kind, dump, shape,
+                               others_waiting=others_waiting)
 
-    async def _run(self, size: int, func: Callable[..., T], *args: Any) -> T:
+    async def _run(self, size: int, func: Callable[..., T], *args: Any,
+                   others_waiting: bool = False) -> T:
         """``func(*args)`` in a worker, or a thread for small sizes. A worker that died is
         replaced and the call tried once more (it may have been killed from outside, or run
-        out of memory)."""
+        out of memory).
+
+        A big conversion goes to a worker when it would hold up someone: ``others_waiting``
+        (people in other rooms of the process, whose edits a conversion in a thread would
+        stall: it then waits for a worker to start), or when big conversions recur (saves of
+        a big notebook). One big notebook opened alone is converted in a thread: a worker
+        would stay for a minute, holding its memory, for nothing.
+        """
         big, recurring = size >= self.process_threshold, False
         if big:
-            # a single big conversion (one big notebook opened) is not worth a process that
-            # stays for a minute; big conversions that recur (saves of a big notebook) are
             recurring = time.monotonic() - self._last_big < self.idle_timeout
             self._last_big = time.monotonic()
-        if self.processes <= 0 or not big or not self.ready:
-            if big and recurring and self.processes > 0:
-                self.warm_up()  # for the next one; this one does not wait for it
+        wanted = self.processes > 0 and big and (recurring or others_waiting)
+        if wanted and not self.ready:
+            self.warm_up()  # for the next one at least
+            if others_waiting and self._ready is not None:
+                with contextlib.suppress(Exception):  # a worker that cannot start: a thread
+                    await asyncio.wait_for(asyncio.wrap_future(self._ready), 30)
+        if not wanted or not self.ready:
             try:
                 return await asyncio.to_thread(func, *args)
             finally:

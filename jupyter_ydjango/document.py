@@ -49,7 +49,7 @@ from .history import compact as compact_history
 from .paths import PathError, resolve_in_root
 from .pending import PendingChanges
 from .relay import REMOTE
-from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame
+from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame, loaded_rooms
 from .store import DocumentInfo, run_db, run_io
 from .yutils import create_raw_json_message
 
@@ -218,7 +218,8 @@ class DocumentRoom(Room):
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
         kind = (self.document.format, self.document.type)
         try:
-            built = await get_converter().build(kind, file.data, self.document.path, file.hash)
+            built = await get_converter().build(kind, file.data, self.document.path, file.hash,
+                                                others_waiting=self._others_present())
         except FormatError as exc:
             raise LoadError(CLOSE_UNREADABLE, f"{self.document.path}: {exc}",
                             exc.summary) from None
@@ -332,7 +333,15 @@ class DocumentRoom(Room):
             shape = await self._file_shape()
         # only the dump is made here, on the event loop; the rest runs in the converter
         kind = (self.document.format, self.document.type)
-        return await get_converter().render(kind, self.format.dump(self.doc), shape)
+        return await get_converter().render(kind, self.format.dump(self.doc), shape,
+                                            others_waiting=self._others_present())
+
+    def _others_present(self) -> bool:
+        """Whether people are in other documents of this process (a conversion on its
+        threads would stall their edits; awareness-only rooms such as JupyterLab's global
+        one do not count)."""
+        return any(room is not self and room.peers and isinstance(room, DocumentRoom)
+                   for room in loaded_rooms())
 
     # --- saving -------------------------------------------------------------------------
 

@@ -154,6 +154,32 @@ async def test_the_worker_never_outlives_the_server(tmp_path: Path, stop: str) -
     assert wait_until(lambda: not any(alive(w) for w in workers), timeout=10), workers
 
 
+async def test_a_big_conversion_that_would_stall_others_waits_for_a_worker() -> None:
+    """Alone, a big conversion runs in a thread and starts no worker; with people in other
+    rooms (whose edits a thread would stall), it starts the worker and runs there."""
+    others = set(import_workers(os.getpid()))
+    data = nbformat.writes(generated_notebook(300)).encode()
+    alone = Converter(1)
+    alone.process_threshold = 0
+    waiting = Converter(1)
+    waiting.process_threshold = 0
+    try:
+        await alone.build(NOTEBOOK, data, "a.ipynb", "h")
+        assert not alone.ready and set(import_workers(os.getpid())) <= others
+        built = await waiting.build(NOTEBOOK, data, "a.ipynb", "h", others_waiting=True)
+        assert waiting.ready  # it waited for the worker, and ran there
+        assert set(import_workers(os.getpid())) - others
+        again = await alone.build(NOTEBOOK, data, "a.ipynb", "h")
+        docs = [pycrdt.Doc(), pycrdt.Doc()]
+        for doc, state in zip(docs, (built.state, again.state), strict=True):
+            doc.apply_update(state)
+        assert docs[0].get_state() == docs[1].get_state()  # the same items
+        assert notebook_from_doc(docs[0]) == notebook_from_doc(docs[1])
+    finally:
+        alone.shutdown()
+        waiting.shutdown()
+
+
 async def test_an_idle_worker_stops_and_starts_again() -> None:
     converter = process_converter()
     converter.idle_timeout = 0.5
