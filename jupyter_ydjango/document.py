@@ -96,7 +96,7 @@ class DocumentRoom(Room):
         self.last_saved: float | None = None
         self.save_error: str = ""
         #: Updates to log.
-        self.pending = PendingChanges()
+        self.pending: PendingChanges = PendingChanges()
         self._update_ids: list[int] = []
         self._changes = 0  # content changes so far
         self._saved_changes = 0  # content changes the file holds
@@ -172,12 +172,6 @@ class DocumentRoom(Room):
         self._last_change = time.monotonic()
         if origin is not REMOTE:  # the room published it through the relay just before
             self.pending.published(update, self.relay)
-
-    def stored_seq(self) -> int | None:
-        return self.pending.stored_seq(self.relay)
-
-    def store_remote_updates(self, updates: list[bytes]) -> None:
-        self.pending.unconfirmed(updates)
 
     async def on_unload(self) -> None:
         for task in self._tasks:

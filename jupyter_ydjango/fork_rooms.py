@@ -57,7 +57,7 @@ class ForkRoom(Room):
         self.fork = fork
         self.document = document
         #: Changes to store.
-        self.pending = PendingChanges()
+        self.pending: PendingChanges = PendingChanges()
         self._writer: asyncio.Task[None] | None = None
         #: While following its document: the document's live room, held until unloaded.
         self._following: contextlib.AsyncExitStack | None = None
@@ -77,12 +77,6 @@ class ForkRoom(Room):
         if origin is HISTORY or origin is REMOTE:
             return  # stored already, or by the process that published it
         self.pending.published(update, self.relay)
-
-    def stored_seq(self) -> int | None:
-        return self.pending.stored_seq(self.relay)
-
-    def store_remote_updates(self, updates: list[bytes]) -> None:
-        self.pending.unconfirmed(updates)
 
     async def on_unload(self) -> None:
         if self._following is not None and self._root is not None:

@@ -28,6 +28,7 @@ import pycrdt
 
 from . import metrics
 from .engines import PycrdtEngine, engine_for
+from .pending import PendingChanges
 from .relay import REMOTE, RoomRelay, get_relay_layer
 from .signals import room_loaded, room_unloaded
 from .yutils import (
@@ -125,6 +126,8 @@ class Room:
         self.engine = engine_for(doc)
         self.peers: set[Peer] = set()
         self.relay: RoomRelay | None = None
+        #: A room that stores its changes sets this, and queues its changes there.
+        self.pending: PendingChanges | None = None
         self.loaded_at = time.monotonic()
         # client id -> (clock, JSON state); kept after removal so clocks stay monotonic.
         self._awareness: dict[int, tuple[int, str]] = {}
@@ -153,15 +156,17 @@ class Room:
         """Called once when the room is dropped, after its last peer left and the idle delay."""
 
     def stored_seq(self) -> int | None:
-        """For a room that stores its changes: the relay sequence number up to which the
-        changes this process published are stored (those after it may not be yet).
-        ``None`` (the default): this room stores nothing."""
-        return None
+        """For a room that stores its changes (it has :attr:`pending`): the relay sequence
+        number up to which the changes this process published are stored (those after it
+        may not be yet). ``None``: this room stores nothing."""
+        return None if self.pending is None else self.pending.stored_seq(self.relay)
 
     def store_remote_updates(self, updates: list[bytes]) -> None:
         """Store changes that came from another process, which went away without confirming
-        that it stored them (or server-side pushes, which no process stores otherwise).
-        Default: nothing (this room stores nothing)."""
+        that it stored them (or server-side pushes, which no process stores otherwise):
+        they are queued in :attr:`pending`. A room that stores nothing ignores them."""
+        if self.pending is not None:
+            self.pending.unconfirmed(updates)
 
     # --- peers --------------------------------------------------------------------------
 
