@@ -27,7 +27,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema_rs
 from nbformat.reader import get_version
 from nbformat.validator import get_validator, iter_validate
 
@@ -91,6 +90,9 @@ def is_valid(nb: Mapping[str, Any]) -> bool:
 
 @functools.cache
 def _schema_validator(minor: int) -> Any:
+    # imported at the first notebook (~4 ms), not at start: it holds ~4 MB
+    import jsonschema_rs
+
     return jsonschema_rs.Draft4Validator(get_validator(4, minor, name="jsonschema")._schema)
 
 
