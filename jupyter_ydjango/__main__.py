@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -28,9 +29,13 @@ def serve(args: argparse.Namespace) -> None:
         sys.exit(supervise(args.host, args.port, args.workers, []))
 
     from daphne.cli import CommandLineInterface
+    from twisted.internet import reactor
 
     from .conf import get_setting
+    from .heap import freeze_startup_heap
     _flush_rooms_at_shutdown()
+    log = logging.getLogger("jupyter_ydjango.heap")
+    reactor.callWhenRunning(lambda: log.info("%s", freeze_startup_heap()))
 
     limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")
     if args.fd is not None:  # a worker of serve --workers N, on a socket of its own

@@ -124,6 +124,13 @@ def test_extension_is_listed_enabled_and_ok(jupyter: JupyterServer) -> None:
 # --- session API ------------------------------------------------------------------------------
 
 
+def test_startup_heap_is_kept_out_of_garbage_collection(jupyter: JupyterServer) -> None:
+    found = re.search(r"jupyter_ydjango: (\d+) start-up objects kept out of garbage collection",
+                      jupyter.log())
+    assert found, jupyter.log()[-2000:]
+    assert int(found.group(1)) > 100_000, "a Jupyter server with Django holds ~200,000"
+
+
 def test_session_created_then_known(jupyter: JupyterServer) -> None:
     write_notebook(jupyter.root / "session" / "a b é.ipynb")
     write_notebook(jupyter.root / "session" / "other.ipynb")

@@ -14,8 +14,9 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Int, Unicode, default, validate
+from traitlets import Bool, Float, Int, Unicode, default, validate
 
+from .. import heap
 from ..identity import Identity
 from . import collaboration
 from .backend import Backend, BackendError
@@ -122,6 +123,14 @@ class YDjango(ExtensionApp):
         config=True,
         help="Seconds to wait for the Django side to answer an HTTP request or accept a "
              "websocket.",
+    )
+    freeze_startup_heap = Bool(
+        True,
+        config=True,
+        help="Once the server has started, keep the objects it made while starting (some "
+             "200,000, which live as long as it does) out of Python's garbage collector. "
+             "Each full collection would otherwise walk them all and hold every websocket "
+             "of the server for ~100 ms.",
     )
     startup_timeout = Float(
         120.0,
@@ -269,7 +278,8 @@ class YDjango(ExtensionApp):
         return backend
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        """Apply the embedded database's migrations (in a thread), then accept requests."""
+        """Apply the embedded database's migrations (in a thread), keep the start-up heap out
+        of garbage collection, then accept requests."""
         if self.embedded and self._startup_error is None:
             from . import embedded
 
@@ -278,6 +288,8 @@ class YDjango(ExtensionApp):
             except Exception as exc:
                 self._startup_error = f"database migrations failed: {exc!r}"
                 self.log.exception("jupyter_ydjango: %s", self._startup_error)
+        if self.freeze_startup_heap:
+            self.log.info("jupyter_ydjango: %s", heap.freeze_startup_heap())
         self._ready.set()
 
     async def get_backend(self) -> Backend:

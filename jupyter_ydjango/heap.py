@@ -1,0 +1,25 @@
+"""Keep the objects a server creates while it starts out of Python's cyclic garbage collector.
+
+A Jupyter server with the Django side set up holds some 220,000 objects once it has started
+(modules, classes, Django's and JupyterLab's tables, jsonschema grammars). Every full
+collection walks all of them: about 120 ms on a small machine, during which no websocket
+frame moves, and busy editing brings one every minute or so. Those objects live as long as
+the process, so walking them again and again finds nothing. :func:`freeze_startup_heap`
+collects once, then moves what survives to the permanent generation (:func:`gc.freeze`),
+which later collections skip; objects made after it are collected as before.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+
+
+def freeze_startup_heap() -> str:
+    """Collect the garbage of the start-up, then keep every live object out of later
+    collections; a line for the log that says how many objects that was."""
+    started = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    return (f"{gc.get_freeze_count()} start-up objects kept out of garbage collection "
+            f"(the last full collection took {(time.perf_counter() - started) * 1000:.0f} ms)")
