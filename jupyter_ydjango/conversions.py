@@ -30,8 +30,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import ctypes
-import gc
 import logging
 import multiprocessing
 import os
@@ -47,6 +45,7 @@ from typing import Any, TypeVar
 import pycrdt
 
 from .formats import FormatError
+from .heap import release_memory
 from .ydoc_formats import find_format
 
 logger = logging.getLogger(__name__)
@@ -266,15 +265,6 @@ def _warm() -> None:
 
 #: Whether this process is a conversion worker.
 _IN_WORKER = False
-
-
-def release_memory() -> None:
-    """Give the memory freed by a conversion back to the system (glibc keeps it otherwise:
-    tens of megabytes after a big notebook); a no-op where the C library has no
-    ``malloc_trim``."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _init_worker(server_pid: int) -> None:
