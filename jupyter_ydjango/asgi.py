@@ -13,13 +13,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
 
+from .api_asgi import DirectRoutes  # noqa: E402
 from .middleware import DjangoLoginFallback, IdentityMiddleware  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
 from .security import BrowserOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": IdentityMiddleware(django_asgi_app),
+        "http": IdentityMiddleware(DirectRoutes(django_asgi_app)),
         "websocket": BrowserOriginValidator(
             DjangoLoginFallback(IdentityMiddleware(URLRouter(websocket_urlpatterns)))
         ),

@@ -8,10 +8,8 @@ identity, see :mod:`jupyter_ydjango.middleware`). Errors are JSON ``{"error": ".
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from typing import Any
-from urllib.parse import unquote
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -20,16 +18,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import metrics, store
-from .conf import notebook_root
+from . import api_calls, metrics, store
+from .api_calls import parse_json_object
 from .document import DocumentRoom
 from .identity import SCOPE_KEY, Identity
 from .middleware import ERROR_KEY
-from .models import Document
-from .paths import PathError, normalize_api_path, resolve_in_root
-from .rooms import find_room, loaded_rooms
+from .paths import PathError, normalize_api_path
+from .rooms import find_room
 from .store import run_db
-from .ydoc_formats import find_format
 
 
 async def health(request: HttpRequest) -> HttpResponse:
@@ -65,10 +61,6 @@ def prometheus(request: HttpRequest) -> HttpResponse:
     return HttpResponse(metrics.render(), content_type=metrics.CONTENT_TYPE_LATEST)
 
 
-#: Longest document format or type name (the size of the database columns).
-MAX_KIND_LENGTH: int = Document._meta.get_field("type").max_length
-
-
 def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
@@ -97,98 +89,25 @@ async def _aidentity(request: HttpRequest) -> Identity | None:
     return await sync_to_async(_identity)(request)
 
 
-def _loaded_document(api_path: str, kind: tuple[str, str]) -> store.DocumentInfo | None:
-    """The document of ``api_path`` if a room of this process holds it (no database query)."""
-    for room in loaded_rooms():
-        if (isinstance(room, DocumentRoom) and not room.deleted
-                and room.document.path == api_path
-                and (room.document.format, room.document.type) == kind):
-            return room.document
-    return None
-
-
 def _json_body(request: HttpRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        raise ValueError("the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
-    return body
+    return parse_json_object(request.body)
 
 
 @csrf_exempt  # JSON PUT: browsers preflight it cross-origin; the Jupyter server proxies it
 @require_http_methods(["PUT"])
 async def session(request: HttpRequest, path: str) -> HttpResponse:
-    """``PUT /api/collaboration/session/<path>`` with ``{"format", "type"}``: the file's room.
-
-    200 with ``{"format", "type", "fileId", "sessionId"}`` for a known file, 201 for a file
-    indexed now; 400 bad body or a type no format serves (notebooks, text files and the types
-    registered with jupyter_ydoc are served), 401 no identity, 403 a path outside the
-    notebook root, 404 no such file. A document whose room is loaded here is answered without
-    a database query (a co-editor joining).
-    """
-    if await _aidentity(request) is None:
-        return _error(401, "not authenticated")
-    try:
-        body = _json_body(request)
-    except ValueError as exc:
-        return _error(400, str(exc))
-    kind = (body.get("format"), body.get("type"))
-    if not all(isinstance(part, str) for part in kind) or find_format(*kind) is None:
-        return _error(400, f"unknown document type {kind[0]!r}:{kind[1]!r} (not a notebook, "
-                      "a text file or a type registered with jupyter_ydoc)")
-    if max(len(part) for part in kind) > MAX_KIND_LENGTH:
-        return _error(400, f"document type {kind[0]!r}:{kind[1]!r}: names longer than "
-                      f"{MAX_KIND_LENGTH} characters are not supported")
-    try:
-        # a leading "/" is the root, as in Jupyter's contents API (the stock timeline sends
-        # it, with the rest of the path percent-encoded once more)
-        api_path = normalize_api_path(path.removeprefix("/"))
-        real = resolve_in_root(notebook_root(), api_path)
-        if not real.is_file() and path.startswith("/") and "%" in api_path:
-            api_path = normalize_api_path(unquote(api_path))
-            real = resolve_in_root(notebook_root(), api_path)
-    except PathError as exc:
-        return _error(403, str(exc))
-    if not real.is_file():
-        return _error(404, f"file {api_path!r} does not exist")
-    info, created = _loaded_document(api_path, kind), False
-    if info is None:
-        info, created = await run_db(store.get_or_create_document, api_path, *kind)
-    return JsonResponse(
-        {"format": kind[0], "type": kind[1], "fileId": str(info.id),
-         "sessionId": str(info.session_id)},
-        status=201 if created else 200,
-    )
+    """``PUT /api/collaboration/session/<path>`` with ``{"format", "type"}``: the file's room
+    (:func:`~jupyter_ydjango.api_calls.session` says how each case is answered)."""
+    status, answer = await api_calls.session(await _aidentity(request), path, request.body)
+    return JsonResponse(answer, status=status)
 
 
 @require_GET
 async def room_status(request: HttpRequest, file_id: str) -> HttpResponse:
-    """``GET /api/ydjango/rooms/<fileId>``: the state of a document's room, for status bars."""
-    identity = await _aidentity(request)
-    if identity is None:
-        return _error(401, "not authenticated")
-    info = await run_db(store.get_document, file_id)
-    if info is None:
-        return _error(404, f"no document {file_id!r}")
-    status: dict[str, Any] = {
-        "fileId": str(info.id),
-        "path": info.path,
-        "room": info.room_name,
-        "loaded": False,
-        "connections": 0,
-        "lastSaved": info.last_saved.isoformat() if info.last_saved else None,
-        "writtenAt": info.written_at.isoformat() if info.written_at else None,
-        "writtenBy": info.written_by or None,
-        "saveError": info.save_error or None,
-        "readOnly": not identity.can_write,
-        "deleted": info.deleted is not None,
-    }
-    room = find_room(info.room_name)
-    if room is not None and hasattr(room, "status"):
-        status.update(room.status())
-    return JsonResponse(status)
+    """``GET /api/ydjango/rooms/<fileId>``: the state of a document's room, for status bars
+    (see :func:`~jupyter_ydjango.api_calls.room_status`)."""
+    status, answer = await api_calls.room_status(await _aidentity(request), file_id)
+    return JsonResponse(answer, status=status)
 
 
 @csrf_exempt

@@ -1,0 +1,124 @@
+"""The frontend's frequent API requests as calls, free of HTTP: the session request that
+starts every opening, and the room status the status bar polls.
+
+Each returns an HTTP status and a JSON object (``{"error": "..."}`` for errors). The Django
+views (:mod:`jupyter_ydjango.views`) and the plain ASGI routes (:mod:`jupyter_ydjango.api_asgi`)
+both translate HTTP to these, so the two give the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from . import store
+from .conf import notebook_root
+from .document import DocumentRoom
+from .identity import Identity
+from .models import Document
+from .paths import PathError, normalize_api_path, resolve_in_root
+from .rooms import find_room, loaded_rooms
+from .store import run_db
+from .ydoc_formats import find_format
+
+#: Longest document format or type name (the size of the database columns).
+MAX_KIND_LENGTH: int = Document._meta.get_field("type").max_length
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (empty: ``{}``).
+
+    :raises ValueError: not JSON, or not an object.
+    """
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def loaded_document(api_path: str, kind: tuple[str, str]) -> store.DocumentInfo | None:
+    """The document of ``api_path`` if a room of this process holds it (no database query)."""
+    for room in loaded_rooms():
+        if (isinstance(room, DocumentRoom) and not room.deleted
+                and room.document.path == api_path
+                and (room.document.format, room.document.type) == kind):
+            return room.document
+    return None
+
+
+async def session(identity: Identity | None, path: str,
+                       raw_body: bytes) -> tuple[int, dict[str, Any]]:
+    """The answer to a session request for ``path`` (as routed: percent-decoded once).
+
+    200 with ``{"format", "type", "fileId", "sessionId"}`` for a known file, 201 for a file
+    indexed now; 400 bad body or a type no format serves (notebooks, text files and the types
+    registered with jupyter_ydoc are served), 401 no identity, 403 a path outside the
+    notebook root, 404 no such file. Errors are ``{"error": "..."}``. A document whose room
+    is loaded here is answered without a database query (a co-editor joining).
+    """
+    if identity is None:
+        return 401, {"error": "not authenticated"}
+    try:
+        body = parse_json_object(raw_body)
+    except ValueError as exc:
+        return 400, {"error": str(exc)}
+    kind = (body.get("format"), body.get("type"))
+    if not all(isinstance(part, str) for part in kind) or find_format(*kind) is None:
+        return 400, {"error": f"unknown document type {kind[0]!r}:{kind[1]!r} (not a "
+                     "notebook, a text file or a type registered with jupyter_ydoc)"}
+    if max(len(part) for part in kind) > MAX_KIND_LENGTH:
+        return 400, {"error": f"document type {kind[0]!r}:{kind[1]!r}: names longer than "
+                     f"{MAX_KIND_LENGTH} characters are not supported"}
+    try:
+        # a leading "/" is the root, as in Jupyter's contents API (the stock timeline sends
+        # it, with the rest of the path percent-encoded once more)
+        api_path = normalize_api_path(path.removeprefix("/"))
+        real = resolve_in_root(notebook_root(), api_path)
+        if not real.is_file() and path.startswith("/") and "%" in api_path:
+            api_path = normalize_api_path(unquote(api_path))
+            real = resolve_in_root(notebook_root(), api_path)
+    except PathError as exc:
+        return 403, {"error": str(exc)}
+    if not real.is_file():
+        return 404, {"error": f"file {api_path!r} does not exist"}
+    info, created = loaded_document(api_path, kind), False
+    if info is None:
+        info, created = await run_db(store.get_or_create_document, api_path, *kind)
+    return (201 if created else 200), {
+        "format": kind[0], "type": kind[1], "fileId": str(info.id),
+        "sessionId": str(info.session_id)}
+
+
+async def room_status(identity: Identity | None, file_id: str) -> tuple[int, dict[str, Any]]:
+    """The state of a document's room, for status bars (``GET /api/ydjango/rooms/<fileId>``).
+
+    200 with the file's id, path, room, last save and write, save error, whether the room is
+    loaded here (with its connections) and whether the user may only read; 401 no identity,
+    404 no such document.
+    """
+    if identity is None:
+        return 401, {"error": "not authenticated"}
+    info = await run_db(store.get_document, file_id)
+    if info is None:
+        return 404, {"error": f"no document {file_id!r}"}
+    status: dict[str, Any] = {
+        "fileId": str(info.id),
+        "path": info.path,
+        "room": info.room_name,
+        "loaded": False,
+        "connections": 0,
+        "lastSaved": info.last_saved.isoformat() if info.last_saved else None,
+        "writtenAt": info.written_at.isoformat() if info.written_at else None,
+        "writtenBy": info.written_by or None,
+        "saveError": info.save_error or None,
+        "readOnly": not identity.can_write,
+        "deleted": info.deleted is not None,
+    }
+    room = find_room(info.room_name)
+    if room is not None and hasattr(room, "status"):
+        status.update(room.status())
+    return 200, status

@@ -1,0 +1,235 @@
+"""The session and room status requests answered as plain ASGI, and the same answers through
+Django's views.
+
+In-process: the project's ASGI application (:mod:`jupyter_ydjango.asgi`) on the embedded
+settings and a migrated SQLite database, called the way the Jupyter server's bridge and
+daphne call it. What it proves: a client with an identity of its own (the bridge's scope, a
+signed header) gets the same answers as Django's views would give, without Django's request
+cycle; a refused header is refused there too; everything else (a Django login, no identity,
+other routes and methods) still goes through Django.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.signals import request_started
+from django.test import override_settings
+from notebooks import generated_notebook
+
+from jupyter_ydjango.identity import HEADER, SCOPE_KEY, Identity, sign_identity
+
+ALICE = Identity("alice", "write", "Alice", "Al")
+SECRET = "session-endpoint-secret"
+NOTEBOOK = {"format": "json", "type": "notebook"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def database() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    with override_settings(YDJANGO_NOTEBOOK_DIR=str(tmp_path), YDJANGO_IDENTITY_SECRET=SECRET):
+        yield tmp_path
+
+
+@pytest.fixture
+def django_requests() -> Iterator[list[Any]]:
+    """The requests that entered Django's request cycle (its ``request_started`` signal)."""
+    seen: list[Any] = []
+
+    def record(sender: Any, **kwargs: Any) -> None:
+        seen.append(kwargs.get("scope") or kwargs.get("environ"))
+
+    request_started.connect(record)
+    yield seen
+    request_started.disconnect(record)
+
+
+def write_notebook(path: Path) -> None:
+    path.write_text(nbformat.writes(generated_notebook(2)))
+
+
+def applications() -> dict[str, Any]:
+    from jupyter_ydjango.asgi import application, django_asgi_app
+    from jupyter_ydjango.middleware import IdentityMiddleware
+
+    return {"endpoint": application, "django": IdentityMiddleware(django_asgi_app)}
+
+
+async def call(app: Any, path: str, body: bytes | list[bytes] = b"", *, method: str = "PUT",
+               identity: Identity | None = None, host: str = "localhost",
+               headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """One HTTP request through ``app``; its status and JSON body (``None`` if no response)."""
+    scope: dict[str, Any] = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+        "headers": [(b"host", host.encode()),
+                    *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())],
+    }
+    if identity is not None:
+        scope[SCOPE_KEY] = identity
+    chunks = body if isinstance(body, list) else [body]  # []: the client leaves at once
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                for i, c in enumerate(chunks)]
+    sent: list[dict[str, Any]] = []
+    answered = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        if chunks:  # the whole body was sent: the client waits for the answer
+            await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    await app(scope, receive, send)
+    if not sent:
+        return 0, None
+    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(raw) if raw else None
+
+
+def session_path(name: str) -> str:
+    return f"/api/collaboration/session/{name}"
+
+
+async def test_the_endpoint_answers_as_djangos_view_does(root: Path,
+                                                         django_requests: list[Any]) -> None:
+    for name in ("new-endpoint.ipynb", "new-django.ipynb", "known.ipynb"):
+        write_notebook(root / name)
+    (root / "folder").mkdir()
+    apps = applications()
+    assert (await call(apps["endpoint"], session_path("known.ipynb"),
+                       json.dumps(NOTEBOOK).encode(), identity=ALICE))[0] == 201
+    known = {kind: await call(app, session_path("known.ipynb"), json.dumps(NOTEBOOK).encode(),
+                              identity=ALICE) for kind, app in apps.items()}
+    assert known["endpoint"] == known["django"]  # same fileId and sessionId
+    assert known["endpoint"][0] == 200
+
+    created = {kind: await call(app, session_path(f"new-{kind}.ipynb"),
+                                json.dumps(NOTEBOOK).encode(), identity=ALICE)
+               for kind, app in apps.items()}
+    assert {kind: (status, sorted(body)) for kind, (status, body) in created.items()} == {
+        kind: (201, ["fileId", "format", "sessionId", "type"]) for kind in apps}
+
+    cases = [
+        ("known.ipynb", b"{not json"),
+        ("known.ipynb", b"[1, 2]"),
+        ("known.ipynb", json.dumps({"format": "json", "type": "spreadsheet"}).encode()),
+        ("known.ipynb", json.dumps({"format": "json", "type": "n" * 500}).encode()),
+        ("known.ipynb", json.dumps({"format": 1, "type": "notebook"}).encode()),
+        ("../outside.ipynb", json.dumps(NOTEBOOK).encode()),
+        ("missing.ipynb", json.dumps(NOTEBOOK).encode()),
+        ("folder", json.dumps(NOTEBOOK).encode()),
+    ]
+    for name, body in cases:
+        answers = {kind: await call(app, session_path(name), body, identity=ALICE)
+                   for kind, app in apps.items()}
+        assert answers["endpoint"] == answers["django"], (name, body)
+        assert answers["endpoint"][0] in (400, 403, 404), answers
+    # Only the requests sent to Django's own handler entered Django.
+    assert len(django_requests) == 2 + len(cases)
+
+
+async def test_room_status_answers_as_djangos_view_does(root: Path,
+                                                        django_requests: list[Any]) -> None:
+    write_notebook(root / "status.ipynb")
+    apps = applications()
+    _, info = await call(apps["endpoint"], session_path("status.ipynb"),
+                         json.dumps(NOTEBOOK).encode(), identity=ALICE)
+    reader = Identity("rita", "read", "Rita", "Ri")
+    for file_id, identity in ((info["fileId"], ALICE), (info["fileId"], reader),
+                              ("no-such-file", ALICE)):
+        answers = {kind: await call(app, f"/api/ydjango/rooms/{file_id}", method="GET",
+                                    identity=identity) for kind, app in apps.items()}
+        assert answers["endpoint"] == answers["django"], file_id
+    status, answer = answers["endpoint"]
+    assert (status, answer) == (404, {"error": "no document 'no-such-file'"})
+    status, answer = await call(apps["endpoint"], f"/api/ydjango/rooms/{info['fileId']}",
+                                method="GET", identity=reader)
+    assert (status, answer["readOnly"], answer["path"]) == (200, True, "status.ipynb")
+    assert len(django_requests) == 3
+
+
+async def test_signed_identities_skip_django_and_refused_ones_get_401(
+        root: Path, django_requests: list[Any]) -> None:
+    write_notebook(root / "signed.ipynb")
+    app = applications()["endpoint"]
+    body = json.dumps(NOTEBOOK).encode()
+    status, answer = await call(app, session_path("signed.ipynb"), body,
+                                headers={HEADER: sign_identity(ALICE, SECRET)})
+    assert status == 201 and answer["format"] == "json"
+    # chunked body: read whole
+    assert (await call(app, session_path("signed.ipynb"), [body[:5], body[5:]],
+                       headers={HEADER: sign_identity(ALICE, SECRET)}))[0] == 200
+    for bad in (sign_identity(ALICE, "another-secret"), "garbage"):
+        assert await call(app, session_path("signed.ipynb"), body, headers={HEADER: bad}) == (
+            401, {"error": "not authenticated"})
+    assert django_requests == []
+
+
+async def test_limits_and_hosts(root: Path, django_requests: list[Any]) -> None:
+    write_notebook(root / "limits.ipynb")
+    app = applications()["endpoint"]
+    status, answer = await call(app, session_path("limits.ipynb"), b" " * (64 * 1024 + 1),
+                                identity=ALICE)
+    assert (status, answer) == (413, {"error": "the body is too large"})
+    status, answer = await call(app, session_path("limits.ipynb"), json.dumps(NOTEBOOK).encode(),
+                                identity=ALICE, host="evil.example")
+    assert status == 400 and "ALLOWED_HOSTS" in answer["error"]
+    # a client that leaves before its body arrives gets nothing, and nothing is indexed
+    assert await call(app, session_path("limits.ipynb"), [], identity=ALICE) == (0, None)
+    assert (await call(app, session_path("limits.ipynb"), json.dumps(NOTEBOOK).encode(),
+                       identity=ALICE))[0] == 201
+    assert django_requests == []
+
+
+async def test_other_requests_still_go_through_django(root: Path,
+                                                      django_requests: list[Any]) -> None:
+    write_notebook(root / "other.ipynb")
+    app = applications()["endpoint"]
+    body = json.dumps(NOTEBOOK).encode()
+    # no identity at all: Django's view refuses it (a Django login could have applied)
+    assert await call(app, session_path("other.ipynb"), body) == (
+        401, {"error": "not authenticated"})
+    # another method on the route: Django's 405
+    assert (await call(app, session_path("other.ipynb"), method="GET", identity=ALICE))[0] == 405
+    # another route
+    assert (await call(app, "/api/ydjango/rename", method="GET", identity=ALICE))[0] == 405
+    # no identity on the room status route: Django's view refuses it too
+    assert (await call(app, "/api/ydjango/rooms/x", method="GET"))[0] == 401
+    assert len(django_requests) == 4
+
+
+def test_a_django_login_still_opens_sessions(root: Path, django_requests: list[Any]) -> None:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    write_notebook(root / "login.ipynb")
+    user, _ = get_user_model().objects.get_or_create(username="session-login")
+    client = Client()
+    client.force_login(user)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    status, answer = async_to_sync(call)(applications()["endpoint"], session_path("login.ipynb"),
+                                         json.dumps(NOTEBOOK).encode(),
+                                         headers={"cookie": cookie})
+    assert status == 201 and answer["type"] == "notebook"
+    assert len(django_requests) == 1
