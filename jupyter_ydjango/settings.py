@@ -113,6 +113,11 @@ DATABASES = {
         conn_max_age=600,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A transaction that reads, then writes (a rename, a writer's lease) must not begin
+    # DEFERRED: if another connection is writing meanwhile, SQLite cannot upgrade its read
+    # lock and fails at once with "database is locked". IMMEDIATE ones wait their turn.
+    DATABASES["default"].setdefault("OPTIONS", {})["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _redis_url = os.environ.get("YDJANGO_REDIS_URL")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import stat
+import time
 from pathlib import Path
 
 import pycrdt
@@ -261,3 +262,57 @@ def test_admin_restores_a_deleted_file(tmp_path: Path) -> None:
         c.source for c in read_back(nb).cells]
     info = store.get_document(document.id)
     assert info is not None and info.deleted is None and info.path == path
+
+
+def test_a_rename_waits_for_a_concurrent_writer_instead_of_failing(tmp_path: Path) -> None:
+    """A rename (read, then write, in one transaction) while another connection is in the
+    middle of a write: with SQLite's default deferred transactions the rename's write could
+    not get the lock ("database is locked") and the file lost its id; transactions begin
+    IMMEDIATE, so it waits its turn."""
+    import threading
+
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    from jupyter_ydjango import store
+    from jupyter_ydjango.models import Document
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's locking only")
+    call_command("migrate", interactive=False, verbosity=0)
+    old, new = f"{tmp_path.name}/locked-before.ipynb", f"{tmp_path.name}/locked-after.ipynb"
+    document = Document.objects.create(path=old)
+    other = Document.objects.create(path=f"{tmp_path.name}/other.ipynb")
+    writing, renaming = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:  # a room's log writer, say: a write transaction held a moment
+        try:
+            with transaction.atomic():
+                Document.objects.filter(pk=other.pk).update(path=other.path + "x")
+                writing.set()
+                renaming.wait(10)
+                time.sleep(0.2)  # the rename has begun its transaction by now
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def rename() -> None:
+        try:
+            writing.wait(10)
+            renaming.set()
+            assert store.rename(old, new) == 1
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=rename)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    document.refresh_from_db()
+    assert document.path == new
