@@ -22,7 +22,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from .identity import SCOPE_KEY
-from .middleware import ERROR_KEY
+from .middleware import scope_decides
 
 #: The session route (Django's ``api/collaboration/session/<path:path>``), answered for PUT.
 SESSION_PREFIX = "/api/collaboration/session/"
@@ -91,7 +91,7 @@ def route(scope: dict[str, Any]) -> tuple[str, str] | None:
     :class:`DirectRoutes` answers, else ``None``."""
     if scope["type"] != "http":
         return None
-    if scope.get(SCOPE_KEY) is None and scope.get(ERROR_KEY) in (None, "not authenticated"):
+    if not scope_decides(scope):
         return None  # perhaps a Django login: Django's session middleware knows
     path: str = scope["path"]
     root = scope.get("root_path") or ""

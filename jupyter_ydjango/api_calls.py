@@ -51,7 +51,7 @@ def loaded_document(api_path: str, kind: tuple[str, str]) -> store.DocumentInfo 
 
 
 async def session(identity: Identity | None, path: str,
-                       raw_body: bytes) -> tuple[int, dict[str, Any]]:
+                  raw_body: bytes) -> tuple[int, dict[str, Any]]:
     """The answer to a session request for ``path`` (as routed: percent-decoded once).
 
     200 with ``{"format", "type", "fileId", "sessionId"}`` for a known file, 201 for a file

@@ -23,6 +23,8 @@ from .identity import HEADER, SCOPE_KEY, Identity, IdentityError, verify_identit
 
 #: Scope key with the reason a signed identity was refused.
 ERROR_KEY = "ydjango.identity_error"
+#: The reason of a scope that brings no identity at all (a Django login may still apply).
+NOT_AUTHENTICATED = "not authenticated"
 
 
 def identity_from_scope(scope: dict[str, Any]) -> tuple[Identity | None, str]:
@@ -48,7 +50,15 @@ def identity_from_scope(scope: dict[str, Any]) -> tuple[Identity | None, str]:
         return Identity(user.get_username(), "write", name, name), ""
     if get_setting("YDJANGO_ALLOW_ANONYMOUS"):
         return Identity("anonymous", "write", "Anonymous", "Anonymous"), ""
-    return None, "not authenticated"
+    return None, NOT_AUTHENTICATED
+
+
+def scope_decides(scope: dict[str, Any]) -> bool:
+    """Whether the scope settles the client's identity by itself: it brings one (the bridge,
+    a signed header, anonymous development mode) or refused a signed header. Otherwise a
+    login to Django may still identify the client."""
+    return (scope.get(SCOPE_KEY) is not None
+            or scope.get(ERROR_KEY, NOT_AUTHENTICATED) != NOT_AUTHENTICATED)
 
 
 class IdentityMiddleware:

@@ -22,7 +22,7 @@ from . import api_calls, metrics, store
 from .api_calls import parse_json_object
 from .document import DocumentRoom
 from .identity import SCOPE_KEY, Identity
-from .middleware import ERROR_KEY
+from .middleware import scope_decides
 from .paths import PathError, normalize_api_path
 from .rooms import find_room
 from .store import run_db
@@ -69,9 +69,8 @@ def _identity(request: HttpRequest) -> Identity | None:
     """The identity of a request: from the scope (bridge or signed header), else Django's
     logged-in user. A refused signed header is not replaced by anything."""
     scope: dict[str, Any] = getattr(request, "scope", {})
-    identity = scope.get(SCOPE_KEY)
-    if identity is not None or scope.get(ERROR_KEY, "not authenticated") != "not authenticated":
-        return identity
+    if scope_decides(scope):
+        return scope.get(SCOPE_KEY)
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         name = user.get_full_name()
@@ -83,8 +82,7 @@ async def _aidentity(request: HttpRequest) -> Identity | None:
     """:func:`_identity` from async code: the Django login (a database query) is looked up in
     a thread only when the scope brings no identity of its own."""
     scope: dict[str, Any] = getattr(request, "scope", {})
-    if scope.get(SCOPE_KEY) is not None or scope.get(ERROR_KEY, "not authenticated") != (
-            "not authenticated"):
+    if scope_decides(scope):
         return scope.get(SCOPE_KEY)
     return await sync_to_async(_identity)(request)
 
