@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 import pycrdt
 
 from .formats import FormatError
-from .heap import release_memory
+from .heap import collector_paused, release_memory
 from .ydoc_formats import find_format
 
 logger = logging.getLogger(__name__)
@@ -74,15 +74,16 @@ def build(kind: tuple[str, str], data: bytes, path: str, content_hash: str) -> I
     :raises FormatError: the file cannot be loaded as ``kind``.
     """
     doc_format = _format(kind)
-    content = doc_format.parse(data)
-    doc = pycrdt.Doc(client_id=IMPORT_CLIENT_ID)
-    chunks = []
-    state_vector = b"\x00"
-    for _ in doc_format.load_steps(doc, content, path, content_hash):
-        chunks.append(doc.get_update(state_vector))
-        state_vector = doc.get_state()
-    imported = Imported(chunks, doc.get_update(), doc_format.shape(content))
-    del doc, content
+    with collector_paused():
+        content = doc_format.parse(data)
+        doc = pycrdt.Doc(client_id=IMPORT_CLIENT_ID)
+        chunks = []
+        state_vector = b"\x00"
+        for _ in doc_format.load_steps(doc, content, path, content_hash):
+            chunks.append(doc.get_update(state_vector))
+            state_vector = doc.get_state()
+        imported = Imported(chunks, doc.get_update(), doc_format.shape(content))
+        del doc, content
     if _IN_WORKER:
         release_memory()
     return imported
@@ -93,7 +94,8 @@ def render(kind: tuple[str, str], dump: Any, shape: Any = None) -> bytes:
 
     :raises FormatError: the document cannot be written as a valid file.
     """
-    data = _format(kind).render_dump(dump, shape)
+    with collector_paused():
+        data = _format(kind).render_dump(dump, shape)
     if _IN_WORKER:
         release_memory()
     return data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import re
+import threading
 import time
 import weakref
 
@@ -47,3 +48,39 @@ def wait_for_line(server: Server, timeout: float = 15) -> int:
 
 def test_the_django_service_freezes_its_startup_heap(embedded_server: Server) -> None:
     assert wait_for_line(embedded_server) > 50_000
+
+
+def test_collector_pauses_are_counted_and_the_last_one_resumes_it() -> None:
+    assert gc.isenabled()
+    first_in, release_first = threading.Event(), threading.Event()
+
+    def long_conversion() -> None:
+        with heap.collector_paused():
+            first_in.set()
+            release_first.wait(10)
+
+    thread = threading.Thread(target=long_conversion)
+    thread.start()
+    assert first_in.wait(10)
+    assert not gc.isenabled()
+    with heap.collector_paused(), heap.collector_paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled(), "the other thread's conversion still runs"
+    release_first.set()
+    thread.join(10)
+    assert gc.isenabled()
+
+    # a collector that was off before stays off
+    gc.disable()
+    try:
+        with heap.collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    try:
+        with heap.collector_paused():
+            raise KeyError("a conversion fails")
+    except KeyError:
+        pass
+    assert gc.isenabled()

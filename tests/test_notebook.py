@@ -293,6 +293,53 @@ def test_load_is_deterministic_and_one_transaction() -> None:
     assert notebook_from_doc(second) == edited
 
 
+def _public_api_prepend(txn: Any, ycells: pycrdt.Array, entries: list[dict[str, Any]]) -> None:
+    for cell in reversed(entries):
+        ycells.insert(0, notebook_module._prelim_map(cell))
+
+
+def _notebooks_to_build() -> list[Any]:
+    """Generated notebooks (every cell and output kind), and the valid fixtures if present."""
+    params = [pytest.param(write_notebook(generated_notebook(n)), id=f"generated-{n}")
+              for n in (1, 40, 450)]
+    if FIXTURES.is_dir():
+        params += [pytest.param(p.read_text(encoding="utf-8"), id=p.name)
+                   for p in sorted(FIXTURES.glob("*.ipynb")) if p.name != INVALID_FIXTURE]
+    return params
+
+
+@pytest.mark.filterwarnings("ignore::nbformat.validator.MissingIDFieldWarning")
+@pytest.mark.parametrize("text", _notebooks_to_build())
+def test_load_through_native_types_makes_the_items_of_the_public_api(
+        text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cells are made on pycrdt's native types directly, for speed: the very items (same ids,
+    same places, same content) that pycrdt's public API makes, or rebuilding a room from its
+    file would duplicate cells for clients holding items of the other build."""
+    nb = read_notebook(text)
+    native = pycrdt.Doc(client_id=0)
+    load_into(native, nb, path="nb.ipynb", content_hash="h")
+    monkeypatch.setattr(notebook_module, "_prepend_cells", _public_api_prepend)
+    public = pycrdt.Doc(client_id=0)
+    load_into(public, nb, path="nb.ipynb", content_hash="h")
+
+    assert native.get_state() == public.get_state()
+    cells = native.get("cells", type=pycrdt.Array)
+    assert cells.to_py() == public.get("cells", type=pycrdt.Array).to_py()
+    before = len(cells)
+    native.apply_update(public.get_update())  # the same ids: nothing is added
+    assert len(cells) == before
+    assert notebook_from_doc(native) == notebook_from_doc(public)
+    if before:  # an edit made on one build lands in the same place on the other
+        editor = pycrdt.Doc(client_id=5)
+        editor.apply_update(public.get_update())
+        with editor.transaction():
+            editor.get("cells", type=pycrdt.Array)[before - 1]["source"].insert(0, "EDIT ")
+        update = editor.get_update(public.get_state())
+        public.apply_update(update)
+        native.apply_update(update)
+        assert notebook_from_doc(native) == notebook_from_doc(public) == notebook_from_doc(editor)
+
+
 def test_load_refuses_a_doc_that_has_content() -> None:
     nb = generated_notebook(3)
     doc = pycrdt.Doc()
