@@ -43,7 +43,7 @@ import pycrdt
 
 from . import metrics, store
 from .conf import get_setting
-from .conversions import get_converter
+from .conversions import Imported, get_converter
 from .formats import DocumentFormat, FormatError
 from .history import compact as compact_history
 from .paths import PathError, resolve_in_root
@@ -148,7 +148,8 @@ class DocumentRoom(Room):
         if history.empty:
             imported = await self._import(path)
         if imported is not None:
-            await self._apply_import(imported)
+            await self._apply_import(imported.chunks)
+            self.whole_document_is(imported.state)
         else:
             if history.empty:  # another process imported the file first
                 history = await run_db(store.load_history, self.document.id)
@@ -201,9 +202,9 @@ class DocumentRoom(Room):
 
     # --- loading ------------------------------------------------------------------------
 
-    async def _import(self, path: Path) -> list[bytes] | None:
-        """Import the file into an empty history: the updates that build the document;
-        ``None`` if another process imported it first (then load its history)."""
+    async def _import(self, path: Path) -> Imported | None:
+        """Import the file into an empty history: the document built, as updates; ``None`` if
+        another process imported it first (then load its history)."""
         try:
             file = await run_io(store.read_file, path)
         except FileNotFoundError:
@@ -224,18 +225,30 @@ class DocumentRoom(Room):
         self._disk_hash, self._disk_signature = file.hash, file.signature
         logger.info("%s: imported %s (%d bytes)", self.name, self.document.path, len(file.data))
         self.document = _with_hash(self.document, file.hash)
-        return built.chunks
+        return built
+
+    #: Passes of the event loop given to other work between two updates of an import.
+    import_yield_passes = 16
 
     async def _apply_import(self, chunks: list[bytes]) -> None:
         """Apply an import's updates one after the other, letting other rooms run between
-        them (a 5,000-cell notebook would otherwise hold the event loop for ~100 ms)."""
+        them (a 5,000-cell notebook would otherwise hold the event loop for ~100 ms).
+
+        An edit in another room takes a dozen steps through the loop on its way from one
+        client to the others (the websocket, the bridge, the consumer, the room, each peer's
+        sender), one step per pass: with a single pass between two updates, it would wait for
+        an update's ~5 ms at each of them.
+        """
         for chunk in chunks:
             self.apply_update(chunk, HISTORY)
-            await asyncio.sleep(0)
+            for _ in range(self.import_yield_passes):
+                await asyncio.sleep(0)
 
     def _replay(self, history: store.History) -> None:
         for _, state in history.snapshots:
             self.apply_update(state, HISTORY)
+        if len(history.snapshots) == 1 and not history.updates:
+            self.whole_document_is(history.snapshots[0][1])
         updates = [update for _, data in history.updates for update in store.unpack_updates(data)]
         if updates:
             # the log's many small updates merged into one apply much faster than one by one

@@ -210,6 +210,12 @@ class Room:
         peer.push(frame)
         peer.synced = True
 
+    def whole_document_is(self, update: bytes) -> None:
+        """Tell the room that ``update`` holds its whole document as it is now (the file just
+        imported): joiners get it as their SYNC step 2 without the document being encoded.
+        Any change to the document forgets it."""
+        self._whole_frame = create_sync_step2_message(update)
+
     def apply_update(self, update: bytes, origin: Any = None) -> None:
         """Apply an update to the document; the change is fanned out by the observer."""
         if update == EMPTY_UPDATE:

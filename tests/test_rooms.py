@@ -436,6 +436,43 @@ async def test_joiners_holding_nothing_share_one_frame_of_the_current_document()
     assert str(joiner.get("t", type=pycrdt.Text)) == "ab"
 
 
+async def test_a_document_known_whole_is_sent_to_joiners_without_encoding_it():
+    room = Room("imported", pycrdt.Doc())
+    source = pycrdt.Doc(client_id=0)
+    source.get("t", type=pycrdt.Text).insert(0, "imported")
+    room.apply_update(source.get_update())
+    room.whole_document_is(source.get_update())
+    encoded: list[bytes | None] = []
+    diff = room.engine.diff
+    room.engine.diff = lambda state_vector=None: encoded.append(state_vector) or diff(state_vector)
+
+    async def close(code: int) -> None:
+        pass
+
+    def join() -> list[bytes]:
+        got: list[bytes] = []
+
+        async def send(frame: bytes) -> None:
+            got.append(frame)
+
+        room.sync_step1(room.join(send, close), pycrdt.Doc().get_state())
+        return got
+
+    first = join()
+    await eventually(lambda: len(first) == 2)
+    assert encoded == []
+    joiner = pycrdt.Doc()
+    pycrdt.handle_sync_message(first[1][1:], joiner)
+    assert text_of_doc(joiner) == "imported"
+    edit(room, "!")  # changed: the next joiner gets the document as it is now
+    second = join()
+    await eventually(lambda: len(second) == 2)
+    assert encoded == [None]
+    joiner = pycrdt.Doc()
+    pycrdt.handle_sync_message(second[1][1:], joiner)
+    assert text_of_doc(joiner) == "imported!"
+
+
 # --- engines ---------------------------------------------------------------------------
 
 
