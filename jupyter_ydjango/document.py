@@ -119,6 +119,7 @@ class DocumentRoom(Room):
         #: This room's claim to write the file (one writer per document across processes).
         self.writer_id = uuid.uuid4().hex
         self.writer_lease = max(3.0, 5 * self.poll_interval)
+        self._renew_at = 0.0  # monotonic time from which the lease held is renewed
 
     @property
     def path(self) -> Path:
@@ -186,6 +187,7 @@ class DocumentRoom(Room):
             await self.save()
         if self._update_ids:
             await self._compact()
+        self._renew_at = 0.0
         with contextlib.suppress(Exception):
             await run_db(store.release_writer, self.document.id, self.writer_id)
         for root, subscription in self._subscriptions:
@@ -382,14 +384,19 @@ class DocumentRoom(Room):
                 self._content_changed.set()
 
     async def is_writer(self) -> bool:
-        """Whether this room writes the file (taking or renewing the lease); a database error
-        counts as no."""
+        """Whether this room writes the file (taking the lease, or renewing it once half of
+        it has passed: no database write every poll); a database error counts as no."""
+        started = time.monotonic()
+        if started < self._renew_at:
+            return True
         try:
-            return await run_db(store.claim_writer, self.document.id, self.writer_id,
+            held = await run_db(store.claim_writer, self.document.id, self.writer_id,
                                 self.writer_lease)
         except Exception as exc:
             logger.error("%s: cannot claim the file: %r", self.name, exc)
-            return False
+            held = False
+        self._renew_at = started + self.writer_lease / 2 if held else 0.0
+        return held
 
     async def save(self) -> str:
         """Save the document to its file now: ``"success"`` once the file holds the document

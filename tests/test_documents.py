@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
@@ -578,3 +578,31 @@ async def test_state_hash_follows_the_file_as_jupyter_hashes_it(docs: DocServer)
     await client.wait_for(lambda m: m.hash == jupyter_hash("hash.ipynb"))
     assert client.model.dirty is False
     await client.close()
+
+
+async def test_the_writer_lease_is_held_without_a_write_every_poll(docs: DocServer) -> None:
+    """A room renews its lease to write the file once half of it has passed, not at every
+    poll of the file, and never lets it lapse while it is loaded."""
+    path = docs.root / "lease.ipynb"
+    write_nb(path)
+    client = await docs.open("lease.ipynb")
+    file_id = docs.session(path.name)["fileId"]
+    db = sqlite3.connect(docs.tmp / "data" / "ydjango.sqlite3")
+    try:
+        seen: list[str] = []
+        deadline = time.monotonic() + 4.0  # 20 polls of the file (0.2 s), lease 3 s
+        while time.monotonic() < deadline:
+            ((writer, until),) = db.execute(
+                "SELECT writer, writer_until FROM jupyter_ydjango_document WHERE id = ?",
+                (file_id.replace("-", ""),)).fetchall()
+            held_until = datetime.fromisoformat(until)  # Django keeps UTC
+            if held_until.tzinfo is None:
+                held_until = held_until.replace(tzinfo=timezone.utc)
+            assert writer and held_until > datetime.now(timezone.utc), "the lease lapsed"
+            if not seen or seen[-1] != until:
+                seen.append(until)
+            await asyncio.sleep(0.05)
+    finally:
+        db.close()
+        await client.close()
+    assert 2 <= len(seen) <= 4, f"renewed {len(seen) - 1} times in 4 s: {seen}"

@@ -367,6 +367,30 @@ def test_numbers_and_big_integers() -> None:
     assert (type(back.nbformat), type(back.nbformat_minor)) == (int, int)
 
 
+@pytest.mark.parametrize("oddity", ["NaN", "Infinity", str(2**70), '"\\ud800 lone"', "1e400"])
+def test_json_beyond_orjson_is_read_as_jupyter_reads_it(oddity: str) -> None:
+    """orjson refuses some JSON that Python's json, and so Jupyter, reads: such files are
+    read all the same, to the same notebook. (An integer wider than 64 bits is read as the
+    nearest float, which is what the document holds of it in any case.)"""
+    text = write_notebook(generated_notebook(3)).replace(
+        '"metadata": {', f'"metadata": {{\n  "odd": {oddity},', 1)
+    nb = read_notebook(text.encode())
+    if oddity.isdigit():
+        text = text.replace(oddity, repr(float(int(oddity))))
+    jupyter = nbformat.reads(text, as_version=4)
+    assert json.dumps(nb, sort_keys=True) == json.dumps(jupyter, sort_keys=True)
+    assert isinstance(nb.metadata, NotebookNode) and isinstance(nb.cells[0], NotebookNode)
+
+
+def test_read_notebook_gives_nodes_where_nbformat_code_uses_attributes() -> None:
+    nb = read_notebook(write_notebook(generated_notebook(12)).encode())
+    assert isinstance(nb, NotebookNode) and isinstance(nb.metadata, NotebookNode)
+    for cell in nb.cells:
+        assert isinstance(cell, NotebookNode) and isinstance(cell.metadata, NotebookNode)
+        assert all(isinstance(output, NotebookNode) for output in cell.get("outputs", []))
+    assert nb == nbformat.reads(write_notebook(generated_notebook(12)), as_version=4)
+
+
 def test_duplicate_and_missing_ids_in_a_doc_keep_every_cell() -> None:
     nb = generated_notebook(3)
     doc = pycrdt.Doc()
