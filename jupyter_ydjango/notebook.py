@@ -761,11 +761,12 @@ def _joined(value: Any) -> str:
 
 def _js_safe(value: Any) -> Any:
     """``value`` with integers beyond JavaScript's safe range as floats (else unchanged)."""
-    if isinstance(value, (str, bool, float)) or value is None:
+    kind = type(value)
+    if kind is str or kind is float or kind is bool or value is None:
         return value
-    if isinstance(value, int):
+    if kind is int:
         return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, (dict, Mapping)):
         if not _needs_js_fix(value.values()):
             return value
         return {key: _js_safe(item) for key, item in value.items()}
@@ -773,14 +774,32 @@ def _js_safe(value: Any) -> Any:
         if not _needs_js_fix(value):
             return value
         return [_js_safe(item) for item in value]
+    if isinstance(value, (str, bool, float)):
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
     raise NotebookError(f"Not a JSON value: {value!r:.80}")
 
 
 def _needs_js_fix(values: Iterable[Any]) -> bool:
+    # exact types first: this walks every value of a notebook, and the checks against the
+    # abstract Mapping (or a tuple of classes) cost several times more
     for item in values:
-        if isinstance(item, (str, bool, float)) or item is None:
+        kind = type(item)
+        if kind is str or kind is float or kind is bool or item is None:
             continue
-        if isinstance(item, int):
+        if kind is int:
+            if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+                return True
+        elif kind is dict or kind is NotebookNode:
+            if _needs_js_fix(item.values()):
+                return True
+        elif kind is list:
+            if _needs_js_fix(item):
+                return True
+        elif isinstance(item, (str, bool, float)):
+            continue
+        elif isinstance(item, int):
             if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
                 return True
         elif isinstance(item, (Mapping, list, tuple)):
