@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from . import store
 from .conf import notebook_root
-from .document import DocumentRoom
+from .document import DocumentRoom, preload
 from .identity import Identity
 from .models import Document
 from .paths import PathError, normalize_api_path, resolve_in_root
@@ -58,7 +58,9 @@ async def session(identity: Identity | None, path: str,
     indexed now; 400 bad body or a type no format serves (notebooks, text files and the types
     registered with jupyter_ydoc are served), 401 no identity, 403 a path outside the
     notebook root, 404 no such file. Errors are ``{"error": "..."}``. A document whose room
-    is loaded here is answered without a database query (a co-editor joining).
+    is loaded here is answered without a database query (a co-editor joining); otherwise its
+    room starts loading now, ahead of the websocket the client opens next
+    (:func:`~.document.preload`).
     """
     if identity is None:
         return 401, {"error": "not authenticated"}
@@ -67,7 +69,8 @@ async def session(identity: Identity | None, path: str,
     except ValueError as exc:
         return 400, {"error": str(exc)}
     kind = (body.get("format"), body.get("type"))
-    if not all(isinstance(part, str) for part in kind) or find_format(*kind) is None:
+    doc_format = find_format(*kind) if all(isinstance(part, str) for part in kind) else None
+    if doc_format is None:
         return 400, {"error": f"unknown document type {kind[0]!r}:{kind[1]!r} (not a "
                      "notebook, a text file or a type registered with jupyter_ydoc)"}
     if max(len(part) for part in kind) > MAX_KIND_LENGTH:
@@ -88,6 +91,7 @@ async def session(identity: Identity | None, path: str,
     info, created = loaded_document(api_path, kind), False
     if info is None:
         info, created = await run_db(store.get_or_create_document, api_path, *kind)
+        preload(info, doc_format)
     return (201 if created else 200), {
         "format": kind[0], "type": kind[1], "fileId": str(info.id),
         "sessionId": str(info.session_id)}

@@ -42,8 +42,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from . import store
-from .conf import get_setting, notebook_root
-from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError
+from .conf import get_setting
+from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError, new_room
 from .engines import UnsupportedClientId
 from .identity import SCOPE_KEY
 from .layer import retry_layer
@@ -416,8 +416,7 @@ class DocumentConsumer(_IdentifiedConsumer):
             await self.refuse(exc.code, exc.summary)
 
     async def make_room(self) -> Room:
-        return DocumentRoom(self.room_name, pycrdt.Doc(), document=self.document,
-                            format=self.doc_format, root=notebook_root())
+        return new_room(self.document, self.doc_format)
 
     async def receive_raw(self, payload: bytes) -> None:
         action, request_id = read_raw_request(payload)

@@ -42,14 +42,14 @@ from typing import Any
 import pycrdt
 
 from . import metrics, store
-from .conf import get_setting
+from .conf import get_setting, notebook_root
 from .conversions import Imported, get_converter
 from .formats import DocumentFormat, FormatError
 from .history import compact as compact_history
 from .paths import PathError, resolve_in_root
 from .pending import PendingChanges
 from .relay import REMOTE
-from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame, loaded_rooms
+from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame, get_registry, loaded_rooms
 from .store import DocumentInfo, run_db, run_io
 from .yutils import create_raw_json_message
 
@@ -672,3 +672,42 @@ class DocumentRoom(Room):
 
 def _with_hash(info: DocumentInfo, file_hash: str) -> DocumentInfo:
     return dataclasses.replace(info, file_hash=file_hash)
+
+
+def new_room(document: DocumentInfo, doc_format: DocumentFormat) -> DocumentRoom:
+    """A room of ``document``, not loaded yet."""
+    return DocumentRoom(document.room_name, pycrdt.Doc(), document=document, format=doc_format,
+                        root=notebook_root())
+
+
+#: Rooms being loaded ahead of their first client (kept referenced until done).
+_preloading: set[asyncio.Task[None]] = set()
+
+
+def preload(document: DocumentInfo, doc_format: DocumentFormat) -> None:
+    """Start loading a document's room ahead of its first client.
+
+    A client asks for a session, then opens the room's websocket: started at the session
+    request, the load runs while the answer travels back and the websocket is set up, and
+    the client joins a room loading or loaded. A room nobody joins is unloaded after the idle
+    delay, as any room; a load that fails is left to the client's own connection, which
+    loads again and reports why.
+    """
+    task = asyncio.get_running_loop().create_task(_preload(document, doc_format))
+    _preloading.add(task)
+    task.add_done_callback(_preloading.discard)
+
+
+async def _preload(document: DocumentInfo, doc_format: DocumentFormat) -> None:
+    from channels.layers import get_channel_layer
+
+    async def make() -> DocumentRoom:
+        return new_room(document, doc_format)
+
+    registry = get_registry(get_channel_layer())
+    try:
+        room = await registry.acquire(document.room_name, make)
+    except Exception as exc:
+        logger.debug("%s: not loaded ahead of its client: %r", document.room_name, exc)
+        return
+    registry.release(room)

@@ -25,6 +25,7 @@ from django.test import override_settings
 from notebooks import generated_notebook
 
 from jupyter_ydjango.identity import HEADER, SCOPE_KEY, Identity, sign_identity
+from jupyter_ydjango.rooms import find_room
 
 ALICE = Identity("alice", "write", "Alice", "Al")
 SECRET = "session-endpoint-secret"
@@ -154,6 +155,12 @@ async def test_room_status_answers_as_djangos_view_does(root: Path,
     apps = applications()
     _, info = await call(apps["endpoint"], session_path("status.ipynb"),
                          json.dumps(NOTEBOOK).encode(), identity=ALICE)
+    # the session request loads the room ahead of a client: compare once it is loaded
+    for _ in range(1000):
+        if find_room(f"json:notebook:{info['fileId']}") is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert find_room(f"json:notebook:{info['fileId']}") is not None
     reader = Identity("rita", "read", "Rita", "Ri")
     for file_id, identity in ((info["fileId"], ALICE), (info["fileId"], reader),
                               ("no-such-file", ALICE)):

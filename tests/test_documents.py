@@ -24,6 +24,8 @@ from docserver import DocServer
 from jupyter_ydoc import YNotebook
 from notebooks import FIXTURES, INVALID_FIXTURE, generated_notebook, plain
 from notebooks import without_empty_attachments as as_in_doc
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from jupyter_ydjango.notebook import read_notebook
 from jupyter_ydjango.store import unpack_updates
@@ -606,3 +608,35 @@ async def test_the_writer_lease_is_held_without_a_write_every_poll(docs: DocServ
         db.close()
         await client.close()
     assert 2 <= len(seen) <= 4, f"renewed {len(seen) - 1} times in 4 s: {seen}"
+
+
+async def test_a_session_request_loads_the_room_ahead_of_its_client(docs: DocServer) -> None:
+    """The room starts loading at the session request: the client that opens the websocket
+    next joins a room loading or loaded. Nobody joining, it is unloaded after the idle
+    delay; a file that cannot be loaded is refused to the client, as without the preload."""
+    write_nb(docs.root / "ahead.ipynb", 4)
+    file_id = docs.session("ahead.ipynb")["fileId"]
+
+    def room() -> dict:
+        status, body = docs.request("GET", f"api/ydjango/rooms/{file_id}")
+        assert status == 200
+        return body
+
+    await wait_until(lambda: room()["loaded"], what="the room loaded without a client")
+    assert room()["connections"] == 0
+    client = await docs.open("ahead.ipynb")
+    try:
+        assert len(client.model.ycells) == 4
+    finally:
+        await client.close()
+    unloads = unloaded(docs, file_id)
+    docs.session("ahead.ipynb")  # the room is loaded: nothing more to do
+    await wait_until(lambda: unloaded(docs, file_id) > unloads, what="the room unloaded")
+    assert not room()["loaded"]
+
+    (docs.root / "broken.ipynb").write_text("{not a notebook", encoding="utf-8")
+    info = docs.session("broken.ipynb")
+    async with connect(docs.room_url(info)) as ws:
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+    assert ws.close_code == 4422  # the load's own error, as without the preload
