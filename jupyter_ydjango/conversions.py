@@ -85,7 +85,7 @@ def build(kind: tuple[str, str], data: bytes, path: str, content_hash: str) -> I
         imported = Imported(chunks, doc.get_update(), doc_format.shape(content))
         del doc, content
     if _IN_WORKER:
-        release_memory()
+        release_memory_soon()
     return imported
 
 
@@ -97,8 +97,15 @@ def render(kind: tuple[str, str], dump: Any, shape: Any = None) -> bytes:
     with collector_paused():
         data = _format(kind).render_dump(dump, shape)
     if _IN_WORKER:
-        release_memory()
+        release_memory_soon()
     return data
+
+
+def release_memory_soon() -> None:
+    """Give the memory a conversion freed back to the system, in the background: the caller
+    waits for the conversion's result, not for this (a collection and a trim after a big
+    notebook take 50-150 ms)."""
+    threading.Thread(target=release_memory, name="ydjango-release-memory", daemon=True).start()
 
 
 def _format(kind: tuple[str, str]) -> Any:
@@ -211,7 +218,7 @@ class Converter:
                 return await asyncio.to_thread(func, *args)
             finally:
                 if big:
-                    await asyncio.to_thread(release_memory)
+                    release_memory_soon()
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             executor = self._executor()
