@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pycrdt
+from channels.layers import get_channel_layer
 
 from . import metrics, store
 from .conf import get_setting, notebook_root
@@ -699,8 +700,6 @@ def preload(document: DocumentInfo, doc_format: DocumentFormat) -> None:
 
 
 async def _preload(document: DocumentInfo, doc_format: DocumentFormat) -> None:
-    from channels.layers import get_channel_layer
-
     async def make() -> DocumentRoom:
         return new_room(document, doc_format)
 

@@ -761,52 +761,44 @@ def _joined(value: Any) -> str:
 
 def _js_safe(value: Any) -> Any:
     """``value`` with integers beyond JavaScript's safe range as floats (else unchanged)."""
-    kind = type(value)
-    if kind is str or kind is float or kind is bool or value is None:
-        return value
-    if kind is int:
-        return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
-    if isinstance(value, (dict, Mapping)):
-        if not _needs_js_fix(value.values()):
-            return value
-        return {key: _js_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        if not _needs_js_fix(value):
-            return value
-        return [_js_safe(item) for item in value]
-    if isinstance(value, (str, bool, float)):
+    if not _needs_js_fix((value,)):
         return value
     if isinstance(value, int):
-        return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
-    raise NotebookError(f"Not a JSON value: {value!r:.80}")
+        return float(value)
+    if isinstance(value, Mapping):
+        return {key: _js_safe(item) for key, item in value.items()}
+    return [_js_safe(item) for item in value]
 
 
 def _needs_js_fix(values: Iterable[Any]) -> bool:
+    """Whether any of ``values`` is or holds an integer beyond JavaScript's safe range.
+
+    :raises NotebookError: one is not a JSON value.
+    """
     # exact types first: this walks every value of a notebook, and the checks against the
     # abstract Mapping (or a tuple of classes) cost several times more
     for item in values:
         kind = type(item)
         if kind is str or kind is float or kind is bool or item is None:
             continue
-        if kind is int:
-            if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
-                return True
-        elif kind is dict or kind is NotebookNode:
-            if _needs_js_fix(item.values()):
-                return True
+        if kind is dict or kind is NotebookNode:
+            nested: Iterable[Any] = item.values()
         elif kind is list:
-            if _needs_js_fix(item):
-                return True
-        elif isinstance(item, (str, bool, float)):
+            nested = item
+        elif isinstance(item, (str, float)):  # bool is an int
             continue
         elif isinstance(item, int):
             if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
                 return True
-        elif isinstance(item, (Mapping, list, tuple)):
-            if _needs_js_fix(item.values() if isinstance(item, Mapping) else item):
-                return True
+            continue
+        elif isinstance(item, Mapping):
+            nested = item.values()
+        elif isinstance(item, (list, tuple)):
+            nested = item
         else:
             raise NotebookError(f"Not a JSON value: {item!r:.80}")
+        if _needs_js_fix(nested):
+            return True
     return False
 
 

@@ -408,28 +408,28 @@ async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
     assert peer._queue.qsize() <= room.max_queued_frames
 
 
-async def test_joiners_holding_nothing_share_one_frame_of_the_current_document():
-    room = Room("joiners", pycrdt.Doc())
+def join_empty(room: Room) -> list[bytes]:
+    """A peer holding nothing joins ``room`` and asks for the document; the frames it gets."""
+    got: list[bytes] = []
+
+    async def send(frame: bytes) -> None:
+        got.append(frame)
 
     async def close(code: int) -> None:
         pass
 
-    def join() -> list[bytes]:
-        got: list[bytes] = []
+    room.sync_step1(room.join(send, close), pycrdt.Doc().get_state())
+    return got
 
-        async def send(frame: bytes) -> None:
-            got.append(frame)
 
-        peer = room.join(send, close)
-        room.sync_step1(peer, pycrdt.Doc().get_state())
-        return got
-
+async def test_joiners_holding_nothing_share_one_frame_of_the_current_document():
+    room = Room("joiners", pycrdt.Doc())
     edit(room, "a")
-    first, second = join(), join()
+    first, second = join_empty(room), join_empty(room)
     await eventually(lambda: len(first) == 2 and len(second) == 2)  # SYNC step 1, step 2
     assert first[1] is second[1]  # one shared step 2
     edit(room, "b")  # a new version of the document: the next joiner gets it
-    third = join()
+    third = join_empty(room)
     await eventually(lambda: len(third) == 2)
     joiner = pycrdt.Doc()
     pycrdt.handle_sync_message(third[1][1:], joiner)
@@ -446,26 +446,14 @@ async def test_a_document_known_whole_is_sent_to_joiners_without_encoding_it():
     diff = room.engine.diff
     room.engine.diff = lambda state_vector=None: encoded.append(state_vector) or diff(state_vector)
 
-    async def close(code: int) -> None:
-        pass
-
-    def join() -> list[bytes]:
-        got: list[bytes] = []
-
-        async def send(frame: bytes) -> None:
-            got.append(frame)
-
-        room.sync_step1(room.join(send, close), pycrdt.Doc().get_state())
-        return got
-
-    first = join()
+    first = join_empty(room)
     await eventually(lambda: len(first) == 2)
     assert encoded == []
     joiner = pycrdt.Doc()
     pycrdt.handle_sync_message(first[1][1:], joiner)
     assert text_of_doc(joiner) == "imported"
     edit(room, "!")  # changed: the next joiner gets the document as it is now
-    second = join()
+    second = join_empty(room)
     await eventually(lambda: len(second) == 2)
     assert encoded == [None]
     joiner = pycrdt.Doc()
