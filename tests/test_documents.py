@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pycrdt
@@ -27,6 +28,7 @@ from notebooks import without_empty_attachments as as_in_doc
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from jupyter_ydjango.document import DocumentRoom
 from jupyter_ydjango.notebook import read_notebook
 from jupyter_ydjango.store import unpack_updates
 
@@ -640,3 +642,26 @@ async def test_a_session_request_loads_the_room_ahead_of_its_client(docs: DocSer
         with pytest.raises(ConnectionClosed):
             await ws.recv()
     assert ws.close_code == 4422  # the load's own error, as without the preload
+
+
+async def test_an_import_lets_an_edit_elsewhere_through_between_two_of_its_updates() -> None:
+    """An edit in another room takes a dozen passes of the event loop from its sender to its
+    receivers; an import applying its updates lets it finish between two of them, rather than
+    one step per update."""
+    applied: list[bytes] = []
+    room = SimpleNamespace(apply_update=lambda update, origin: applied.append(update),
+                           import_yield_passes=DocumentRoom.import_yield_passes)
+    steps_done_at: list[int] = []
+
+    async def edit_elsewhere() -> None:
+        for _ in range(12):  # websocket, bridge, consumer, room, each peer's sender, ...
+            await asyncio.sleep(0)
+        steps_done_at.append(len(applied))
+
+    async def import_() -> None:
+        await asyncio.sleep(0)  # the edit is under way when the import starts
+        await DocumentRoom._apply_import(room, [b"1", b"2", b"3"])
+
+    await asyncio.gather(edit_elsewhere(), import_())
+    assert applied == [b"1", b"2", b"3"]
+    assert steps_done_at == [1], "the edit waited for more than one of the import's updates"
