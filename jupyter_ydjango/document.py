@@ -212,6 +212,8 @@ class DocumentRoom(Room):
             file = await run_io(store.read_file, path)
         except FileNotFoundError:
             raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path}: no such file") from None
+        except PathError as exc:
+            raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
         except OSError as exc:
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
         kind = (self.document.format, self.document.type)
@@ -434,10 +436,12 @@ class DocumentRoom(Room):
                 path = self.path
                 file = await run_io(store.write_file_atomic, path, data, True)
                 await run_db(store.record_save, self.document.id, file.hash, len(data))
-            except FileNotFoundError:
-                self._missing_since = time.monotonic()  # deleted meanwhile: the watcher decides
+            except (FileNotFoundError, PathError):
+                # deleted meanwhile, or replaced by a link (that may lead out of the root,
+                # and is never written through): the watcher decides
+                self._missing_since = time.monotonic()
                 return "failed"
-            except (OSError, PathError) as exc:
+            except OSError as exc:
                 return await self._save_failed(f"cannot write {self.document.path}: {exc}")
             except Exception as exc:  # the file is written; only the record failed
                 logger.error("%s: saved, but cannot record the save: %r", self.name, exc)
@@ -575,26 +579,33 @@ class DocumentRoom(Room):
         await self._refresh_document(writer=True)
         if self.deleted:
             return False
+        # The path is resolved again at every check, and each read and stat refuses a link
+        # put in the file's place since: a file replaced by a link out of the root is gone
+        # from the root, as a deleted one is (its room never reads or writes through it).
         try:
             path = self.path
+            signature = await run_io(store.stat_file, path)
+            file = None
+            if signature is not None and (signature != self._disk_signature or loading):
+                file = await run_io(store.read_file, path)
         except PathError:
+            signature, gone = None, "was replaced by a link out of the notebook root"
+        except FileNotFoundError:
+            signature, gone = None, "was deleted on disk"
+        except OSError:
             return False
-        signature = await run_io(store.stat_file, path)
+        else:
+            gone = "was deleted on disk"
         if signature is None:
             now = time.monotonic()
             if self._missing_since is None:
                 self._missing_since = now
             elif now - self._missing_since >= self.missing_grace:
                 await run_db(store.mark_document_deleted, self.document.id)
-                await self._deleted_locked(f"{self.document.path} was deleted on disk",
-                                           writer=True)
+                await self._deleted_locked(f"{self.document.path} {gone}", writer=True)
             return False
         self._missing_since = None
-        if signature == self._disk_signature and not loading:
-            return False
-        try:
-            file = await run_io(store.read_file, path)
-        except OSError:
+        if file is None:
             return False
         self._disk_signature = file.signature
         if file.hash in (self._disk_hash, self.document.file_hash):

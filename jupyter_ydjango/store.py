@@ -27,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .models import Document, Snapshot, Update
+from .paths import PathError
 from .yutils import read_var_byte_array, write_var_uint
 
 T = TypeVar("T")
@@ -346,18 +347,45 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: ``open`` flag that refuses a symbolic link as the last component (none on Windows).
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _became_a_link(path: Path) -> PathError:
+    return PathError(f"{path} was replaced by a symbolic link")
+
+
 def stat_file(path: Path) -> tuple[int, int, int] | None:
-    """The file's signature (see :class:`FileState`), or ``None`` if it does not exist."""
+    """The file's signature (see :class:`FileState`), or ``None`` if it does not exist.
+
+    ``path`` is a real path (see :func:`~jupyter_ydjango.paths.resolve_in_root`), so its last
+    component is no link; one found there now was put there since it was resolved.
+
+    :raises PathError: the file was replaced by a symbolic link.
+    """
     try:
-        st = path.stat()
+        st = os.lstat(path)
     except FileNotFoundError:
         return None
+    if stat.S_ISLNK(st.st_mode):
+        raise _became_a_link(path)
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def read_file(path: Path) -> FileState:
-    """Read a file whole. :raises OSError: it cannot be read (``FileNotFoundError``...)."""
-    with open(path, "rb") as f:
+    """Read a file whole, never through a symbolic link (``path`` is a real path: see
+    :func:`stat_file`).
+
+    :raises OSError: it cannot be read (``FileNotFoundError``...).
+    :raises PathError: the file was replaced by a symbolic link.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _became_a_link(path) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         data = f.read()
     return FileState(data, sha256(data), (st.st_mtime_ns, st.st_size, st.st_ino))
@@ -372,11 +400,13 @@ def write_file_atomic(path: Path, data: bytes, replace_only: bool = False) -> Fi
     is ready) is not made: :class:`FileNotFoundError`.
     """
     try:
-        old = path.stat()
+        old = os.lstat(path)
     except FileNotFoundError:
         if replace_only:
             raise
         old = None
+    if old is not None and stat.S_ISLNK(old.st_mode):  # never write through, nor over, a link
+        raise _became_a_link(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -174,14 +174,76 @@ async def test_unknown_room_and_stale_session(docs: DocServer) -> None:
     await fine.close()
 
 
-async def test_symlink_swapped_out_of_the_root_is_refused(docs: DocServer) -> None:
-    target = docs.root / "swapped.ipynb"
-    write_nb(target)
-    session = docs.session("swapped.ipynb")
+def room_loaded(docs: DocServer, session: dict) -> bool:
+    status, body = docs.request("GET", f"api/ydjango/rooms/{session['fileId']}")
+    assert status == 200, body
+    return body["loaded"]
+
+
+def swap_for_link_out(docs: DocServer, name: str) -> tuple[Path, bytes]:
+    """Replace ``name`` in the root by a link to a notebook outside it (one a room could read
+    and load, so that a read through the link would show); the outside file and its bytes."""
+    outside = docs.tmp / f"outside-{name}"
+    write_nb(outside, 7)
+    target = docs.root / name
     target.unlink()
-    target.symlink_to(Path("/etc/hostname"))
+    target.symlink_to(outside)
+    return outside, outside.read_bytes()
+
+
+def assert_nothing_outside_touched(docs: DocServer, outside: Path, before: bytes) -> None:
+    assert outside.read_bytes() == before
+    assert sorted(p.name for p in docs.tmp.iterdir() if p.name.startswith(outside.stem)) == [
+        outside.name]  # no copy was made beside it
+    assert (docs.root / outside.name.removeprefix("outside-")).is_symlink()  # nor over the link
+
+
+async def test_symlink_swapped_out_of_the_root_before_the_room_loads(docs: DocServer) -> None:
+    write_nb(docs.root / "swapped-cold.ipynb")
+    session = docs.session("swapped-cold.ipynb")
+    # the session request loaded the room ahead of its client; nobody came: it is unloaded
+    await wait_until(lambda: unloaded(docs, session["fileId"]) == 1, what="the room unloaded")
+    assert not room_loaded(docs, session)
+    outside, before = swap_for_link_out(docs, "swapped-cold.ipynb")
     client = await DocClient.open(docs.room_url(session), sync=False)
     assert await client.wait_closed() == 4403
+    assert_nothing_outside_touched(docs, outside, before)
+
+
+def _told_gone(client: DocClient) -> bool:
+    return any(m.get("type") == "file" and m.get("status") == "deleted" for m in client.raw)
+
+
+async def test_symlink_swapped_out_of_the_root_while_preloaded(docs: DocServer) -> None:
+    """The swap lands between the session request (which loads the room) and the websocket:
+    the client is refused, or joins and is told the file is gone; either way the room never
+    reads the file outside."""
+    write_nb(docs.root / "swapped-preloaded.ipynb")
+    session = docs.session("swapped-preloaded.ipynb")
+    await wait_until(lambda: room_loaded(docs, session), what="the room preloaded")
+    outside, before = swap_for_link_out(docs, "swapped-preloaded.ipynb")
+    client = await DocClient.open(docs.room_url(session), sync=False)
+    await wait_until(lambda: client.close_code == 4403 or _told_gone(client),
+                     what="a refusal or the notice that the file is gone")
+    if client.close_code is None:
+        assert len(client.model.ycells) == 3  # the room's own notebook, not the one outside
+        await client.close()
+    assert_nothing_outside_touched(docs, outside, before)
+
+
+async def test_symlink_swapped_out_of_the_root_while_open(docs: DocServer) -> None:
+    path = docs.root / "swapped-open.ipynb"
+    write_nb(path)
+    client = await docs.open("swapped-open.ipynb")
+    outside, before = swap_for_link_out(docs, "swapped-open.ipynb")
+    await wait_until(lambda: _told_gone(client), what="the notice that the file is gone")
+    append_source(client, 0, " # typed after the swap")
+    assert await client.save() == "failed"
+    await asyncio.sleep(1)  # a few polls of the watcher and an autosave's delay
+    assert len(client.model.ycells) == 3  # the outside notebook (7 cells) was never loaded
+    assert_nothing_outside_touched(docs, outside, before)
+    assert "replaced by a link out of the notebook root" in docs.log()
+    await client.close()
 
 
 # --- saving -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from jupyter_ydjango.paths import PathError, normalize_api_path, resolve_in_root
 from jupyter_ydjango.store import (
     pack_updates,
     read_file,
+    stat_file,
     unpack_updates,
     write_copy,
     write_file_atomic,
@@ -58,6 +59,24 @@ def test_resolve_refuses_symlinks_out(tmp_path: Path) -> None:
         resolve_in_root(root, "sub/up/secret.ipynb")
     assert resolve_in_root(root, "in.ipynb") == (root / "sub").resolve()
     assert resolve_in_root(root, "sub/new.ipynb") == (root / "sub" / "new.ipynb").resolve()
+
+
+def test_file_operations_never_go_through_a_link_put_in_place_after_resolving(
+        tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    real = resolve_in_root(root, "a.ipynb")
+    secret = tmp_path / "secret.ipynb"
+    secret.write_bytes(b"outside")
+    real.symlink_to(secret)  # between the check and the use
+    with pytest.raises(PathError):
+        read_file(real)
+    with pytest.raises(PathError):
+        stat_file(real)
+    with pytest.raises(PathError):
+        write_file_atomic(real, b"room", replace_only=True)
+    assert secret.read_bytes() == b"outside" and real.is_symlink()
+    assert [p.name for p in root.iterdir()] == ["a.ipynb"]  # no temporary file left
 
 
 def test_pack_round_trip_and_truncation() -> None:
