@@ -62,7 +62,7 @@ class DocumentAdmin(admin.ModelAdmin):
         context = dict(extra_context or {})
         if document is not None and doc_format is not None:
             gap = get_setting("YDJANGO_HISTORY_BURST_GAP")
-            changes = read_changes(document.id, gap)
+            changes = read_changes(document.id, gap, doc_format=doc_format)
             points = build_timeline(changes, doc_format, gap).points if changes else []
             context.update(
                 ydjango_timeline=[{"time": p, "at": to_micros(p)} for p in points],

@@ -306,7 +306,7 @@ class DocumentRoom(Room):
         :mod:`jupyter_ydjango.history`); with ``reason``, the last one is marked with it."""
         known = len(self._update_ids)  # written before: folded now, or by another process
         try:
-            folded = await compact_history(self.document.id, reason)
+            folded = await compact_history(self.document.id, reason, self.format)
         except Exception as exc:
             logger.error("%s: compaction failed (will retry): %r", self.name, exc)
             return

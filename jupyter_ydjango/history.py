@@ -46,8 +46,10 @@ from .yutils import EMPTY_UPDATE
 
 __all__ = [
     "Change",
+    "StoredHistory",
     "Timeline",
     "build_timeline",
+    "changes_of",
     "compact",
     "content_at",
     "fold_changes",
@@ -56,6 +58,7 @@ __all__ = [
     "group_rows",
     "plan_thinning",
     "read_changes",
+    "read_history",
     "state_at",
     "thin",
     "to_micros",
@@ -143,25 +146,100 @@ def _merged(updates: Sequence[bytes]) -> bytes:
 # --- reading ------------------------------------------------------------------------------
 
 
-def read_changes(document_id: uuid.UUID, gap: float, until: datetime | None = None,
-                 protected: Sequence[datetime] = ()) -> list[Change]:
-    """A document's history up to ``until`` (everything if ``None``), oldest first: each
-    snapshot, and the update rows grouped in bursts of ``gap`` seconds (see
-    :func:`group_rows` for ``protected``) (blocking)."""
+@dataclass(frozen=True)
+class StoredHistory:
+    """A document's snapshots ``(id, created, reason, state)`` and update rows ``(id,
+    created, data)``, as the database holds them."""
+
+    snapshots: list[tuple[int, datetime, str, bytes]]
+    rows: list[Row]
+
+
+def read_history(document_id: uuid.UUID, until: datetime | None = None) -> StoredHistory:
+    """A document's history up to ``until`` (everything if ``None``) (blocking)."""
     snapshots = Snapshot.objects.filter(document_id=document_id)
     rows = Update.objects.filter(document_id=document_id)
     if until is not None:
         snapshots, rows = snapshots.filter(created__lte=until), rows.filter(created__lte=until)
     with transaction.atomic():  # rows first: a compaction meanwhile can only add overlap
         row_list = [(i, c, bytes(d)) for i, c, d in rows.values_list("id", "created", "data")]
-        snapshot_list = list(snapshots.values_list("id", "created", "reason", "state"))
-    changes = [Change(created, (bytes(state),), reason, (snapshot_id,))
-               for snapshot_id, created, reason, state in snapshot_list]
-    for group in group_rows(row_list, gap, protected):
-        updates = tuple(update for _, _, data in group for update in unpack_updates(data))
-        changes.append(Change(group[-1][1], updates, "", tuple(r[0] for r in group)))
+        snapshot_list = [(i, c, r, bytes(s)) for i, c, r, s in
+                         snapshots.values_list("id", "created", "reason", "state")]
+    return StoredHistory(snapshot_list, row_list)
+
+
+def _row_updates(rows: Sequence[Row]) -> tuple[bytes, ...]:
+    return tuple(update for _, _, data in rows for update in unpack_updates(data))
+
+
+def _bursts_of_content(stored: StoredHistory, gap: float, doc_format: DocumentFormat,
+                       protected: Sequence[datetime]) -> list[tuple[list[Row], datetime]]:
+    """The update rows as bursts of *content* changes, each with the time of its last content
+    change: replayed in time order, a row that changes the content more than ``gap``
+    seconds after the burst's last content change starts a new burst; a row that changes
+    only the ``state`` map (a save's hash, the dirty flag) joins the burst it follows and
+    neither extends nor ends it. A snapshot between two rows, or a ``protected`` point
+    after the row before (see :func:`group_rows`), ends a burst too."""
+    replay = _Replay(doc_format)
+    steps: list[tuple[datetime, int, int, Any]] = [
+        (created, 0, snapshot_id, state) for snapshot_id, created, _, state in stored.snapshots]
+    steps += [(created, 1, row_id, (row_id, created, data))
+              for row_id, created, data in stored.rows]
+    steps.sort(key=lambda step: step[:3])
+    bursts: list[tuple[list[Row], datetime]] = []
+    rows: list[Row] = []
+    content_end: datetime | None = None
+
+    def close() -> None:
+        nonlocal rows, content_end
+        if rows:
+            bursts.append((rows, content_end or rows[-1][1]))
+        rows, content_end = [], None
+
+    for created, kind, _, payload in steps:
+        if kind == 0:
+            close()
+            replay.apply(Change(created, (payload,)))
+            continue
+        touched = replay.apply(Change(created, _row_updates([payload])))
+        if rows and (_crosses(protected, rows[-1][1], created) or (
+                touched and content_end is not None
+                and (created - content_end).total_seconds() > gap)):
+            close()
+        rows.append(payload)
+        if touched:
+            content_end = created
+    close()
+    return bursts
+
+
+def changes_of(stored: StoredHistory, gap: float, doc_format: DocumentFormat | None = None,
+               protected: Sequence[datetime] = ()) -> list[Change]:
+    """A history's steps, oldest first: each snapshot, and the update rows grouped in bursts.
+
+    With ``doc_format``, bursts are bursts of content changes (see
+    :func:`_bursts_of_content`) and end at their last content change: an autosave's row a
+    moment after an edit does not join that edit's burst to the next one. Without it, rows
+    are grouped by their times alone (:func:`group_rows`).
+    """
+    changes = [Change(created, (state,), reason, (snapshot_id,))
+               for snapshot_id, created, reason, state in stored.snapshots]
+    if doc_format is None:
+        bursts = [(group, group[-1][1]) for group in group_rows(stored.rows, gap, protected)]
+    else:
+        bursts = _bursts_of_content(stored, gap, doc_format, protected)
+    for group, end in bursts:
+        changes.append(Change(end, _row_updates(group), "", tuple(r[0] for r in group)))
     changes.sort(key=lambda c: (c.time, c.reason == "", c.ids))
     return changes
+
+
+def read_changes(document_id: uuid.UUID, gap: float, until: datetime | None = None,
+                 protected: Sequence[datetime] = (),
+                 doc_format: DocumentFormat | None = None) -> list[Change]:
+    """A document's history up to ``until`` as steps (:func:`read_history`, then
+    :func:`changes_of`) (blocking; it replays the history when given ``doc_format``)."""
+    return changes_of(read_history(document_id, until), gap, doc_format, protected)
 
 
 class _Replay:
@@ -241,8 +319,8 @@ def _protected_points(document_id: uuid.UUID) -> list[datetime]:
     return sorted({from_micros(micros) for points in lists for micros in points or ()})
 
 
-def _read_for_fold(document_id: uuid.UUID, gap: float) -> list[Change]:
-    return read_changes(document_id, gap, None, _protected_points(document_id))
+def _read_for_fold(document_id: uuid.UUID) -> tuple[StoredHistory, list[datetime]]:
+    return read_history(document_id), _protected_points(document_id)
 
 
 def fold_changes(changes: Sequence[Change]) -> list[tuple[Change, bytes]]:
@@ -287,14 +365,17 @@ def _store_fold(document_id: uuid.UUID, folded: Sequence[tuple[Change, bytes]],
     return ids
 
 
-async def fold_log(document_id: uuid.UUID, gap: float, reason: str = "") -> list[int]:
-    """Replace the document's update rows by one snapshot per burst; the ids of the rows
-    folded (none if another process folded some of them meanwhile: it goes on from there).
+async def fold_log(document_id: uuid.UUID, gap: float, reason: str = "",
+                   doc_format: DocumentFormat | None = None) -> list[int]:
+    """Replace the document's update rows by one snapshot per burst (of content changes,
+    given ``doc_format``: see :func:`changes_of`); the ids of the rows folded (none if
+    another process folded some of them meanwhile: it goes on from there).
 
     With ``reason`` (``deleted``), the last snapshot made is marked with it, or, when the log
     is empty, an empty snapshot marks the time.
     """
-    changes = await run_db(_read_for_fold, document_id, gap)
+    stored, protected = await run_db(_read_for_fold, document_id)
+    changes = await run_io(changes_of, stored, gap, doc_format, protected)
     if not reason and all(change.reason for change in changes):
         return []  # no update rows
     folded = await run_io(fold_changes, changes)
@@ -401,11 +482,13 @@ async def thin(document_id: uuid.UUID, now: datetime | None = None) -> int:
 _last_thinned: dict[uuid.UUID, float] = {}
 
 
-async def compact(document_id: uuid.UUID, reason: str = "") -> list[int]:
+async def compact(document_id: uuid.UUID, reason: str = "",
+                  doc_format: DocumentFormat | None = None) -> list[int]:
     """Fold the document's update log into snapshots (:func:`fold_log`), and thin its points
     (:func:`thin`, at most every :data:`THIN_INTERVAL` seconds per process); the ids of the
     rows folded."""
-    folded = await fold_log(document_id, get_setting("YDJANGO_HISTORY_BURST_GAP"), reason)
+    folded = await fold_log(document_id, get_setting("YDJANGO_HISTORY_BURST_GAP"), reason,
+                            doc_format)
     now = time.monotonic()
     if now - _last_thinned.get(document_id, -THIN_INTERVAL) >= THIN_INTERVAL:
         _last_thinned[document_id] = now

@@ -44,7 +44,8 @@ async def open_timeline(info: DocumentInfo, doc_format: DocumentFormat,
     # the copy is the document as this process holds it, with what the log may not have yet
     local = room.diff() if isinstance(room, DocumentRoom) else None
     gap = get_setting("YDJANGO_HISTORY_BURST_GAP")
-    changes = await run_db(history.read_changes, info.id, gap)
+    stored = await run_db(history.read_history, info.id)
+    changes = await run_io(history.changes_of, stored, gap, doc_format)
     if not changes:
         raise NoHistory(info.path)
     line = await run_io(history.build_timeline, changes, doc_format, gap)

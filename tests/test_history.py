@@ -60,7 +60,8 @@ class Writer:
         return async_to_sync(history.content_at)(self.document.id, TEXT, when)
 
     def timeline(self, gap: float = 5.0) -> history.Timeline:
-        return history.build_timeline(history.read_changes(self.document.id, gap), TEXT, gap)
+        return history.build_timeline(
+            history.read_changes(self.document.id, gap, doc_format=TEXT), TEXT, gap)
 
 
 def at(seconds: float) -> datetime:
@@ -75,6 +76,25 @@ def test_rows_are_grouped_in_bursts_and_cut_at_protected_points() -> None:
     assert [[r[0] for r in g] for g in groups] == [[0, 1], [2], [3], [4], [5]]
 
 
+def test_a_change_of_state_alone_neither_extends_nor_joins_bursts() -> None:
+    """A save's hash written 0.9 s after an edit, and the next edit 0.9 s after that (gap 1):
+    two bursts, each ending at its edit; by times alone the save would join them."""
+    writer = Writer()
+    state = writer.doc.get("state", type=pycrdt.Map)
+    writer.type(at(0), "a")
+    writer.row(at(0.9), lambda doc: state.__setitem__("hash", "h1"))
+    writer.type(at(1.8), "b")
+    writer.row(at(2.7), lambda doc: state.__setitem__("hash", "h2"))
+    stored = history.read_history(writer.document.id)
+    by_content = [c for c in history.changes_of(stored, 1.0, TEXT) if not c.reason]
+    assert [(c.time, len(c.ids)) for c in by_content] == [(at(0), 2), (at(1.8), 2)]
+    assert len([c for c in history.changes_of(stored, 1.0) if not c.reason]) == 1
+    assert writer.timeline(1.0).points == [at(0), at(1.8)]
+    async_to_sync(history.fold_log)(writer.document.id, 1.0, "", TEXT)
+    assert writer.timeline(1.0).points == [at(0), at(1.8)]
+    assert writer.content_at(at(0)) == "a" and writer.content_at(at(1.8)) == "ab"
+
+
 def test_one_point_per_burst_that_changed_the_content() -> None:
     writer = Writer()
     writer.type(at(0), "a")
@@ -83,7 +103,8 @@ def test_one_point_per_burst_that_changed_the_content() -> None:
     writer.type(at(20), "c")
     writer.row(at(40), lambda doc: doc.get("state", type=pycrdt.Map).__setitem__("hash", "x"))
     line = writer.timeline()
-    assert line.points == [at(2), at(20)], "the state map alone makes no point"
+    # the state map alone makes no point, and a burst ends at its last change of content
+    assert line.points == [at(1), at(20)]
     doc = pycrdt.Doc()
     doc.apply_update(line.state)
     assert str(doc.get("source", type=pycrdt.Text)) == "abc"

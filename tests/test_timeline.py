@@ -226,6 +226,104 @@ async def test_the_timeline_reaches_back_across_a_restart(tmp_path: Path) -> Non
         server.stop()
 
 
+def update_rows(server: DocServer, file_id: str) -> int:
+    """How many update-log rows the document has in the server's SQLite database."""
+    con = sqlite3.connect(server.tmp / "data" / "ydjango.sqlite3")
+    try:
+        return con.execute("SELECT COUNT(*) FROM jupyter_ydjango_update WHERE document_id = ?",
+                           (file_id.replace("-", ""),)).fetchone()[0]
+    finally:
+        con.close()
+
+
+async def add_cell(client: DocClient, source: str) -> float:
+    """Add a code cell at the end, as JupyterLab's "insert below" does; when (monotonic)."""
+    client.model.append_cell({"cell_type": "code", "source": source, "metadata": {},
+                              "outputs": [], "execution_count": None})
+    await client.flush()
+    return time.monotonic()
+
+
+async def test_each_burst_is_a_point_though_an_autosave_follows_it(tmp_path: Path) -> None:
+    """Cells added one at a time, each more than the burst gap after the one before, but
+    less than the gap after the autosave that the one before caused: every addition is a
+    point, before and after the log is folded, and each point shows its notebook."""
+    gap, save_delay = 1.0, 0.4
+    root = tmp_path / "root"
+    root.mkdir()
+    server = DocServer(tmp_path, root, YDJANGO_HISTORY_BURST_GAP=str(gap),
+                       YDJANGO_SAVE_DELAY=str(save_delay))
+    try:
+        notebook = Timeline(server, "autosaved.ipynb")
+        client = await DocClient.open(notebook.url)
+        expected = [["# Title", "x = 1"]]
+        for n in range(3):
+            edited = await add_cell(client, f"cell {n}")
+            expected.append([*expected[-1], f"cell {n}"])
+            await wait_until(lambda e=expected[-1]: file_sources(notebook.path) == e,
+                             what="the autosave")
+            saved = time.monotonic()
+            await asyncio.sleep(max(0.0, edited + 1.3 * gap - time.monotonic()))
+            if n < 2:  # the next edit comes within the gap after the save's change
+                assert time.monotonic() - saved < gap, "too slow: the test proves nothing"
+
+        def check(line: dict[str, Any]) -> None:
+            assert len(line["timestamps"]) == 4, line["timestamps"]
+
+        async def walk(line: dict[str, Any]) -> None:
+            copy = await DocClient.open(notebook.fork_url(line["forkRoom"]))
+            try:
+                assert sources(copy) == expected[3]
+                for action, steps, point in (("undo", 1, 2), ("undo", 1, 1), ("undo", 1, 0),
+                                             ("redo", 2, 2), ("redo", 1, 3), ("undo", 2, 1)):
+                    status, body = notebook.undo_redo(action, steps, line["forkRoom"])
+                    assert status == 200, body
+                    await copy.wait_for(lambda m, p=point: [c["source"] for c in m.get()["cells"]]
+                                        == expected[p])
+            finally:
+                await copy.close()
+
+        line = notebook.open()
+        check(line)
+        await walk(line)
+        # folded into snapshots: the room unloads (the log is compacted), then reopen
+        await client.close()
+        await wait_until(lambda: f"room {line['roomId']} unloaded" in server.log(),
+                         what="the room unloaded")
+        assert update_rows(server, notebook.session["fileId"]) == 0, "not folded"
+        again = notebook.open()
+        assert again["timestamps"] == line["timestamps"]
+        await walk(again)
+    finally:
+        server.stop()
+
+
+async def test_edits_within_the_gap_are_one_point(tmp_path: Path) -> None:
+    gap = 1.0
+    root = tmp_path / "root"
+    root.mkdir()
+    server = DocServer(tmp_path, root, YDJANGO_HISTORY_BURST_GAP=str(gap),
+                       YDJANGO_SAVE_DELAY="0.1")
+    try:
+        notebook = Timeline(server, "quick.ipynb")
+        client = await DocClient.open(notebook.url)
+        for n in range(3):
+            await add_cell(client, f"cell {n}")
+            await asyncio.sleep(0.5 * gap)  # the autosave comes between two of them
+        assert await client.save() == "success"
+        line = notebook.open()
+        assert len(line["timestamps"]) == 2, line["timestamps"]  # the import, one burst
+        copy = await DocClient.open(notebook.fork_url(line["forkRoom"]))
+        status, _ = notebook.undo_redo("undo", 1, line["forkRoom"])
+        assert status == 200
+        await copy.wait_for(lambda m: [c["source"] for c in m.get()["cells"]]
+                            == ["# Title", "x = 1"])
+        await copy.close()
+        await client.close()
+    finally:
+        server.stop()
+
+
 # --- forks --------------------------------------------------------------------------------
 
 
