@@ -131,8 +131,9 @@ class Room:
         self.loaded_at = time.monotonic()
         # client id -> (clock, JSON state); kept after removal so clocks stay monotonic.
         self._awareness: dict[int, tuple[int, str]] = {}
-        # client id -> relay origin, for states announced by peers of other processes.
-        self._remote_awareness: dict[int, str] = {}
+        # client id -> who announced its present state: a Peer of this process, or the relay
+        # origin of another process's peer; absent once removed.
+        self._owners: dict[int, Peer | str] = {}
         self._origin: Any = None
         # SYNC step 2 of the whole document, for joiners that hold nothing (see sync_step1)
         self._whole_frame: bytes | None = None
@@ -281,6 +282,14 @@ class Room:
         client alone in a room would otherwise receive nothing, and y-websocket closes a
         connection that received nothing for 30 s (whose state the room then removes).
 
+        A client id belongs to the connection (or, through the relay, the process) that
+        announced its present state. Another connection's entries for it are echoes and are
+        ignored: they never take the id over, nor remove it (y-protocols removes a remote
+        state that it heard nothing of for 30 s, and y-websocket then sends that removal: a
+        slow or sleeping client would otherwise remove people who are there). Only a newer
+        state moves an id to another connection: that is the client itself, connected again
+        before its old connection was seen to close.
+
         A peer that announces a state for a client the room removed, at a clock not above the
         removal's, is a client coming back (its connection was lost; it announces itself with
         the clock it had): the room tells it of the removal, and y-protocols then raises the
@@ -290,6 +299,10 @@ class Room:
         outdated = []
         for entry in decode_awareness_update(payload):
             known = self._awareness.get(entry.client_id)
+            owner = self._owners.get(entry.client_id)
+            if owner is not None and owner != origin and known is not None and (
+                    entry.removed or entry.clock <= known[0]):
+                continue  # another connection's client: an echo
             if known is not None and (
                 entry.clock < known[0] or (entry.clock == known[0] and not entry.removed)
             ):
@@ -298,16 +311,17 @@ class Room:
                 continue
             accepted.append(entry)
             self._awareness[entry.client_id] = (entry.clock, entry.state)
+            if isinstance(owner, Peer) and owner is not origin:
+                owner.awareness_ids.discard(entry.client_id)  # taken over
+            if entry.removed:
+                self._owners.pop(entry.client_id, None)
+            elif isinstance(origin, (Peer, str)):
+                self._owners[entry.client_id] = origin
             if isinstance(origin, Peer):
                 if entry.removed:
                     origin.awareness_ids.discard(entry.client_id)
                 else:
                     origin.awareness_ids.add(entry.client_id)
-            elif isinstance(origin, str):
-                if entry.removed:
-                    self._remote_awareness.pop(entry.client_id, None)
-                else:
-                    self._remote_awareness[entry.client_id] = origin
         if accepted:
             update = encode_awareness_update(accepted)
             self._fan_out_awareness(update, origin)
@@ -338,7 +352,7 @@ class Room:
 
     def forget_remote_awareness(self, origin: str) -> None:
         """Remove the states announced through another process that went away."""
-        ids = {cid for cid, owner in self._remote_awareness.items() if owner == origin}
+        ids = {cid for cid, owner in self._owners.items() if owner == origin}
         gone = self._remove_awareness(ids)
         if gone:
             self._fan_out_awareness(encode_awareness_update(gone), origin=REMOTE)
@@ -347,7 +361,7 @@ class Room:
         gone = []
         for cid in client_ids:
             clock, state = self._awareness.get(cid, (0, "null"))
-            self._remote_awareness.pop(cid, None)
+            self._owners.pop(cid, None)
             if state != "null":
                 self._awareness[cid] = (clock + 1, "null")
                 gone.append(AwarenessEntry(cid, clock + 1, "null"))

@@ -503,3 +503,61 @@ def test_ypy_room_refuses_client_ids_it_cannot_hold():
         room.apply_update(client_update(1 << 40, "pycrdt"))
     assert room.state_vector() == before and len(changes) == 1  # nothing applied
     assert decode_state_vector(before) == {0xFFFF_FFF0: 3}
+
+
+def recording_peer(room: Room) -> tuple[object, list[bytes]]:
+    """A peer of ``room`` and the frames it receives."""
+    got: list[bytes] = []
+
+    async def send(frame: bytes) -> None:
+        got.append(frame)
+
+    return room.join(send, _ignore_close), got
+
+
+def awareness_from(room: Room, peer: object, client_id: int, clock: int, state: str) -> None:
+    room.apply_awareness(encode_awareness_update([AwarenessEntry(client_id, clock, state)]),
+                         peer)
+
+
+async def test_echoes_never_take_over_or_remove_another_connections_client() -> None:
+    """B echoes A's state, then removes it as y-protocols does for a remote state it heard
+    nothing of for 30 s: neither reaches C, and A stays; A's own newer state and removal do.
+    B leaving removes only what B announced."""
+    room = Room("echoes", pycrdt.Doc())
+    alice, _ = recording_peer(room)
+    bob, _ = recording_peer(room)
+    carol, carol_got = recording_peer(room)
+    awareness_from(room, alice, 11, 3, '{"user":"alice"}')
+    awareness_from(room, bob, 22, 1, '{"user":"bob"}')
+    await asyncio.sleep(0)
+    seen = len(carol_got)
+    awareness_from(room, bob, 11, 3, '{"user":"alice"}')  # an echo
+    awareness_from(room, bob, 11, 3, "null")  # y-protocols' timeout of a remote state
+    awareness_from(room, bob, 11, 2, '{"user":"old"}')
+    await asyncio.sleep(0)
+    assert len(carol_got) == seen, "nothing of it was relayed"
+    assert awareness_state(room, 11) == '{"user":"alice"}'
+    room.leave(bob)
+    assert awareness_state(room, 11) == '{"user":"alice"}'
+    assert awareness_state(room, 22) == "null"
+    awareness_from(room, alice, 11, 4, '{"user":"alice","current":"x"}')
+    assert awareness_state(room, 11) == '{"user":"alice","current":"x"}'
+    room.leave(alice)
+    assert awareness_state(room, 11) == "null"
+    room.leave(carol)
+
+
+async def test_a_client_connected_again_takes_its_id_over_with_a_newer_state() -> None:
+    """Alice's old connection is not seen closed yet when her new one announces her, with a
+    newer clock: the new connection owns her id, and the old one closing later removes
+    nothing."""
+    room = Room("again", pycrdt.Doc())
+    old, _ = recording_peer(room)
+    awareness_from(room, old, 11, 3, '{"user":"alice"}')
+    new, _ = recording_peer(room)
+    awareness_from(room, new, 11, 4, '{"user":"alice"}')
+    room.leave(old)
+    assert awareness_state(room, 11) == '{"user":"alice"}'
+    room.leave(new)
+    assert awareness_state(room, 11) == "null"

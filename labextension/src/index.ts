@@ -4,7 +4,8 @@
  * server link), the room status item of the status bar, and read-only
  * notebooks for users who may only read a room.
  */
-import { ICollaborativeContentProvider } from '@jupyter/collaborative-drive';
+import { ICollaborativeContentProvider, IGlobalAwareness } from '@jupyter/collaborative-drive';
+import { IAwareness } from '@jupyter/ydoc';
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
@@ -16,6 +17,7 @@ import { Signal } from '@lumino/signaling';
 
 import { copyRoomLink } from './link';
 import { RoomMonitor } from './monitor';
+import { refreshCollaboratorsPanel } from './presence';
 import { findRoomProvider } from './provider';
 import { ReadOnlyNotebook, refuseDocumentCommands } from './readonly';
 import { fetchRoomInfoOf } from './room';
@@ -278,4 +280,20 @@ function addToolbarRoomStatus(
  */
 const TOOLBAR_STATUS_ITEM = 'ydjango-room-status';
 
-export default plugin;
+/**
+ * The collaborators panel lists everyone present whenever it is opened (see
+ * `presence.ts`).
+ */
+const presencePlugin: JupyterFrontEndPlugin<void> = {
+  id: `${PLUGIN_ID}-presence`,
+  description: 'Lists everyone present in the collaborators panel whenever it is opened.',
+  autoStart: true,
+  optional: [IGlobalAwareness],
+  activate: (app: JupyterFrontEnd, awareness: IAwareness | null): void => {
+    if (awareness) {
+      void refreshCollaboratorsPanel(app, awareness);
+    }
+  }
+};
+
+export default [plugin, presencePlugin];
