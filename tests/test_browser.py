@@ -107,9 +107,8 @@ def test_two_users_coedit_see_each_other_and_save(
         lab: LabServer, sign_in: Callable[[str], Any]) -> None:
     path = lab.root / "coedit.ipynb"
     alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
-    # Bob is in the notebook, looking at the collaborators panel, when Alice joins. (The
-    # panel lists what changes while it is shown: opened later, it stays empty until
-    # somebody's presence changes again.)
+    # Bob is in the notebook, looking at the collaborators panel, when Alice joins (opening
+    # it later is tested in test_browser_presence.py).
     open_notebook(bob, lab.notebook_url("coedit.ipynb"))
     bob.locator(".jp-SideBar .lm-TabBar-tab[data-id='jp-collaboration-panel']").click()
     bob.locator(".jp-CollaboratorsPanel").wait_for()
