@@ -55,6 +55,7 @@ class DocumentAdmin(admin.ModelAdmin):
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """The document's page, with its timeline (the points the stock frontend shows)."""
         from .history import build_timeline, read_changes, to_micros
+        from .store import author_names
 
         document = self.get_object(request, object_id)
         doc_format = None if document is None else find_format(document.format,
@@ -63,9 +64,16 @@ class DocumentAdmin(admin.ModelAdmin):
         if document is not None and doc_format is not None:
             gap = get_setting("YDJANGO_HISTORY_BURST_GAP")
             changes = read_changes(document.id, gap, doc_format=doc_format)
-            points = build_timeline(changes, doc_format, gap).points if changes else []
+            line = build_timeline(changes, doc_format, gap) if changes else None
+            points = line.points if line else []
+            authors = line.authors if line else []
+            names = author_names({a for point in authors for a in point})
             context.update(
-                ydjango_timeline=[{"time": p, "at": to_micros(p)} for p in points],
+                ydjango_timeline=[
+                    {"time": p, "at": to_micros(p),
+                     "authors": [{"username": a, "label": names[a]["display_name"]
+                                  or names[a]["name"] or a} for a in point_authors]}
+                    for p, point_authors in zip(points, authors, strict=True)],
                 ydjango_restore_url=reverse("admin:jupyter_ydjango_document_restore_point",
                                             args=[document.pk]),
                 ydjango_deleted=document.deleted is not None,
@@ -96,7 +104,7 @@ class DocumentAdmin(admin.ModelAdmin):
         else:
             try:
                 changed = async_to_sync(restore_point)(DocumentInfo.of(document), doc_format,
-                                                       when)
+                                                       when, request.user.get_username())
             except (MergeConflict, LoadError) as exc:
                 self.message_user(request, f"{document.path}: {exc}", messages.ERROR)
             else:

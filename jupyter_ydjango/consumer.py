@@ -118,6 +118,12 @@ class YjsConsumer(AsyncWebsocketConsumer):
         """
         return pycrdt.Doc()
 
+    def author_name(self) -> str:
+        """Who this connection's changes are credited to in the update log (a user name).
+        Default: the Django user's name if authenticated, else ``""`` (nobody)."""
+        user = self.scope.get("user")
+        return user.get_username() if user is not None and user.is_authenticated else ""
+
     async def make_room(self) -> Room:
         """Make the room (its document through :meth:`make_ydoc`); called once per room."""
         return self.room_class(self.room_name, await self.make_ydoc())
@@ -138,7 +144,7 @@ class YjsConsumer(AsyncWebsocketConsumer):
                 f"room {self.room_name}: joining the room's group",
                 get_setting("YDJANGO_CHANNEL_LAYER_WAIT"))
         await self.accept()
-        self.peer = self.room.join(self._send_frame, self._close_slow)
+        self.peer = self.room.join(self._send_frame, self._close_slow, self.author_name())
 
     async def disconnect(self, code: int) -> None:
         """Leave the room: the room's other clients learn that this client's cursors are gone."""
@@ -350,6 +356,9 @@ class _IdentifiedConsumer(YjsConsumer):
         self.read_only = self.read_only or not self.identity.can_write
         await super().connect()
 
+    def author_name(self) -> str:
+        return self.identity.username
+
 
 class AwarenessConsumer(_IdentifiedConsumer):
     """A transient awareness-only room (``JupyterLab:globalAwareness``): presence, no document.
@@ -414,6 +423,14 @@ class DocumentConsumer(_IdentifiedConsumer):
         except LoadError as exc:
             logger.error("room %s: cannot load: %s", room_id, exc)
             await self.refuse(exc.code, exc.summary)
+            return
+        if self.peer is not None and not self.read_only:
+            try:  # the names the timeline's authors are shown with
+                await run_db(store.remember_author, self.identity.username,
+                             self.identity.name, self.identity.display_name)
+            except Exception as exc:  # the names can wait; the edits must not
+                logger.warning("room %s: cannot record the names of %s: %r", room_id,
+                               self.identity.username, exc)
 
     async def make_room(self) -> Room:
         return new_room(self.document, self.doc_format)

@@ -35,6 +35,7 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,19 @@ class DocumentRoom(Room):
         self.writer_id = uuid.uuid4().hex
         self.writer_lease = max(3.0, 5 * self.poll_interval)
         self._renew_at = 0.0  # monotonic time from which the lease held is renewed
+        #: Who the changes that server-side code makes are credited to (see
+        #: :meth:`changes_by`).
+        self.acting_for = ""
+
+    @contextlib.contextmanager
+    def changes_by(self, author: str) -> Iterator[None]:
+        """Credit the changes server-side code makes meanwhile (a restore's) to ``author``
+        (a user name) in the update log."""
+        previous, self.acting_for = self.acting_for, author
+        try:
+            yield
+        finally:
+            self.acting_for = previous
 
     @property
     def path(self) -> Path:
@@ -174,7 +188,8 @@ class DocumentRoom(Room):
             return
         self._last_change = time.monotonic()
         if origin is not REMOTE:  # the room published it through the relay just before
-            self.pending.published(update, self.relay)
+            author = origin.author if isinstance(origin, Peer) else self.acting_for
+            self.pending.published(update, self.relay, author)
 
     async def on_unload(self) -> None:
         for task in self._tasks:
@@ -197,8 +212,8 @@ class DocumentRoom(Room):
         self._subscriptions = []
         self.format.unbind(self.doc)
 
-    def join(self, send: SendFrame, close: ClosePeer) -> Peer:
-        peer = super().join(send, close)
+    def join(self, send: SendFrame, close: ClosePeer, author: str = "") -> Peer:
+        peer = super().join(send, close, author)
         if self.deleted:
             peer.push(create_raw_json_message(self._deleted_notice()))
         return peer
@@ -277,7 +292,8 @@ class DocumentRoom(Room):
             while self.pending:
                 batch = self.pending.batch()
                 try:
-                    row_id = await run_db(store.append_updates, self.document.id, batch)
+                    row_id = await run_db(store.append_updates, self.document.id, batch,
+                                          self.pending.authors(len(batch)))
                 except Exception as exc:
                     metrics.LOG_WRITE_FAILURES.inc()
                     logger.error("%s: cannot write the update log (retrying): %r", self.name, exc)
@@ -297,7 +313,8 @@ class DocumentRoom(Room):
         """Write every queued update to the log now."""
         while self.pending:
             batch = self.pending.batch()
-            row_id = await run_db(store.append_updates, self.document.id, batch)
+            row_id = await run_db(store.append_updates, self.document.id, batch,
+                                  self.pending.authors(len(batch)))
             self.pending.stored(len(batch))
             self._update_ids.append(row_id)
 

@@ -100,6 +100,8 @@ class Change:
     reason: str = ""
     #: The snapshot's id, or the rows' ids.
     ids: tuple[int, ...] = ()
+    #: The user names of who made the step's updates.
+    authors: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ class Timeline:
     points: list[datetime] = field(default_factory=list)
     #: The document as of the last change (a Yjs update holding everything).
     state: bytes = EMPTY_UPDATE
+    #: For each point, the user names of who made its burst's content changes (sorted).
+    authors: list[tuple[str, ...]] = field(default_factory=list)
 
 
 Row = tuple[int, datetime, bytes]
@@ -149,10 +153,12 @@ def _merged(updates: Sequence[bytes]) -> bytes:
 @dataclass(frozen=True)
 class StoredHistory:
     """A document's snapshots ``(id, created, reason, state)`` and update rows ``(id,
-    created, data)``, as the database holds them."""
+    created, data)``, as the database holds them, and the authors of each (by id)."""
 
     snapshots: list[tuple[int, datetime, str, bytes]]
     rows: list[Row]
+    snapshot_authors: dict[int, frozenset[str]] = field(default_factory=dict)
+    row_authors: dict[int, frozenset[str]] = field(default_factory=dict)
 
 
 def read_history(document_id: uuid.UUID, until: datetime | None = None) -> StoredHistory:
@@ -162,10 +168,14 @@ def read_history(document_id: uuid.UUID, until: datetime | None = None) -> Store
     if until is not None:
         snapshots, rows = snapshots.filter(created__lte=until), rows.filter(created__lte=until)
     with transaction.atomic():  # rows first: a compaction meanwhile can only add overlap
-        row_list = [(i, c, bytes(d)) for i, c, d in rows.values_list("id", "created", "data")]
-        snapshot_list = [(i, c, r, bytes(s)) for i, c, r, s in
-                         snapshots.values_list("id", "created", "reason", "state")]
-    return StoredHistory(snapshot_list, row_list)
+        row_values = list(rows.values_list("id", "created", "data", "authors"))
+        snapshot_values = list(snapshots.values_list("id", "created", "reason", "state",
+                                                     "authors"))
+    return StoredHistory(
+        [(i, c, r, bytes(s)) for i, c, r, s, _ in snapshot_values],
+        [(i, c, bytes(d)) for i, c, d, _ in row_values],
+        {i: frozenset(a or ()) for i, _, _, _, a in snapshot_values if a},
+        {i: frozenset(a or ()) for i, _, _, a in row_values if a})
 
 
 def _row_updates(rows: Sequence[Row]) -> tuple[bytes, ...]:
@@ -222,14 +232,18 @@ def changes_of(stored: StoredHistory, gap: float, doc_format: DocumentFormat | N
     moment after an edit does not join that edit's burst to the next one. Without it, rows
     are grouped by their times alone (:func:`group_rows`).
     """
-    changes = [Change(created, (state,), reason, (snapshot_id,))
+    nobody: frozenset[str] = frozenset()
+    changes = [Change(created, (state,), reason, (snapshot_id,),
+                      stored.snapshot_authors.get(snapshot_id, nobody))
                for snapshot_id, created, reason, state in stored.snapshots]
     if doc_format is None:
         bursts = [(group, group[-1][1]) for group in group_rows(stored.rows, gap, protected)]
     else:
         bursts = _bursts_of_content(stored, gap, doc_format, protected)
     for group, end in bursts:
-        changes.append(Change(end, _row_updates(group), "", tuple(r[0] for r in group)))
+        authors = nobody.union(*(stored.row_authors.get(r[0], nobody) for r in group))
+        changes.append(Change(end, _row_updates(group), "", tuple(r[0] for r in group),
+                              authors))
     changes.sort(key=lambda c: (c.time, c.reason == "", c.ids))
     return changes
 
@@ -270,11 +284,13 @@ def build_timeline(changes: Sequence[Change], doc_format: DocumentFormat,
     """The points of a history (from :func:`read_changes`) and the document it ends with.
 
     Content changes less than ``gap`` seconds apart are one point (the later), unless one
-    of them is a point of its own (the import, a deletion).
+    of them is a point of its own (the import, a deletion). A point's authors are those of
+    the content changes it holds.
     """
     replay = _Replay(doc_format)
     points: list[datetime] = []
     kept: list[bool] = []
+    authors: list[set[str]] = []
     for change in changes:
         if not replay.apply(change):
             continue
@@ -282,10 +298,12 @@ def build_timeline(changes: Sequence[Change], doc_format: DocumentFormat,
         if (points and not own and not kept[-1]
                 and (change.time - points[-1]).total_seconds() <= gap):
             points[-1] = change.time
+            authors[-1] |= change.authors
         else:
             points.append(change.time)
             kept.append(own)
-    return Timeline(points, replay.doc.get_update())
+            authors.append(set(change.authors))
+    return Timeline(points, replay.doc.get_update(), [tuple(sorted(a)) for a in authors])
 
 
 def state_at(changes: Sequence[Change]) -> bytes:
@@ -345,7 +363,8 @@ def _store_fold(document_id: uuid.UUID, folded: Sequence[tuple[Change, bytes]],
     meanwhile; the ids of the rows replaced."""
     ids = [row_id for change, _ in folded for row_id in change.ids]
     snapshots = [Snapshot(document_id=document_id, reason="edit", created=change.time,
-                          state=state) for change, state in folded]
+                          state=state, authors=sorted(change.authors))
+                 for change, state in folded]
     if reason and snapshots:
         snapshots[-1].reason = reason
     elif reason:
@@ -457,10 +476,13 @@ def _replace_runs(document_id: uuid.UUID,
         list(Document.objects.select_for_update().filter(pk=document_id).values_list("pk"))
         for ids, created, state in merged:
             run = Snapshot.objects.filter(document_id=document_id, id__in=ids)
-            if run.count() != len(ids):
+            authors = list(run.values_list("authors", flat=True))
+            if len(authors) != len(ids):
                 continue  # another process thinned them meanwhile
             Snapshot.objects.create(document_id=document_id, reason="edit", created=created,
-                                    state=state)
+                                    state=state,
+                                    authors=sorted({a for run_authors in authors
+                                                    for a in run_authors or ()}))
             run.delete()
             removed += len(ids) - 1
     return removed

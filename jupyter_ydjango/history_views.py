@@ -4,6 +4,10 @@ fork endpoints, answered from the database.
 * ``GET api/collaboration/timeline/<path>?format=&type=``: the document's points and a copy
   to move through them: ``{"roomId", "timestamps", "forkRoom", "sessionId"}``
   (:mod:`jupyter_ydjango.timeline`).
+* ``GET api/ydjango/history/<path>?format=&type=``: who made each point of the timeline:
+  ``{"path", "roomId", "points": [{"timestamp", "authors": [{"username", "name",
+  "display_name"}]}]}``, the points in the timeline's order (not part of
+  jupyter-collaboration's API).
 * ``PUT api/collaboration/undo_redo/<roomId>?action=undo|redo|restore&steps=N&forkRoom=``:
   move the copy ``N`` points back or forward (``{"status": "undone" | "redone"}``, or
   ``{"error": ...}`` when it cannot move further), or restore the point it shows (``{"code":
@@ -40,7 +44,7 @@ from .ydoc_formats import find_format
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["fork", "timeline_view", "undo_redo"]
+__all__ = ["authors_view", "fork", "timeline_view", "undo_redo"]
 
 
 async def _document_of_room(room_id: str) -> tuple[DocumentInfo, DocumentFormat] | None:
@@ -59,12 +63,10 @@ async def _document_of_fork(fork: forks.ForkInfo) -> tuple[DocumentInfo, Documen
     return await _document_of_room(fork.root_room)
 
 
-@require_GET
-async def timeline_view(request: HttpRequest, path: str) -> HttpResponse:
-    """``GET api/collaboration/timeline/<path>?format=&type=``: open a document's timeline."""
-    identity = await _aidentity(request)
-    if identity is None:
-        return _error(401, "not authenticated")
+async def _document_at(request: HttpRequest, path: str
+                       ) -> tuple[DocumentInfo, DocumentFormat] | HttpResponse:
+    """The live document at ``path`` of the type the ``format`` and ``type`` parameters
+    give, and its format; or the error to answer."""
     kind = (request.GET.get("format", ""), request.GET.get("type", ""))
     doc_format = find_format(*kind)
     if doc_format is None:
@@ -76,12 +78,47 @@ async def timeline_view(request: HttpRequest, path: str) -> HttpResponse:
     info = await run_db(store.live_document_at, api_path)
     if info is None or (info.format, info.type) != kind:
         return _error(404, f"no collaborative document {api_path!r} of type {kind[0]}:{kind[1]}")
+    return info, doc_format
+
+
+@require_GET
+async def timeline_view(request: HttpRequest, path: str) -> HttpResponse:
+    """``GET api/collaboration/timeline/<path>?format=&type=``: open a document's timeline."""
+    identity = await _aidentity(request)
+    if identity is None:
+        return _error(401, "not authenticated")
+    found = await _document_at(request, path)
+    if isinstance(found, HttpResponse):
+        return found
+    info, doc_format = found
     try:
         fork, points = await timeline.open_timeline(info, doc_format, identity.username)
     except timeline.NoHistory:
-        return _error(404, f"{api_path!r} has no history yet: open it first")
+        return _error(404, f"{info.path!r} has no history yet: open it first")
     return JsonResponse({"roomId": info.room_name, "timestamps": [p.timestamp() for p in points],
                          "forkRoom": fork.id, "sessionId": str(info.session_id)})
+
+
+@require_GET
+async def authors_view(request: HttpRequest, path: str) -> HttpResponse:
+    """``GET api/ydjango/history/<path>?format=&type=``: who made each point of a document's
+    timeline (the points the timeline API lists, in the same order)."""
+    identity = await _aidentity(request)
+    if identity is None:
+        return _error(401, "not authenticated")
+    found = await _document_at(request, path)
+    if isinstance(found, HttpResponse):
+        return found
+    info, doc_format = found
+    try:
+        line = await timeline.read_timeline(info, doc_format)
+    except timeline.NoHistory:
+        return _error(404, f"{info.path!r} has no history yet: open it first")
+    names = await run_db(store.author_names, {a for point in line.authors for a in point})
+    return JsonResponse({
+        "path": info.path, "roomId": info.room_name,
+        "points": [{"timestamp": point.timestamp(), "authors": [names[a] for a in authors]}
+                   for point, authors in zip(line.points, line.authors, strict=True)]})
 
 
 def _steps(request: HttpRequest, required: bool) -> int:
@@ -127,7 +164,7 @@ async def undo_redo(request: HttpRequest, room_id: str) -> HttpResponse:
     info, doc_format = document
     try:
         if action == "restore":
-            await timeline.restore(fork, info, doc_format)
+            await timeline.restore(fork, info, doc_format, identity.username)
             logger.info("%s: %s restored a point of %s", room_id, identity.username, info.path)
             return JsonResponse({"code": 200, "status": "Document restored successfully"})
         position = await timeline.move(fork, doc_format, -steps if action == "undo" else steps)

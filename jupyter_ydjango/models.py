@@ -79,6 +79,9 @@ class Update(models.Model):
     data = models.BinaryField()
     #: How many updates ``data`` holds.
     count = models.PositiveIntegerField(default=1)
+    #: The user names of the identities whose updates ``data`` holds (sorted; empty for the
+    #: server's own changes, such as a save's).
+    authors = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -101,9 +104,28 @@ class Snapshot(models.Model):
     reason = models.CharField(max_length=16, default="edit")
     #: The time of the point: the last change it holds.
     created = models.DateTimeField(default=timezone.now)
+    #: The user names of the identities whose changes it holds (sorted).
+    authors = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["id"]
+
+
+class Author(models.Model):
+    """The names of an identity that changed documents, as it last connected with them (the
+    update log keeps user names only)."""
+
+    username = models.CharField(primary_key=True, max_length=255)
+    name = models.TextField(blank=True, default="")
+    display_name = models.TextField(blank=True, default="")
+    #: When these names were last seen.
+    seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["username"]
+
+    def __str__(self) -> str:
+        return self.display_name or self.name or self.username
 
 
 class Fork(models.Model):

@@ -14,36 +14,41 @@ from typing import Any
 
 class PendingChanges:
     """Changes to store, in order, each with the relay sequence number it was published
-    under (``None`` for a change another process published and went away without storing).
-    ``wake`` is set whenever a change is queued."""
+    under (``None`` for a change another process published and went away without storing)
+    and the user name of who made it (``""``: the server, or unknown). ``wake`` is set
+    whenever a change is queued."""
 
     def __init__(self) -> None:
-        self._items: list[tuple[int | None, bytes]] = []
+        self._items: list[tuple[int | None, bytes, str]] = []
         self.wake = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def published(self, update: bytes, relay: Any) -> None:
+    def published(self, update: bytes, relay: Any, author: str = "") -> None:
         """Queue a change this process made and (if it has a relay) has just published."""
-        self._items.append((relay.seq if relay is not None else 0, update))
+        self._items.append((relay.seq if relay is not None else 0, update, author))
         self.wake.set()
 
     def unconfirmed(self, updates: list[bytes]) -> None:
         """Queue changes another process published and went away without storing."""
-        self._items += [(None, update) for update in updates]
+        self._items += [(None, update, "") for update in updates]
         self.wake.set()
 
     def stored_seq(self, relay: Any) -> int:
         """The relay sequence number up to which this process's own changes are stored."""
-        seq = next((seq for seq, _ in self._items if seq is not None), None)
+        seq = next((seq for seq, _, _ in self._items if seq is not None), None)
         if seq is not None:
             return seq - 1
         return relay.seq if relay is not None else 0
 
     def batch(self) -> list[bytes]:
         """Every queued change, oldest first (they stay queued until :meth:`stored`)."""
-        return [update for _, update in self._items]
+        return [update for _, update, _ in self._items]
+
+    def authors(self, count: int) -> list[str]:
+        """Who made the ``count`` oldest changes (sorted user names, the server's left out)."""
+        return sorted({author for _, _, author in self._items[:count] if author})
 
     def stored(self, count: int) -> None:
         """Drop the ``count`` oldest changes: they are stored."""

@@ -65,8 +65,11 @@ class Peer:
     queue passes ``max_queued`` frames is closed instead of growing without bound.
     """
 
-    def __init__(self, room: Room, send: SendFrame, close: ClosePeer, max_queued: int) -> None:
+    def __init__(self, room: Room, send: SendFrame, close: ClosePeer, max_queued: int,
+                 author: str = "") -> None:
         self.room = room
+        #: Who is connected (a user name; ``""`` if unknown): the author of its changes.
+        self.author = author
         #: True once the peer asked for the document (SYNC step 1): only then does it get
         #: the room's updates, so nothing reaches it before its own handshake started.
         self.synced = False
@@ -171,9 +174,10 @@ class Room:
 
     # --- peers --------------------------------------------------------------------------
 
-    def join(self, send: SendFrame, close: ClosePeer) -> Peer:
-        """Add a connection; it is sent our SYNC step 1 and the known awareness states."""
-        peer = Peer(self, send, close, self.max_queued_frames)
+    def join(self, send: SendFrame, close: ClosePeer, author: str = "") -> Peer:
+        """Add a connection (of the user named ``author``, if known); it is sent our SYNC
+        step 1 and the known awareness states."""
+        peer = Peer(self, send, close, self.max_queued_frames, author)
         self.peers.add(peer)
         metrics.CONNECTIONS.inc()
         peer.push(create_sync_step1_message(self.engine.state_vector()))

@@ -15,7 +15,7 @@ import os
 import stat
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Document, Snapshot, Update
+from .models import Author, Document, Snapshot, Update
 from .paths import PathError
 from .yutils import read_var_byte_array, write_var_uint
 
@@ -37,6 +37,7 @@ __all__ = [
     "FileState",
     "History",
     "append_updates",
+    "author_names",
     "claim_file_hash",
     "claim_writer",
     "deleted_documents",
@@ -52,6 +53,7 @@ __all__ = [
     "record_outside_write",
     "record_save",
     "release_writer",
+    "remember_author",
     "rename",
     "run_db",
     "run_io",
@@ -282,11 +284,40 @@ def import_file(document_id: uuid.UUID, state: bytes, file_hash: str) -> int | N
         return Snapshot.objects.create(document_id=document_id, state=state, reason="import").id
 
 
-def append_updates(document_id: uuid.UUID, updates: list[bytes]) -> int:
-    """Append updates to a document's log as one row; returns the row id."""
+def append_updates(document_id: uuid.UUID, updates: list[bytes],
+                   authors: Sequence[str] = ()) -> int:
+    """Append updates, made by ``authors`` (user names), to a document's log as one row;
+    returns the row id."""
     return Update.objects.create(
-        document_id=document_id, data=pack_updates(updates), count=len(updates)
+        document_id=document_id, data=pack_updates(updates), count=len(updates),
+        authors=sorted(set(authors)),
     ).id
+
+
+#: The names each author was last recorded with by this process (:func:`remember_author`).
+_recorded_authors: dict[str, tuple[str, str]] = {}
+
+
+def remember_author(username: str, name: str, display_name: str) -> None:
+    """Record the names of the identity ``username`` (blocking), unless this process
+    recorded the same names already."""
+    if _recorded_authors.get(username) == (name, display_name):
+        return
+    Author.objects.update_or_create(username=username, defaults={
+        "name": name, "display_name": display_name, "seen": timezone.now()})
+    _recorded_authors[username] = (name, display_name)
+
+
+def author_names(usernames: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``{username: {"username", "name", "display_name"}}`` for each of ``usernames``
+    (blocking); names never recorded are empty."""
+    wanted = set(usernames)
+    found = {a.username: a for a in Author.objects.filter(username__in=wanted)}
+    return {username: {"username": username,
+                       "name": found[username].name if username in found else "",
+                       "display_name": found[username].display_name if username in found
+                       else ""}
+            for username in sorted(wanted)}
 
 
 def record_save(document_id: uuid.UUID, file_hash: str, size: int, error: str = "") -> None:

@@ -29,11 +29,25 @@ from .live import document_room
 from .rooms import find_room
 from .store import DocumentInfo, run_db, run_io
 
-__all__ = ["NoHistory", "move", "open_timeline", "restore", "restore_point"]
+__all__ = ["NoHistory", "move", "open_timeline", "read_timeline", "restore", "restore_point"]
 
 
 class NoHistory(LookupError):
     """The document has no history yet (its file was never opened)."""
+
+
+async def read_timeline(info: DocumentInfo, doc_format: DocumentFormat) -> history.Timeline:
+    """A document's points, their authors and its state, as the database holds them (at
+    least one point). :raises NoHistory:"""
+    gap = get_setting("YDJANGO_HISTORY_BURST_GAP")
+    stored = await run_db(history.read_history, info.id)
+    changes = await run_io(history.changes_of, stored, gap, doc_format)
+    if not changes:
+        raise NoHistory(info.path)
+    line = await run_io(history.build_timeline, changes, doc_format, gap)
+    if not line.points:  # nothing but changes of the state map
+        line = history.Timeline([changes[-1].time], line.state, [()])
+    return line
 
 
 async def open_timeline(info: DocumentInfo, doc_format: DocumentFormat,
@@ -43,13 +57,8 @@ async def open_timeline(info: DocumentInfo, doc_format: DocumentFormat,
     room = find_room(info.room_name)
     # the copy is the document as this process holds it, with what the log may not have yet
     local = room.diff() if isinstance(room, DocumentRoom) else None
-    gap = get_setting("YDJANGO_HISTORY_BURST_GAP")
-    stored = await run_db(history.read_history, info.id)
-    changes = await run_io(history.changes_of, stored, gap, doc_format)
-    if not changes:
-        raise NoHistory(info.path)
-    line = await run_io(history.build_timeline, changes, doc_format, gap)
-    points = line.points or [changes[-1].time]
+    line = await read_timeline(info, doc_format)
+    points = line.points
     state = line.state if local is None else await run_io(pycrdt.merge_updates, line.state,
                                                           local)
     for expired in await run_db(forks.expire_timelines):
@@ -87,8 +96,10 @@ async def move(fork: forks.ForkInfo, doc_format: DocumentFormat, steps: int) -> 
     return target
 
 
-async def restore(fork: forks.ForkInfo, info: DocumentInfo, doc_format: DocumentFormat) -> None:
-    """Make the document hold the point the timeline's copy shows, and delete the copy.
+async def restore(fork: forks.ForkInfo, info: DocumentInfo, doc_format: DocumentFormat,
+                  author: str = "") -> None:
+    """Make the document hold the point the timeline's copy shows, and delete the copy; the
+    change is ``author``'s (a user name).
 
     :raises ForkGone: the copy was deleted meanwhile.
     :raises MergeConflict: the document's file was deleted.
@@ -101,17 +112,20 @@ async def restore(fork: forks.ForkInfo, info: DocumentInfo, doc_format: Document
     async with document_room(info) as room:
         if room.deleted:
             raise MergeConflict(f"{info.path} was deleted")
-        room.apply_update(await run_io(missing, state, room.state_vector()))
-        doc_format.replace(room.doc, content)  # whatever the document got meanwhile
+        with room.changes_by(author):
+            room.apply_update(await run_io(missing, state, room.state_vector()))
+            doc_format.replace(room.doc, content)  # whatever the document got meanwhile
     await drop_fork(fork.id)
 
 
 async def restore_point(info: DocumentInfo, doc_format: DocumentFormat,
-                        when: datetime) -> bool:
-    """Make the document hold its content at time ``when`` again, as an edit; whether it
-    changed. :raises MergeConflict: the file was deleted. :raises LoadError:"""
+                        when: datetime, author: str = "") -> bool:
+    """Make the document hold its content at time ``when`` again, as an edit of ``author``
+    (a user name); whether it changed. :raises MergeConflict: the file was deleted.
+    :raises LoadError:"""
     content = await history.content_at(info.id, doc_format, when)
     async with document_room(info) as room:
         if room.deleted:
             raise MergeConflict(f"{info.path} was deleted")
-        return doc_format.replace(room.doc, content)
+        with room.changes_by(author):
+            return doc_format.replace(room.doc, content)

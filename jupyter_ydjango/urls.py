@@ -13,6 +13,8 @@ api_urlpatterns = [
     path("api/ydjango/delete", views.delete, name="ydjango-delete"),
     path("api/collaboration/timeline/<path:path>", history_views.timeline_view,
          name="ydjango-timeline"),
+    path("api/ydjango/history/<path:path>", history_views.authors_view,
+         name="ydjango-history-authors"),
     path("api/collaboration/undo_redo/<str:room_id>", history_views.undo_redo,
          name="ydjango-undo-redo"),
     path("api/collaboration/fork/<str:room_id>", history_views.fork, name="ydjango-fork"),

@@ -12,7 +12,8 @@ from typing import Any
 from jupyter_server.auth import Authorizer, IdentityProvider, User
 
 #: token -> user name
-USERS = {"writer-token": "writer", "reader-token": "reader", "nobody-token": "nobody"}
+USERS = {"writer-token": "writer", "editor-token": "editor", "reader-token": "reader",
+         "nobody-token": "nobody"}
 
 
 class TokenUsers(IdentityProvider):

@@ -36,16 +36,17 @@ class Writer:
         self._updates: list[bytes] = []
         self._subscription = self.doc.observe(lambda event: self._updates.append(event.update))
 
-    def row(self, when: datetime, edit: object) -> None:
-        """Make an edit (a callable on the document) and log it as a row created ``when``."""
+    def row(self, when: datetime, edit: object, authors: list[str] | None = None) -> None:
+        """Make an edit (a callable on the document) and log it as a row created ``when``
+        (by ``authors``)."""
         self._updates.clear()
         edit(self.doc)  # type: ignore[operator]
         row = Update.objects.create(document=self.document, data=pack_updates(self._updates),
-                                    count=len(self._updates))
+                                    count=len(self._updates), authors=authors or [])
         Update.objects.filter(pk=row.pk).update(created=when)
 
-    def type(self, when: datetime, text: str) -> None:
-        self.row(when, lambda doc: self.source.insert(len(self.source), text))
+    def type(self, when: datetime, text: str, authors: list[str] | None = None) -> None:
+        self.row(when, lambda doc: self.source.insert(len(self.source), text), authors)
 
     def replace(self, when: datetime, text: str) -> None:
         """Replace the whole text, in one transaction."""
@@ -208,6 +209,25 @@ def test_thinning_merges_old_points_and_drops_what_they_deleted() -> None:
     assert snapshots.get().created == last
     assert writer.content_at(last) == before == f"{big}45"
     assert sum(len(s) for s in snapshots.values_list("state", flat=True)) < stored / 5
+
+
+def test_each_point_keeps_its_authors_when_folded_and_thinned() -> None:
+    writer = Writer()
+    start = NOW - timedelta(days=2)
+    writer.type(start, "a", ["alice"])
+    writer.type(start + timedelta(seconds=1), "b", ["bob"])  # the same burst
+    writer.row(start + timedelta(seconds=2), lambda doc: doc.get("state", type=pycrdt.Map)
+               .__setitem__("dirty", False))  # the server's change: nobody's
+    writer.type(start + timedelta(minutes=20), "c", ["carol"])  # another hour's point
+    writer.type(start + timedelta(minutes=90), "d", ["bob"])
+    writer.type(start + timedelta(minutes=91), "e", ["dave"])  # the same hour
+    expected = [("alice", "bob"), ("carol",), ("bob",), ("dave",)]
+    assert writer.timeline().authors == expected
+    async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    assert not Update.objects.filter(document=writer.document).exists()
+    assert writer.timeline().authors == expected
+    async_to_sync(history.thin)(writer.document.id, NOW)
+    assert writer.timeline().authors == [("alice", "bob", "carol"), ("bob", "dave")]
 
 
 def test_only_unused_timeline_copies_expire() -> None:

@@ -25,7 +25,7 @@ GAP = "0.6"
 SECRET = "timeline-remote-secret"
 AUTH_ARGS = ("--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
              "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer")
-WRITER, READER = "writer-token", "reader-token"
+WRITER, EDITOR, READER = "writer-token", "editor-token", "reader-token"
 #: The tests' server extension that records jupyter-collaboration's events.
 PROBE = {"ServerApp": {"jpserver_extensions": {"collab_probe": True}}}
 
@@ -150,3 +150,74 @@ async def test_timeline_restore_and_forks_through_jupyter(deployment: Deployment
     assert forks_seen == [("create", made["fork_roomid"], "writer", "idea"),
                           ("delete", made["fork_roomid"], "writer", "idea")]
     await back.close()
+
+
+async def test_each_point_says_who_made_it(deployment: Deployment) -> None:
+    """Two users typing in one burst, then each alone in a burst of their own, then a
+    restore: each point of the timeline names who made it, in the timeline's order."""
+    name = "authors.ipynb"
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# Title", id="md"),
+                                       new_code_cell("x = 1", id="code")]),
+                   deployment.root / name)
+    status, session = deployment.api("PUT", f"api/collaboration/session/{quote(name)}",
+                                     {"format": "json", "type": "notebook"})
+    assert status in (200, 201), session
+    room = f"json:notebook:{session['fileId']}"
+    writer = await DocClient.open(deployment.ws(room, session["sessionId"]))
+    editor = await DocClient.open(deployment.ws(room, session["sessionId"], token=EDITOR))
+
+    typed = ["x = 1"]
+
+    async def type_in(*clients: DocClient) -> None:
+        for client in clients:  # each types once it sees what was typed before
+            await client.wait_for(lambda m: m.get()["cells"][1]["source"] == typed[0])
+            source = client.model.ycells[1]["source"]
+            text = " + w" if client is writer else " + e"
+            source.insert(len(source), text)
+            typed[0] += text
+            await client.flush()
+        for client in clients:
+            assert await client.save() == "success"
+        await asyncio.sleep(float(GAP) * 2)
+
+    await type_in(writer, editor)  # one burst, both
+    await type_in(writer)
+    await type_in(editor)
+    await writer.wait_for(lambda m: m.get()["cells"][1]["source"] == "x = 1 + w + e + w + e")
+    authors = f"api/ydjango/history/{quote(name)}?format=json&&type=notebook"
+    status, history = deployment.api("GET", authors, token=READER)
+    assert status == 200, history
+    timeline = f"api/collaboration/timeline/{quote(name)}?format=json&&type=notebook"
+    status, line = deployment.api("GET", timeline)
+    assert status == 200, line
+    assert history["roomId"] == room and history["path"] == name
+    assert [p["timestamp"] for p in history["points"]] == pytest.approx(line["timestamps"])
+    assert [[a["username"] for a in p["authors"]] for p in history["points"]] == [
+        [], ["editor", "writer"], ["writer"], ["editor"]]
+    assert history["points"][1]["authors"] == [
+        {"username": "editor", "name": "Editor", "display_name": "Editor"},
+        {"username": "writer", "name": "Writer", "display_name": "Writer"}]
+
+    # the editor restores the point after the first burst: a point of the editor's
+    copy = await DocClient.open(deployment.ws(line["forkRoom"], line["sessionId"]))
+    undo = (f"api/collaboration/undo_redo/{quote(room, safe='')}?action={{}}&&steps={{}}"
+            f"&&forkRoom={line['forkRoom']}")
+    status, _ = deployment.api("PUT", undo.format("undo", 2), token=EDITOR)
+    assert status == 200
+    await copy.wait_for(lambda m: m.get()["cells"][1]["source"] == "x = 1 + w + e")
+    status, restored = deployment.api("PUT", undo.format("restore", 0), token=EDITOR)
+    assert status == 200 and restored["code"] == 200, restored
+    await writer.wait_for(lambda m: m.get()["cells"][1]["source"] == "x = 1 + w + e")
+    await copy.close()
+    await asyncio.sleep(float(GAP) * 2)
+    status, history = deployment.api("GET", authors)
+    assert status == 200, history
+    assert [[a["username"] for a in p["authors"]] for p in history["points"]] == [
+        [], ["editor", "writer"], ["writer"], ["editor"], ["editor"]]
+    status, missing = deployment.api("GET", "api/ydjango/history/nothing.ipynb?format=json"
+                                            "&&type=notebook")
+    assert status == 404, missing
+    status, _ = deployment.api("GET", authors, token="nobody-token")
+    assert status == 403
+    await writer.close()
+    await editor.close()

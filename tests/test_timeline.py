@@ -293,7 +293,15 @@ async def test_each_burst_is_a_point_though_an_autosave_follows_it(tmp_path: Pat
         assert update_rows(server, notebook.session["fileId"]) == 0, "not folded"
         again = notebook.open()
         assert again["timestamps"] == line["timestamps"]
-        await walk(again)
+        await walk(again)  # leaves the copy at point 1
+        # restored from the folded history: the room loads again, and the file follows
+        status, body = notebook.undo_redo("restore", 0, again["forkRoom"])
+        assert status == 200, body
+        await wait_until(lambda: file_sources(notebook.path) == expected[1],
+                         what="the restored point saved")
+        reader = await DocClient.open(notebook.url)
+        assert sources(reader) == expected[1]
+        await reader.close()
     finally:
         server.stop()
 
@@ -642,6 +650,12 @@ class AdminUser:
             return response.read().decode()
 
 
+def changed_by(html: str) -> list[str]:
+    """The "Changed by" column of the admin's timeline."""
+    cells = re.findall(r'<td class="ydjango-authors">(.*?)</td>', html, re.S)
+    return [html_unescape(re.sub(r"<[^>]+>", "", cell)) for cell in cells]
+
+
 async def test_the_admin_shows_the_timeline_and_restores_a_point(server: DocServer) -> None:
     notebook = Timeline(server, "admin.ipynb")
     editor = await notebook.edit()
@@ -654,6 +668,8 @@ async def test_the_admin_shows_the_timeline_and_restores_a_point(server: DocServ
     assert html.count('value="Restore this point"') == 4
     action = re.search(r'<form method="post" action="([^"]+restore-point/)"', html)
     assert action is not None
+    # who changed each point: the file's import, then the anonymous editor's bursts
+    assert changed_by(html) == ["\u2014", "Anonymous", "Anonymous", "Anonymous"]
     done = admin.post(html_unescape(action[1]), {"at": points[1]}, form_page=page)
     assert "restored the point of" in done
     await editor.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[1])
@@ -661,6 +677,7 @@ async def test_the_admin_shows_the_timeline_and_restores_a_point(server: DocServ
                      what="the restored point saved")
     later = notebook.open()
     assert len(later["timestamps"]) == 5, "the restore is a point of its own"
+    assert changed_by(admin.get(page))[-1] == "admin", "the restore is the admin's"
     assert later["forkRoom"] in admin.get("admin/jupyter_ydjango/fork/"), "copies are listed"
     await editor.close()
 

@@ -23,6 +23,7 @@ from .backend import Backend, BackendError
 from .events import CollaborationEvents
 from .handlers import (
     ForkHandler,
+    HistoryAuthorsHandler,
     RoomHandler,
     RoomStatusHandler,
     SessionHandler,
@@ -45,9 +46,10 @@ class YDjango(ExtensionApp):
     Serves ``{base_url}api/collaboration/session/*``, ``{base_url}api/collaboration/room/*``,
     ``.../timeline/*``, ``.../undo_redo/*`` and ``.../fork/*`` (the API of
     jupyter-collaboration that the stock RTC frontend speaks) and
-    ``{base_url}api/ydjango/rooms/*``, and hands every request to the Django side: by default
-    the embedded Django project, run in this process on the server's event loop (SQLite in
-    the Jupyter data directory); with :attr:`remote_url`, a separate Django Channels service.
+    ``{base_url}api/ydjango/rooms/*`` and ``{base_url}api/ydjango/history/*``, and hands
+    every request to the Django side: by default the embedded Django project, run in this
+    process on the server's event loop (SQLite in the Jupyter data directory); with
+    :attr:`remote_url`, a separate Django Channels service.
 
     **jupyter-collaboration installed as well**: its server extension
     (``jupyter_server_ydoc``) claims the same URLs. Two backends for one document would split
@@ -217,6 +219,7 @@ class YDjango(ExtensionApp):
             (r"/api/collaboration/room/(.*)", RoomHandler, kwargs),
             (r"/api/ydjango/rooms/(.*)", RoomStatusHandler, kwargs),
             (r"/api/collaboration/timeline/(.*)", TimelineHandler, kwargs),
+            (r"/api/ydjango/history/(.*)", HistoryAuthorsHandler, kwargs),
             (r"/api/collaboration/undo_redo/(.*)", UndoRedoHandler, kwargs),
             (r"/api/collaboration/fork/(.*)", ForkHandler, kwargs),
         ])
@@ -335,7 +338,7 @@ class YDjango(ExtensionApp):
     def _route_first(self) -> None:
         """Move this extension's routes ahead of every other extension's."""
         ours = {SessionHandler, RoomHandler, RoomStatusHandler, TimelineHandler,
-                UndoRedoHandler, ForkHandler}
+                UndoRedoHandler, ForkHandler, HistoryAuthorsHandler}
         rules = self.serverapp.web_app.default_router.rules
         for index, rule in enumerate(rules):
             targets = {getattr(r, "target", None) for r in getattr(rule.target, "rules", ())}

@@ -156,6 +156,17 @@ class TimelineHandler(_ForwardingHandler):
         await self.forward()
 
 
+class HistoryAuthorsHandler(_ForwardingHandler):
+    """``GET {base_url}api/ydjango/history/{path}``: who made each point of a document's
+    timeline."""
+
+    @web.authenticated
+    @authorized("read")
+    async def get(self, path: str) -> None:
+        await self.extension.renames_recorded()
+        await self.forward()
+
+
 class UndoRedoHandler(_ForwardingHandler):
     """``PUT {base_url}api/collaboration/undo_redo/{roomId}``: move a timeline's copy, or
     restore the point it shows."""
