@@ -37,6 +37,9 @@ BURST_GAP = 1.0
 HISTORY_ICON = "#jp-slider-status-bar [title='Document Timeline']"
 SLIDER = "#jp-slider-status-bar input.jp-Slider"
 RESTORE = "#jp-slider-status-bar .jp-restoreBtn"
+#: The width of Chromium's thumb of an unstyled range input (the slider's), in CSS pixels: its
+#: centre runs from half of it right of the slider's left end to half of it left of its right.
+SLIDER_THUMB = 16
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +55,21 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     server.stop()
 
 
-def drag_slider_to_start(page: Any) -> None:
-    """Drag the timeline's slider from its thumb (at the right end) to the left end."""
-    box = page.locator(SLIDER).bounding_box()
+def drag_slider_to(page: Any, index: int) -> None:
+    """Drag the timeline's slider by its thumb to point ``index`` (0: the oldest), passing over
+    the points in between, as a person drags it."""
+    slider = page.locator(SLIDER)
+    last, start = int(slider.get_attribute("max") or 0), int(slider.input_value())
+    box = slider.bounding_box()
+    assert box is not None and last > 0
+
+    def point_x(point: int) -> float:  # the thumb's centre at that point
+        return box["x"] + SLIDER_THUMB / 2 + (box["width"] - SLIDER_THUMB) * point / last
+
     y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] - 2, y)
+    page.mouse.move(point_x(start), y)
     page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] / 2, y, steps=5)
-    page.mouse.move(box["x"] + 1, y, steps=5)
+    page.mouse.move(point_x(index), y, steps=4 * abs(index - start) + 1)
     page.mouse.up()
 
 
@@ -81,7 +91,7 @@ def test_timeline_shows_an_older_version_and_restores_it(
     slider = alice.locator(SLIDER)
     slider.wait_for()
     assert slider.get_attribute("max") == "2"
-    drag_slider_to_start(alice)
+    drag_slider_to(alice, 0)
     wait_until(lambda: slider.input_value() == "0", message="the slider at the start")
     wait_for_cells(alice, ["x = 1"])  # the notebook as it was opened first
     # Bob, meanwhile, sees the live notebook, unchanged (and so does the file)
@@ -98,3 +108,41 @@ def test_timeline_shows_an_older_version_and_restores_it(
     edit_cell_end(bob, 0)
     bob.keyboard.type(" + 3")
     wait_for_cells(alice, ["x = 1 + 3"])
+
+
+def test_timeline_slider_dragged_over_every_point(
+        lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    path = lab.root / "points.ipynb"
+    write_kernelless_notebook(path, ["a = 1", "b = a"])
+    versions = [["a = 1", "b = a"]]  # the notebook at each point of its timeline
+    alice = sign_in(WRITER_TOKEN)
+    open_notebook(alice, lab.notebook_url("points.ipynb"))
+    wait_for_cells(alice, versions[0])
+    for cell, text in ((0, " + 1"), (1, " * 2"), (0, " + 3")):  # three bursts of edits
+        edit_cell_end(alice, cell)
+        alice.keyboard.type(text)
+        versions.append([*versions[-1]])
+        versions[-1][cell] += text
+        wait_for_cells(alice, versions[-1])
+        wait_until(lambda edited=versions[-1]: file_sources(path) == edited,
+                   message=f"edit {len(versions) - 1} saved")
+        # the edit is stored before it is saved: past the gap, the next edit starts a burst
+        time.sleep(BURST_GAP * 1.5)
+
+    alice.locator(HISTORY_ICON).click()
+    slider = alice.locator(SLIDER)
+    slider.wait_for()
+    assert slider.get_attribute("max") == "3"  # the import and the three bursts
+    assert slider.input_value() == "3"
+    wait_for_cells(alice, versions[3])
+    for index in (0, 3, 1, 2):
+        drag_slider_to(alice, index)
+        wait_until(lambda index=index: slider.input_value() == str(index),
+                   message=lambda index=index: f"slider at {slider.input_value()}, not {index}")
+        wait_for_cells(alice, versions[index])
+    assert file_sources(path) == versions[3]  # moving through the timeline changes no file
+
+    alice.locator(RESTORE).click()  # the slider shows point 2: restore it
+    slider.wait_for(state="detached")
+    wait_for_cells(alice, versions[2])
+    wait_until(lambda: file_sources(path) == versions[2], message="the restored version saved")
