@@ -183,28 +183,31 @@ def _row_updates(rows: Sequence[Row]) -> tuple[bytes, ...]:
 
 
 def _bursts_of_content(stored: StoredHistory, gap: float, doc_format: DocumentFormat,
-                       protected: Sequence[datetime]) -> list[tuple[list[Row], datetime]]:
+                       protected: Sequence[datetime]
+                       ) -> list[tuple[list[Row], datetime, set[int]]]:
     """The update rows as bursts of *content* changes, each with the time of its last content
-    change: replayed in time order, a row that changes the content more than ``gap``
-    seconds after the burst's last content change starts a new burst; a row that changes
-    only the ``state`` map (a save's hash, the dirty flag) joins the burst it follows and
-    neither extends nor ends it. A snapshot between two rows, or a ``protected`` point
-    after the row before (see :func:`group_rows`), ends a burst too."""
+    change and the ids of its rows that changed the content: replayed in time order, a row
+    that changes the content more than ``gap`` seconds after the burst's last content change
+    starts a new burst; a row that changes only the ``state`` map (a save's hash, the dirty
+    flag) joins the burst it follows and neither extends nor ends it. A snapshot between two
+    rows, or a ``protected`` point after the row before (see :func:`group_rows`), ends a
+    burst too."""
     replay = _Replay(doc_format)
     steps: list[tuple[datetime, int, int, Any]] = [
         (created, 0, snapshot_id, state) for snapshot_id, created, _, state in stored.snapshots]
     steps += [(created, 1, row_id, (row_id, created, data))
               for row_id, created, data in stored.rows]
     steps.sort(key=lambda step: step[:3])
-    bursts: list[tuple[list[Row], datetime]] = []
+    bursts: list[tuple[list[Row], datetime, set[int]]] = []
     rows: list[Row] = []
+    content: set[int] = set()
     content_end: datetime | None = None
 
     def close() -> None:
-        nonlocal rows, content_end
+        nonlocal rows, content, content_end
         if rows:
-            bursts.append((rows, content_end or rows[-1][1]))
-        rows, content_end = [], None
+            bursts.append((rows, content_end or rows[-1][1], content))
+        rows, content, content_end = [], set(), None
 
     for created, kind, _, payload in steps:
         if kind == 0:
@@ -218,6 +221,7 @@ def _bursts_of_content(stored: StoredHistory, gap: float, doc_format: DocumentFo
             close()
         rows.append(payload)
         if touched:
+            content.add(payload[0])
             content_end = created
     close()
     return bursts
@@ -229,7 +233,8 @@ def changes_of(stored: StoredHistory, gap: float, doc_format: DocumentFormat | N
 
     With ``doc_format``, bursts are bursts of content changes (see
     :func:`_bursts_of_content`) and end at their last content change: an autosave's row a
-    moment after an edit does not join that edit's burst to the next one. Without it, rows
+    moment after an edit does not join that edit's burst to the next one; a burst's authors
+    are those of its rows that changed the content. Without it, rows
     are grouped by their times alone (:func:`group_rows`).
     """
     nobody: frozenset[str] = frozenset()
@@ -237,11 +242,15 @@ def changes_of(stored: StoredHistory, gap: float, doc_format: DocumentFormat | N
                       stored.snapshot_authors.get(snapshot_id, nobody))
                for snapshot_id, created, reason, state in stored.snapshots]
     if doc_format is None:
-        bursts = [(group, group[-1][1]) for group in group_rows(stored.rows, gap, protected)]
+        bursts = [(group, group[-1][1], {r[0] for r in group})
+                  for group in group_rows(stored.rows, gap, protected)]
     else:
         bursts = _bursts_of_content(stored, gap, doc_format, protected)
-    for group, end in bursts:
-        authors = nobody.union(*(stored.row_authors.get(r[0], nobody) for r in group))
+    for group, end, credited in bursts:
+        # those who changed the content: a client's change of the state map alone (a
+        # frontend's dirty flag as it opens the notebook) makes nobody an author
+        authors = nobody.union(*(stored.row_authors.get(r[0], nobody) for r in group
+                                 if r[0] in credited))
         changes.append(Change(end, _row_updates(group), "", tuple(r[0] for r in group),
                               authors))
     changes.sort(key=lambda c: (c.time, c.reason == "", c.ids))

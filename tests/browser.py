@@ -38,9 +38,11 @@ CHROMIUM_ARGS = [
 #: The server's own token (an anonymous user), and the named users' tokens.
 TOKEN = "browser-tests-token"
 WRITER_TOKEN = "writer-token"
+EDITOR_TOKEN = "editor-token"
 READER_TOKEN = "reader-token"
 #: Who each token signs in (screenshot names).
-USERS = {WRITER_TOKEN: "writer", READER_TOKEN: "reader", TOKEN: "anonymous"}
+USERS = {WRITER_TOKEN: "writer", EDITOR_TOKEN: "editor", READER_TOKEN: "reader",
+         TOKEN: "anonymous"}
 #: Where a failed test's screenshots, page consoles and server log go.
 ARTIFACTS_DIR = PROJECT_DIR / "test-artifacts"
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from browser import (
+    EDITOR_TOKEN,
     TOKEN,
     WRITER_TOKEN,
     LabServer,
@@ -37,6 +38,8 @@ BURST_GAP = 1.0
 HISTORY_ICON = "#jp-slider-status-bar [title='Document Timeline']"
 SLIDER = "#jp-slider-status-bar input.jp-Slider"
 RESTORE = "#jp-slider-status-bar .jp-restoreBtn"
+#: Who made the point the slider shows (jupyter-ydjango's item beside the slider).
+AUTHORS = "#jp-ydjango-timeline-authors"
 #: The width of Chromium's thumb of an unstyled range input (the slider's), in CSS pixels: its
 #: centre runs from half of it right of the slider's left end to half of it left of its right.
 SLIDER_THUMB = 16
@@ -112,37 +115,51 @@ def test_timeline_shows_an_older_version_and_restores_it(
 
 def test_timeline_slider_dragged_over_every_point(
         lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    """Three bursts, by the writer, the editor, the writer: the slider shows each version,
+    and beside it who made it."""
     path = lab.root / "points.ipynb"
     write_kernelless_notebook(path, ["a = 1", "b = a"])
     versions = [["a = 1", "b = a"]]  # the notebook at each point of its timeline
-    alice = sign_in(WRITER_TOKEN)
-    open_notebook(alice, lab.notebook_url("points.ipynb"))
-    wait_for_cells(alice, versions[0])
-    for cell, text in ((0, " + 1"), (1, " * 2"), (0, " + 3")):  # three bursts of edits
-        edit_cell_end(alice, cell)
-        alice.keyboard.type(text)
+    authors = ["Changed by: nobody recorded"]
+    alice, bob = sign_in(WRITER_TOKEN), sign_in(EDITOR_TOKEN)
+    for page in (alice, bob):
+        open_notebook(page, lab.notebook_url("points.ipynb"))
+        wait_for_cells(page, versions[0])
+    for page, cell, text in ((alice, 0, " + 1"), (bob, 1, " * 2"), (alice, 0, " + 3")):
+        edit_cell_end(page, cell)
+        page.keyboard.type(text)
         versions.append([*versions[-1]])
         versions[-1][cell] += text
+        authors.append("Changed by: " + ("Writer" if page is alice else "Editor"))
         wait_for_cells(alice, versions[-1])
         wait_until(lambda edited=versions[-1]: file_sources(path) == edited,
                    message=f"edit {len(versions) - 1} saved")
         # the edit is stored before it is saved: past the gap, the next edit starts a burst
         time.sleep(BURST_GAP * 1.5)
 
+    assert not alice.locator(AUTHORS).is_visible()  # nothing beside a closed timeline
     alice.locator(HISTORY_ICON).click()
     slider = alice.locator(SLIDER)
     slider.wait_for()
     assert slider.get_attribute("max") == "3"  # the import and the three bursts
     assert slider.input_value() == "3"
     wait_for_cells(alice, versions[3])
+    label = alice.locator(AUTHORS)
+    wait_until(lambda: label.inner_text() == authors[3],
+               message=lambda: f"authors {label.inner_text()!r}, not {authors[3]!r}")
     for index in (0, 3, 1, 2):
         drag_slider_to(alice, index)
         wait_until(lambda index=index: slider.input_value() == str(index),
                    message=lambda index=index: f"slider at {slider.input_value()}, not {index}")
         wait_for_cells(alice, versions[index])
+        wait_until(lambda index=index: label.inner_text() == authors[index],
+                   message=lambda index=index: f"authors {label.inner_text()!r} at {index}")
     assert file_sources(path) == versions[3]  # moving through the timeline changes no file
+    wait_for_cells(bob, versions[3])  # nor the notebook of anyone else
 
     alice.locator(RESTORE).click()  # the slider shows point 2: restore it
     slider.wait_for(state="detached")
     wait_for_cells(alice, versions[2])
+    wait_for_cells(bob, versions[2])
     wait_until(lambda: file_sources(path) == versions[2], message="the restored version saved")
+    wait_until(lambda: not label.is_visible(), message="the authors gone with the slider")

@@ -218,12 +218,14 @@ def test_each_point_keeps_its_authors_when_folded_and_thinned() -> None:
     writer.type(start + timedelta(seconds=1), "b", ["bob"])  # the same burst
     writer.row(start + timedelta(seconds=2), lambda doc: doc.get("state", type=pycrdt.Map)
                .__setitem__("dirty", False))  # the server's change: nobody's
+    writer.row(start + timedelta(minutes=19), lambda doc: doc.get("state", type=pycrdt.Map)
+               .__setitem__("dirty", True), ["erin"])  # a client's, of no content: no author
     writer.type(start + timedelta(minutes=20), "c", ["carol"])  # another hour's point
     writer.type(start + timedelta(minutes=90), "d", ["bob"])
     writer.type(start + timedelta(minutes=91), "e", ["dave"])  # the same hour
     expected = [("alice", "bob"), ("carol",), ("bob",), ("dave",)]
     assert writer.timeline().authors == expected
-    async_to_sync(history.fold_log)(writer.document.id, 5.0)
+    async_to_sync(history.fold_log)(writer.document.id, 5.0, doc_format=TEXT)  # as rooms do
     assert not Update.objects.filter(document=writer.document).exists()
     assert writer.timeline().authors == expected
     async_to_sync(history.thin)(writer.document.id, NOW)

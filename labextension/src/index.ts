@@ -1,8 +1,9 @@
 /**
  * jupyter-ydjango's JupyterLab extension: the "Copy room link" command (also
  * behind the top bar's share button, in place of jupyter-collaboration-ui's
- * server link), the room status item of the status bar, and read-only
- * notebooks for users who may only read a room.
+ * server link), the room status item of the status bar, who made each point
+ * of the timeline beside its slider, and read-only notebooks for users who may
+ * only read a room.
  */
 import { ICollaborativeContentProvider, IGlobalAwareness } from '@jupyter/collaborative-drive';
 import { IAwareness } from '@jupyter/ydoc';
@@ -15,6 +16,7 @@ import { linkIcon, shareIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { Signal } from '@lumino/signaling';
 
+import { addTimelineAuthors } from './authors';
 import { copyRoomLink } from './link';
 import { RoomMonitor } from './monitor';
 import { refreshCollaboratorsPanel } from './presence';
@@ -56,6 +58,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const readOnlyOf = addReadOnlyNotebooks(app, tracker, contentProvider);
     if (statusBar) {
       addRoomStatus(app, tracker, statusBar, contentProvider, readOnlyOf);
+      addTimelineAuthors(app, statusBar);
     } else {
       // Notebook 7 has no status bar: each notebook's toolbar shows its room.
       addToolbarRoomStatus(app, tracker, contentProvider, readOnlyOf);
