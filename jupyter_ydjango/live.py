@@ -31,7 +31,6 @@ from . import store
 from .conf import notebook_root
 from .document import DocumentRoom, LoadError
 from .history import read_changes, state_at
-from .models import Document
 from .paths import PathError, normalize_api_path
 from .rooms import Room, find_room, get_registry
 from .store import DocumentInfo, run_db, run_io
@@ -70,15 +69,10 @@ async def room_id_of(path: str, file_format: str, file_type: str, *,
     if create:
         info, _ = await run_db(store.get_or_create_document, api_path, file_format, file_type)
     else:
-        info = await run_db(_document_at, api_path)
+        info = await run_db(store.document_at, api_path)
         if info is None:
             return None
     return f"{file_format}:{file_type}:{info.id}"
-
-
-def _document_at(path: str) -> DocumentInfo | None:
-    row = Document.objects.filter(path=path).first()
-    return None if row is None else DocumentInfo.of(row)
 
 
 async def live_room(room_id: str, *, load: bool = False) -> DocumentRoom | None:

@@ -19,8 +19,10 @@ class Document(models.Model):
     """A file served collaboratively; its id is the ``fileId`` of jupyter-collaboration's API."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    #: The file's API path, relative to the notebook root, ``/``-separated; unique among the
-    #: documents whose file was not deleted.
+    #: The file's absolute location: the resolved notebook root of the server that serves it,
+    #: then its API path, ``/``-separated (``store.file_location``); unique among the
+    #: documents whose file was not deleted. Servers with different roots sharing one
+    #: database each see the documents under their own root, by their API paths.
     path = models.CharField(max_length=1024, db_index=True)
     #: ``json`` or ``text``, as in the room id ``{format}:{type}:{fileId}``.
     format = models.CharField(max_length=16, default="json")

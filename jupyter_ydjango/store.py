@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
+from .conf import notebook_root
 from .models import Author, Document, Snapshot, Update
 from .paths import PathError
 from .yutils import read_var_byte_array, write_var_uint
@@ -41,6 +42,8 @@ __all__ = [
     "claim_file_hash",
     "claim_writer",
     "deleted_documents",
+    "document_at",
+    "file_location",
     "get_document",
     "get_or_create_document",
     "import_file",
@@ -103,9 +106,41 @@ def unpack_updates(data: bytes) -> list[bytes]:
 # --- documents ----------------------------------------------------------------------------
 
 
+def file_location(api_path: str, root: Path | None = None) -> str:
+    """What identifies the file of an API path among every server's files: its absolute
+    location, the resolved notebook root (``root``, default this process's) then the path.
+
+    Documents are keyed by it (their ``path`` column), not by the API path: two Jupyter
+    servers of one user share the embedded database, and their roots often hold the same
+    relative names (``Untitled.ipynb``). Roots nested in one another name a file they both
+    serve with one location: one document, one history.
+    """
+    base = (root or notebook_root()).as_posix()
+    return f"{base.rstrip('/')}/{api_path}" if api_path else base
+
+
+def _root_prefix() -> str:
+    """The prefix of the locations of the files under this process's notebook root."""
+    return notebook_root().as_posix().rstrip("/") + "/"
+
+
+def _api_path_of(location: str) -> str | None:
+    """The API path of a location, or ``None`` if it is not under this process's root."""
+    prefix = _root_prefix()
+    if location == prefix.rstrip("/") or location == prefix:
+        return ""
+    return location[len(prefix):] if location.startswith(prefix) else None
+
+
+def _served() -> Any:
+    """The documents whose file is under this process's notebook root."""
+    return Document.objects.filter(path__startswith=_root_prefix())
+
+
 @dataclass(frozen=True)
 class DocumentInfo:
-    """A :class:`~jupyter_ydjango.models.Document` row as plain values."""
+    """A :class:`~jupyter_ydjango.models.Document` row as plain values, its ``path`` the API
+    path under this process's notebook root."""
 
     id: uuid.UUID
     path: str
@@ -124,7 +159,12 @@ class DocumentInfo:
 
     @classmethod
     def of(cls, row: Document) -> DocumentInfo:
-        return cls(row.id, row.path, row.format, row.type, row.session_id, row.file_hash,
+        """The row's values; ``ValueError`` if its file is not under this process's root
+        (another server's)."""
+        api_path = _api_path_of(row.path)
+        if api_path is None:
+            raise ValueError(f"{row.path} is not under {notebook_root()}")
+        return cls(row.id, api_path, row.format, row.type, row.session_id, row.file_hash,
                    row.last_saved, row.save_error, row.written_at, row.written_by,
                    row.deleted)
 
@@ -141,10 +181,12 @@ def get_or_create_document(path: str, format: str, type: str) -> tuple[DocumentI
     document, with a history of its own.
     """
     live = Document.objects.filter(deleted__isnull=True)
+    location = file_location(path)
     try:
-        row, created = live.get_or_create(path=path, defaults={"format": format, "type": type})
+        row, created = live.get_or_create(path=location,
+                                          defaults={"format": format, "type": type})
     except Exception:  # lost a creation race (unique live path): the other one is there now
-        row, created = live.get(path=path), False
+        row, created = live.get(path=location), False
     if not created and (row.format, row.type) != (format, type):
         Document.objects.filter(pk=row.pk).update(format=format, type=type)
         row.format, row.type = format, type
@@ -153,16 +195,24 @@ def get_or_create_document(path: str, format: str, type: str) -> tuple[DocumentI
 
 def get_document(file_id: str | uuid.UUID) -> DocumentInfo | None:
     """The document with this file id, or ``None`` (also for a malformed id)."""
-    try:
+    try:  # another server's document is unknown here
         return DocumentInfo.of(Document.objects.get(pk=uuid.UUID(str(file_id))))
     except (ValueError, Document.DoesNotExist):
         return None
 
 
+def document_at(path: str) -> DocumentInfo | None:
+    """The document of an API path, the live one if any, else the latest deleted one."""
+    row = (Document.objects.filter(path=file_location(path))
+           .order_by(F("deleted").desc(nulls_first=True)).first())
+    return None if row is None else DocumentInfo.of(row)
+
+
 def _live_under(path: str) -> Any:
     """The live documents of ``path``: the file, or a directory and what it holds."""
     live = Document.objects.filter(deleted__isnull=True)
-    return live.filter(Q(path=path) | Q(path__startswith=path.rstrip("/") + "/"))
+    location = file_location(path)
+    return live.filter(Q(path=location) | Q(path__startswith=location.rstrip("/") + "/"))
 
 
 def rename(old_path: str, new_path: str) -> int:
@@ -172,8 +222,9 @@ def rename(old_path: str, new_path: str) -> int:
     moved = 0
     now = timezone.now()
     with transaction.atomic():
+        old, new = file_location(old_path), file_location(new_path)
         for row in _live_under(old_path).select_for_update():
-            target = new_path + row.path[len(old_path):]
+            target = new + row.path[len(old):]
             Document.objects.filter(path=target, deleted__isnull=True).exclude(
                 pk=row.pk).update(deleted=now)
             row.path = target
@@ -196,13 +247,13 @@ def mark_deleted(path: str) -> list[DocumentInfo]:
 
 def live_document_at(path: str) -> DocumentInfo | None:
     """The document of ``path`` whose file was not deleted, if any."""
-    row = Document.objects.filter(path=path, deleted__isnull=True).first()
+    row = Document.objects.filter(path=file_location(path), deleted__isnull=True).first()
     return None if row is None else DocumentInfo.of(row)
 
 
 def deleted_documents() -> list[DocumentInfo]:
     """The documents whose file was deleted, the latest deletion first."""
-    rows = Document.objects.filter(deleted__isnull=False).order_by("-deleted")
+    rows = _served().filter(deleted__isnull=False).order_by("-deleted")
     return [DocumentInfo.of(row) for row in rows]
 
 
@@ -210,7 +261,7 @@ def undelete(document_id: uuid.UUID, path: str, file_hash: str, size: int) -> No
     """Make a deleted document live again, its file (just written) at ``path``."""
     now = timezone.now()
     Document.objects.filter(pk=document_id, deleted__isnull=False).update(
-        deleted=None, path=path, file_hash=file_hash, size=size, last_saved=now,
+        deleted=None, path=file_location(path), file_hash=file_hash, size=size, last_saved=now,
         written_at=now, written_by="room", save_error="",
     )
 

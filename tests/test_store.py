@@ -16,6 +16,7 @@ from jupyter_ydjango.formats import FormatError, NotebookFormat
 from jupyter_ydjango.notebook import load_into, notebook_from_doc, read_notebook, replace_content
 from jupyter_ydjango.paths import PathError, normalize_api_path, resolve_in_root
 from jupyter_ydjango.store import (
+    file_location,
     pack_updates,
     read_file,
     stat_file,
@@ -177,7 +178,7 @@ def test_admin_pages_render(tmp_path: Path) -> None:
     from jupyter_ydjango.models import Document, Snapshot, Update
 
     call_command("migrate", interactive=False, verbosity=0)
-    document = Document.objects.create(path=f"{tmp_path.name}/admin.ipynb")
+    document = Document.objects.create(path=file_location(f"{tmp_path.name}/admin.ipynb"))
     Snapshot.objects.create(document=document, state=b"\x00\x00", reason="import")
     Update.objects.create(document=document, data=b"\x02\x00\x00")
     User.objects.filter(username="admin-test").delete()
@@ -203,7 +204,8 @@ def test_restore_snapshot_is_an_edit_of_the_history(tmp_path: Path) -> None:
 
     call_command("migrate", interactive=False, verbosity=0)
     fmt = NotebookFormat()
-    document = Document.objects.create(path=f"{tmp_path.name}/restore.ipynb")
+    document = Document.objects.create(
+        path=file_location(f"{tmp_path.name}/restore.ipynb"))
     original = generated_notebook(5)
     doc = pycrdt.Doc(client_id=0)
     fmt.load_into(doc, copy.deepcopy(original), document.path, "0" * 64)
@@ -260,7 +262,8 @@ def test_admin_restores_a_deleted_file(tmp_path: Path) -> None:
     call_command("migrate", interactive=False, verbosity=0)
     fmt = NotebookFormat()
     path = f"{tmp_path.name}/deleted.ipynb"
-    document = Document.objects.create(path=path, deleted=timezone.now())
+    document = Document.objects.create(path=file_location(path, tmp_path.parent),
+                                       deleted=timezone.now())
     nb = generated_notebook(3)
     doc = pycrdt.Doc(client_id=0)
     fmt.load_into(doc, copy.deepcopy(nb), path, "0" * 64)
@@ -279,8 +282,10 @@ def test_admin_restores_a_deleted_file(tmp_path: Path) -> None:
     written = tmp_path / "deleted.ipynb"
     assert [c.source for c in read_notebook(written.read_bytes()).cells] == [
         c.source for c in read_back(nb).cells]
-    info = store.get_document(document.id)
+    with override_settings(YDJANGO_NOTEBOOK_DIR=str(tmp_path.parent)):
+        info = store.get_document(document.id)
     assert info is not None and info.deleted is None and info.path == path
+    assert store.get_document(document.id) is None, "not under this root"
 
 
 def test_a_rename_waits_for_a_concurrent_writer_instead_of_failing(tmp_path: Path) -> None:
@@ -300,8 +305,8 @@ def test_a_rename_waits_for_a_concurrent_writer_instead_of_failing(tmp_path: Pat
         pytest.skip("SQLite's locking only")
     call_command("migrate", interactive=False, verbosity=0)
     old, new = f"{tmp_path.name}/locked-before.ipynb", f"{tmp_path.name}/locked-after.ipynb"
-    document = Document.objects.create(path=old)
-    other = Document.objects.create(path=f"{tmp_path.name}/other.ipynb")
+    document = Document.objects.create(path=file_location(old))
+    other = Document.objects.create(path=file_location(f"{tmp_path.name}/other.ipynb"))
     writing, renaming = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
@@ -334,4 +339,4 @@ def test_a_rename_waits_for_a_concurrent_writer_instead_of_failing(tmp_path: Pat
         thread.join(30)
     assert errors == []
     document.refresh_from_db()
-    assert document.path == new
+    assert document.path == file_location(new)
