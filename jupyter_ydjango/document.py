@@ -191,6 +191,11 @@ class DocumentRoom(Room):
             author = origin.author if isinstance(origin, Peer) else self.acting_for
             self.pending.published(update, self.relay, author)
 
+    def on_incomplete(self, update: bytes, origin: Any) -> None:
+        if origin is not REMOTE:  # logged as it came: it integrates once its base is loaded
+            author = origin.author if isinstance(origin, Peer) else self.acting_for
+            self.pending.published(update, self.relay, author)
+
     async def on_unload(self) -> None:
         for task in self._tasks:
             task.cancel()

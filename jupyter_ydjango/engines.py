@@ -139,6 +139,37 @@ def decode_state_vector(state_vector: bytes) -> dict[int, int]:
     return clocks
 
 
+def update_held(update: bytes, state_vector: bytes) -> bool:
+    """Whether a document whose state vector is ``state_vector`` holds all of ``update``.
+
+    A document applies an update whose dependencies it lacks only in part: the rest (the
+    structs after a missing one, deletions of items it does not have) waits in the engine,
+    left out of every update it encodes, until the dependency arrives. ``update`` is held if
+    none of its structs lie beyond the state vector and every range its delete set names
+    lies below it.
+
+    :raises ProtocolError: the update cannot be decoded.
+    """
+    try:
+        beyond = pycrdt.get_update(update, state_vector)  # its structs beyond the vector
+    except Exception as exc:
+        raise ProtocolError(f"invalid update: {exc}") from None
+    clients, pos = read_var_uint(beyond)
+    if clients:
+        return False
+    clocks = decode_state_vector(state_vector)
+    clients, pos = read_var_uint(beyond, pos)  # the delete set: per client, clock ranges
+    for _ in range(clients):
+        client, pos = read_var_uint(beyond, pos)
+        ranges, pos = read_var_uint(beyond, pos)
+        for _ in range(ranges):
+            clock, pos = read_var_uint(beyond, pos)
+            length, pos = read_var_uint(beyond, pos)
+            if clock + length > clocks.get(client, 0):
+                return False
+    return True
+
+
 def engine_for(doc: Any) -> Engine:
     """The engine of a document made by ``make_ydoc()``.
 

@@ -39,6 +39,7 @@ from django.db import transaction
 from django.utils import timezone as dj_timezone
 
 from .conf import get_setting
+from .engines import update_held
 from .formats import DocumentFormat
 from .models import Document, Fork, Snapshot, Update
 from .store import run_db, run_io, unpack_updates
@@ -353,17 +354,25 @@ def _read_for_fold(document_id: uuid.UUID) -> tuple[StoredHistory, list[datetime
 def fold_changes(changes: Sequence[Change]) -> list[tuple[Change, bytes]]:
     """Each burst of update rows among ``changes`` (from :func:`read_changes`), with what it
     added to the document: replayed, so that it is encoded as compactly as a document is (the
-    content of what it added and deleted again is dropped)."""
+    content of what it added and deleted again is dropped).
+
+    A burst holding an update the replayed document does not hold at the end (its
+    dependencies were never logged: they are still on their way from another process, or
+    a client sends them when it reconnects) is not folded: a snapshot would leave it out, so
+    its rows stay in the log until the dependency arrives.
+    """
     doc = pycrdt.Doc()
-    folded = []
+    replayed = []
     for change in changes:
         before = doc.get_state()
         update = _merged(change.updates)
         if update != EMPTY_UPDATE:
             doc.apply_update(update)
         if not change.reason:
-            folded.append((change, doc.get_update(before)))
-    return folded
+            replayed.append((change, doc.get_update(before)))
+    state_vector = doc.get_state()
+    return [(change, state) for change, state in replayed
+            if all(update_held(update, state_vector) for update in change.updates)]
 
 
 def _store_fold(document_id: uuid.UUID, folded: Sequence[tuple[Change, bytes]],

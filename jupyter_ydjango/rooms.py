@@ -27,7 +27,7 @@ from typing import Any
 import pycrdt
 
 from . import metrics
-from .engines import PycrdtEngine, engine_for
+from .engines import PycrdtEngine, engine_for, update_held
 from .pending import PendingChanges
 from .relay import REMOTE, RoomRelay, get_relay_layer
 from .signals import room_loaded, room_unloaded
@@ -156,6 +156,13 @@ class Room:
         Runs synchronously on the event loop: schedule slow work, do not do it here.
         """
 
+    def on_incomplete(self, update: bytes, origin: Any) -> None:
+        """Called after an update was applied of which a part waits for changes it builds on
+        (they are on their way: from another process, or from a client that reconnects).
+        That part reaches :meth:`on_change` only once they arrive; a room that stores its
+        changes stores ``update`` as it came, so that nothing is lost if the room goes first.
+        ``origin`` as for :meth:`on_change`. Default: nothing."""
+
     async def on_unload(self) -> None:
         """Called once when the room is dropped, after its last peer left and the idle delay."""
 
@@ -230,6 +237,17 @@ class Room:
             self.engine.apply_update(update)
         finally:
             self._origin = None
+        if origin is not HISTORY and not update_held(update, self.engine.state_vector()):
+            self._awaiting(update, origin)
+
+    def _awaiting(self, update: bytes, origin: Any) -> None:
+        """An update whose dependencies the document lacks was applied: the part that waits
+        for them is in no change the observer sees. It goes to the other processes as it
+        came (one of them may hold what it builds on), and to :meth:`on_incomplete`."""
+        logger.info("room %s: an update waits for changes it builds on", self.name)
+        if self.relay is not None and origin is not REMOTE:
+            self.relay.publish_update(update)
+        self.on_incomplete(update, origin)
 
     def would_change(self, update: bytes) -> bool:
         """Whether applying ``update`` would change the document.

@@ -12,6 +12,7 @@ from asgiref.sync import async_to_sync
 from django.core.management import call_command
 
 from jupyter_ydjango import history
+from jupyter_ydjango.engines import update_held
 from jupyter_ydjango.formats import FORMATS
 from jupyter_ydjango.models import Document, Fork, Snapshot, Update
 from jupyter_ydjango.store import pack_updates
@@ -249,3 +250,39 @@ def test_only_unused_timeline_copies_expire() -> None:
     assert ids["old"] in expire_timelines()
     assert set(Fork.objects.filter(document=writer.document).values_list("id", flat=True)) == {
         ids["recent"], ids["fork"]}
+
+
+def test_an_update_waiting_for_its_dependency_is_never_folded_away() -> None:
+    """The log holds u2 but not u1, which u2 builds on (it is still on its way): folding
+    keeps u2's row, and once u1 is logged the document holds both."""
+    source_doc = pycrdt.Doc(client_id=11)
+    text = source_doc.get("source", type=pycrdt.Text)
+    updates: list[bytes] = []
+    subscription = source_doc.observe(lambda event: updates.append(event.update))
+    text.insert(0, "a")
+    text.insert(1, "b")
+    del text[0:1]  # u3: only a delete set, of an item u1 brings
+    u1, u2, u3 = updates
+    del subscription
+    document = Document.objects.create(path=f"/{uuid.uuid4().hex}.txt", format="text",
+                                       type="file")
+
+    def log(update: bytes, when: datetime) -> None:
+        row = Update.objects.create(document=document, data=pack_updates([update]), count=1)
+        Update.objects.filter(pk=row.pk).update(created=when)
+
+    log(u2, NOW - timedelta(minutes=2))
+    log(u3, NOW - timedelta(minutes=1))
+    replay = pycrdt.Doc()
+    for update in (u2, u3):
+        replay.apply_update(update)
+        assert not update_held(update, replay.get_state())
+    replay.apply_update(u1)
+    assert all(update_held(u, replay.get_state()) for u in (u1, u2, u3))
+    assert async_to_sync(history.fold_log)(document.id, 5.0, doc_format=TEXT) == []
+    assert Update.objects.filter(document=document).count() == 2, "kept until u1 comes"
+    log(u1, NOW)
+    assert async_to_sync(history.content_at)(document.id, TEXT, NOW) == "b"
+    assert len(async_to_sync(history.fold_log)(document.id, 5.0, doc_format=TEXT)) == 3
+    assert not Update.objects.filter(document=document).exists()
+    assert async_to_sync(history.content_at)(document.id, TEXT, NOW) == "b"
