@@ -58,6 +58,14 @@ from .yutils import create_raw_json_message
 logger = logging.getLogger(__name__)
 
 
+#: How the error of a change on disk that could not be loaded begins.
+OUTSIDE_CHANGE_ERROR = "{path} changed on disk, and the change could not be loaded"
+
+
+class OutsideChangeNotLoaded(Exception):
+    """A change of the file made outside the room could not be loaded yet."""
+
+
 class LoadError(Exception):
     """A room that cannot be loaded; ``code`` is the websocket close code for its clients,
     ``summary`` a short sentence for them (at most 56 bytes), or empty."""
@@ -122,6 +130,12 @@ class DocumentRoom(Room):
         self.writer_id = uuid.uuid4().hex
         self.writer_lease = max(3.0, 5 * self.poll_interval)
         self._renew_at = 0.0  # monotonic time from which the lease held is renewed
+        self._lease_until = 0.0  # monotonic time at which the lease last claimed runs out
+        self._was_writer = False  # the answer of the last claim the database gave
+        self._claim_failing = False  # the database cannot be asked who writes the file
+        #: Why the update log cannot be written now; empty while it can.
+        self.store_error = ""
+        self._log_lock = asyncio.Lock()  # one batch of the log written at a time
         #: Who the changes that server-side code makes are credited to (see
         #: :meth:`changes_by`).
         self.acting_for = ""
@@ -288,40 +302,55 @@ class DocumentRoom(Room):
     log_batch_delay = 0.05
 
     async def _write_log(self) -> None:
-        """Write queued updates, as one row per batch, in order; retried until written."""
+        """Write queued updates, as one row per batch, in order; retried until written (the
+        room stays loaded meanwhile: see :meth:`can_unload`)."""
         delay = 0.1
         while True:
             await self.pending.wake.wait()
             await asyncio.sleep(self.log_batch_delay)
             self.pending.wake.clear()
             while self.pending:
-                batch = self.pending.batch()
                 try:
-                    row_id = await run_db(store.append_updates, self.document.id, batch,
-                                          self.pending.authors(len(batch)))
+                    await self.flush()
                 except Exception as exc:
                     metrics.LOG_WRITE_FAILURES.inc()
-                    logger.error("%s: cannot write the update log (retrying): %r", self.name, exc)
-                    self._notify({"type": "store", "status": "failing", "error": str(exc)})
+                    if not self.store_error:
+                        logger.error("%s: cannot write the update log (%d changes kept, "
+                                     "retrying): %r", self.name, len(self.pending), exc)
+                        self._notify({"type": "store", "status": "failing", "error": str(exc)})
+                    self.store_error = f"changes cannot be stored: {exc}"
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue
-                if delay > 0.1:
+                if self.store_error:
+                    logger.info("%s: the update log is written again", self.name)
                     self._notify({"type": "store", "status": "ok"})
-                    delay = 0.1
-                self.pending.stored(len(batch))
-                self._update_ids.append(row_id)
+                    self.store_error = ""
+                delay = 0.1
             if len(self._update_ids) >= self.compact_after:
                 await self._compact()
 
     async def flush(self) -> None:
-        """Write every queued update to the log now."""
-        while self.pending:
-            batch = self.pending.batch()
-            row_id = await run_db(store.append_updates, self.document.id, batch,
-                                  self.pending.authors(len(batch)))
-            self.pending.stored(len(batch))
-            self._update_ids.append(row_id)
+        """Write every queued update to the log now (one batch at a time, whoever asks:
+        the log writer and an unload)."""
+        async with self._log_lock:
+            while self.pending:
+                batch = self.pending.batch()
+                row_id = await run_db(store.append_updates, self.document.id, batch,
+                                      self.pending.authors(len(batch)))
+                self.pending.stored(len(batch))
+                self._update_ids.append(row_id)
+
+    async def can_unload(self) -> bool:
+        """Not while changes wait to be stored: they are written first, and a room whose
+        database is down stays loaded, and keeps them, until it is back."""
+        try:
+            await self.flush()
+        except Exception as exc:
+            logger.warning("%s: stays loaded, %d changes not stored yet: %r", self.name,
+                           len(self.pending), exc)
+            return False
+        return True
 
     async def _compact(self, reason: str = "") -> None:
         """Fold the update log into snapshots, one per burst of edits (see
@@ -385,9 +414,18 @@ class DocumentRoom(Room):
         self._changes += 1
         self._content_changed.set()
 
+    #: The longest wait, in seconds, between two attempts of a save that keeps failing.
+    save_retry_max = 30.0
+
     async def _autosave(self) -> None:
-        """Save after ``save_delay`` of quiet, or ``save_max_wait`` after the first change."""
+        """Save after ``save_delay`` of quiet, or ``save_max_wait`` after the first change.
+
+        Nothing ends it while the room is loaded: a failed save (whatever the cause: the
+        disk, the database, the converter) is logged, shown to the clients, and tried again
+        after a backoff that doubles up to :attr:`save_retry_max`.
+        """
         loop = asyncio.get_running_loop()
+        retry = self.save_delay
         while True:
             await self._content_changed.wait()
             deadline = loop.time() + self.save_max_wait
@@ -401,16 +439,30 @@ class DocumentRoom(Room):
                 except asyncio.TimeoutError:
                     break
             self._content_changed.clear()
-            if self.deleted or not await self.is_writer():
-                continue  # nothing to write, or another process's room writes the file
-            status = await self.save()
+            try:
+                if self.deleted or not await self.is_writer():
+                    continue  # nothing to write, or another process's room writes the file
+                status = await self.save()
+            except Exception as exc:
+                status = await self._save_failed(
+                    f"not saved ({type(exc).__name__}: {exc}); retrying", exc)
             if status == "failed" and self.unsaved and not self._invalid and not self.deleted:
-                await asyncio.sleep(self.save_delay)  # an I/O error: try again
+                await asyncio.sleep(retry)  # try again, less and less often
+                retry = min(max(retry, 0.1) * 2, self.save_retry_max)
                 self._content_changed.set()
+            else:
+                retry = self.save_delay
 
     async def is_writer(self) -> bool:
         """Whether this room writes the file (taking the lease, or renewing it once half of
-        it has passed: no database write every poll); a database error counts as no."""
+        it has passed: no database write every poll).
+
+        While the database cannot be asked, the room that held the lease goes on writing:
+        until its lease runs out, or for as long as the outage lasts on SQLite, whose
+        database is on this machine (a single embedded server needs no lease to write its
+        own file; no other process can take the lease from a database it cannot reach
+        either). Any other room does not write.
+        """
         started = time.monotonic()
         if started < self._renew_at:
             return True
@@ -418,8 +470,17 @@ class DocumentRoom(Room):
             held = await run_db(store.claim_writer, self.document.id, self.writer_id,
                                 self.writer_lease)
         except Exception as exc:
-            logger.error("%s: cannot claim the file: %r", self.name, exc)
-            held = False
+            held = self._was_writer and (started < self._lease_until or store.database_is_local())
+            if not self._claim_failing:
+                logger.error("%s: cannot ask the database who writes the file (%s): %r",
+                             self.name, "this room goes on" if held else "not written", exc)
+            self._claim_failing = True
+            return held
+        if self._claim_failing:
+            logger.info("%s: the database answers again", self.name)
+            self._claim_failing = False
+        self._was_writer = held
+        self._lease_until = started + self.writer_lease if held else 0.0
         self._renew_at = started + self.writer_lease / 2 if held else 0.0
         return held
 
@@ -492,9 +553,9 @@ class DocumentRoom(Room):
             await asyncio.sleep(0.1)
         return "skipped"
 
-    async def _save_failed(self, error: str) -> str:
+    async def _save_failed(self, error: str, exc: BaseException | None = None) -> str:
         metrics.SAVE_FAILURES.inc()
-        logger.error("%s: %s", self.name, error)
+        logger.error("%s: %s", self.name, error, exc_info=exc)
         self.save_error = error
         with contextlib.suppress(Exception):
             await run_db(store.record_save, self.document.id, "", 0, error)
@@ -529,6 +590,9 @@ class DocumentRoom(Room):
                     async with self._file_lock:
                         await self._refresh_document(writer=False)
                 was_writer = writer
+            except OutsideChangeNotLoaded as exc:
+                if self.save_error != str(exc):  # said once; tried again at every check
+                    await self._save_failed(str(exc), exc)
             except Exception:
                 logger.exception("%s: error while checking the file", self.name)
             if (self._update_ids and time.monotonic() - self._last_change > self.compact_idle
@@ -649,14 +713,34 @@ class DocumentRoom(Room):
             self._content_changed.set()
 
     async def _load_from_disk(self, path: Path, file: store.FileState) -> None:
-        """Someone else changed the file: keep the room's unsaved version, load theirs."""
-        previous_hash = self.document.file_hash
+        """Someone else changed the file: keep the room's unsaved version, load theirs.
+
+        If that fails (its safety copy cannot be written, say), the change is given back:
+        the file is not taken as seen, so nothing overwrites it, and it is loaded at the next
+        check. :raises OutsideChangeNotLoaded:
+        """
+        previous_hash, previous_disk_hash = self.document.file_hash, self._disk_hash
         previous_shape = self._shape if self._shape_hash == self._disk_hash else None
         claimed = await run_db(store.claim_file_hash, self.document.id, previous_hash, file.hash)
         self.document = _with_hash(self.document, file.hash)
         self._disk_hash = file.hash
         if not claimed:  # another process of this room handles it; its edit reaches us
             return
+        try:
+            await self._load_claimed(path, file, previous_hash, previous_shape)
+        except Exception as exc:
+            self.document = _with_hash(self.document, previous_hash)
+            self._disk_hash, self._disk_signature = previous_disk_hash, None
+            with contextlib.suppress(Exception):
+                await run_db(store.claim_file_hash, self.document.id, file.hash, previous_hash)
+            raise OutsideChangeNotLoaded(
+                OUTSIDE_CHANGE_ERROR.format(path=self.document.path)
+                + f" ({type(exc).__name__}: {exc}); the room does not write the file until "
+                "it is") from exc
+
+    async def _load_claimed(self, path: Path, file: store.FileState, previous_hash: str,
+                            previous_shape: Any) -> None:
+        """Load a change on disk that this room claimed (see :meth:`_load_from_disk`)."""
         try:
             content = await run_io(self.format.parse, file.data)
         except FormatError as exc:
@@ -681,6 +765,8 @@ class DocumentRoom(Room):
         self._remember_shape(file.hash, self.format.shape(content))
         self._saved_changes = self._changes
         self._mark_clean(file.hash)
+        if self.save_error.startswith(OUTSIDE_CHANGE_ERROR.format(path=self.document.path)):
+            self.save_error = ""  # loaded at last
         written = datetime.fromtimestamp(file.signature[0] / 1e9, tz=timezone.utc)
         with contextlib.suppress(Exception):  # only the "last written" shown to people
             await run_db(store.record_outside_write, self.document.id, written)
@@ -700,6 +786,7 @@ class DocumentRoom(Room):
             "connections": len(self.peers),
             "unsaved": self.unsaved and not self.deleted,
             "saveError": self.save_error or None,
+            "storeError": self.store_error or None,
             "deleted": self.deleted,
         }
 

@@ -163,6 +163,12 @@ class Room:
         changes stores ``update`` as it came, so that nothing is lost if the room goes first.
         ``origin`` as for :meth:`on_change`. Default: nothing."""
 
+    async def can_unload(self) -> bool:
+        """Called after the idle delay, before :meth:`on_unload`: ``False`` keeps the room
+        loaded, and the registry asks again after another delay (a room holding changes it
+        cannot store yet keeps them). Not asked at shutdown. Default: ``True``."""
+        return True
+
     async def on_unload(self) -> None:
         """Called once when the room is dropped, after its last peer left and the idle delay."""
 
@@ -477,8 +483,23 @@ class RoomRegistry:
         self._timers.pop(name, None)
         if self._holders.get(name) or name not in self.rooms:
             return
-        task = asyncio.get_running_loop().create_task(self._unload(name))
+        task = asyncio.get_running_loop().create_task(self._unload_if_ready(name))
         self._unloading[name] = task
+
+    async def _unload_if_ready(self, name: str) -> None:
+        room = self.rooms[name]
+        try:
+            ready = await room.can_unload()
+        except Exception:
+            logger.exception("room %s: error while asking whether it may unload", name)
+            ready = False
+        if ready:
+            await self._unload(name)
+            return
+        del self._unloading[name]  # a joiner waiting for the unload finds the room loaded
+        if not self._holders.get(name) and name not in self._timers:
+            loop = asyncio.get_running_loop()
+            self._timers[name] = loop.call_later(self.unload_delay, self._start_unload, name)
 
     async def _unload(self, name: str) -> None:
         room = self.rooms.pop(name)

@@ -41,6 +41,7 @@ __all__ = [
     "author_names",
     "claim_file_hash",
     "claim_writer",
+    "database_is_local",
     "deleted_documents",
     "document_at",
     "file_location",
@@ -104,6 +105,13 @@ def unpack_updates(data: bytes) -> list[bytes]:
 
 
 # --- documents ----------------------------------------------------------------------------
+
+
+def database_is_local() -> bool:
+    """Whether the database is a file on this machine (SQLite), not a server."""
+    from django.db import connection
+
+    return connection.vendor == "sqlite"
 
 
 def file_location(api_path: str, root: Path | None = None) -> str:

@@ -69,3 +69,135 @@ async def test_an_update_whose_dependency_comes_later_outlives_the_compaction(
         await later.close()
     finally:
         server.stop()
+
+
+# --- saving never stops -------------------------------------------------------------------
+
+
+class FailOnce:
+    """Wraps a function: the first call after :meth:`arm` raises ``error``."""
+
+    def __init__(self, function: Any, error: BaseException) -> None:
+        self.function, self.error = function, error
+        self.armed = False
+        self.raised = 0
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.armed:
+            self.armed = False
+            self.raised += 1
+            raise self.error
+        return self.function(*args, **kwargs)
+
+
+async def loaded_text_room(tmp_path: Path, name: str, content: str) -> tuple[Any, Any, Path]:
+    """An in-process room of a text file, saving a moment after each change."""
+    from django.core.management import call_command
+
+    from jupyter_ydjango import store
+    from jupyter_ydjango.document import DocumentRoom
+    from jupyter_ydjango.formats import FORMATS
+    from jupyter_ydjango.rooms import RoomRegistry
+
+    await asyncio.to_thread(call_command, "migrate", interactive=False, verbosity=0)
+    path = tmp_path / name
+    path.write_text(content)
+    info, _ = await asyncio.to_thread(store.get_or_create_document, f"{tmp_path.name}/{name}",
+                                      "text", "file")
+    text = FORMATS[("text", "file")]
+
+    async def make() -> DocumentRoom:
+        room = DocumentRoom(info.room_name, pycrdt.Doc(), document=info, format=text,
+                            root=tmp_path.parent)
+        room.save_delay, room.poll_interval = 0.05, 0.05
+        return room
+
+    registry = RoomRegistry(unload_delay=600)
+    room = await registry.acquire(info.room_name, make)
+    return registry, room, path
+
+
+def append(room: Any, text: str) -> None:
+    from jupyter_ydjango.formats import FORMATS
+
+    fmt = FORMATS[("text", "file")]
+    fmt.replace(room.doc, fmt.read(room.doc) + text)
+
+
+async def test_an_autosave_that_fails_goes_on_saving(tmp_path: Path, monkeypatch: Any) -> None:
+    """Each failure the autosave can meet, once: the edit still reaches the file, and so
+    does the next one."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from django.db import OperationalError
+
+    from jupyter_ydjango import document as document_module
+    from jupyter_ydjango import store
+
+    registry, room, path = await loaded_text_room(tmp_path, "autosaved.txt", "start")
+    converter = document_module.get_converter()
+
+    class Converter:  # the process pool that renders files, broken once
+        def __init__(self) -> None:
+            self.render = FailOnce(converter.render, BrokenProcessPool("a worker died"))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(converter, name)
+
+    broken = Converter()
+    monkeypatch.setattr(document_module, "get_converter", lambda: broken)
+    failures = {
+        "the lease check": FailOnce(store.claim_writer, OperationalError("database is locked")),
+        "recording the save": FailOnce(store.record_save, OperationalError("disk I/O error")),
+        "writing the file": FailOnce(store.write_file_atomic, OSError(28, "No space left")),
+    }
+    monkeypatch.setattr(store, "claim_writer", failures["the lease check"])
+    monkeypatch.setattr(store, "record_save", failures["recording the save"])
+    monkeypatch.setattr(store, "write_file_atomic", failures["writing the file"])
+    failures["the converter"] = broken.render
+    expected = "start"
+    try:
+        for what, failure in failures.items():
+            room._renew_at = 0.0  # the lease is asked for at the next save
+            failure.arm()
+            expected += f" / {what}"
+            append(room, f" / {what}")
+            await wait_until(lambda e=expected: path.read_text() == e, what=f"saved ({what})")
+            assert failure.raised == 1, f"{what}: the failure did not happen"
+            expected += " / next"
+            append(room, " / next")
+            await wait_until(lambda e=expected: path.read_text() == e, what=f"next ({what})")
+            assert all(not task.done() for task in room._tasks), f"{what}: a task ended"
+    finally:
+        await registry.close()
+
+
+async def test_a_change_on_disk_whose_safety_copy_fails_is_loaded_later(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """The room has unsaved changes when the file changes on disk: its version is kept as a
+    copy beside the file. That copy fails once: the change on disk is not lost (it is
+    loaded at the next check, and no save overwrites it meanwhile)."""
+    from jupyter_ydjango import store
+
+    registry, room, path = await loaded_text_room(tmp_path, "outside.txt", "base")
+    write_copy = FailOnce(store.write_copy, OSError(13, "Permission denied"))
+    monkeypatch.setattr(store, "write_copy", write_copy)
+    try:
+        room.save_delay = room.save_max_wait = 600.0  # the room's edit stays unsaved
+        await asyncio.sleep(0.3)  # the watcher has seen the file as the room loaded it
+        append(room, " + the room's")
+        write_copy.arm()
+        path.write_text("base + theirs")
+        await wait_until(lambda: write_copy.raised == 1, what="the copy attempted")
+        room.save_delay = room.save_max_wait = 0.05
+        await wait_until(lambda: str(room.doc.get("source", type=pycrdt.Text)) == "base + theirs",
+                         what="the change on disk loaded")
+        assert path.read_text() == "base + theirs"
+        copies = [p for p in tmp_path.iterdir() if p.name != "outside.txt"]
+        assert [p.read_text() for p in copies] == ["base + the room's"], copies
+        assert room.save_error == ""
+    finally:
+        await registry.close()
