@@ -133,6 +133,7 @@ class DocumentRoom(Room):
         self._lease_until = 0.0  # monotonic time at which the lease last claimed runs out
         self._was_writer = False  # the answer of the last claim the database gave
         self._claim_failing = False  # the database cannot be asked who writes the file
+        self._claim_retry_at = 0.0  # when to ask it again
         #: Why the update log cannot be written now; empty while it can.
         self.store_error = ""
         self._log_lock = asyncio.Lock()  # one batch of the log written at a time
@@ -414,6 +415,10 @@ class DocumentRoom(Room):
         self._changes += 1
         self._content_changed.set()
 
+    #: Seconds between two claims of the lease while the database fails them (each may
+    #: wait for a lock as long as the database's timeout).
+    claim_retry = 5.0
+
     #: The longest wait, in seconds, between two attempts of a save that keeps failing.
     save_retry_max = 30.0
 
@@ -466,15 +471,18 @@ class DocumentRoom(Room):
         started = time.monotonic()
         if started < self._renew_at:
             return True
+        if self._claim_failing and started < self._claim_retry_at:
+            return self._outage_writer(started)  # asked again a moment later
         try:
             held = await run_db(store.claim_writer, self.document.id, self.writer_id,
                                 self.writer_lease)
         except Exception as exc:
-            held = self._was_writer and (started < self._lease_until or store.database_is_local())
+            held = self._outage_writer(started)
             if not self._claim_failing:
                 logger.error("%s: cannot ask the database who writes the file (%s): %r",
                              self.name, "this room goes on" if held else "not written", exc)
             self._claim_failing = True
+            self._claim_retry_at = time.monotonic() + self.claim_retry
             return held
         if self._claim_failing:
             logger.info("%s: the database answers again", self.name)
@@ -483,6 +491,15 @@ class DocumentRoom(Room):
         self._lease_until = started + self.writer_lease if held else 0.0
         self._renew_at = started + self.writer_lease / 2 if held else 0.0
         return held
+
+    def _outage_writer(self, now: float) -> bool:
+        """Whether this room writes the file while the database cannot be asked."""
+        return self._was_writer and (now < self._lease_until or store.database_is_local())
+
+    @property
+    def database_failing(self) -> bool:
+        """Whether the database failed the room's last write of the log or claim."""
+        return bool(self.store_error) or self._claim_failing
 
     async def save(self) -> str:
         """Save the document to its file now: ``"success"`` once the file holds the document
@@ -662,7 +679,11 @@ class DocumentRoom(Room):
 
         A file missing for :attr:`missing_grace` seconds is taken as deleted.
         """
-        await self._refresh_document(writer=True)
+        if not self.database_failing:  # else the file is checked and saved without it
+            try:
+                await self._refresh_document(writer=True)
+            except Exception as exc:
+                logger.warning("%s: cannot read the document's row: %r", self.name, exc)
         if self.deleted:
             return False
         # The path is resolved again at every check, and each read and stat refuses a link

@@ -11,9 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pycrdt
+import pytest
+from docclient import DocClient
 from docserver import DocServer
+from nbformat.v4 import new_code_cell, new_notebook
 from rawclient import RawClient
+from services import PgDatabase, TcpForwarder, postgres_user
 
 from jupyter_ydjango.yutils import create_update_message
 
@@ -201,3 +206,94 @@ async def test_a_change_on_disk_whose_safety_copy_fails_is_loaded_later(
         assert room.save_error == ""
     finally:
         await registry.close()
+
+
+# --- database outages ---------------------------------------------------------------------
+
+
+class SqliteLock:
+    """Another process's write lock on the service's SQLite database, held until released."""
+
+    def __init__(self, path: Path) -> None:
+        import sqlite3
+
+        self.connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+
+    def take(self) -> None:
+        self.connection.execute("BEGIN EXCLUSIVE")
+
+    def release(self) -> None:
+        self.connection.execute("COMMIT")
+
+
+@pytest.mark.parametrize("outage", ["postgresql", "sqlite-locked"])
+async def test_typing_through_a_database_outage_loses_nothing(tmp_path: Path,
+                                                               outage: str) -> None:
+    """The database goes away while someone types, who then leaves; the room's unload delay
+    passes; the database comes back. Every keystroke is in the file and in the log, and the
+    client was never told that a save failed."""
+    root = tmp_path / "root"
+    root.mkdir()
+    path = root / "outage.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("", id="typed")]), path)
+    env: dict[str, str] = {}
+    database = forwarder = lock = None
+    if outage == "postgresql":
+        user, why = postgres_user()
+        if user is None:
+            pytest.skip(why)
+        database = PgDatabase(user, "ydjango_outage")
+        forwarder = TcpForwarder("127.0.0.1", 5432)
+        env["YDJANGO_DATABASE_URL"] = database.url(port=forwarder.port)
+    server = DocServer(tmp_path, root, **env)
+    if outage == "sqlite-locked":
+        lock = SqliteLock(tmp_path / "data" / "ydjango.sqlite3")
+    try:
+        session = server.session("outage.ipynb")
+        room = f"json:notebook:{session['fileId']}"
+        client = await DocClient.open(server.room_url(session))
+        typed = ""
+
+        async def type_text(count: int) -> None:
+            nonlocal typed
+            source = client.model.ycells[0]["source"]
+            for _ in range(count):
+                char = "abcdefghij"[len(typed) % 10]
+                source.insert(len(source), char)
+                typed += char
+                await asyncio.sleep(0.05)
+
+        def file_holds_all() -> bool:
+            return nbformat.read(path, as_version=4).cells[0].source == typed
+
+        await type_text(10)
+        await wait_until(file_holds_all, what="saved before the outage")
+        if forwarder is not None:
+            forwarder.pause()
+        else:
+            lock.take()
+        await type_text(40)
+        if lock is not None:  # on this machine's database, the file goes on being saved
+            await wait_until(file_holds_all, what="saved during the outage")
+        await client.flush()
+        await client.close()
+        await asyncio.sleep(3.0)  # the unload delay (1 s) passes, twice
+        assert f"room {room} unloaded" not in server.log(), "unloaded with changes not stored"
+        if forwarder is not None:
+            forwarder.resume()
+        else:
+            lock.release()
+        await wait_until(lambda: f"room {room} unloaded" in server.log(), timeout=30,
+                         what="the room unloaded once its changes are stored")
+        assert file_holds_all()
+        assert not [m for m in client.raw if m.get("type") == "save"
+                    and m.get("status") == "failed"], client.raw
+        again = await DocClient.open(server.room_url(session))  # from the log
+        assert again.model.get()["cells"][0]["source"] == typed
+        await again.close()
+    finally:
+        server.stop()
+        if forwarder is not None:
+            forwarder.close()
+        if database is not None:
+            database.drop()
