@@ -97,16 +97,31 @@ async def session(identity: Identity | None, path: str,
         "sessionId": str(info.session_id)}
 
 
+def _loaded_document(file_id: str) -> store.DocumentInfo | None:
+    """The document of ``file_id`` as a room loaded in this process holds it, if any."""
+    for room in loaded_rooms():
+        document = getattr(room, "document", None)
+        if isinstance(document, store.DocumentInfo) and str(document.id) == file_id:
+            return document
+    return None
+
+
 async def room_status(identity: Identity | None, file_id: str) -> tuple[int, dict[str, Any]]:
     """The state of a document's room, for status bars (``GET /api/ydjango/rooms/<fileId>``).
 
     200 with the file's id, path, room, last save and write, save error, whether the room is
-    loaded here (with its connections) and whether the user may only read; 401 no identity,
-    404 no such document.
+    loaded here (with its connections and why its changes cannot be stored, if they cannot)
+    and whether the user may only read; 401 no identity, 404 no such document, 503 the
+    database cannot be read and the room is not loaded here.
     """
     if identity is None:
         return 401, {"error": "not authenticated"}
-    info = await run_db(store.get_document, file_id)
+    try:
+        info = await run_db(store.get_document, file_id)
+    except Exception as exc:  # the database is down: a room loaded here still answers
+        info = _loaded_document(file_id)
+        if info is None:
+            return 503, {"error": f"the database cannot be read: {exc}"}
     if info is None:
         return 404, {"error": f"no document {file_id!r}"}
     status: dict[str, Any] = {
@@ -119,6 +134,7 @@ async def room_status(identity: Identity | None, file_id: str) -> tuple[int, dic
         "writtenAt": info.written_at.isoformat() if info.written_at else None,
         "writtenBy": info.written_by or None,
         "saveError": info.save_error or None,
+        "storeError": None,
         "readOnly": not identity.can_write,
         "deleted": info.deleted is not None,
     }

@@ -273,6 +273,13 @@ async def test_typing_through_a_database_outage_loses_nothing(tmp_path: Path,
         else:
             lock.take()
         await type_text(40)
+
+        def told() -> bool:  # the status bar's endpoint says so, the database down
+            status, body = server.request("GET", f"api/ydjango/rooms/{session['fileId']}")
+            assert status == 200, body
+            return body["storeError"] is not None
+
+        await wait_until(told, timeout=30, what="the room's status telling of the outage")
         if lock is not None:  # on this machine's database, the file goes on being saved
             await wait_until(file_holds_all, what="saved during the outage")
         await client.flush()
@@ -286,6 +293,8 @@ async def test_typing_through_a_database_outage_loses_nothing(tmp_path: Path,
         await wait_until(lambda: f"room {room} unloaded" in server.log(), timeout=30,
                          what="the room unloaded once its changes are stored")
         assert file_holds_all()
+        status, body = server.request("GET", f"api/ydjango/rooms/{session['fileId']}")
+        assert status == 200 and body["storeError"] is None, body
         assert not [m for m in client.raw if m.get("type") == "save"
                     and m.get("status") == "failed"], client.raw
         again = await DocClient.open(server.room_url(session))  # from the log

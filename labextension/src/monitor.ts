@@ -34,6 +34,8 @@ export interface IRoomStatus {
   writtenBy: 'room' | 'outside' | null;
   /** Why the server's last save failed, or null. */
   saveError: string | null;
+  /** Why the server cannot store the room's changes now, or null. */
+  storeError: string | null;
   fileId: string | null;
   /** Connections to the room the server counts, when its room endpoint answers. */
   connections: number | null;
@@ -118,6 +120,7 @@ export class RoomMonitor implements IDisposable {
       writtenAt,
       writtenBy: writtenAt === null ? null : (room?.writtenBy ?? null),
       saveError: room?.saveError ?? null,
+      storeError: room?.storeError ?? null,
       fileId: this._fileId(),
       connections: room ? room.connections : null
     };

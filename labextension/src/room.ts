@@ -24,6 +24,11 @@ export interface IRoomInfo {
   writtenBy: 'room' | 'outside' | null;
   /** Why the last save failed, or null. */
   saveError: string | null;
+  /**
+   * Why the room's changes cannot be stored in the database now (they are kept
+   * in memory and retried), or null.
+   */
+  storeError: string | null;
   readOnly: boolean;
   /** Whether the file was deleted (the room no longer saves it). */
   deleted: boolean;
@@ -84,6 +89,7 @@ export async function fetchRoomInfo(
     writtenAt: typeof data.writtenAt === 'string' ? data.writtenAt : null,
     writtenBy: data.writtenBy === 'room' || data.writtenBy === 'outside' ? data.writtenBy : null,
     saveError: typeof data.saveError === 'string' ? data.saveError : null,
+    storeError: typeof data.storeError === 'string' ? data.storeError : null,
     readOnly: data.readOnly === true,
     deleted: data.deleted === true
   };

@@ -8,7 +8,9 @@
  * `data-state`, `data-people`, `data-last-saved` (the room's last save,
  * ISO-8601, or empty), `data-written-at` and `data-written-by` (when the file
  * was last written and by whom, `room` or `outside`, or empty while unknown)
- * and, when the server reports one, `data-save-error`.
+ * and, when the server reports them, `data-save-error` and `data-store-error`
+ * (why the room's changes cannot be stored in its database now: they are kept
+ * and retried; the text then reads "… · changes not stored yet").
  *
  * The text reads e.g. "synced · 2 people · saved 12 s ago", "… · changed on
  * disk 3 min ago" (written by something other than the room), or has no time
@@ -104,6 +106,7 @@ export class RoomStatusItem extends Widget {
       delete data.writtenAt;
       delete data.writtenBy;
       delete data.saveError;
+      delete data.storeError;
       this._text.textContent = '';
       this.node.title = '';
       return;
@@ -118,6 +121,11 @@ export class RoomStatusItem extends Widget {
       delete data.saveError;
     } else {
       data.saveError = status.saveError;
+    }
+    if (status.storeError === null) {
+      delete data.storeError;
+    } else {
+      data.storeError = status.storeError;
     }
     const parts = [status.state, formatPeople(status.people)];
     const written = formatWritten(status, now);
@@ -169,6 +177,9 @@ export function formatWritten(status: IRoomStatus, now: number): string | null {
   if (status.saveError !== null) {
     return 'save failed';
   }
+  if (status.storeError !== null) {
+    return 'changes not stored yet';
+  }
   if (status.writtenAt === null) {
     return null;
   }
@@ -204,6 +215,12 @@ function describe(status: IRoomStatus): string {
   }
   if (status.saveError !== null) {
     lines.push(`Last save failed: ${status.saveError}`);
+  }
+  if (status.storeError !== null) {
+    lines.push(
+      `The server cannot store the changes in its database now (${status.storeError}); ` +
+        'it keeps them and tries again. Keep the notebook open.'
+    );
   }
   if (status.fileId !== null) {
     lines.push(`File id: ${status.fileId}`);
