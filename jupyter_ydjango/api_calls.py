@@ -17,7 +17,7 @@ from .conf import notebook_root
 from .document import DocumentRoom, preload
 from .identity import Identity
 from .models import Document
-from .paths import PathError, normalize_api_path, resolve_in_root
+from .paths import PathError, hidden_unless_allowed, normalize_api_path, resolve_in_root
 from .rooms import find_room, loaded_rooms
 from .store import run_db
 from .ydoc_formats import find_format
@@ -86,7 +86,8 @@ async def session(identity: Identity | None, path: str,
             real = resolve_in_root(notebook_root(), api_path)
     except PathError as exc:
         return 403, {"error": str(exc)}
-    if not real.is_file():
+    if not real.is_file() or hidden_unless_allowed(api_path):
+        # a hidden file is answered as Jupyter's contents API answers it
         return 404, {"error": f"file {api_path!r} does not exist"}
     info, created = loaded_document(api_path, kind), False
     if info is None:

@@ -31,6 +31,9 @@ SETTINGS: dict[str, tuple[Any, str]] = {
                                    "channel layer (Redis restarting) before it is refused."),
     "YDJANGO_ALLOW_ANONYMOUS": (False, "Development only: let unauthenticated clients into "
                                 "rooms."),
+    "YDJANGO_ALLOW_HIDDEN": (False, "Serve hidden files (a name on the path starts with "
+                             "'.'), as Jupyter's ContentsManager.allow_hidden; embedded, the "
+                             "Jupyter server's setting."),
     "YDJANGO_NOTEBOOK_DIR": (None, "The directory whose files are served (API paths are "
                              "relative to it); unset: the working directory."),
     "YDJANGO_SAVE_DELAY": (1.0, "Seconds without changes before a document is saved to its "

@@ -48,7 +48,7 @@ from .conf import get_setting, notebook_root
 from .conversions import Imported, get_converter
 from .formats import DocumentFormat, FormatError
 from .history import compact as compact_history
-from .paths import PathError, resolve_in_root
+from .paths import PathError, hidden_unless_allowed, resolve_in_root
 from .pending import PendingChanges
 from .relay import REMOTE
 from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame, get_registry, loaded_rooms
@@ -172,6 +172,8 @@ class DocumentRoom(Room):
             path = self.path
         except PathError as exc:
             raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
+        if hidden_unless_allowed(self.document.path):  # as if it did not exist: nothing sent
+            raise LoadError(CLOSE_NOT_FOUND, f"no file {self.document.path}")
         history = await run_db(store.load_history, self.document.id)
         imported = None
         if history.empty and self.deleted:  # never opened before its file was deleted

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-__all__ = ["PathError", "normalize_api_path", "resolve_in_root"]
+__all__ = [
+    "PathError", "hidden_unless_allowed", "is_hidden", "normalize_api_path", "resolve_in_root",
+]
 
 
 class PathError(ValueError):
@@ -34,6 +36,20 @@ def normalize_api_path(api_path: str) -> str:
     if ".." in parts:
         raise PathError(f"'..' is not allowed in a path: {api_path!r}")
     return str(PurePosixPath(*parts))
+
+
+def is_hidden(api_path: str) -> bool:
+    """Whether an API path names a hidden file, as Jupyter's file contents manager sees one
+    on Linux: the file, or a folder on its way, has a name that starts with ``.``."""
+    return any(part.startswith(".") for part in api_path.split("/") if part not in ("", "."))
+
+
+def hidden_unless_allowed(api_path: str) -> bool:
+    """Whether an API path names a hidden file that is not served (``YDJANGO_ALLOW_HIDDEN``
+    unset): it is answered as a file that does not exist."""
+    from .conf import get_setting
+
+    return is_hidden(api_path) and not get_setting("YDJANGO_ALLOW_HIDDEN")
 
 
 def resolve_in_root(root: str | os.PathLike[str], api_path: str) -> Path:

@@ -240,8 +240,10 @@ class YDjango(ExtensionApp):
         if given and os.path.abspath(given) != root:
             self.log.warning("YDJANGO_NOTEBOOK_DIR=%s is ignored: documents are served from "
                              "the Jupyter server's root directory %s", given, root)
+        allow_hidden = bool(getattr(self.serverapp.contents_manager, "allow_hidden", False))
         values = {
             "YDJANGO_NOTEBOOK_DIR": root,
+            "YDJANGO_ALLOW_HIDDEN": "1" if allow_hidden else "",
             "YDJANGO_SAVE_DELAY": repr(float(self.save_delay)),
             "YDJANGO_ROOM_UNLOAD_DELAY": repr(float(self.room_unload_delay)),
             "YDJANGO_MAX_MESSAGE_SIZE": str(self.max_message_size),
