@@ -49,6 +49,12 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "YDJANGO_HISTORY_BURST_GAP": (5.0, "Seconds without changes that end a burst of edits: "
                                   "each burst is one point of the document's timeline (and "
                                   "one snapshot once the log is folded)."),
+    "YDJANGO_HISTORY_KEEP_DAYS": (365.0, "Days a point of a document's timeline is kept; "
+                                  "older ones are rolled into one base point, the document "
+                                  "as it was then. 0: every point is kept (thinned with age)."),
+    "YDJANGO_DELETED_KEEP_DAYS": (90.0, "Days the history of a document whose file was "
+                                  "deleted is kept (to restore it); then it is deleted. 0: "
+                                  "kept forever."),
     "YDJANGO_CONVERSION_PROCESSES": (1, "Worker processes that turn big files into documents "
                                      "(first opens) and documents into files (saves), kept "
                                      "running, so that this work and the memory it leaves "

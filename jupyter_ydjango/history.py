@@ -18,6 +18,11 @@ own. A merged point holds only what its period added and kept (the content of it
 added and deleted again is dropped), so a point is never larger than the document.
 Boundaries that an open timeline shows (its points) are never merged away.
 
+**Retention.** Points older than ``YDJANGO_HISTORY_KEEP_DAYS`` (a year by default) are
+rolled into one base snapshot, the oldest point from then on: the document as it was then.
+The history of a document whose file was deleted more than ``YDJANGO_DELETED_KEEP_DAYS``
+ago (90 by default) is deleted with it (:func:`purge_deleted`, run by compactions).
+
 The plain functions that read or write the database block; those that replay Yjs updates
 take and return bytes and plain values (they run in worker threads): nothing here keeps a
 pycrdt object beyond one call. The coroutines (:func:`compact`, :func:`fold_log`,
@@ -27,6 +32,7 @@ pycrdt object beyond one call. The coroutines (:func:`compact`, :func:`fold_log`
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -57,7 +63,9 @@ __all__ = [
     "fold_log",
     "from_micros",
     "group_rows",
+    "plan_rollup",
     "plan_thinning",
+    "purge_deleted",
     "read_changes",
     "read_history",
     "state_at",
@@ -65,11 +73,13 @@ __all__ = [
     "to_micros",
 ]
 
+logger = logging.getLogger(__name__)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
 #: Reasons of snapshots that stay points of their own: never merged with others.
-KEPT_REASONS = frozenset({"import", "deleted"})
+KEPT_REASONS = frozenset({"import", "deleted", "base"})
 #: Points younger than this are all kept.
 KEEP_ALL = timedelta(hours=1)
 #: Points younger than this (and older than :data:`KEEP_ALL`): one per 10 minutes; older
@@ -455,6 +465,22 @@ def plan_thinning(snapshots: Sequence[tuple[int, datetime, str]], now: datetime,
     return runs
 
 
+def plan_rollup(snapshots: Sequence[tuple[int, datetime, str]], cutoff: datetime,
+                protected: Sequence[datetime] = ()) -> list[int]:
+    """Which snapshots ``(id, created, reason)`` (in time order) to roll into one base
+    snapshot: those made before ``cutoff`` (the retention limit), up to a ``protected``
+    point; none if fewer than two."""
+    rolled: list[int] = []
+    previous: datetime | None = None
+    for snapshot_id, created, _ in snapshots:
+        if created >= cutoff or (previous is not None and _crosses(protected, previous,
+                                                                    created)):
+            break
+        rolled.append(snapshot_id)
+        previous = created
+    return rolled if len(rolled) > 1 else []
+
+
 def _snapshot_times(document_id: uuid.UUID) -> tuple[list[tuple[int, datetime, str]],
                                                      list[datetime]]:
     snapshots = list(Snapshot.objects.filter(document_id=document_id).order_by(
@@ -488,7 +514,8 @@ def merge_runs(states: Sequence[tuple[int, datetime, bytes]], runs: Sequence[lis
 
 
 def _replace_runs(document_id: uuid.UUID,
-                  merged: Sequence[tuple[list[int], datetime, bytes]]) -> int:
+                  merged: Sequence[tuple[list[int], datetime, bytes]],
+                  base: Sequence[int] = ()) -> int:
     removed = 0
     with transaction.atomic():
         list(Document.objects.select_for_update().filter(pk=document_id).values_list("pk"))
@@ -497,7 +524,8 @@ def _replace_runs(document_id: uuid.UUID,
             authors = list(run.values_list("authors", flat=True))
             if len(authors) != len(ids):
                 continue  # another process thinned them meanwhile
-            Snapshot.objects.create(document_id=document_id, reason="edit", created=created,
+            reason = "base" if list(ids) == list(base) else "edit"
+            Snapshot.objects.create(document_id=document_id, reason=reason, created=created,
                                     state=state,
                                     authors=sorted({a for run_authors in authors
                                                     for a in run_authors or ()}))
@@ -507,19 +535,42 @@ def _replace_runs(document_id: uuid.UUID,
 
 
 async def thin(document_id: uuid.UUID, now: datetime | None = None) -> int:
-    """Merge old points as the module docstring says; how many snapshots fewer."""
+    """Merge old points as the module docstring says, and roll those past the retention
+    limit (``YDJANGO_HISTORY_KEEP_DAYS``; 0: none) into one base snapshot; how many
+    snapshots fewer."""
+    now = now or dj_timezone.now()
     snapshots, protected = await run_db(_snapshot_times, document_id)
-    runs = plan_thinning(snapshots, now or dj_timezone.now(), protected)
+    keep_days = get_setting("YDJANGO_HISTORY_KEEP_DAYS")
+    base = plan_rollup(snapshots, now - timedelta(days=keep_days), protected) \
+        if keep_days else []
+    rolled = set(base)
+    runs = plan_thinning([s for s in snapshots if s[0] not in rolled], now, protected)
+    runs = [base, *runs] if base else runs
     if not runs:
         return 0
     last = max(created for snapshot_id, created, _ in snapshots if snapshot_id in
                {run[-1] for run in runs})
     states = await run_db(_snapshot_states, document_id, last)
     merged = await run_io(merge_runs, states, runs)
-    return await run_db(_replace_runs, document_id, merged)
+    return await run_db(_replace_runs, document_id, merged, base)
+
+
+def purge_deleted(now: datetime | None = None) -> int:
+    """Delete the documents whose file was deleted more than ``YDJANGO_DELETED_KEEP_DAYS``
+    days ago (0: never), with their whole history; how many (blocking)."""
+    keep_days = get_setting("YDJANGO_DELETED_KEEP_DAYS")
+    if not keep_days:
+        return 0
+    cutoff = (now or dj_timezone.now()) - timedelta(days=keep_days)
+    doomed = Document.objects.filter(deleted__lt=cutoff)
+    count = doomed.count()
+    if count:
+        doomed.delete()
+    return count
 
 
 _last_thinned: dict[uuid.UUID, float] = {}
+_last_purged = -THIN_INTERVAL
 
 
 async def compact(document_id: uuid.UUID, reason: str = "",
@@ -533,4 +584,10 @@ async def compact(document_id: uuid.UUID, reason: str = "",
     if now - _last_thinned.get(document_id, -THIN_INTERVAL) >= THIN_INTERVAL:
         _last_thinned[document_id] = now
         await thin(document_id)
+    global _last_purged
+    if now - _last_purged >= THIN_INTERVAL:
+        _last_purged = now
+        purged = await run_db(purge_deleted)
+        if purged:
+            logger.info("purged the history of %d documents deleted long ago", purged)
     return folded

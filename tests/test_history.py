@@ -286,3 +286,58 @@ def test_an_update_waiting_for_its_dependency_is_never_folded_away() -> None:
     assert len(async_to_sync(history.fold_log)(document.id, 5.0, doc_format=TEXT)) == 3
     assert not Update.objects.filter(document=document).exists()
     assert async_to_sync(history.content_at)(document.id, TEXT, NOW) == "b"
+
+
+def test_points_past_the_retention_limit_roll_into_one_base_point() -> None:
+    """A document edited over two years: what is older than a year becomes one point, the
+    document as it was then; the younger points are thinned as usual."""
+    writer = Writer()
+    days = [730, 600, 400, 366, 200, 10]
+    for n, age in enumerate(days):
+        writer.type(NOW - timedelta(days=age), str(n))
+    async_to_sync(history.fold_log)(writer.document.id, 5.0, doc_format=TEXT)
+    assert len(writer.timeline().points) == 6
+    assert async_to_sync(history.thin)(writer.document.id, NOW) == 3
+    reasons = list(Snapshot.objects.filter(document=writer.document).order_by("created")
+                   .values_list("reason", flat=True))
+    assert reasons == ["base", "edit", "edit"]
+    line = writer.timeline()
+    assert line.points[0] == NOW - timedelta(days=366)
+    assert len(line.points) == 3
+    assert writer.content_at(NOW - timedelta(days=366)) == "0123"
+    assert writer.content_at(NOW) == "012345"
+    # a year later, the base takes in what has aged past the limit since, itself included
+    assert async_to_sync(history.thin)(writer.document.id, NOW + timedelta(days=300)) == 1
+    assert list(Snapshot.objects.filter(document=writer.document).order_by("created")
+                .values_list("reason", flat=True)) == ["base", "edit"]
+    assert writer.content_at(NOW) == "012345"
+
+
+def test_a_protected_point_stops_the_roll_up() -> None:
+    old = NOW - timedelta(days=500)
+    snapshots = [(0, old, "import"), (1, old + timedelta(days=1), "edit"),
+                 (2, old + timedelta(days=2), "edit"), (3, NOW, "edit")]
+    cutoff = NOW - timedelta(days=365)
+    assert history.plan_rollup(snapshots, cutoff) == [0, 1, 2]
+    assert history.plan_rollup(snapshots, cutoff, [old + timedelta(days=1)]) == [0, 1]
+    assert history.plan_rollup(snapshots, cutoff, [old]) == []
+
+
+def test_the_history_of_files_deleted_long_ago_is_purged() -> None:
+    from django.utils import timezone as dj_timezone
+
+    now = dj_timezone.now()
+    ages = {"long ago": 100, "recently": 10}
+    documents = {}
+    for name, age in ages.items():
+        writer = Writer()
+        writer.type(now - timedelta(days=age + 1), name)
+        Document.objects.filter(pk=writer.document.pk).update(deleted=now - timedelta(days=age))
+        documents[name] = writer.document.pk
+    live = Writer()
+    live.type(now - timedelta(days=1000), "live")
+    assert history.purge_deleted(now) >= 1
+    assert not Document.objects.filter(pk=documents["long ago"]).exists()
+    assert not Update.objects.filter(document_id=documents["long ago"]).exists()
+    assert Document.objects.filter(pk=documents["recently"]).exists()
+    assert Document.objects.filter(pk=live.document.pk).exists()
