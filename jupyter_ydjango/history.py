@@ -42,6 +42,7 @@ from typing import Any
 
 import pycrdt
 from django.db import transaction
+from django.db.models import Count, Max
 from django.utils import timezone as dj_timezone
 
 from .conf import get_setting
@@ -65,9 +66,13 @@ __all__ = [
     "group_rows",
     "plan_rollup",
     "plan_thinning",
+    "points_of",
     "purge_deleted",
     "read_changes",
+    "read_checkpoint",
     "read_history",
+    "read_points",
+    "read_recent",
     "state_at",
     "thin",
     "to_micros",
@@ -113,6 +118,9 @@ class Change:
     ids: tuple[int, ...] = ()
     #: The user names of who made the step's updates.
     authors: frozenset[str] = frozenset()
+    #: Whether the step changed the document's content (as far as it is known: a snapshot's
+    #: flag, a burst's replay); a step that changed only the ``state`` map is no point.
+    content: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,10 @@ class StoredHistory:
     rows: list[Row]
     snapshot_authors: dict[int, frozenset[str]] = field(default_factory=dict)
     row_authors: dict[int, frozenset[str]] = field(default_factory=dict)
+    #: The snapshots that changed nothing of the content.
+    no_content: frozenset[int] = frozenset()
+    #: With :func:`read_recent`: the key of the snapshots its checkpoint stands for.
+    checkpoint_key: str = ""
 
 
 def read_history(document_id: uuid.UUID, until: datetime | None = None) -> StoredHistory:
@@ -181,12 +193,66 @@ def read_history(document_id: uuid.UUID, until: datetime | None = None) -> Store
     with transaction.atomic():  # rows first: a compaction meanwhile can only add overlap
         row_values = list(rows.values_list("id", "created", "data", "authors"))
         snapshot_values = list(snapshots.values_list("id", "created", "reason", "state",
-                                                     "authors"))
+                                                     "authors", "content"))
     return StoredHistory(
-        [(i, c, r, bytes(s)) for i, c, r, s, _ in snapshot_values],
+        [(i, c, r, bytes(s)) for i, c, r, s, _, _ in snapshot_values],
         [(i, c, bytes(d)) for i, c, d, _ in row_values],
-        {i: frozenset(a or ()) for i, _, _, _, a in snapshot_values if a},
-        {i: frozenset(a or ()) for i, _, _, a in row_values if a})
+        {i: frozenset(a or ()) for i, _, _, _, a, _ in snapshot_values if a},
+        {i: frozenset(a or ()) for i, _, _, a in row_values if a},
+        frozenset(i for i, _, _, _, _, content in snapshot_values if not content))
+
+
+#: The reason of the step that stands for every snapshot in :func:`read_recent`.
+CHECKPOINT = "checkpoint"
+
+
+def _checkpoint_key(count: int, last_id: int | None) -> str:
+    return f"{count}:{last_id or 0}"
+
+
+def _current_key(document_id: uuid.UUID) -> str:
+    found = Snapshot.objects.filter(document_id=document_id).aggregate(n=Count("id"),
+                                                                       last=Max("id"))
+    return _checkpoint_key(found["n"], found["last"])
+
+
+def read_checkpoint(document_id: uuid.UUID) -> tuple[bytes, datetime | None, str]:
+    """Every snapshot of a document merged into one update, the time of the latest, and
+    the key of the snapshots it stands for (blocking).
+
+    Read from the document's row when it still stands for every snapshot (one row, however
+    long the history); otherwise rebuilt from them all, and stored for the next reader.
+    """
+    with transaction.atomic():
+        stored = (Document.objects.filter(pk=document_id)
+                  .values_list("checkpoint", "checkpoint_key").first())
+        found = Snapshot.objects.filter(document_id=document_id).aggregate(
+            n=Count("id"), last=Max("id"), latest=Max("created"))
+    key = _checkpoint_key(found["n"], found["last"])
+    if stored is not None and stored[0] is not None and stored[1] == key:
+        return bytes(stored[0]), found["latest"], key
+    snapshots = list(Snapshot.objects.filter(document_id=document_id)
+                     .order_by("created", "id").values_list("id", "created", "state"))
+    key = _checkpoint_key(len(snapshots), max((i for i, _, _ in snapshots), default=None))
+    doc = pycrdt.Doc()
+    for _, _, state in snapshots:
+        doc.apply_update(bytes(state))
+    state = doc.get_update()
+    Document.objects.filter(pk=document_id).update(checkpoint=state, checkpoint_key=key)
+    return state, (snapshots[-1][1] if snapshots else None), key
+
+
+def read_recent(document_id: uuid.UUID) -> StoredHistory:
+    """A document's history as its checkpoint (every snapshot, as one step, at the time of
+    the latest) and its update rows (blocking): all that a compaction or the document at
+    its last point needs, whatever the length of the history."""
+    state, latest, key = read_checkpoint(document_id)
+    row_values = list(Update.objects.filter(document_id=document_id)
+                      .values_list("id", "created", "data", "authors"))
+    snapshots = [] if latest is None else [(0, latest, CHECKPOINT, state)]
+    return StoredHistory(snapshots, [(i, c, bytes(d)) for i, c, d, _ in row_values], {},
+                         {i: frozenset(a or ()) for i, _, _, a in row_values if a},
+                         checkpoint_key=key)
 
 
 def _row_updates(rows: Sequence[Row]) -> tuple[bytes, ...]:
@@ -250,7 +316,8 @@ def changes_of(stored: StoredHistory, gap: float, doc_format: DocumentFormat | N
     """
     nobody: frozenset[str] = frozenset()
     changes = [Change(created, (state,), reason, (snapshot_id,),
-                      stored.snapshot_authors.get(snapshot_id, nobody))
+                      stored.snapshot_authors.get(snapshot_id, nobody),
+                      snapshot_id not in stored.no_content)
                for snapshot_id, created, reason, state in stored.snapshots]
     if doc_format is None:
         bursts = [(group, group[-1][1], {r[0] for r in group})
@@ -263,7 +330,7 @@ def changes_of(stored: StoredHistory, gap: float, doc_format: DocumentFormat | N
         authors = nobody.union(*(stored.row_authors.get(r[0], nobody) for r in group
                                  if r[0] in credited))
         changes.append(Change(end, _row_updates(group), "", tuple(r[0] for r in group),
-                              authors))
+                              authors, bool(credited)))
     changes.sort(key=lambda c: (c.time, c.reason == "", c.ids))
     return changes
 
@@ -299,31 +366,73 @@ class _Replay:
         return self._touched
 
 
+class _Points:
+    """A timeline's points, gathered oldest first: content changes less than ``gap`` seconds
+    apart are one point (the later), unless one of them is a point of its own (the import,
+    a deletion, the base of the retention); a point's authors are those of the changes it
+    holds."""
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self.times: list[datetime] = []
+        self._own: list[bool] = []
+        self._authors: list[set[str]] = []
+
+    def add(self, time: datetime, own: bool, authors: Iterable[str]) -> None:
+        if (self.times and not own and not self._own[-1]
+                and (time - self.times[-1]).total_seconds() <= self.gap):
+            self.times[-1] = max(time, self.times[-1])
+            self._authors[-1].update(authors)
+        elif self.times and time < self.times[-1]:  # a row logged with an earlier time
+            self._authors[-1].update(authors)
+        else:
+            self.times.append(time)
+            self._own.append(own)
+            self._authors.append(set(authors))
+
+    def timeline(self, state: bytes) -> Timeline:
+        return Timeline(self.times, state, [tuple(sorted(a)) for a in self._authors])
+
+
 def build_timeline(changes: Sequence[Change], doc_format: DocumentFormat,
                    gap: float) -> Timeline:
-    """The points of a history (from :func:`read_changes`) and the document it ends with.
-
-    Content changes less than ``gap`` seconds apart are one point (the later), unless one
-    of them is a point of its own (the import, a deletion). A point's authors are those of
-    the content changes it holds.
-    """
+    """The points of a history (from :func:`read_changes`) and the document it ends with:
+    each change that changes the content, replayed, gathered as :class:`_Points` says."""
     replay = _Replay(doc_format)
-    points: list[datetime] = []
-    kept: list[bool] = []
-    authors: list[set[str]] = []
+    points = _Points(gap)
     for change in changes:
-        if not replay.apply(change):
-            continue
-        own = change.reason in KEPT_REASONS
-        if (points and not own and not kept[-1]
-                and (change.time - points[-1]).total_seconds() <= gap):
-            points[-1] = change.time
-            authors[-1] |= change.authors
-        else:
-            points.append(change.time)
-            kept.append(own)
-            authors.append(set(change.authors))
-    return Timeline(points, replay.doc.get_update(), [tuple(sorted(a)) for a in authors])
+        if replay.apply(change):
+            points.add(change.time, change.reason in KEPT_REASONS, change.authors)
+    return points.timeline(replay.doc.get_update())
+
+
+#: A snapshot's point as :func:`read_points` reads it: ``(created, reason, content,
+#: authors)``.
+PointRow = tuple[datetime, str, bool, list[str]]
+
+
+def read_points(document_id: uuid.UUID) -> tuple[list[PointRow], StoredHistory]:
+    """What the timeline of a document needs (blocking): its snapshots as points (no
+    states: one small row each) and its recent history (:func:`read_recent`)."""
+    rows = list(Snapshot.objects.filter(document_id=document_id).order_by("created", "id")
+                .values_list("created", "reason", "content", "authors"))
+    return rows, read_recent(document_id)
+
+
+def points_of(snapshots: Sequence[PointRow], recent: StoredHistory,
+              doc_format: DocumentFormat, gap: float) -> Timeline:
+    """The timeline of :func:`read_points`' answer: the snapshots that changed the content,
+    then the log's bursts of content changes, replayed from the checkpoint. The same points
+    as :func:`build_timeline` over the whole history, without reading it."""
+    points = _Points(gap)
+    for created, reason, content, authors in snapshots:
+        if content and reason != "compaction":  # an older compaction: the whole state again
+            points.add(created, reason in KEPT_REASONS, authors or ())
+    replay = _Replay(doc_format)
+    for change in changes_of(recent, gap, doc_format):
+        if replay.apply(change) and change.reason != CHECKPOINT:
+            points.add(change.time, False, change.authors)
+    return points.timeline(replay.doc.get_update())
 
 
 def state_at(changes: Sequence[Change]) -> bytes:
@@ -358,10 +467,10 @@ def _protected_points(document_id: uuid.UUID) -> list[datetime]:
 
 
 def _read_for_fold(document_id: uuid.UUID) -> tuple[StoredHistory, list[datetime]]:
-    return read_history(document_id), _protected_points(document_id)
+    return read_recent(document_id), _protected_points(document_id)
 
 
-def fold_changes(changes: Sequence[Change]) -> list[tuple[Change, bytes]]:
+def fold_changes(changes: Sequence[Change]) -> tuple[list[tuple[Change, bytes]], bytes]:
     """Each burst of update rows among ``changes`` (from :func:`read_changes`), with what it
     added to the document: replayed, so that it is encoded as compactly as a document is (the
     content of what it added and deleted again is dropped).
@@ -370,6 +479,8 @@ def fold_changes(changes: Sequence[Change]) -> list[tuple[Change, bytes]]:
     dependencies were never logged: they are still on their way from another process, or
     a client sends them when it reconnects) is not folded: a snapshot would leave it out, so
     its rows stay in the log until the dependency arrives.
+
+    Also returns the document all of ``changes`` make (the next checkpoint).
     """
     doc = pycrdt.Doc()
     replayed = []
@@ -382,22 +493,26 @@ def fold_changes(changes: Sequence[Change]) -> list[tuple[Change, bytes]]:
             replayed.append((change, doc.get_update(before)))
     state_vector = doc.get_state()
     return [(change, state) for change, state in replayed
-            if all(update_held(update, state_vector) for update in change.updates)]
+            if all(update_held(update, state_vector) for update in change.updates)], \
+        doc.get_update()
 
 
 def _store_fold(document_id: uuid.UUID, folded: Sequence[tuple[Change, bytes]],
-                reason: str) -> list[int]:
+                reason: str, checkpoint: bytes | None = None,
+                checkpoint_key: str = "") -> list[int]:
     """Replace the folded rows by their snapshots, unless another process folded some of them
-    meanwhile; the ids of the rows replaced."""
+    meanwhile; the ids of the rows replaced. ``checkpoint`` (the document the fold's replay
+    made, from the checkpoint of the snapshots ``checkpoint_key`` names) becomes the
+    document's checkpoint if no snapshot changed meanwhile."""
     ids = [row_id for change, _ in folded for row_id in change.ids]
     snapshots = [Snapshot(document_id=document_id, reason="edit", created=change.time,
-                          state=state, authors=sorted(change.authors))
+                          state=state, authors=sorted(change.authors), content=change.content)
                  for change, state in folded]
     if reason and snapshots:
         snapshots[-1].reason = reason
     elif reason:
         snapshots.append(Snapshot(document_id=document_id, reason=reason, state=EMPTY_UPDATE,
-                                  created=dj_timezone.now()))
+                                  created=dj_timezone.now(), content=False))
     with transaction.atomic():
         # serialises the document's compactions (PostgreSQL; SQLite writes one at a time)
         list(Document.objects.select_for_update().filter(pk=document_id).values_list("pk"))
@@ -408,7 +523,11 @@ def _store_fold(document_id: uuid.UUID, folded: Sequence[tuple[Change, bytes]],
                 transaction.set_rollback(True)  # folded by another process meanwhile
                 return []
             rows.filter(id__in=chunk).delete()
+        current = checkpoint is not None and _current_key(document_id) == checkpoint_key
         Snapshot.objects.bulk_create(snapshots)
+        if current:
+            Document.objects.filter(pk=document_id).update(
+                checkpoint=checkpoint, checkpoint_key=_current_key(document_id))
     return ids
 
 
@@ -425,8 +544,9 @@ async def fold_log(document_id: uuid.UUID, gap: float, reason: str = "",
     changes = await run_io(changes_of, stored, gap, doc_format, protected)
     if not reason and all(change.reason for change in changes):
         return []  # no update rows
-    folded = await run_io(fold_changes, changes)
-    return await run_db(_store_fold, document_id, folded, reason)
+    folded, checkpoint = await run_io(fold_changes, changes)
+    return await run_db(_store_fold, document_id, folded, reason, checkpoint,
+                        stored.checkpoint_key)
 
 
 def _bucket(created: datetime, now: datetime) -> tuple[str, int] | None:
@@ -519,18 +639,26 @@ def _replace_runs(document_id: uuid.UUID,
     removed = 0
     with transaction.atomic():
         list(Document.objects.select_for_update().filter(pk=document_id).values_list("pk"))
+        # the checkpoint stands for the same document afterwards: it follows if current
+        current = Document.objects.filter(pk=document_id, checkpoint_key=_current_key(
+            document_id)).exists()
         for ids, created, state in merged:
             run = Snapshot.objects.filter(document_id=document_id, id__in=ids)
-            authors = list(run.values_list("authors", flat=True))
-            if len(authors) != len(ids):
+            flags = list(run.values_list("authors", "content"))
+            if len(flags) != len(ids):
                 continue  # another process thinned them meanwhile
+            authors = [run_authors for run_authors, _ in flags]
             reason = "base" if list(ids) == list(base) else "edit"
             Snapshot.objects.create(document_id=document_id, reason=reason, created=created,
+                                    content=reason == "base" or any(c for _, c in flags),
                                     state=state,
                                     authors=sorted({a for run_authors in authors
                                                     for a in run_authors or ()}))
             run.delete()
             removed += len(ids) - 1
+        if current and removed:
+            Document.objects.filter(pk=document_id).update(
+                checkpoint_key=_current_key(document_id))
     return removed
 
 

@@ -55,6 +55,11 @@ class Document(models.Model):
     #: one writer at a time, another takes over when a lease lapses.
     writer = models.CharField(max_length=64, blank=True, default="")
     writer_until = models.DateTimeField(null=True, blank=True)
+    #: Every snapshot of the document merged into one update, and which snapshots it holds
+    #: (``{count}:{largest id}``): compactions and timelines start from it instead of reading
+    #: the whole history. Rebuilt by the first reader that finds it stale.
+    checkpoint = models.BinaryField(null=True, blank=True, editable=False)
+    checkpoint_key = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["path"]
@@ -101,9 +106,13 @@ class Snapshot(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="snapshots")
     state = models.BinaryField()
     #: ``import`` for the file's import, ``edit`` for a burst of edits folded from the log,
-    #: ``deleted`` for the document's content when its file was deleted, ``compaction`` for
-    #: the whole state (older compactions).
+    #: ``deleted`` for the document's content when its file was deleted, ``base`` for the
+    #: points rolled up past the retention limit, ``compaction`` for the whole state (older
+    #: compactions).
     reason = models.CharField(max_length=16, default="edit")
+    #: Whether it changed the document's content (not only its ``state`` map): a point of
+    #: the timeline.
+    content = models.BooleanField(default=True)
     #: The time of the point: the last change it holds.
     created = models.DateTimeField(default=timezone.now)
     #: The user names of the identities whose changes it holds (sorted).

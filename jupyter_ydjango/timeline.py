@@ -40,13 +40,13 @@ async def read_timeline(info: DocumentInfo, doc_format: DocumentFormat) -> histo
     """A document's points, their authors and its state, as the database holds them (at
     least one point). :raises NoHistory:"""
     gap = get_setting("YDJANGO_HISTORY_BURST_GAP")
-    stored = await run_db(history.read_history, info.id)
-    changes = await run_io(history.changes_of, stored, gap, doc_format)
-    if not changes:
+    snapshots, recent = await run_db(history.read_points, info.id)
+    if not snapshots and not recent.rows:
         raise NoHistory(info.path)
-    line = await run_io(history.build_timeline, changes, doc_format, gap)
+    line = await run_io(history.points_of, snapshots, recent, doc_format, gap)
     if not line.points:  # nothing but changes of the state map
-        line = history.Timeline([changes[-1].time], line.state, [()])
+        last = max([s[0] for s in snapshots[-1:]] + [r[1] for r in recent.rows])
+        line = history.Timeline([last], line.state, [()])
     return line
 
 
