@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pycrdt
 import pytest
@@ -341,3 +342,61 @@ def test_the_history_of_files_deleted_long_ago_is_purged() -> None:
     assert not Update.objects.filter(document_id=documents["long ago"]).exists()
     assert Document.objects.filter(pk=documents["recently"]).exists()
     assert Document.objects.filter(pk=live.document.pk).exists()
+
+
+def update_rows_read(function: Any) -> int:
+    """How many rows holding Yjs updates (a state, a log row's data, a checkpoint) the
+    queries of ``function()`` return."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    counted = [0]
+    original = SQLCompiler.results_iter
+
+    def counting(self: SQLCompiler, *args: Any, **kwargs: Any) -> Any:
+        holds_updates = bool(set(self.query.values_select) & {"state", "data", "checkpoint"})
+        for row in original(self, *args, **kwargs):
+            counted[0] += holds_updates
+            yield row
+
+    SQLCompiler.results_iter = counting  # type: ignore[method-assign]
+    try:
+        function()
+    finally:
+        SQLCompiler.results_iter = original  # type: ignore[method-assign]
+    return counted[0]
+
+
+@pytest.mark.parametrize("points", [100, 5000])
+def test_compactions_and_timelines_read_the_same_whatever_the_history(points: int) -> None:
+    """A history of ``points`` hourly points, then a burst of 20 rows: once the checkpoint
+    is built, a compaction reads those rows and the checkpoint, and the timeline the
+    checkpoint, whether the history holds 100 points or 5,000."""
+    writer = Writer()
+    start = NOW - timedelta(hours=points + 1)
+    snapshots = []
+    for n in range(points):
+        before = writer.doc.get_state()
+        writer.source.insert(len(writer.source), "x")
+        snapshots.append(Snapshot(document=writer.document, created=start + timedelta(hours=n),
+                                  reason="import" if n == 0 else "edit",
+                                  state=writer.doc.get_update(before)))
+    Snapshot.objects.bulk_create(snapshots, batch_size=1000)
+    for n in range(20):
+        writer.type(NOW + timedelta(seconds=n / 10), "y")
+    history.read_checkpoint(writer.document.id)  # built once, as the first reader does
+    fold = update_rows_read(
+        lambda: async_to_sync(history.fold_log)(writer.document.id, 5.0, doc_format=TEXT))
+    assert fold == 20 + 1
+    assert not Update.objects.filter(document=writer.document).exists()
+
+    def timeline() -> None:
+        snapshot_points, recent = history.read_points(writer.document.id)
+        line = history.points_of(snapshot_points, recent, TEXT, 5.0)
+        assert len(line.points) == points + 1
+        replay = pycrdt.Doc()
+        replay.apply_update(line.state)
+        assert str(replay.get("source", type=pycrdt.Text)) == "x" * points + "y" * 20
+
+    assert update_rows_read(timeline) == 1
+    assert writer.timeline().points == history.points_of(
+        *history.read_points(writer.document.id), TEXT, 5.0).points, "the same points"
