@@ -42,14 +42,13 @@ from typing import Any
 
 import pycrdt
 from django.db import transaction
-from django.db.models import Count, Max
 from django.utils import timezone as dj_timezone
 
 from .conf import get_setting
 from .engines import update_held
 from .formats import DocumentFormat
 from .models import Document, Fork, Snapshot, Update
-from .store import run_db, run_io, unpack_updates
+from .store import current_snapshots_key, read_checkpoint, run_db, run_io, unpack_updates
 from .yutils import EMPTY_UPDATE
 
 __all__ = [
@@ -69,7 +68,6 @@ __all__ = [
     "points_of",
     "purge_deleted",
     "read_changes",
-    "read_checkpoint",
     "read_history",
     "read_points",
     "read_recent",
@@ -204,42 +202,6 @@ def read_history(document_id: uuid.UUID, until: datetime | None = None) -> Store
 
 #: The reason of the step that stands for every snapshot in :func:`read_recent`.
 CHECKPOINT = "checkpoint"
-
-
-def _checkpoint_key(count: int, last_id: int | None) -> str:
-    return f"{count}:{last_id or 0}"
-
-
-def _current_key(document_id: uuid.UUID) -> str:
-    found = Snapshot.objects.filter(document_id=document_id).aggregate(n=Count("id"),
-                                                                       last=Max("id"))
-    return _checkpoint_key(found["n"], found["last"])
-
-
-def read_checkpoint(document_id: uuid.UUID) -> tuple[bytes, datetime | None, str]:
-    """Every snapshot of a document merged into one update, the time of the latest, and
-    the key of the snapshots it stands for (blocking).
-
-    Read from the document's row when it still stands for every snapshot (one row, however
-    long the history); otherwise rebuilt from them all, and stored for the next reader.
-    """
-    with transaction.atomic():
-        stored = (Document.objects.filter(pk=document_id)
-                  .values_list("checkpoint", "checkpoint_key").first())
-        found = Snapshot.objects.filter(document_id=document_id).aggregate(
-            n=Count("id"), last=Max("id"), latest=Max("created"))
-    key = _checkpoint_key(found["n"], found["last"])
-    if stored is not None and stored[0] is not None and stored[1] == key:
-        return bytes(stored[0]), found["latest"], key
-    snapshots = list(Snapshot.objects.filter(document_id=document_id)
-                     .order_by("created", "id").values_list("id", "created", "state"))
-    key = _checkpoint_key(len(snapshots), max((i for i, _, _ in snapshots), default=None))
-    doc = pycrdt.Doc()
-    for _, _, state in snapshots:
-        doc.apply_update(bytes(state))
-    state = doc.get_update()
-    Document.objects.filter(pk=document_id).update(checkpoint=state, checkpoint_key=key)
-    return state, (snapshots[-1][1] if snapshots else None), key
 
 
 def read_recent(document_id: uuid.UUID) -> StoredHistory:
@@ -523,11 +485,12 @@ def _store_fold(document_id: uuid.UUID, folded: Sequence[tuple[Change, bytes]],
                 transaction.set_rollback(True)  # folded by another process meanwhile
                 return []
             rows.filter(id__in=chunk).delete()
-        current = checkpoint is not None and _current_key(document_id) == checkpoint_key
+        current = (checkpoint is not None
+                   and current_snapshots_key(document_id) == checkpoint_key)
         Snapshot.objects.bulk_create(snapshots)
         if current:
             Document.objects.filter(pk=document_id).update(
-                checkpoint=checkpoint, checkpoint_key=_current_key(document_id))
+                checkpoint=checkpoint, checkpoint_key=current_snapshots_key(document_id))
     return ids
 
 
@@ -640,8 +603,8 @@ def _replace_runs(document_id: uuid.UUID,
     with transaction.atomic():
         list(Document.objects.select_for_update().filter(pk=document_id).values_list("pk"))
         # the checkpoint stands for the same document afterwards: it follows if current
-        current = Document.objects.filter(pk=document_id, checkpoint_key=_current_key(
-            document_id)).exists()
+        current = Document.objects.filter(
+            pk=document_id, checkpoint_key=current_snapshots_key(document_id)).exists()
         for ids, created, state in merged:
             run = Snapshot.objects.filter(document_id=document_id, id__in=ids)
             flags = list(run.values_list("authors", "content"))
@@ -658,7 +621,7 @@ def _replace_runs(document_id: uuid.UUID,
             removed += len(ids) - 1
         if current and removed:
             Document.objects.filter(pk=document_id).update(
-                checkpoint_key=_current_key(document_id))
+                checkpoint_key=current_snapshots_key(document_id))
     return removed
 
 

@@ -1,8 +1,9 @@
 """The store: the update log and snapshots in the database, and the files on disk.
 
-Everything here is blocking and touches no y-py object: the room calls it through
-:func:`run_db` (Django's ``database_sync_to_async``) or :func:`run_io` (a worker thread), and
-only bytes and plain values cross the thread boundary.
+Everything here is blocking and touches no document object (only bytes: a checkpoint is
+merged with ``pycrdt.merge_updates``): the room calls it through :func:`run_db` (Django's
+``database_sync_to_async``) or :func:`run_io` (a worker thread), and only bytes and plain
+values cross the thread boundary.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pycrdt
 from channels.db import database_sync_to_async
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from .conf import notebook_root
 from .models import Author, Document, Snapshot, Update
 from .paths import PathError
-from .yutils import read_var_byte_array, write_var_uint
+from .yutils import EMPTY_UPDATE, read_var_byte_array, write_var_uint
 
 T = TypeVar("T")
 
@@ -41,6 +43,7 @@ __all__ = [
     "author_names",
     "claim_file_hash",
     "claim_writer",
+    "current_snapshots_key",
     "database_is_local",
     "deleted_documents",
     "document_at",
@@ -53,6 +56,7 @@ __all__ = [
     "mark_deleted",
     "mark_document_deleted",
     "pack_updates",
+    "read_checkpoint",
     "read_file",
     "record_outside_write",
     "record_save",
@@ -300,6 +304,43 @@ class History:
         return not self.imported and not self.snapshots and not self.updates
 
 
+def _snapshots_key(count: int, last_id: int | None) -> str:
+    return f"{count}:{last_id or 0}"
+
+
+def current_snapshots_key(document_id: uuid.UUID) -> str:
+    """The key of a document's snapshots as they are now (``{count}:{largest id}``): what a
+    checkpoint that stands for them all records."""
+    found = Snapshot.objects.filter(document_id=document_id).aggregate(n=Count("id"),
+                                                                       last=Max("id"))
+    return _snapshots_key(found["n"], found["last"])
+
+
+def read_checkpoint(document_id: uuid.UUID) -> tuple[bytes, datetime | None, str]:
+    """Every snapshot of a document merged into one update, the time of the latest, and
+    the key of the snapshots it stands for.
+
+    Read from the document's row when it still stands for every snapshot (one row, however
+    long the history); otherwise merged from them all, and stored for the next reader.
+    """
+    with transaction.atomic():
+        stored = (Document.objects.filter(pk=document_id)
+                  .values_list("checkpoint", "checkpoint_key").first())
+        found = Snapshot.objects.filter(document_id=document_id).aggregate(
+            n=Count("id"), last=Max("id"), latest=Max("created"))
+    key = _snapshots_key(found["n"], found["last"])
+    if stored is not None and stored[0] is not None and stored[1] == key:
+        return bytes(stored[0]), found["latest"], key
+    snapshots = list(Snapshot.objects.filter(document_id=document_id)
+                     .order_by("created", "id").values_list("id", "created", "state"))
+    key = _snapshots_key(len(snapshots), max((i for i, _, _ in snapshots), default=None))
+    states = [bytes(state) for _, _, state in snapshots]
+    state = (EMPTY_UPDATE if not states else states[0] if len(states) == 1
+             else pycrdt.merge_updates(*states))
+    Document.objects.filter(pk=document_id).update(checkpoint=state, checkpoint_key=key)
+    return state, (snapshots[-1][1] if snapshots else None), key
+
+
 def load_history(document_id: uuid.UUID) -> History:
     """Every snapshot and update row of a document, oldest first.
 
@@ -316,12 +357,10 @@ def load_history(document_id: uuid.UUID) -> History:
             Update.objects.filter(document_id=document_id).order_by("id")
             .values_list("id", "data")
         )
-        snapshots = list(
-            Snapshot.objects.filter(document_id=document_id).order_by("id")
-            .values_list("id", "state")
-        )
+    # the snapshots last, as one: a compaction meanwhile only adds overlap
+    state, latest, _ = read_checkpoint(document_id)
     return History(
-        [(i, bytes(s)) for i, s in snapshots],
+        [] if latest is None else [(0, state)],
         [(i, bytes(d)) for i, d in updates],
         bool(imported),
     )
