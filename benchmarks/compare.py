@@ -86,6 +86,8 @@ RESULTS_JSON = BENCH_DIR / "results" / "compare.json"
 RESULTS_PNG = BENCH_DIR / "results" / "compare.png"
 RESULTS_SCALING_PNG = BENCH_DIR / "results" / "scaling.png"
 EXTENSION_CONFIG = ROOT / "jupyter-config" / "jupyter_server_config.d" / "jupyter_ydjango.json"
+#: A config file that keeps jupytext's server extension (and contents manager) off.
+NO_JUPYTEXT = {"ServerApp": {"jpserver_extensions": {"jupyterlab_jupytext": False}}}
 FIXTURES = Path(os.environ.get("NOTEBOOK_FIXTURES_DIR", "/work/shared/fixtures/notebooks"))
 TOKEN = "compare-benchmark-token"
 US, THEM = "ydjango", "jupyter-collaboration"
@@ -191,6 +193,10 @@ class JupyterProcess:
         if kind == US:
             python = sys.executable
             shutil.copy(EXTENSION_CONFIG, config / "jupyter_server_config.d")
+            # jupytext (a test extra) would replace the stock contents manager both are
+            # compared with
+            (config / "jupyter_server_config.json").write_text(
+                json.dumps(NO_JUPYTEXT))
             env["YDJANGO_DATA_DIR"] = str(self.dir / "ydjango")
             extra: list[str] = []
         else:

@@ -13,11 +13,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from . import store
-from .conf import notebook_root
+from .contents import files_of
 from .document import DocumentRoom, preload
 from .identity import Identity
 from .models import Document
-from .paths import PathError, hidden_unless_allowed, normalize_api_path, resolve_in_root
+from .paths import PathError, normalize_api_path
 from .rooms import find_room, loaded_rooms
 from .store import run_db
 from .ydoc_formats import find_format
@@ -76,19 +76,21 @@ async def session(identity: Identity | None, path: str,
     if max(len(part) for part in kind) > MAX_KIND_LENGTH:
         return 400, {"error": f"document type {kind[0]!r}:{kind[1]!r}: names longer than "
                      f"{MAX_KIND_LENGTH} characters are not supported"}
+    files = files_of()
     try:
         # a leading "/" is the root, as in Jupyter's contents API (the stock timeline sends
         # it, with the rest of the path percent-encoded once more)
         api_path = normalize_api_path(path.removeprefix("/"))
-        real = resolve_in_root(notebook_root(), api_path)
-        if not real.is_file() and path.startswith("/") and "%" in api_path:
+        exists = await files.exists(api_path)
+        if not exists and path.startswith("/") and "%" in api_path:
             api_path = normalize_api_path(unquote(api_path))
-            real = resolve_in_root(notebook_root(), api_path)
+            exists = await files.exists(api_path)
     except PathError as exc:
         return 403, {"error": str(exc)}
-    if not real.is_file() or hidden_unless_allowed(api_path):
+    if not exists or await files.hidden(api_path):
         # a hidden file is answered as Jupyter's contents API answers it
         return 404, {"error": f"file {api_path!r} does not exist"}
+    api_path = await files.document_path(api_path, kind[1])  # a jupytext pair: its notebook
     info, created = loaded_document(api_path, kind), False
     if info is None:
         info, created = await run_db(store.get_or_create_document, api_path, *kind)
@@ -111,9 +113,10 @@ async def room_status(identity: Identity | None, file_id: str) -> tuple[int, dic
     """The state of a document's room, for status bars (``GET /api/ydjango/rooms/<fileId>``).
 
     200 with the file's id, path, room, last save and write, save error, whether the room is
-    loaded here (with its connections and why its changes cannot be stored, if they cannot)
-    and whether the user may only read; 401 no identity, 404 no such document, 503 the
-    database cannot be read and the room is not loaded here.
+    loaded here (with its connections, why its changes cannot be stored, if they cannot, and
+    why the file is read-only, ``fileReadOnly``, if it is) and whether the user may only
+    read (``readOnly``: the user's permission, or a read-only file); 401 no identity, 404 no
+    such document, 503 the database cannot be read and the room is not loaded here.
     """
     if identity is None:
         return 401, {"error": "not authenticated"}
@@ -142,4 +145,6 @@ async def room_status(identity: Identity | None, file_id: str) -> tuple[int, dic
     room = find_room(info.room_name)
     if room is not None and hasattr(room, "status"):
         status.update(room.status())
+    # a file the contents manager does not let be written is read-only for everyone
+    status["readOnly"] = status["readOnly"] or bool(status.get("fileReadOnly"))
     return 200, status

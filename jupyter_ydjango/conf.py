@@ -34,6 +34,16 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "YDJANGO_ALLOW_HIDDEN": (False, "Serve hidden files (a name on the path starts with "
                              "'.'), as Jupyter's ContentsManager.allow_hidden; embedded, the "
                              "Jupyter server's setting."),
+    "YDJANGO_CONTENTS_MANAGER_CLASS": (
+        "jupyter_server.services.contents.largefilemanager.AsyncLargeFileManager",
+        "The Jupyter contents manager rooms read and write files through (a dotted path: "
+        "jupytext.AsyncTextFileContentsManager, a hybrid or S3 manager...); embedded, the "
+        "Jupyter server's own is used instead. Jupyter's file managers without save hooks "
+        "take a faster path of the same behaviour.",
+    ),
+    "YDJANGO_CONTENTS_MANAGER_OPTIONS": (
+        {}, "The traits the contents manager is made with, as a JSON object (root_dir is "
+        "YDJANGO_NOTEBOOK_DIR and allow_hidden YDJANGO_ALLOW_HIDDEN unless given)."),
     "YDJANGO_NOTEBOOK_DIR": (None, "The directory whose files are served (API paths are "
                              "relative to it); unset: the working directory."),
     "YDJANGO_SAVE_DELAY": (1.0, "Seconds without changes before a document is saved to its "

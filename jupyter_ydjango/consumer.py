@@ -187,9 +187,10 @@ class YjsConsumer(AsyncWebsocketConsumer):
         """SYNC: answer step 1 to this client only; apply step 2 and updates once."""
         if message.sync_type is YSyncMessageType.SYNC_STEP1:
             self.room.sync_step1(self.peer, message.payload)
-        elif self.read_only:
+        elif self.read_only or not self.room.accepts_edits:
             if self.room.would_change(message.payload):
-                self.peer.push(create_permission_denied_message("read-only connection"))
+                self.peer.push(create_permission_denied_message(
+                    "read-only connection" if self.read_only else "read-only room"))
         else:
             self.room.apply_update(message.payload, self.peer)
 

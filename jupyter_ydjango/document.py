@@ -45,10 +45,11 @@ from channels.layers import get_channel_layer
 
 from . import metrics, store
 from .conf import get_setting, notebook_root
+from .contents import Files, files_of
 from .conversions import Imported, get_converter
 from .formats import DocumentFormat, FormatError
 from .history import compact as compact_history
-from .paths import PathError, hidden_unless_allowed, resolve_in_root
+from .paths import PathError
 from .pending import PendingChanges
 from .relay import REMOTE
 from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame, get_registry, loaded_rooms
@@ -97,6 +98,9 @@ class DocumentRoom(Room):
         self.document = document
         self.format = format
         self.root = root
+        #: Where the file is read and written: the contents manager (see
+        #: :mod:`jupyter_ydjango.contents`).
+        self.files: Files = files_of(root)
         self.save_delay: float = get_setting("YDJANGO_SAVE_DELAY")
         self.save_max_wait: float = get_setting("YDJANGO_SAVE_MAX_WAIT")
         self.poll_interval: float = get_setting("YDJANGO_FILE_POLL_INTERVAL")
@@ -112,13 +116,19 @@ class DocumentRoom(Room):
         self._saved_changes = 0  # content changes the file holds
         self._content_changed = asyncio.Event()
         self._file_lock = asyncio.Lock()
-        self._disk_hash = ""  # hash of the file as this room last read or wrote it
-        self._disk_signature: tuple[int, int, int] | None = None
+        self._disk_hash = ""  # the version of the file as this room last read or wrote it
+        # the SHA-256 of that version's bytes as a save renders them ("": unknown)
+        self._disk_data_hash = ""
+        self._shown_hash = ""  # the hash the contents API gives for it (the frontend's)
+        self._disk_signature: tuple[Any, ...] | None = None
         # the file's shape (what the document does not hold of it) and the hash of the file
         # it was taken from
         self._shape: Any = None
         self._shape_hash = ""
-        self._written_signature: tuple[int, int, int] | None = None  # of this room's last write
+        self._written_signature: tuple[Any, ...] | None = None  # of this room's last write
+        #: Why the file is not written, when the contents manager reports it not writable
+        #: (the room is then read-only for everyone); empty otherwise.
+        self.read_only_reason = ""
         self._last_change = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscriptions: list[Any] = []
@@ -153,8 +163,14 @@ class DocumentRoom(Room):
 
     @property
     def path(self) -> Path:
-        """The file's real path (checked to be inside the root)."""
-        return resolve_in_root(self.root, self.document.path)
+        """The file's real path on disk (checked to be inside the root), where the contents
+        manager keeps its files there."""
+        return self.files.real_path(self.document.path)
+
+    @property
+    def accepts_edits(self) -> bool:
+        """Not while the file is not writable: the room then serves it read-only."""
+        return not self.read_only_reason
 
     #: Seconds a file must stay missing before the watcher takes it as deleted (a program
     #: that deletes a file and writes it again, such as ``git checkout``, takes far less).
@@ -169,17 +185,19 @@ class DocumentRoom(Room):
 
     async def on_load(self) -> None:
         try:
-            path = self.path
+            if self.files.fast:
+                self.files.real_path(self.document.path)
+            hidden = await self.files.hidden(self.document.path)
         except PathError as exc:
             raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
-        if hidden_unless_allowed(self.document.path):  # as if it did not exist: nothing sent
+        if hidden:  # as if it did not exist: nothing sent
             raise LoadError(CLOSE_NOT_FOUND, f"no file {self.document.path}")
         history = await run_db(store.load_history, self.document.id)
         imported = None
         if history.empty and self.deleted:  # never opened before its file was deleted
             raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path} was deleted")
         if history.empty:
-            imported = await self._import(path)
+            imported = await self._import()
         if imported is not None:
             await self._apply_import(imported.chunks)
             self.whole_document_is(imported.state)
@@ -190,6 +208,7 @@ class DocumentRoom(Room):
         self.format.bind(self.doc)
         for root in self.format.content_roots(self.doc):
             self._subscriptions.append((root, root.observe_deep(self._on_content_change)))
+        await self._check_writable()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._write_log()),
@@ -238,15 +257,22 @@ class DocumentRoom(Room):
         peer = super().join(send, close, author)
         if self.deleted:
             peer.push(create_raw_json_message(self._deleted_notice()))
+        if self.read_only_reason:
+            peer.push(create_raw_json_message(self._writable_notice()))
         return peer
 
     # --- loading ------------------------------------------------------------------------
 
-    async def _import(self, path: Path) -> Imported | None:
+    async def _read(self) -> store.FileState:
+        """The file, through the contents manager."""
+        return await self.files.read(self.document.path, self.document.format,
+                                     self.document.type)
+
+    async def _import(self) -> Imported | None:
         """Import the file into an empty history: the document built, as updates; ``None`` if
         another process imported it first (then load its history)."""
         try:
-            file = await run_io(store.read_file, path)
+            file = await self._read()
         except FileNotFoundError:
             raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path}: no such file") from None
         except PathError as exc:
@@ -255,16 +281,21 @@ class DocumentRoom(Room):
             raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
         kind = (self.document.format, self.document.type)
         try:
-            built = await get_converter().build(kind, file.data, self.document.path, file.hash,
+            built = await get_converter().build(kind, file.data, self.document.path,
+                                                file.shown_hash,
                                                 others_waiting=self._others_present())
         except FormatError as exc:
             raise LoadError(CLOSE_UNREADABLE, f"{self.document.path}: {exc}",
                             exc.summary) from None
         self._remember_shape(file.hash, built.shape)
-        snapshot_id = await run_db(store.import_file, self.document.id, built.state, file.hash)
+        # through a manager that writes files in another form (a script), what a save renders
+        # is known only once one did
+        rendered = store.sha256(file.data) if self.files.fast else ""
+        snapshot_id = await run_db(store.import_file, self.document.id, built.state, file.hash,
+                                   rendered)
         if snapshot_id is None:
             return None
-        self._disk_hash, self._disk_signature = file.hash, file.signature
+        self._saw(file)
         logger.info("%s: imported %s (%d bytes)", self.name, self.document.path, len(file.data))
         self.document = _with_hash(self.document, file.hash)
         return built
@@ -385,7 +416,7 @@ class DocumentRoom(Room):
         if self._shape_hash and self._shape_hash == self._disk_hash:
             return self._shape
         try:
-            file = await run_io(store.read_file, self.path)
+            file = await self._read()
             content = await run_io(self.format.parse, file.data)
         except (OSError, PathError, FormatError):
             return None
@@ -523,10 +554,10 @@ class DocumentRoom(Room):
                 self._invalid = True
                 return await self._save_failed(f"not saved, the document is invalid: {exc}")
             self._invalid = False
-            file_hash = store.sha256(data)
-            if file_hash == self._disk_hash:
+            data_hash = store.sha256(data)
+            if data_hash in (self._disk_hash, self._disk_data_hash):
                 self._saved_changes = changes
-                self._mark_clean(file_hash)
+                self._mark_clean(self._shown_hash)
                 return "success"  # the file holds the document already
             # a change on disk not seen yet is handled first: never overwrite it unseen
             if await self._check_file_locked():
@@ -534,27 +565,34 @@ class DocumentRoom(Room):
                 return "skipped" if self.unsaved else "success"
             if self.deleted or self._missing_since is not None:
                 return "failed"  # never make the file again
+            if self.read_only_reason:
+                return await self._save_failed(f"not saved: {self.read_only_reason}")
             try:
-                path = self.path
-                file = await run_io(store.write_file_atomic, path, data, True)
-                await run_db(store.record_save, self.document.id, file.hash, len(data))
+                file = await self.files.write(self.document.path, self.document.format,
+                                              self.document.type, data)
             except (FileNotFoundError, PathError):
                 # deleted meanwhile, or replaced by a link (that may lead out of the root,
                 # and is never written through): the watcher decides
                 self._missing_since = time.monotonic()
                 return "failed"
+            except PermissionError as exc:  # made read-only since the last check
+                await self._check_writable()
+                return await self._save_failed(f"cannot write {self.document.path}: {exc}")
             except OSError as exc:
                 return await self._save_failed(f"cannot write {self.document.path}: {exc}")
+            try:
+                await run_db(store.record_save, self.document.id, file.hash, len(data), "",
+                             data_hash)
             except Exception as exc:  # the file is written; only the record failed
                 logger.error("%s: saved, but cannot record the save: %r", self.name, exc)
-            self._disk_hash, self._disk_signature = file.hash, file.signature
+            self._saw(file, data_hash)
             self._written_signature = file.signature
             self._shape_hash = file.hash  # written in the shape the file had
             self._saved_changes = changes
             self.last_saved = time.time()
             self.save_error = ""
             metrics.SAVES.inc()
-            self._mark_clean(file.hash)
+            self._mark_clean(file.shown_hash)
             logger.info("%s: saved %s (%d bytes)", self.name, self.document.path, len(data))
             return "success"
 
@@ -566,7 +604,7 @@ class DocumentRoom(Room):
         deadline = time.monotonic() + self.save_delay + 2
         while time.monotonic() < deadline:
             info = await run_db(store.get_document, self.document.id)
-            if info is not None and info.file_hash == wanted:
+            if info is not None and wanted in (info.file_hash, info.content_hash):
                 self._saved_changes = self._changes
                 return "success"
             await asyncio.sleep(0.1)
@@ -580,6 +618,44 @@ class DocumentRoom(Room):
             await run_db(store.record_save, self.document.id, "", 0, error)
         self._notify({"type": "save", "status": "failed", "error": error})
         return "failed"
+
+    def _saw(self, file: store.FileState, data_hash: str = "") -> None:
+        """The file is at version ``file``: read, or written with bytes of ``data_hash``
+        (read on disk, the bytes are the file's; through a manager that may write another
+        form, the bytes a save rendered are known only when given)."""
+        self._disk_hash, self._disk_signature = file.hash, file.signature
+        if not data_hash and self.files.fast:
+            data_hash = store.sha256(file.data)
+        self._disk_data_hash = data_hash
+        self._shown_hash = file.shown_hash
+
+    async def _check_writable(self) -> None:
+        """Whether the contents manager lets the file be written: if not, the room serves it
+        read-only (its clients are told, and no save is tried) until it does again."""
+        try:
+            version = await self.files.stat(self.document.path, self.document.type)
+        except Exception:  # gone or unreadable: the watcher decides
+            return
+        if version is None:
+            return
+        self._set_writable(version.writable)
+
+    def _set_writable(self, writable: bool) -> None:
+        reason = "" if writable else "the file is read-only"
+        if reason == self.read_only_reason:
+            return
+        self.read_only_reason = reason
+        if reason:
+            logger.info("%s: %s is not writable; the room serves it read-only", self.name,
+                        self.document.path)
+        else:
+            logger.info("%s: %s is writable again", self.name, self.document.path)
+        self._notify(self._writable_notice())
+
+    def _writable_notice(self) -> dict[str, Any]:
+        reason = self.read_only_reason
+        return {"type": "file", "status": "read-only" if reason else "writable",
+                "path": self.document.path, "reason": reason or None}
 
     def _mark_clean(self, file_hash: str) -> None:
         """The file (with hash ``file_hash``) holds the document as of the last save: tell the
@@ -654,7 +730,7 @@ class DocumentRoom(Room):
         self.deleted = True
         self._missing_since = None
         logger.info("%s: %s; the room stops saving it", self.name, why)
-        if writer:
+        if writer and self.files.fast:
             # A save that was writing when the file was deleted may have made it again:
             # the file is still the one this room wrote (same inode, time and size).
             with contextlib.suppress(OSError, PathError):
@@ -692,16 +768,17 @@ class DocumentRoom(Room):
         # put in the file's place since: a file replaced by a link out of the root is gone
         # from the root, as a deleted one is (its room never reads or writes through it).
         try:
-            path = self.path
-            signature = await run_io(store.stat_file, path)
+            version = await self.files.stat(self.document.path, self.document.type)
+            signature = None if version is None else version.signature
             file = None
             if signature is not None and (signature != self._disk_signature or loading):
-                file = await run_io(store.read_file, path)
+                file = await self._read()
         except PathError:
             signature, gone = None, "was replaced by a link out of the notebook root"
         except FileNotFoundError:
             signature, gone = None, "was deleted on disk"
-        except OSError:
+        except OSError as exc:
+            logger.debug("%s: cannot check the file: %r", self.name, exc)
             return False
         else:
             gone = "was deleted on disk"
@@ -714,46 +791,62 @@ class DocumentRoom(Room):
                 await self._deleted_locked(f"{self.document.path} {gone}", writer=True)
             return False
         self._missing_since = None
+        assert version is not None
+        self._set_writable(version.writable)
         if file is None:
             return False
-        self._disk_signature = file.signature
         if file.hash in (self._disk_hash, self.document.file_hash):
-            self._disk_hash = file.hash  # ours, or written by another process of this room
+            # ours, or written by another process of this room
+            self._saw(file, self._disk_data_hash if file.hash == self._disk_hash else
+                      self.document.content_hash)
             if loading:
                 await self._check_saved()
             return False
-        await self._load_from_disk(path, file)
+        self._disk_signature = file.signature
+        await self._load_from_disk(file)
         return True
 
     async def _check_saved(self) -> None:
-        """At load: whether the file holds the document (a save may have been cut off)."""
+        """At load: whether the file holds the document (a save may have been cut off).
+
+        Through a contents manager that writes files in another form (a script), only once a
+        save said what it renders (a file opened and not saved since is taken as holding
+        the document: an edit made after it that no save wrote waits for the next edit).
+        """
+        if not self._disk_data_hash:
+            return
         try:
             data = await self._render()
         except FormatError:
             return
-        if store.sha256(data) != self._disk_hash:
+        if store.sha256(data) != self._disk_data_hash:
             self._changes += 1  # the history holds changes the file lacks: save them
             self._content_changed.set()
 
-    async def _load_from_disk(self, path: Path, file: store.FileState) -> None:
+    async def _load_from_disk(self, file: store.FileState) -> None:
         """Someone else changed the file: keep the room's unsaved version, load theirs.
 
         If that fails (its safety copy cannot be written, say), the change is given back:
         the file is not taken as seen, so nothing overwrites it, and it is loaded at the next
         check. :raises OutsideChangeNotLoaded:
         """
-        previous_hash, previous_disk_hash = self.document.file_hash, self._disk_hash
+        previous_hash = self.document.file_hash
+        previous = (self._disk_hash, self._disk_data_hash, self._shown_hash)
         previous_shape = self._shape if self._shape_hash == self._disk_hash else None
+        # what the file held before, as rendered (by this room, or any room's last save)
+        previous_rendered = {h for h in (self.document.content_hash, self._disk_data_hash,
+                                         previous_hash) if h}
         claimed = await run_db(store.claim_file_hash, self.document.id, previous_hash, file.hash)
         self.document = _with_hash(self.document, file.hash)
-        self._disk_hash = file.hash
+        self._saw(file)
         if not claimed:  # another process of this room handles it; its edit reaches us
             return
         try:
-            await self._load_claimed(path, file, previous_hash, previous_shape)
+            await self._load_claimed(file, previous_rendered, previous_shape)
         except Exception as exc:
             self.document = _with_hash(self.document, previous_hash)
-            self._disk_hash, self._disk_signature = previous_disk_hash, None
+            self._disk_hash, self._disk_data_hash, self._shown_hash = previous
+            self._disk_signature = None
             with contextlib.suppress(Exception):
                 await run_db(store.claim_file_hash, self.document.id, file.hash, previous_hash)
             raise OutsideChangeNotLoaded(
@@ -761,16 +854,17 @@ class DocumentRoom(Room):
                 + f" ({type(exc).__name__}: {exc}); the room does not write the file until "
                 "it is") from exc
 
-    async def _load_claimed(self, path: Path, file: store.FileState, previous_hash: str,
+    async def _load_claimed(self, file: store.FileState, previous_rendered: set[str],
                             previous_shape: Any) -> None:
-        """Load a change on disk that this room claimed (see :meth:`_load_from_disk`)."""
+        """Load a change on disk that this room claimed (see :meth:`_load_from_disk`);
+        ``previous_rendered``: hashes of the bytes the file held before, as rendered."""
         try:
             content = await run_io(self.format.parse, file.data)
         except FormatError as exc:
-            copy = await run_io(store.write_copy, path, "unreadable", file.data)
+            copy = await self._write_copy("unreadable", file.data)
             await self._save_failed(
                 f"{self.document.path} was changed on disk into an unreadable file ({exc}); "
-                f"it is kept as {copy.name} and the room's version stays"
+                f"it is kept as {copy} and the room's version stays"
             )
             self._changes += 1  # write the room's version back
             self._content_changed.set()
@@ -779,21 +873,30 @@ class DocumentRoom(Room):
             ours = await self._render(previous_shape, own_shape=False)
         except FormatError:
             ours = None
-        if ours is not None and store.sha256(ours) not in (previous_hash, file.hash):
-            # the room holds changes that were never in the file: keep them
-            copy = await run_io(store.write_copy, path, "unsaved", ours)
+        unsaved = ours is not None and store.sha256(ours) not in (
+            previous_rendered | {store.sha256(file.data)})
+        if unsaved and (self.files.fast or self.unsaved):
+            # the room holds changes that were never in the file: keep them (through a
+            # manager that writes another form, whose renderings compare with nothing, the
+            # room's own count of changes not saved says)
+            copy = await self._write_copy("unsaved", ours)
             logger.warning("%s: %s changed on disk; the room's unsaved version is kept as %s",
-                           self.name, self.document.path, copy.name)
+                           self.name, self.document.path, copy)
         self.format.replace(self.doc, content)
         self._remember_shape(file.hash, self.format.shape(content))
         self._saved_changes = self._changes
-        self._mark_clean(file.hash)
+        self._mark_clean(file.shown_hash)
         if self.save_error.startswith(OUTSIDE_CHANGE_ERROR.format(path=self.document.path)):
             self.save_error = ""  # loaded at last
-        written = datetime.fromtimestamp(file.signature[0] / 1e9, tz=timezone.utc)
+        written = datetime.fromtimestamp(file.modified, tz=timezone.utc)
         with contextlib.suppress(Exception):  # only the "last written" shown to people
             await run_db(store.record_outside_write, self.document.id, written)
         logger.info("%s: loaded the change on disk of %s", self.name, self.document.path)
+
+    async def _write_copy(self, kind: str, data: bytes) -> str:
+        """Keep ``data`` as a copy beside the file (``name.{kind}-{time}.ext``): its path."""
+        return await self.files.write_copy(self.document.path, self.document.format,
+                                           self.document.type, kind, data)
 
     # --- clients ------------------------------------------------------------------------
 
@@ -811,6 +914,7 @@ class DocumentRoom(Room):
             "saveError": self.save_error or None,
             "storeError": self.store_error or None,
             "deleted": self.deleted,
+            "fileReadOnly": self.read_only_reason or None,
         }
 
 

@@ -32,12 +32,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from . import forks, store, timeline
+from .contents import files_of
 from .document import LoadError
 from .fork_rooms import MergeConflict, drop_fork, merge_fork
 from .formats import DocumentFormat
 from .identity import Identity
 from .live import current_state
-from .paths import PathError, hidden_unless_allowed, normalize_api_path
+from .paths import PathError, normalize_api_path
 from .store import DocumentInfo, run_db
 from .views import _aidentity, _error, _json_body
 from .ydoc_formats import find_format
@@ -75,8 +76,8 @@ async def _document_at(request: HttpRequest, path: str
         api_path = normalize_api_path(path.removeprefix("/"))
     except PathError as exc:
         return _error(403, str(exc))
-    info = None if hidden_unless_allowed(api_path) else await run_db(store.live_document_at,
-                                                                      api_path)
+    hidden = await files_of().hidden(api_path)
+    info = None if hidden else await run_db(store.live_document_at, api_path)
     if info is None or (info.format, info.type) != kind:
         return _error(404, f"no collaborative document {api_path!r} of type {kind[0]}:{kind[1]}")
     return info, doc_format

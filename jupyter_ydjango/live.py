@@ -29,9 +29,10 @@ from channels.layers import get_channel_layer
 
 from . import store
 from .conf import notebook_root
+from .contents import files_of
 from .document import DocumentRoom, LoadError
 from .history import read_changes, state_at
-from .paths import PathError, hidden_unless_allowed, normalize_api_path
+from .paths import PathError, normalize_api_path
 from .rooms import Room, find_room, get_registry
 from .store import DocumentInfo, run_db, run_io
 from .ydoc_formats import YDocFormat, document_classes, find_format, without_undo
@@ -66,7 +67,7 @@ async def room_id_of(path: str, file_format: str, file_type: str, *,
         api_path = normalize_api_path(path)
     except PathError:
         return None
-    if hidden_unless_allowed(api_path):
+    if await files_of().hidden(api_path):
         return None
     if create:
         info, _ = await run_db(store.get_or_create_document, api_path, file_format, file_type)

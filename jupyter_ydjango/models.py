@@ -33,8 +33,13 @@ class Document(models.Model):
     session_id = models.UUIDField(default=uuid.uuid4)
     #: Set, once, by the process that imports the file into the history.
     imported = models.BooleanField(default=False)
-    #: SHA-256 of the file's bytes as last imported or saved by any process.
+    #: The version of the file as last imported or saved by any process: the SHA-256 of its
+    #: bytes, or, for a file read through a contents manager, ``v:`` and a hash of the
+    #: manager's signature of the version (see :mod:`jupyter_ydjango.contents`).
     file_hash = models.CharField(max_length=64, blank=True, default="")
+    #: SHA-256 of the bytes the last save rendered (a contents manager may write them in
+    #: another form, a script); empty while unknown.
+    content_hash = models.CharField(max_length=64, blank=True, default="")
     #: Size in bytes of the file as last saved.
     size = models.BigIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)

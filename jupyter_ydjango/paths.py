@@ -1,16 +1,19 @@
 """Path safety: an API path can only ever name a file inside the notebook root.
 
 API paths are what Jupyter's contents API uses: relative, ``/``-separated. Pure functions;
-the only file-system access is resolving symlinks.
+the only file-system access is resolving symlinks (and a contents manager's own look at
+whether a file is hidden).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 __all__ = [
-    "PathError", "hidden_unless_allowed", "is_hidden", "normalize_api_path", "resolve_in_root",
+    "PathError", "hidden_by", "normalize_api_path", "resolve_in_root",
 ]
 
 
@@ -38,18 +41,24 @@ def normalize_api_path(api_path: str) -> str:
     return str(PurePosixPath(*parts))
 
 
-def is_hidden(api_path: str) -> bool:
-    """Whether an API path names a hidden file, as Jupyter's file contents manager sees one
-    on Linux: the file, or a folder on its way, has a name that starts with ``.``."""
-    return any(part.startswith(".") for part in api_path.split("/") if part not in ("", "."))
-
-
-def hidden_unless_allowed(api_path: str) -> bool:
-    """Whether an API path names a hidden file that is not served (``YDJANGO_ALLOW_HIDDEN``
-    unset): it is answered as a file that does not exist."""
-    from .conf import get_setting
-
-    return is_hidden(api_path) and not get_setting("YDJANGO_ALLOW_HIDDEN")
+async def hidden_by(manager: Any, api_path: str) -> bool:
+    """Whether a Jupyter contents manager hides ``api_path``: a name on the way matches its
+    ``hide_globs`` (``__pycache__``, ``*.pyc``...), or, unless it allows hidden files, its
+    own rule says hidden (a dot name on the way, the system's hidden flag). Such a file is
+    answered as one that does not exist."""
+    should_list = getattr(manager, "should_list", None)
+    if should_list is not None and not all(
+            should_list(part) for part in api_path.split("/") if part not in ("", ".")):
+        return True
+    if getattr(manager, "allow_hidden", False):
+        return False
+    try:
+        hidden = manager.is_hidden(api_path)
+        if inspect.isawaitable(hidden):
+            hidden = await hidden
+        return bool(hidden)
+    except Exception:  # a path the manager cannot look at (no such file): not hidden by it
+        return False
 
 
 def resolve_in_root(root: str | os.PathLike[str], api_path: str) -> Path:

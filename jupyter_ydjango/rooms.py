@@ -255,6 +255,12 @@ class Room:
             self.relay.publish_update(update)
         self.on_incomplete(update, origin)
 
+    @property
+    def accepts_edits(self) -> bool:
+        """Whether the room takes changes from its peers now (a subclass may refuse them
+        all: a file that is not writable). Default: always."""
+        return True
+
     def would_change(self, update: bytes) -> bool:
         """Whether applying ``update`` would change the document.
 

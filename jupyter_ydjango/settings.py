@@ -9,6 +9,8 @@
 * ``YDJANGO_NOTEBOOK_DIR``: the root of the notebooks served; default the working directory.
 * ``YDJANGO_ALLOW_ANONYMOUS=1``: development only; lets unauthenticated clients into rooms.
 * ``YDJANGO_ALLOW_HIDDEN=1``: serve hidden files (Jupyter's ``ContentsManager.allow_hidden``).
+* ``YDJANGO_CONTENTS_MANAGER_CLASS``: the Jupyter contents manager files are read and written
+  through (dotted path); ``YDJANGO_CONTENTS_MANAGER_OPTIONS``: its traits, as a JSON object.
 * ``YDJANGO_DATA_DIR``: where the default database and secret live; default
   ``<jupyter data dir>/ydjango``.
 * ``YDJANGO_ALLOWED_HOSTS``: comma-separated; default ``localhost,127.0.0.1,[::1]``.
@@ -152,6 +154,9 @@ STATIC_URL = "static/"
 YDJANGO_NOTEBOOK_DIR = os.environ.get("YDJANGO_NOTEBOOK_DIR") or os.getcwd()
 YDJANGO_ALLOW_ANONYMOUS = _flag("YDJANGO_ALLOW_ANONYMOUS")
 YDJANGO_ALLOW_HIDDEN = _flag("YDJANGO_ALLOW_HIDDEN")
+YDJANGO_CONTENTS_MANAGER_CLASS = (os.environ.get("YDJANGO_CONTENTS_MANAGER_CLASS")
+                                  or DEFAULTS["YDJANGO_CONTENTS_MANAGER_CLASS"])
+YDJANGO_CONTENTS_MANAGER_OPTIONS = os.environ.get("YDJANGO_CONTENTS_MANAGER_OPTIONS") or "{}"
 YDJANGO_MAX_MESSAGE_SIZE = _setting("YDJANGO_MAX_MESSAGE_SIZE", int)
 YDJANGO_ROOM_UNLOAD_DELAY = _setting("YDJANGO_ROOM_UNLOAD_DELAY", float)
 YDJANGO_RELAY_HEARTBEAT = _setting("YDJANGO_RELAY_HEARTBEAT", float)

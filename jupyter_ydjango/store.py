@@ -168,6 +168,8 @@ class DocumentInfo:
     written_by: str = ""
     #: When the file was deleted; ``None`` for a live document.
     deleted: datetime | None = None
+    #: SHA-256 of the bytes the last save rendered (``""``: unknown).
+    content_hash: str = ""
 
     @classmethod
     def of(cls, row: Document) -> DocumentInfo:
@@ -178,7 +180,7 @@ class DocumentInfo:
             raise ValueError(f"{row.path} is not under {notebook_root()}")
         return cls(row.id, api_path, row.format, row.type, row.session_id, row.file_hash,
                    row.last_saved, row.save_error, row.written_at, row.written_by,
-                   row.deleted)
+                   row.deleted, row.content_hash)
 
     @property
     def room_name(self) -> str:
@@ -366,7 +368,8 @@ def load_history(document_id: uuid.UUID) -> History:
     )
 
 
-def import_file(document_id: uuid.UUID, state: bytes, file_hash: str) -> int | None:
+def import_file(document_id: uuid.UUID, state: bytes, file_hash: str,
+                content_hash: str = "") -> int | None:
     """Record the import of a document's file as its first snapshot, unless another process
     already did; returns the snapshot's id, or ``None`` if this process lost the race.
 
@@ -375,7 +378,7 @@ def import_file(document_id: uuid.UUID, state: bytes, file_hash: str) -> int | N
     """
     with transaction.atomic():
         won = Document.objects.filter(pk=document_id, imported=False).update(
-            imported=True, file_hash=file_hash
+            imported=True, file_hash=file_hash, content_hash=content_hash
         )
         if not won:
             return None
@@ -418,15 +421,17 @@ def author_names(usernames: Iterable[str]) -> dict[str, dict[str, str]]:
             for username in sorted(wanted)}
 
 
-def record_save(document_id: uuid.UUID, file_hash: str, size: int, error: str = "") -> None:
-    """Record a save (its hash and size) or, with ``error``, a failed one."""
+def record_save(document_id: uuid.UUID, file_hash: str, size: int, error: str = "",
+                content_hash: str = "") -> None:
+    """Record a save (the version written, its size, the hash of the bytes rendered) or,
+    with ``error``, a failed one."""
     if error:
         Document.objects.filter(pk=document_id).update(save_error=error)
     else:
         now = timezone.now()
         Document.objects.filter(pk=document_id).update(
             file_hash=file_hash, size=size, last_saved=now, save_error="",
-            written_at=now, written_by="room",
+            written_at=now, written_by="room", content_hash=content_hash or file_hash,
         )
 
 
@@ -466,9 +471,23 @@ class FileState:
     """A file's content and what identifies its version."""
 
     data: bytes
+    #: Names the version: the SHA-256 of the bytes on disk (or, through a contents manager,
+    #: of its signature: see :mod:`jupyter_ydjango.contents`).
     hash: str
-    #: ``(st_mtime_ns, st_size, st_ino)``: changes whenever the file is rewritten.
-    signature: tuple[int, int, int]
+    #: Changes whenever the file is rewritten: ``(st_mtime_ns, st_size, st_ino)`` on disk;
+    #: a contents manager's ``(last_modified, size)``.
+    signature: tuple[Any, ...]
+    #: When the file was last written (epoch seconds).
+    modified: float = 0.0
+    #: The hash Jupyter's contents API gives for this version, where it is not :attr:`hash`
+    #: (a contents manager's; ``""``: it gives none).
+    api_hash: str | None = None
+
+    @property
+    def shown_hash(self) -> str:
+        """The hash the frontend knows this version by (it compares it with the document's
+        ``state.hash`` before it saves)."""
+        return self.hash if self.api_hash is None else self.api_hash
 
 
 def sha256(data: bytes) -> str:
@@ -517,7 +536,8 @@ def read_file(path: Path) -> FileState:
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         data = f.read()
-    return FileState(data, sha256(data), (st.st_mtime_ns, st.st_size, st.st_ino))
+    return FileState(data, sha256(data), (st.st_mtime_ns, st.st_size, st.st_ino),
+                     st.st_mtime_ns / 1e9)
 
 
 def write_file_atomic(path: Path, data: bytes, replace_only: bool = False) -> FileState:
@@ -564,7 +584,8 @@ def write_file_atomic(path: Path, data: bytes, replace_only: bool = False) -> Fi
         finally:
             os.close(dir_fd)
     st = path.stat()
-    return FileState(data, sha256(data), (st.st_mtime_ns, st.st_size, st.st_ino))
+    return FileState(data, sha256(data), (st.st_mtime_ns, st.st_size, st.st_ino),
+                     st.st_mtime_ns / 1e9)
 
 
 def write_copy(path: Path, kind: str, data: bytes) -> Path:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import nbformat
-from jupyter_servers import EXTENSION_CONFIG
+from jupyter_servers import EXTENSION_CONFIG, NO_JUPYTEXT
 from nbformat.v4 import new_code_cell, new_notebook
 from servers import PROJECT_DIR, TESTS_DIR, Server, server_env
 
@@ -106,12 +106,18 @@ class LabServer:
     """``jupyter lab`` serving ``root`` under ``base_url``, with jupyter_ydjango enabled."""
 
     def __init__(self, tmp: Path, root: Path, *, base_url: str = "/jp/",
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), python: str = sys.executable,
+                 extension: bool = True, jupytext: bool = False) -> None:
+        """``python`` runs JupyterLab (another environment's: the benchmarks' comparison
+        with jupyter-collaboration); without ``extension``, jupyter_ydjango is not enabled."""
         self.tmp, self.root, self.base_url = tmp, root, base_url
         self._workspaces = 0
         config_d = tmp / "jupyter-config" / "jupyter_server_config.d"
         config_d.mkdir(parents=True)
-        shutil.copy(EXTENSION_CONFIG, config_d)
+        if extension:
+            shutil.copy(EXTENSION_CONFIG, config_d)
+        if not jupytext:  # installed with the test extras, it enables itself everywhere
+            (config_d.parent / "jupyter_server_config.json").write_text(json.dumps(NO_JUPYTEXT))
         for name, values in LAB_SETTINGS.items():
             path = tmp / "lab-settings" / f"{name}.jupyterlab-settings"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +139,7 @@ class LabServer:
             PYTHONPATH=str(modules),
         )
         self._argv = [
-            sys.executable, "-m", "jupyterlab",
+            python, "-m", "jupyterlab",
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port={port}", "--ServerApp.port_retries=0",
             "--allow-root", "--no-browser",
             f"--IdentityProvider.token={TOKEN}",

@@ -19,6 +19,9 @@ EXTENSION_CONFIG = (
     PROJECT_DIR / "jupyter-config" / "jupyter_server_config.d" / "jupyter_ydjango.json"
 )
 NOTEBOOK = {"format": "json", "type": "notebook"}
+#: The user config that keeps jupytext's server extension (and contents manager) off (a
+#: file of ``jupyter_server_config.d`` does not outweigh the one jupytext installs).
+NO_JUPYTEXT = {"ServerApp": {"jpserver_extensions": {"jupyterlab_jupytext": False}}}
 
 
 class JupyterServer:
@@ -27,16 +30,20 @@ class JupyterServer:
 
     Everything the server writes (Jupyter data and runtime, the embedded SQLite database) stays
     under ``tmp``. ``args`` are extra command-line options (``--YDjango.remote_url=...``).
+    jupytext's extension, which replaces the server's contents manager, is off unless
+    ``jupytext``. ``run_as``: the user the server runs as (``runuser``), if not this one.
     """
 
     def __init__(self, tmp: Path, root: Path, *, base_url: str = "/", args: tuple[str, ...] = (),
                  name: str = "jupyter", config: dict[str, Any] | None = None,
-                 **env: str) -> None:
+                 jupytext: bool = False, run_as: str = "", **env: str) -> None:
         self.tmp, self.root, self.base_url = tmp, root, base_url
         self.config_dir = tmp / "jupyter-config"
         config_d = self.config_dir / "jupyter_server_config.d"
         config_d.mkdir(parents=True, exist_ok=True)
         shutil.copy(EXTENSION_CONFIG, config_d)
+        if not jupytext:  # installed with the test extras, it enables itself everywhere
+            (self.config_dir / "jupyter_server_config.json").write_text(json.dumps(NO_JUPYTEXT))
         for filename, content in (config or {}).items():  # more config files, as installed
             (config_d / filename).write_text(json.dumps(content))
         self.env = server_env(tmp / "ydjango", **{
@@ -49,6 +56,7 @@ class JupyterServer:
         })
         (tmp / "ydjango").mkdir(exist_ok=True)
         self.args = [
+            *(["runuser", "-u", run_as, "--"] if run_as else []),
             sys.executable, "-m", "jupyter_server",
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port={port}", "--ServerApp.port_retries=0",
             "--allow-root", "--no-browser",

@@ -254,6 +254,11 @@ class YDjango(ExtensionApp):
             values["YDJANGO_IDENTITY_SECRET"] = self.shared_secret
         embedded.set_environment(values, self.log)
         embedded.setup_django(self.django_settings_module)
+        from ..contents import use_contents_manager
+
+        # the server's manager as it is when used: an extension (jupytext) may replace it
+        # while the extensions load
+        use_contents_manager(lambda: self.serverapp.contents_manager)
         application = embedded.import_object(self.asgi_application)
         self.log.info("jupyter_ydjango: embedded Django side (%s), notebooks in %s",
                       self.django_settings_module, root)

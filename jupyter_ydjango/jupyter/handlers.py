@@ -20,6 +20,7 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..identity import Identity
+from ..paths import hidden_by
 from .backend import (
     CLOSE_ABNORMAL,
     CLOSE_GOING_AWAY,
@@ -133,17 +134,11 @@ class SessionHandler(_ForwardingHandler):
     @authorized("read")
     async def put(self, path: str) -> None:
         await self.extension.renames_recorded()
-        manager = self.contents_manager
-        if not getattr(manager, "allow_hidden", True):
-            # answered as Jupyter's contents API answers a hidden file (its own rule: a
-            # dot name on the way, or the system's hidden flag)
-            local = path.strip("/")
-            try:
-                hidden = bool(await ensure_async(manager.is_hidden(local)))
-            except Exception:  # no such file, or a path it refuses: the Django side says
-                hidden = False
-            if hidden:
-                raise web.HTTPError(404, f"file or directory does not exist: {local!r}")
+        # answered as Jupyter's contents API answers a hidden file, by the manager's rules
+        # (the Django side, embedded, asks the same manager; remote, it has its own)
+        local = path.strip("/")
+        if await hidden_by(self.contents_manager, local):
+            raise web.HTTPError(404, f"file or directory does not exist: {local!r}")
         await self.forward()
 
 

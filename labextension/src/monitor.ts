@@ -36,6 +36,8 @@ export interface IRoomStatus {
   saveError: string | null;
   /** Why the server cannot store the room's changes now, or null. */
   storeError: string | null;
+  /** Why the file is read-only for everyone, or null. */
+  fileReadOnly: string | null;
   fileId: string | null;
   /** Connections to the room the server counts, when its room endpoint answers. */
   connections: number | null;
@@ -121,6 +123,7 @@ export class RoomMonitor implements IDisposable {
       writtenBy: writtenAt === null ? null : (room?.writtenBy ?? null),
       saveError: room?.saveError ?? null,
       storeError: room?.storeError ?? null,
+      fileReadOnly: room?.fileReadOnly ?? null,
       fileId: this._fileId(),
       connections: room ? room.connections : null
     };

@@ -29,6 +29,11 @@ export interface IRoomInfo {
    * in memory and retried), or null.
    */
   storeError: string | null;
+  /**
+   * Why the file is read-only for everyone (the server's contents manager does
+   * not let it be written), or null.
+   */
+  fileReadOnly: string | null;
   readOnly: boolean;
   /** Whether the file was deleted (the room no longer saves it). */
   deleted: boolean;
@@ -90,6 +95,7 @@ export async function fetchRoomInfo(
     writtenBy: data.writtenBy === 'room' || data.writtenBy === 'outside' ? data.writtenBy : null,
     saveError: typeof data.saveError === 'string' ? data.saveError : null,
     storeError: typeof data.storeError === 'string' ? data.storeError : null,
+    fileReadOnly: typeof data.fileReadOnly === 'string' ? data.fileReadOnly : null,
     readOnly: data.readOnly === true,
     deleted: data.deleted === true
   };

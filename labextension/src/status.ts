@@ -194,7 +194,11 @@ function formatPeople(people: number): string {
 function describe(status: IRoomStatus): string {
   const lines = [`Room: ${status.state}`];
   if (status.state === 'read-only') {
-    lines.push('You can read this notebook but not change it (read-only access to the room)');
+    lines.push(
+      status.fileReadOnly !== null
+        ? `Nobody can change this notebook: ${status.fileReadOnly} (the server cannot write it)`
+        : 'You can read this notebook but not change it (read-only access to the room)'
+    );
   }
   if (status.state === 'deleted') {
     lines.push(
