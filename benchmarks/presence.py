@@ -93,11 +93,16 @@ def first(lab: LabServer, alice: Any, bob: Any, cap: float) -> dict[str, float |
     return {"first": listed, "left": wait_listed(alice, name, cap, present=False)}
 
 
-def reload(lab: LabServer, alice: Any, bob: Any, cap: float) -> dict[str, float | None]:
+def both_in(lab: LabServer, alice: Any, bob: Any) -> None:
+    """Both users have the notebook and their collaborators panel open."""
     open_notebook(alice, lab.notebook_url("people.ipynb"))
     open_notebook(bob, lab.notebook_url("people.ipynb"))
     open_panel(alice)
     open_panel(bob)
+
+
+def reload(lab: LabServer, alice: Any, bob: Any, cap: float) -> dict[str, float | None]:
+    both_in(lab, alice, bob)
     name = name_of(bob)
     wait_listed(alice, name, cap)
     open_notebook(bob, bob.url)
@@ -109,10 +114,7 @@ def reload(lab: LabServer, alice: Any, bob: Any, cap: float) -> dict[str, float 
 
 def sleep(lab: LabServer, alice: Any, bob: Any, cap: float) -> dict[str, float | None]:
     alice.add_init_script(SLEEPABLE_SOCKETS_JS)
-    open_notebook(alice, lab.notebook_url("people.ipynb"))
-    open_notebook(bob, lab.notebook_url("people.ipynb"))
-    open_panel(alice)
-    open_panel(bob)
+    both_in(lab, alice, bob)
     name = name_of(alice)
     wait_listed(bob, name, cap)
     alice.evaluate("window.__sleep(true)")

@@ -33,6 +33,7 @@ takes effect at once.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -121,9 +122,16 @@ def is_stock(manager: Any, root: Path) -> bool:
     if getattr(manager, "_pre_save_hooks", ()) or getattr(manager, "_post_save_hooks", ()):
         return False
     try:
-        return Path(manager.root_dir).resolve() == root
+        return _resolved(str(manager.root_dir)) == root
     except (OSError, TypeError, ValueError):
         return False
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(directory: str) -> Path:
+    """``directory`` with its links resolved, once: the check above runs at every file
+    operation of every room (each poll), and a root does not move while it is served."""
+    return Path(directory).resolve()
 
 
 # --- models and bytes ---------------------------------------------------------------------

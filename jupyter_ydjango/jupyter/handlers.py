@@ -134,10 +134,11 @@ class SessionHandler(_ForwardingHandler):
     @authorized("read")
     async def put(self, path: str) -> None:
         await self.extension.renames_recorded()
-        # answered as Jupyter's contents API answers a hidden file, by the manager's rules
-        # (the Django side, embedded, asks the same manager; remote, it has its own)
+        # answered as Jupyter's contents API answers a hidden file, by this server's
+        # manager's rules: a remote service has a manager of its own (embedded, the Django
+        # side asks this one itself)
         local = path.strip("/")
-        if await hidden_by(self.contents_manager, local):
+        if not self.extension.embedded and await hidden_by(self.contents_manager, local):
             raise web.HTTPError(404, f"file or directory does not exist: {local!r}")
         await self.forward()
 
