@@ -939,7 +939,7 @@ async def wait_on_disk(path: Path, marker: bytes, timeout: float = 30) -> float:
 
 async def bench_save(opts: argparse.Namespace, tmp: Path, notebook: Notebook,
                      meter: Meter) -> dict[str, Any]:
-    from jupyter_ydjango.yutils import write_var_string, write_var_uint
+    from jupyter_ydjango.protocol.messages import write_var_string, write_var_uint
 
     autosave: dict[str, list[float]] = {k: [] for k in SERVERS}
     explicit: dict[str, list[float]] = {k: [] for k in SERVERS}

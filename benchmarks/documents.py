@@ -36,8 +36,8 @@ import pycrdt  # noqa: E402
 from docserver import DocServer  # noqa: E402
 from notebooks import generated_notebook  # noqa: E402
 
-from jupyter_ydjango.formats import NotebookFormat  # noqa: E402
-from jupyter_ydjango.store import read_file, write_file_atomic  # noqa: E402
+from jupyter_ydjango.formats.builtin import NotebookFormat  # noqa: E402
+from jupyter_ydjango.store.disk import read_file, write_file_atomic  # noqa: E402
 
 
 def median_ms(samples: list[float]) -> str:

@@ -58,7 +58,7 @@ from rawclient import RawClient  # noqa: E402
 from servers import Server, migrate, server_env  # noqa: E402
 from yclient import NodeDriver, YClient  # noqa: E402
 
-from jupyter_ydjango.yutils import (  # noqa: E402
+from jupyter_ydjango.protocol.messages import (  # noqa: E402
     Message,
     YMessageType,
     YSyncMessageType,

@@ -44,10 +44,10 @@ from django.db.models.sql.compiler import SQLCompiler  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from nbformat.v4 import new_code_cell, new_notebook  # noqa: E402
 
-from jupyter_ydjango import history, store  # noqa: E402
-from jupyter_ydjango.formats import FORMATS  # noqa: E402
+from jupyter_ydjango.documents.timeline import read_timeline  # noqa: E402
+from jupyter_ydjango.formats.builtin import FORMATS  # noqa: E402
 from jupyter_ydjango.models import Document, Snapshot, Update  # noqa: E402
-from jupyter_ydjango.timeline import read_timeline  # noqa: E402
+from jupyter_ydjango.store import history, records, update_log  # noqa: E402
 
 NOTEBOOK = FORMATS[("json", "notebook")]
 TABLES = {Snapshot._meta.db_table, Update._meta.db_table, Document._meta.db_table}
@@ -81,7 +81,7 @@ def rows_read() -> Iterator[Counter[str]]:
 
 def seed(points: int) -> Document:
     """A notebook document with ``points`` snapshots an hour apart, then 20 update rows."""
-    document = Document.objects.create(path=store.file_location(f"growth-{points}.ipynb"))
+    document = Document.objects.create(path=records.file_location(f"growth-{points}.ipynb"))
     doc = pycrdt.Doc(client_id=1)
     NOTEBOOK.load_into(doc, new_notebook(cells=[new_code_cell("x = 0", id=f"c{i}")
                                                 for i in range(10)]), "g.ipynb", "0" * 64)
@@ -103,7 +103,8 @@ def seed(points: int) -> Document:
         before = doc.get_state()
         text = source[0]["source"]
         text.insert(len(text), "a")
-        rows.append(Update(document=document, data=store.pack_updates([doc.get_update(before)]),
+        data = update_log.pack_updates([doc.get_update(before)])
+        rows.append(Update(document=document, data=data,
                            count=1, authors=["student"]))
     Update.objects.bulk_create(rows)
     return document
@@ -118,14 +119,15 @@ def type_burst(document: Document) -> None:
     for _ in range(20):
         before = doc.get_state()
         text.insert(len(text), "b")
-        rows.append(Update(document=document, data=store.pack_updates([doc.get_update(before)]),
+        data = update_log.pack_updates([doc.get_update(before)])
+        rows.append(Update(document=document, data=data,
                            count=1))
     Update.objects.bulk_create(rows)
 
 
 def measure(points: int) -> dict[str, Any]:
     document = seed(points)
-    info = store.get_document(document.id)
+    info = records.get_document(document.id)
     assert info is not None
     results: dict[str, Any] = {"points": points}
     for step in ("first compaction", "compaction", "timeline"):

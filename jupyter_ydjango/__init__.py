@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     """The Jupyter server extension (imported only when the server loads it)."""
-    from .jupyter.app import YDjango
+    from jupyter_ydjango.jupyter.app import YDjango
 
     return [{"module": "jupyter_ydjango", "app": YDjango}]
 

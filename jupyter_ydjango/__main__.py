@@ -14,7 +14,7 @@ def serve(args: argparse.Namespace) -> None:
     ``--workers N``)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
     if args.workers > 1:
-        from .workers import check_can_share_rooms
+        from jupyter_ydjango.project.workers import check_can_share_rooms
 
         check_can_share_rooms()
     import django
@@ -24,23 +24,23 @@ def serve(args: argparse.Namespace) -> None:
     if not args.no_migrate:
         call_command("migrate", interactive=False, verbosity=0)
     if args.workers > 1:
-        from .workers import supervise
+        from jupyter_ydjango.project.workers import supervise
 
         sys.exit(supervise(args.host, args.port, args.workers, []))
 
     from daphne.cli import CommandLineInterface
     from twisted.internet import reactor
 
-    from .conf import get_setting
-    from .heap import freeze_startup_heap
+    from jupyter_ydjango.conf import get_setting
+    from jupyter_ydjango.heap import freeze_startup_heap
     _flush_rooms_at_shutdown()
     log = logging.getLogger("jupyter_ydjango.heap")
     reactor.callWhenRunning(lambda: log.info("%s", freeze_startup_heap()))
 
     limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")
     if args.fd is not None:  # a worker of serve --workers N, on a socket of its own
-        from . import asgi  # noqa: F401  (loaded before listening: connections wait less)
-        from .listeners import start_listening
+        from jupyter_ydjango.project import asgi  # noqa: F401  (loaded before listening: connections wait less)
+        from jupyter_ydjango.project.listeners import start_listening
 
         start_listening(args.fd)
         where = ["--fd", str(args.fd)]
@@ -64,8 +64,8 @@ def _flush_rooms_at_shutdown() -> None:
     import daphne.server  # noqa: F401  (installs the asyncio reactor daphne runs on)
     from twisted.internet import defer, reactor
 
-    from .conversions import get_converter
-    from .rooms import close_all_rooms
+    from jupyter_ydjango.formats.conversions import get_converter
+    from jupyter_ydjango.rooms.room import close_all_rooms
 
     async def close() -> None:
         await close_all_rooms()
@@ -82,8 +82,8 @@ def options() -> None:
     ``YDJANGO_*`` settings, with defaults and help."""
     import textwrap
 
-    from .conf import ENVIRONMENT, SETTINGS
-    from .jupyter.app import YDjango
+    from jupyter_ydjango.conf import ENVIRONMENT, SETTINGS
+    from jupyter_ydjango.jupyter.app import YDjango
 
     print("Jupyter server extension (c.YDjango.<name> or --YDjango.<name>=...)\n")
     for name, trait in sorted(YDjango.class_own_traits(config=True).items()):
@@ -102,7 +102,7 @@ def options() -> None:
 def deleted() -> None:
     """List the documents whose file was deleted (their content can be restored)."""
     _setup_django()
-    from .store import deleted_documents
+    from jupyter_ydjango.store.records import deleted_documents
 
     documents = deleted_documents()
     if not documents:
@@ -115,7 +115,7 @@ def deleted() -> None:
 def restore(args: argparse.Namespace) -> None:
     """Write a deleted document's last content back to a file."""
     _setup_django()
-    from .restore import RestoreError, restore_deleted
+    from jupyter_ydjango.documents.restore import RestoreError, restore_deleted
 
     try:
         path = restore_deleted(args.file_id)

@@ -14,9 +14,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 
-from .conf import get_setting
-from .models import Document, Fork, Snapshot, Update
-from .ydoc_formats import find_format
+from jupyter_ydjango.conf import get_setting
+from jupyter_ydjango.formats.ydoc import find_format
+from jupyter_ydjango.models import Document, Fork, Snapshot, Update
 
 
 @admin.register(Document)
@@ -35,7 +35,7 @@ class DocumentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Restore the deleted file (its last content)")
     def restore_deleted(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
-        from .restore import RestoreError, restore_deleted
+        from jupyter_ydjango.documents.restore import RestoreError, restore_deleted
 
         for document in queryset.filter(deleted__isnull=False):
             try:
@@ -54,8 +54,8 @@ class DocumentAdmin(admin.ModelAdmin):
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """The document's page, with its timeline (the points the stock frontend shows)."""
-        from .history import build_timeline, read_changes, to_micros
-        from .store import author_names
+        from jupyter_ydjango.store.history import build_timeline, read_changes, to_micros
+        from jupyter_ydjango.store.records import author_names
 
         document = self.get_object(request, object_id)
         doc_format = None if document is None else find_format(document.format,
@@ -83,11 +83,11 @@ class DocumentAdmin(admin.ModelAdmin):
     @method_decorator(require_POST)
     def restore_point_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Restore the point of the document's timeline at time ``at`` (POST)."""
-        from .document import LoadError
-        from .fork_rooms import MergeConflict
-        from .history import from_micros
-        from .store import DocumentInfo
-        from .timeline import restore_point
+        from jupyter_ydjango.documents.fork_room import MergeConflict
+        from jupyter_ydjango.documents.room import LoadError
+        from jupyter_ydjango.documents.timeline import restore_point
+        from jupyter_ydjango.store.history import from_micros
+        from jupyter_ydjango.store.records import DocumentInfo
 
         document = self.get_object(request, object_id)
         if document is None:
@@ -145,7 +145,7 @@ class SnapshotAdmin(admin.ModelAdmin):
 
     @admin.action(description="Restore this snapshot (as an edit everyone receives)")
     def restore(self, request: HttpRequest, queryset: QuerySet[Snapshot]) -> None:
-        from .restore import RestoreError, restore_snapshot
+        from jupyter_ydjango.documents.restore import RestoreError, restore_snapshot
 
         for snapshot in queryset.order_by("id"):
             try:
@@ -203,7 +203,7 @@ class UpdateAdmin(admin.ModelAdmin):
 
 def _room_users(room_name: str) -> list[str]:
     """Names in the awareness states of a room loaded in this process (any event loop)."""
-    from .rooms import _registries
+    from jupyter_ydjango.rooms.room import _registries
 
     names: list[str] = []
     for registry in list(_registries.values()):

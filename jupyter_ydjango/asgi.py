@@ -1,28 +1,12 @@
-"""The Django Channels ASGI application (HTTP and websocket).
+"""The ASGI application (``jupyter_ydjango.asgi:application``), where servers are pointed at it:
+see :mod:`jupyter_ydjango.project.asgi`."""
 
-Run it with ``daphne jupyter_ydjango.asgi:application``; settings default to
-:mod:`jupyter_ydjango.settings`.
-"""
-
-import os
-
-from django.core.asgi import get_asgi_application
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
-django_asgi_app = get_asgi_application()
-
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
-
-from .api_asgi import DirectRoutes  # noqa: E402
-from .middleware import DjangoLoginFallback, IdentityMiddleware  # noqa: E402
-from .routing import websocket_urlpatterns  # noqa: E402
-from .security import BrowserOriginValidator  # noqa: E402
-
-application = ProtocolTypeRouter(
-    {
-        "http": IdentityMiddleware(DirectRoutes(django_asgi_app)),
-        "websocket": BrowserOriginValidator(
-            DjangoLoginFallback(IdentityMiddleware(URLRouter(websocket_urlpatterns)))
-        ),
-    }
+from jupyter_ydjango.project.asgi import (
+    application,
+    django_asgi_app,
 )
+
+__all__ = [
+    "application",
+    "django_asgi_app",
+]

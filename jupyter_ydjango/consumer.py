@@ -41,18 +41,13 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from . import store
-from .conf import get_setting
-from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError, new_room
-from .engines import UnsupportedClientId
-from .identity import SCOPE_KEY
-from .layer import retry_layer
-from .middleware import ERROR_KEY
-from .relay import REMOTE, get_relay_layer, relay_group_name, room_group_name
-from .rooms import Peer, Room, find_room, get_registry
-from .store import run_db
-from .ydoc_formats import find_format
-from .yutils import (
+from jupyter_ydjango.api.identity import SCOPE_KEY
+from jupyter_ydjango.api.middleware import ERROR_KEY
+from jupyter_ydjango.conf import get_setting
+from jupyter_ydjango.documents.room import CLOSE_NOT_FOUND, DocumentRoom, LoadError, new_room
+from jupyter_ydjango.formats.ydoc import find_format
+from jupyter_ydjango.protocol.engines import UnsupportedClientId
+from jupyter_ydjango.protocol.messages import (
     Message,
     ProtocolError,
     YMessageType,
@@ -62,6 +57,11 @@ from .yutils import (
     decode_messages,
     read_raw_request,
 )
+from jupyter_ydjango.rooms.channel_layer import retry_layer
+from jupyter_ydjango.rooms.relay import REMOTE, get_relay_layer, relay_group_name, room_group_name
+from jupyter_ydjango.rooms.room import Peer, Room, find_room, get_registry
+from jupyter_ydjango.store import records
+from jupyter_ydjango.store.dispatch import run_db
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ CLOSE_UNSUPPORTED_DATA = 4415
 class YjsConsumer(AsyncWebsocketConsumer):
     """A y-websocket server for one room per connection, on Django Channels."""
 
-    #: The :class:`~jupyter_ydjango.rooms.Room` class of the rooms this consumer opens.
+    #: The :class:`~jupyter_ydjango.rooms.room.Room` class of the rooms this consumer opens.
     room_class: type[Room] = Room
     #: Largest accepted frame in bytes; ``None`` reads the ``YDJANGO_MAX_MESSAGE_SIZE`` setting.
     max_message_size: int | None = None
@@ -379,9 +379,9 @@ class DocumentConsumer(_IdentifiedConsumer):
     """The rooms of JupyterLab's collaborative documents: ``{format}:{type}:{fileId}``.
 
     The room's document is a file under the notebook root, stored in the database and saved
-    back (:class:`~jupyter_ydjango.document.DocumentRoom`). Clients are refused with a close
+    back (:class:`~jupyter_ydjango.documents.room.DocumentRoom`). Clients are refused with a close
     code before the handshake: 4400 a document type no format serves (see
-    :func:`~jupyter_ydjango.ydoc_formats.find_format`), 4401 no identity, 4404 unknown room or
+    :func:`~jupyter_ydjango.formats.ydoc.find_format`), 4401 no identity, 4404 unknown room or
     file, 4403 a path outside the root, 4409 a ``sessionId`` of another history, 4422 a file
     that is not a document of the room's type (what Jupyter refuses to open: the close reason
     says why, in a sentence for its users), 4500 a file that cannot be loaded.
@@ -408,7 +408,7 @@ class DocumentConsumer(_IdentifiedConsumer):
         if isinstance(loaded, DocumentRoom):
             document = loaded.document
         else:
-            document = await run_db(store.get_document, file_id)
+            document = await run_db(records.get_document, file_id)
         if document is None or (document.format, document.type) != (file_format, file_type):
             logger.info("refused room %s: no such document", room_id)
             await self.refuse(CLOSE_NOT_FOUND)
@@ -427,7 +427,7 @@ class DocumentConsumer(_IdentifiedConsumer):
             return
         if self.peer is not None and not self.read_only:
             try:  # the names the timeline's authors are shown with
-                await run_db(store.remember_author, self.identity.username,
+                await run_db(records.remember_author, self.identity.username,
                              self.identity.name, self.identity.display_name)
             except Exception as exc:  # the names can wait; the edits must not
                 logger.warning("room %s: cannot record the names of %s: %r", room_id,

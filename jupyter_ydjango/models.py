@@ -2,7 +2,7 @@
 
 A room's history lives here, not in its file: the file is imported once per document (the
 first snapshot), and from then on every change is an :class:`Update` row; compaction folds
-rows into snapshots, one per burst of edits (:mod:`jupyter_ydjango.history`). Loading a room
+rows into snapshots, one per burst of edits (:mod:`jupyter_ydjango.store.history`). Loading a room
 applies every snapshot and every update row of its document (applying a Yjs update twice
 changes nothing, so overlaps are harmless). :class:`Fork` rows hold copies of documents.
 """
@@ -35,7 +35,7 @@ class Document(models.Model):
     imported = models.BooleanField(default=False)
     #: The version of the file as last imported or saved by any process: the SHA-256 of its
     #: bytes, or, for a file read through a contents manager, ``v:`` and a hash of the
-    #: manager's signature of the version (see :mod:`jupyter_ydjango.contents`).
+    #: manager's signature of the version (see :mod:`jupyter_ydjango.store.contents`).
     file_hash = models.CharField(max_length=64, blank=True, default="")
     #: SHA-256 of the bytes the last save rendered (a contents manager may write them in
     #: another form, a script); empty while unknown.
@@ -104,7 +104,7 @@ class Snapshot(models.Model):
     """A point of a document's history: what changed up to it, as one Yjs update.
 
     The document at a point is every snapshot and update row up to its time, applied in
-    time order (see :mod:`jupyter_ydjango.history`).
+    time order (see :mod:`jupyter_ydjango.store.history`).
     """
 
     id = models.BigAutoField(primary_key=True)

@@ -1,18 +1,9 @@
-"""Websocket routes, for inclusion in a Django project's ASGI router."""
+"""Websocket routes, where Django projects include them: see :mod:`jupyter_ydjango.api.routing`."""
 
-from django.urls import path, re_path
+from jupyter_ydjango.api.routing import (
+    websocket_urlpatterns,
+)
 
-from .consumer import AwarenessConsumer, DocumentConsumer, RoomConsumer
-from .fork_rooms import ForkConsumer
-
-websocket_urlpatterns = [
-    # JupyterLab's collaborative documents: {format}:{type}:{fileId}
-    re_path(r"^api/collaboration/room/(?P<room_id>[^/:]+:[^/:]+:[^/]+)$",
-            DocumentConsumer.as_asgi()),
-    # forks and timelines' copies: 32 hex digits
-    re_path(r"^api/collaboration/room/(?P<room_id>[0-9a-f]{32})$", ForkConsumer.as_asgi()),
-    # awareness-only rooms such as JupyterLab:globalAwareness
-    re_path(r"^api/collaboration/room/(?P<room_id>[^/]+)$", AwarenessConsumer.as_asgi()),
-    # plain y-websocket rooms
-    path("ws/<str:room>", RoomConsumer.as_asgi()),
+__all__ = [
+    "websocket_urlpatterns",
 ]

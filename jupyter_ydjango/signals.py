@@ -1,8 +1,8 @@
 """Django signals of the rooms' lifecycle, for server-side code in the rooms' process.
 
 Both are sent by the room registry on the rooms' event loop, with the room as ``room``
-(a :class:`~jupyter_ydjango.rooms.Room`; a file's room is a
-:class:`~jupyter_ydjango.document.DocumentRoom`). Receivers run synchronously on that loop:
+(a :class:`~jupyter_ydjango.rooms.room.Room`; a file's room is a
+:class:`~jupyter_ydjango.documents.room.DocumentRoom`). Receivers run synchronously on that loop:
 they must not block (schedule slow work); an exception in one is logged, and neither stops
 the other receivers nor the room.
 

@@ -16,7 +16,7 @@ from jupyter_ydoc import YNotebook, YUnicode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from jupyter_ydjango.yutils import (
+from jupyter_ydjango.protocol.messages import (
     YMessageType,
     decode_messages,
     read_var_string,

@@ -17,7 +17,7 @@ from nbformat.v4 import (
     new_raw_cell,
 )
 
-from jupyter_ydjango.notebook import validate_notebook
+from jupyter_ydjango.formats.notebook import validate_notebook
 
 #: Real notebooks and nbformat's test notebooks; tests using them skip when it is absent.
 FIXTURES = Path(os.environ.get("NOTEBOOK_FIXTURES_DIR", "/work/shared/fixtures/notebooks"))

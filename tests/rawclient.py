@@ -15,7 +15,7 @@ import pycrdt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from jupyter_ydjango.yutils import (
+from jupyter_ydjango.protocol.messages import (
     Message,
     YMessageType,
     YSyncMessageType,

@@ -23,8 +23,8 @@ from docserver import DocServer
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from yclient import NodeDriver, YClient
 
-from jupyter_ydjango.engines import decode_state_vector, update_client_ids
-from jupyter_ydjango.store import unpack_updates
+from jupyter_ydjango.protocol.engines import decode_state_vector, update_client_ids
+from jupyter_ydjango.store.update_log import unpack_updates
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(120)]
 

@@ -12,7 +12,7 @@ from servers import TEST_MAX_MESSAGE_SIZE, Server
 from websockets.exceptions import InvalidStatus
 
 from jupyter_ydjango.consumer import CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, CLOSE_UNSUPPORTED_DATA
-from jupyter_ydjango.yutils import (
+from jupyter_ydjango.protocol.messages import (
     AwarenessEntry,
     YMessageType,
     YSyncMessageType,

@@ -17,9 +17,9 @@ from nbformat.v4 import new_code_cell, new_notebook
 from notebooks import generated_notebook
 from services import children
 
-from jupyter_ydjango.conversions import IMPORT_CLIENT_ID, Converter, build
-from jupyter_ydjango.formats import FORMATS, FormatError
-from jupyter_ydjango.notebook import load_into, notebook_from_doc, read_notebook
+from jupyter_ydjango.formats.builtin import FORMATS, FormatError
+from jupyter_ydjango.formats.conversions import IMPORT_CLIENT_ID, Converter, build
+from jupyter_ydjango.formats.notebook import load_into, notebook_from_doc, read_notebook
 
 pytestmark = pytest.mark.timeout(120)
 NOTEBOOK = ("json", "notebook")

@@ -1,7 +1,7 @@
 """The session and room status requests answered as plain ASGI, and the same answers through
 Django's views.
 
-In-process: the project's ASGI application (:mod:`jupyter_ydjango.asgi`) on the embedded
+In-process: the project's ASGI application (:mod:`jupyter_ydjango.project.asgi`) on the embedded
 settings and a migrated SQLite database, called the way the Jupyter server's bridge and
 daphne call it. What it proves: a client with an identity of its own (the bridge's scope, a
 signed header) gets the same answers as Django's views would give, without Django's request
@@ -24,8 +24,8 @@ from django.core.signals import request_started
 from django.test import override_settings
 from notebooks import generated_notebook
 
-from jupyter_ydjango.identity import HEADER, SCOPE_KEY, Identity, sign_identity
-from jupyter_ydjango.rooms import find_room
+from jupyter_ydjango.api.identity import HEADER, SCOPE_KEY, Identity, sign_identity
+from jupyter_ydjango.rooms.room import find_room
 
 ALICE = Identity("alice", "write", "Alice", "Al")
 SECRET = "session-endpoint-secret"
@@ -63,8 +63,8 @@ def write_notebook(path: Path) -> None:
 
 
 def applications() -> dict[str, Any]:
-    from jupyter_ydjango.asgi import application, django_asgi_app
-    from jupyter_ydjango.middleware import IdentityMiddleware
+    from jupyter_ydjango.api.middleware import IdentityMiddleware
+    from jupyter_ydjango.project.asgi import application, django_asgi_app
 
     return {"endpoint": application, "django": IdentityMiddleware(django_asgi_app)}
 

@@ -39,7 +39,7 @@ def test_configuration_reference_is_up_to_date() -> None:
 def test_every_environment_variable_is_documented() -> None:
     """Each ``YDJANGO_*`` name the embedded settings read is a setting or in ENVIRONMENT, so
     that the reference (and ``python -m jupyter_ydjango options``) lists it."""
-    source = (PROJECT_DIR / "jupyter_ydjango" / "settings.py").read_text()
+    source = (PROJECT_DIR / "jupyter_ydjango" / "project" / "settings.py").read_text()
     names = {
         node.value for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.Constant) and isinstance(node.value, str)

@@ -28,9 +28,9 @@ from notebooks import without_empty_attachments as as_in_doc
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from jupyter_ydjango.document import DocumentRoom
-from jupyter_ydjango.notebook import read_notebook
-from jupyter_ydjango.store import unpack_updates
+from jupyter_ydjango.documents.room import DocumentRoom
+from jupyter_ydjango.formats.notebook import read_notebook
+from jupyter_ydjango.store.update_log import unpack_updates
 
 TEXT = {"format": "text", "type": "file"}
 

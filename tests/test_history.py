@@ -1,4 +1,4 @@
-"""A document's history as points (:mod:`jupyter_ydjango.history`), in-process on the test
+"""A document's history as points (:mod:`jupyter_ydjango.store.history`), in-process on the test
 database: bursts, folding the log, thinning old points, and what each point holds."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.management import call_command
 
-from jupyter_ydjango import history
-from jupyter_ydjango.engines import update_held
-from jupyter_ydjango.formats import FORMATS
+from jupyter_ydjango.formats.builtin import FORMATS
 from jupyter_ydjango.models import Document, Fork, Snapshot, Update
-from jupyter_ydjango.store import pack_updates, read_checkpoint
+from jupyter_ydjango.protocol.engines import update_held
+from jupyter_ydjango.store import history
+from jupyter_ydjango.store.update_log import pack_updates, read_checkpoint
 
 TEXT = FORMATS[("text", "file")]
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -237,7 +237,7 @@ def test_each_point_keeps_its_authors_when_folded_and_thinned() -> None:
 def test_only_unused_timeline_copies_expire() -> None:
     from django.utils import timezone as dj_timezone
 
-    from jupyter_ydjango.forks import TIMELINE_EXPIRY, expire_timelines
+    from jupyter_ydjango.store.forks import TIMELINE_EXPIRY, expire_timelines
 
     writer = Writer()
     long_ago = dj_timezone.now() - TIMELINE_EXPIRY - timedelta(minutes=1)

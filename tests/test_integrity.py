@@ -20,7 +20,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from rawclient import RawClient
 from services import PgDatabase, TcpForwarder, postgres_user
 
-from jupyter_ydjango.yutils import create_update_message
+from jupyter_ydjango.protocol.messages import create_update_message
 
 TEXT_FILE = {"format": "text", "type": "file"}
 
@@ -102,15 +102,15 @@ async def loaded_text_room(tmp_path: Path, name: str, content: str) -> tuple[Any
     """An in-process room of a text file, saving a moment after each change."""
     from django.core.management import call_command
 
-    from jupyter_ydjango import store
-    from jupyter_ydjango.document import DocumentRoom
-    from jupyter_ydjango.formats import FORMATS
-    from jupyter_ydjango.rooms import RoomRegistry
+    from jupyter_ydjango.documents.room import DocumentRoom
+    from jupyter_ydjango.formats.builtin import FORMATS
+    from jupyter_ydjango.rooms.room import RoomRegistry
+    from jupyter_ydjango.store import records
 
     await asyncio.to_thread(call_command, "migrate", interactive=False, verbosity=0)
     path = tmp_path / name
     path.write_text(content)
-    info, _ = await asyncio.to_thread(store.get_or_create_document, f"{tmp_path.name}/{name}",
+    info, _ = await asyncio.to_thread(records.get_or_create_document, f"{tmp_path.name}/{name}",
                                       "text", "file")
     text = FORMATS[("text", "file")]
 
@@ -126,7 +126,7 @@ async def loaded_text_room(tmp_path: Path, name: str, content: str) -> tuple[Any
 
 
 def append(room: Any, text: str) -> None:
-    from jupyter_ydjango.formats import FORMATS
+    from jupyter_ydjango.formats.builtin import FORMATS
 
     fmt = FORMATS[("text", "file")]
     fmt.replace(room.doc, fmt.read(room.doc) + text)
@@ -139,8 +139,8 @@ async def test_an_autosave_that_fails_goes_on_saving(tmp_path: Path, monkeypatch
 
     from django.db import OperationalError
 
-    from jupyter_ydjango import document as document_module
-    from jupyter_ydjango import store
+    from jupyter_ydjango.documents import room as document_module
+    from jupyter_ydjango.store import disk, lease, records
 
     registry, room, path = await loaded_text_room(tmp_path, "autosaved.txt", "start")
     converter = document_module.get_converter()
@@ -155,13 +155,13 @@ async def test_an_autosave_that_fails_goes_on_saving(tmp_path: Path, monkeypatch
     broken = Converter()
     monkeypatch.setattr(document_module, "get_converter", lambda: broken)
     failures = {
-        "the lease check": FailOnce(store.claim_writer, OperationalError("database is locked")),
-        "recording the save": FailOnce(store.record_save, OperationalError("disk I/O error")),
-        "writing the file": FailOnce(store.write_file_atomic, OSError(28, "No space left")),
+        "the lease check": FailOnce(lease.claim_writer, OperationalError("database is locked")),
+        "recording the save": FailOnce(records.record_save, OperationalError("disk I/O error")),
+        "writing the file": FailOnce(disk.write_file_atomic, OSError(28, "No space left")),
     }
-    monkeypatch.setattr(store, "claim_writer", failures["the lease check"])
-    monkeypatch.setattr(store, "record_save", failures["recording the save"])
-    monkeypatch.setattr(store, "write_file_atomic", failures["writing the file"])
+    monkeypatch.setattr(lease, "claim_writer", failures["the lease check"])
+    monkeypatch.setattr(records, "record_save", failures["recording the save"])
+    monkeypatch.setattr(disk, "write_file_atomic", failures["writing the file"])
     failures["the converter"] = broken.render
     expected = "start"
     try:
@@ -185,11 +185,11 @@ async def test_a_change_on_disk_whose_safety_copy_fails_is_loaded_later(
     """The room has unsaved changes when the file changes on disk: its version is kept as a
     copy beside the file. That copy fails once: the change on disk is not lost (it is
     loaded at the next check, and no save overwrites it meanwhile)."""
-    from jupyter_ydjango import store
+    from jupyter_ydjango.store import disk
 
     registry, room, path = await loaded_text_room(tmp_path, "outside.txt", "base")
-    write_copy = FailOnce(store.write_copy, OSError(13, "Permission denied"))
-    monkeypatch.setattr(store, "write_copy", write_copy)
+    write_copy = FailOnce(disk.write_copy, OSError(13, "Permission denied"))
+    monkeypatch.setattr(disk, "write_copy", write_copy)
     try:
         room.save_delay = room.save_max_wait = 600.0  # the room's edit stays unsaved
         await asyncio.sleep(0.3)  # the watcher has seen the file as the room loaded it

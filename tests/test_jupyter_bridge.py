@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_ydjango.identity import SCOPE_KEY, Identity
+from jupyter_ydjango.api.identity import SCOPE_KEY, Identity
 from jupyter_ydjango.jupyter.backend import MAX_REASON_BYTES, BackendError, client_close
 from jupyter_ydjango.jupyter.bridge import AsgiBackend
 

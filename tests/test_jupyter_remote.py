@@ -23,7 +23,7 @@ from jupyter_servers import TOKEN, JupyterServer
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from servers import Server, migrate, serve_command, server_env
 
-from jupyter_ydjango.identity import HEADER, Identity, sign_identity
+from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
 
 SECRET = "remote-tests-shared-secret"
 ALICE = Identity("alice", "write", "Alice", "Alice")

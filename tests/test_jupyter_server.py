@@ -31,7 +31,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from yclient import NodeDriver
 
-from jupyter_ydjango.yutils import read_var_string, read_var_uint, write_var_string, write_var_uint
+from jupyter_ydjango.protocol.messages import (
+    read_var_string,
+    read_var_uint,
+    write_var_string,
+    write_var_uint,
+)
 
 #: The test server's frame limit (small, so that the oversized-frame tests are cheap).
 MAX_MESSAGE_SIZE = 1_000_000

@@ -1,4 +1,5 @@
-"""nbformat <-> YDoc mapping (``jupyter_ydjango.notebook``), checked against independent readers.
+"""nbformat <-> YDoc mapping (``jupyter_ydjango.formats.notebook``), checked against independent
+readers.
 
 Every notebook goes file -> :func:`read_notebook` -> :func:`load_into` (a pycrdt doc), then back:
 
@@ -44,9 +45,9 @@ from notebooks import (
 )
 from yclient import JS_DIR
 
-from jupyter_ydjango import notebook as notebook_module
-from jupyter_ydjango.formats import NotebookFormat
-from jupyter_ydjango.notebook import (
+from jupyter_ydjango.formats import notebook as notebook_module
+from jupyter_ydjango.formats.builtin import NotebookFormat
+from jupyter_ydjango.formats.notebook import (
     NotebookError,
     load_into,
     notebook_from_doc,

@@ -24,8 +24,8 @@ from nbformat import NotebookNode
 from nbformat.v4.rwbase import rejoin_lines, strip_transient
 from notebooks import FIXTURES, REFUSED, TOLERATED, plain
 
-from jupyter_ydjango.formats import FormatError, NotebookFormat, ParsedNotebook
-from jupyter_ydjango.notebook import document_cell_ids
+from jupyter_ydjango.formats.builtin import FormatError, NotebookFormat, ParsedNotebook
+from jupyter_ydjango.formats.notebook import document_cell_ids
 
 FORMAT = NotebookFormat()
 

@@ -13,7 +13,7 @@ from rawclient import RawClient
 from servers import Server
 from yclient import NodeDriver
 
-from jupyter_ydjango.yutils import (
+from jupyter_ydjango.protocol.messages import (
     AwarenessEntry,
     YMessageType,
     YSyncMessageType,

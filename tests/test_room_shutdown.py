@@ -9,10 +9,10 @@ import pycrdt
 from asgiref.sync import SyncToAsync
 from django.core.management import call_command
 
-from jupyter_ydjango import store
-from jupyter_ydjango.document import DocumentRoom
-from jupyter_ydjango.formats import FORMATS
-from jupyter_ydjango.rooms import RoomRegistry
+from jupyter_ydjango.documents.room import DocumentRoom
+from jupyter_ydjango.formats.builtin import FORMATS
+from jupyter_ydjango.rooms.room import RoomRegistry
+from jupyter_ydjango.store import records
 
 
 async def test_shutdown_saves_from_a_context_caught_in_a_database_call(tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ async def test_shutdown_saves_from_a_context_caught_in_a_database_call(tmp_path:
     await asyncio.to_thread(call_command, "migrate", interactive=False, verbosity=0)
     path = tmp_path / "last.txt"
     path.write_text("hello")
-    info, _ = await asyncio.to_thread(store.get_or_create_document,
+    info, _ = await asyncio.to_thread(records.get_or_create_document,
                                       f"{tmp_path.name}/last.txt", "text", "file")
     text = FORMATS[("text", "file")]
 

@@ -10,9 +10,9 @@ import pycrdt
 import pytest
 from channels.layers import InMemoryChannelLayer
 
-from jupyter_ydjango.relay import SILENCE
-from jupyter_ydjango.rooms import Room, RoomRegistry
-from jupyter_ydjango.yutils import AwarenessEntry, encode_awareness_update
+from jupyter_ydjango.protocol.messages import AwarenessEntry, encode_awareness_update
+from jupyter_ydjango.rooms.relay import SILENCE
+from jupyter_ydjango.rooms.room import Room, RoomRegistry
 
 
 def edit(room: Room, text: str) -> None:
@@ -386,7 +386,7 @@ async def test_relay_on_real_redis_repairs_losses():
 
 
 async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
-    from jupyter_ydjango.rooms import CLOSE_SLOW_PEER
+    from jupyter_ydjango.rooms.room import CLOSE_SLOW_PEER
 
     room = Room("slow", pycrdt.Doc())
     room.max_queued_frames = 5
@@ -472,7 +472,7 @@ def client_update(client_id: int, text: str) -> bytes:
 
 
 def test_room_keeps_wide_client_ids_as_sent():
-    from jupyter_ydjango.engines import decode_state_vector
+    from jupyter_ydjango.protocol.engines import decode_state_vector
 
     wide = (1 << 53) - 3  # pycrdt draws client ids this wide
     room = Room("wide", pycrdt.Doc())
@@ -487,7 +487,7 @@ def test_room_keeps_wide_client_ids_as_sent():
 def test_ypy_room_refuses_client_ids_it_cannot_hold():
     y_py = pytest.importorskip(
         "y_py", reason="y-py (the [ypy] extra) installs only on Python < 3.13")
-    from jupyter_ydjango.engines import UnsupportedClientId, decode_state_vector
+    from jupyter_ydjango.protocol.engines import UnsupportedClientId, decode_state_vector
 
     changes: list[bytes] = []
 

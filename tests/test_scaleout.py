@@ -49,10 +49,10 @@ from services import (
 )
 from yclient import NodeDriver, YClient
 
-from jupyter_ydjango.identity import HEADER, Identity, sign_identity
-from jupyter_ydjango.notebook import read_notebook
-from jupyter_ydjango.store import unpack_updates
-from jupyter_ydjango.yutils import read_var_uint
+from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
+from jupyter_ydjango.formats.notebook import read_notebook
+from jupyter_ydjango.protocol.messages import read_var_uint
+from jupyter_ydjango.store.update_log import unpack_updates
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 

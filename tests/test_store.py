@@ -12,19 +12,18 @@ import pycrdt
 import pytest
 from notebooks import generated_notebook
 
-from jupyter_ydjango.formats import FormatError, NotebookFormat
-from jupyter_ydjango.notebook import load_into, notebook_from_doc, read_notebook, replace_content
-from jupyter_ydjango.paths import PathError, normalize_api_path, resolve_in_root
-from jupyter_ydjango.store import (
-    file_location,
-    pack_updates,
-    read_file,
-    stat_file,
-    unpack_updates,
-    write_copy,
-    write_file_atomic,
+from jupyter_ydjango.formats.builtin import FormatError, NotebookFormat
+from jupyter_ydjango.formats.notebook import (
+    load_into,
+    notebook_from_doc,
+    read_notebook,
+    replace_content,
 )
-from jupyter_ydjango.yutils import ProtocolError
+from jupyter_ydjango.protocol.messages import ProtocolError
+from jupyter_ydjango.store.disk import read_file, stat_file, write_copy, write_file_atomic
+from jupyter_ydjango.store.paths import PathError, normalize_api_path, resolve_in_root
+from jupyter_ydjango.store.records import file_location
+from jupyter_ydjango.store.update_log import pack_updates, unpack_updates
 
 
 @pytest.mark.parametrize(("given", "expected"), [
@@ -198,9 +197,9 @@ def test_restore_snapshot_is_an_edit_of_the_history(tmp_path: Path) -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from jupyter_ydjango import store
+    from jupyter_ydjango.documents.restore import restore_snapshot
     from jupyter_ydjango.models import Document, Snapshot, Update
-    from jupyter_ydjango.restore import restore_snapshot
+    from jupyter_ydjango.store import update_log
 
     call_command("migrate", interactive=False, verbosity=0)
     fmt = NotebookFormat()
@@ -215,15 +214,15 @@ def test_restore_snapshot_is_an_edit_of_the_history(tmp_path: Path) -> None:
     with doc.transaction():
         del doc.get("cells", type=pycrdt.Array)[0]
     Update.objects.create(document=document,
-                          data=store.pack_updates([doc.get_update(before)]))
+                          data=update_log.pack_updates([doc.get_update(before)]))
 
     def stored_content() -> object:
-        history = store.load_history(document.id)
+        history = update_log.load_history(document.id)
         replay = pycrdt.Doc()
         for _, state in history.snapshots:
             replay.apply_update(state)
         for _, data in history.updates:
-            for update in store.unpack_updates(data):
+            for update in update_log.unpack_updates(data):
                 replay.apply_update(update)
         return fmt.read(replay)
 
@@ -256,8 +255,8 @@ def test_admin_restores_a_deleted_file(tmp_path: Path) -> None:
     from django.test import Client, override_settings
     from django.utils import timezone
 
-    from jupyter_ydjango import store
     from jupyter_ydjango.models import Document, Snapshot
+    from jupyter_ydjango.store import records
 
     call_command("migrate", interactive=False, verbosity=0)
     fmt = NotebookFormat()
@@ -283,9 +282,9 @@ def test_admin_restores_a_deleted_file(tmp_path: Path) -> None:
     assert [c.source for c in read_notebook(written.read_bytes()).cells] == [
         c.source for c in read_back(nb).cells]
     with override_settings(YDJANGO_NOTEBOOK_DIR=str(tmp_path.parent)):
-        info = store.get_document(document.id)
+        info = records.get_document(document.id)
     assert info is not None and info.deleted is None and info.path == path
-    assert store.get_document(document.id) is None, "not under this root"
+    assert records.get_document(document.id) is None, "not under this root"
 
 
 def test_a_rename_waits_for_a_concurrent_writer_instead_of_failing(tmp_path: Path) -> None:
@@ -298,8 +297,8 @@ def test_a_rename_waits_for_a_concurrent_writer_instead_of_failing(tmp_path: Pat
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from jupyter_ydjango import store
     from jupyter_ydjango.models import Document
+    from jupyter_ydjango.store import records
 
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's locking only")
@@ -326,7 +325,7 @@ def test_a_rename_waits_for_a_concurrent_writer_instead_of_failing(tmp_path: Pat
         try:
             writing.wait(10)
             renaming.set()
-            assert store.rename(old, new) == 1
+            assert records.rename(old, new) == 1
         except BaseException as exc:
             errors.append(exc)
         finally:

@@ -32,7 +32,7 @@ from jupyter_ydoc import YNotebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from services import PgDatabase, postgres_user
 
-from jupyter_ydjango.identity import HEADER, Identity, sign_identity
+from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
 
 #: Seconds of quiet that end a burst on the test servers.
 GAP = 0.6

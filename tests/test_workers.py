@@ -1,6 +1,6 @@
 """``serve --workers N``: how connections reach the workers.
 
-The listening sockets themselves (:mod:`jupyter_ydjango.listeners`) are tried in-process on
+The listening sockets themselves (:mod:`jupyter_ydjango.project.listeners`) are tried in-process on
 real sockets; the rest runs ``python -m jupyter_ydjango serve --workers 2`` on a private
 ``redis-server`` and a SQLite database, with real websockets to an awareness room. Which
 process holds which connection is read from ``/proc`` (Linux only).
@@ -32,7 +32,7 @@ from services import (
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidMessage
 
-from jupyter_ydjango.listeners import Listeners, reuseport_balances, start_listening
+from jupyter_ydjango.project.listeners import Listeners, reuseport_balances, start_listening
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc and relies on Linux's SO_REUSEPORT")

@@ -20,8 +20,8 @@ from jupyter_ydoc import YBlob, YUnicode
 from jupyter_ydoc.ybasedoc import YBaseDoc
 from jupyterlab_chat.ychat import YChat
 
-from jupyter_ydjango.formats import FORMATS, FormatError
-from jupyter_ydjango.ydoc_formats import YDocFormat, document_classes, find_format
+from jupyter_ydjango.formats.builtin import FORMATS, FormatError
+from jupyter_ydjango.formats.ydoc import YDocFormat, document_classes, find_format
 
 CHAT = json.dumps({
     "messages": [
@@ -81,14 +81,14 @@ async def test_importing_a_chat_is_deterministic() -> None:
 async def test_a_class_whose_set_is_not_deterministic_is_reported(
         caplog: pytest.LogCaptureFixture) -> None:
     random_ids = YDocFormat(_RandomIds, "text")
-    with caplog.at_level(logging.WARNING, logger="jupyter_ydjango.ydoc_formats"):
+    with caplog.at_level(logging.WARNING, logger="jupyter_ydjango.formats.ydoc"):
         loaded(random_ids, "one\ntwo\n")
         loaded(random_ids, "three\n")  # checked once per type
     warnings = [r.message for r in caplog.records if "not deterministic" in r.message]
     assert warnings == ["_RandomIds.set() is not deterministic: a file imported again would "
                         "not make the same document"]
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="jupyter_ydjango.ydoc_formats"):
+    with caplog.at_level(logging.WARNING, logger="jupyter_ydjango.formats.ydoc"):
         loaded(YDocFormat(YChat, "text"), CHAT)
     assert not caplog.records
 

@@ -125,6 +125,6 @@ async def test_an_unknown_type_is_refused_clearly(jupyter: JupyterServer) -> Non
 
 
 def _clients(doc: Any) -> set[int]:
-    from jupyter_ydjango.engines import decode_state_vector
+    from jupyter_ydjango.protocol.engines import decode_state_vector
 
     return set(decode_state_vector(doc.get_state()))

@@ -1,4 +1,4 @@
-"""``jupyter_ydjango.yutils`` against the real npm packages, and on malformed input.
+"""``jupyter_ydjango.protocol.messages`` against the real npm packages, and on malformed input.
 
 The first half runs ``tests/js/frames.mjs`` once (yjs, y-protocols, lib0 and y-websocket
 build reference frames) and checks byte for byte that yutils writes the same bytes and
@@ -19,7 +19,7 @@ from typing import Any
 import pycrdt
 import pytest
 
-from jupyter_ydjango.yutils import (
+from jupyter_ydjango.protocol.messages import (
     EMPTY_UPDATE,
     MAX_VAR_UINT,
     PERMISSION_DENIED,

@@ -8,7 +8,7 @@ import pycrdt
 import pytest
 from pycrdt import Decoder, Encoder
 
-from jupyter_ydjango.yutils import (
+from jupyter_ydjango.protocol.messages import (
     ProtocolError,
     create_awareness_message,
     create_sync_step1_message,

@@ -16,12 +16,12 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default, validate
 
-from .. import heap
-from ..identity import Identity
-from . import collaboration
-from .backend import Backend, BackendError
-from .events import CollaborationEvents
-from .handlers import (
+from jupyter_ydjango import heap
+from jupyter_ydjango.api.identity import Identity
+from jupyter_ydjango.jupyter import collaboration
+from jupyter_ydjango.jupyter.backend import Backend, BackendError
+from jupyter_ydjango.jupyter.events import CollaborationEvents
+from jupyter_ydjango.jupyter.handlers import (
     ForkHandler,
     HistoryAuthorsHandler,
     RoomHandler,
@@ -231,8 +231,8 @@ class YDjango(ExtensionApp):
             self._route_first()
 
     def _embedded_backend(self) -> Backend:
-        from . import embedded
-        from .bridge import AsgiBackend
+        from jupyter_ydjango.jupyter import embedded
+        from jupyter_ydjango.jupyter.bridge import AsgiBackend
 
         root = getattr(self.serverapp.contents_manager, "root_dir", None) or self.serverapp.root_dir
         root = os.path.abspath(os.path.expanduser(root))
@@ -254,7 +254,7 @@ class YDjango(ExtensionApp):
             values["YDJANGO_IDENTITY_SECRET"] = self.shared_secret
         embedded.set_environment(values, self.log)
         embedded.setup_django(self.django_settings_module)
-        from ..contents import use_contents_manager
+        from jupyter_ydjango.store.contents import use_contents_manager
 
         # the server's manager as it is when used: an extension (jupytext) may replace it
         # while the extensions load
@@ -266,7 +266,7 @@ class YDjango(ExtensionApp):
                            connect_timeout=self.request_timeout)
 
     def _remote_backend(self) -> Backend:
-        from .proxy import ProxyBackend
+        from jupyter_ydjango.jupyter.proxy import ProxyBackend
 
         if not self.shared_secret:
             message = (
@@ -291,7 +291,7 @@ class YDjango(ExtensionApp):
         """Apply the embedded database's migrations (in a thread), keep the start-up heap out
         of garbage collection, then accept requests."""
         if self.embedded and self._startup_error is None:
-            from . import embedded
+            from jupyter_ydjango.jupyter import embedded
 
             try:
                 await asyncio.to_thread(embedded.migrate)
@@ -405,7 +405,7 @@ class YDjango(ExtensionApp):
         if self.backend is not None:
             await self.backend.stop()
         if self.embedded and self.backend is not None:
-            from ..rooms import get_registry
+            from jupyter_ydjango.rooms.room import get_registry
 
             try:
                 await asyncio.wait_for(get_registry().close(), 60)
@@ -413,7 +413,7 @@ class YDjango(ExtensionApp):
                 self.log.error("jupyter_ydjango: rooms did not unload within 60 s")
             except Exception:
                 self.log.exception("jupyter_ydjango: error while unloading rooms")
-            from ..conversions import get_converter
+            from jupyter_ydjango.formats.conversions import get_converter
 
             get_converter().shutdown()
 

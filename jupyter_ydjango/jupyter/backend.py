@@ -2,7 +2,7 @@
 
 A :class:`Backend` answers HTTP requests and opens websocket connections on the Django side,
 on behalf of a user the Jupyter server has already authenticated and authorized (an
-:class:`~jupyter_ydjango.identity.Identity`). Two implementations:
+:class:`~jupyter_ydjango.api.identity.Identity`). Two implementations:
 
 * :class:`~jupyter_ydjango.jupyter.bridge.AsgiBackend` calls the Django Channels ASGI
   application in-process, on the Jupyter server's event loop (the embedded default);
@@ -20,7 +20,7 @@ import abc
 import json
 from dataclasses import dataclass
 
-from ..identity import Identity
+from jupyter_ydjango.api.identity import Identity
 
 #: The body of a backend error, as Jupyter's API handlers format theirs.
 ERROR_CONTENT_TYPE = "application/json"

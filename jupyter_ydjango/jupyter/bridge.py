@@ -3,7 +3,8 @@
 The Jupyter server and the Django side share one event loop: an HTTP request becomes one
 call of the ASGI application with an ``http`` scope; a websocket becomes one call with a
 ``websocket`` scope that lives as long as the connection. The scope carries the user's
-:class:`~jupyter_ydjango.identity.Identity` under :data:`~jupyter_ydjango.identity.SCOPE_KEY`
+:class:`~jupyter_ydjango.api.identity.Identity` under
+:data:`~jupyter_ydjango.api.identity.SCOPE_KEY`
 (scopes are built here, never from the network, so the identity needs no signature).
 
 Backpressure: frames travel between the browser's socket and the application through two
@@ -26,8 +27,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from ..identity import SCOPE_KEY, Identity
-from .backend import (
+from jupyter_ydjango.api.identity import SCOPE_KEY, Identity
+from jupyter_ydjango.jupyter.backend import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,

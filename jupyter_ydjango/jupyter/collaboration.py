@@ -12,7 +12,7 @@ for the collaboration extension app by its extension name, ``jupyter_server_ydoc
 :func:`install` registers a :class:`CollaborationAPI` under that name, without
 jupyter-collaboration being installed. Its :meth:`~CollaborationAPI.get_document` has
 jupyter-collaboration's signature and returns the jupyter_ydoc document bound to the live
-room (:mod:`jupyter_ydjango.live`): with the embedded Django side, the rooms are on the
+room (:mod:`jupyter_ydjango.documents.live`): with the embedded Django side, the rooms are on the
 Jupyter server's event loop, so an extension's edits go straight into the room. With a remote
 Django side the rooms are in another process: ``get_document`` returns ``None`` (as
 jupyter-collaboration does for a room that does not exist), and extensions fall back to what
@@ -26,10 +26,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Literal
 
-from .backend import BackendError
+from jupyter_ydjango.jupyter.backend import BackendError
 
 if TYPE_CHECKING:
-    from .app import YDjango
+    from jupyter_ydjango.jupyter.app import YDjango
 
 #: The extension name (and settings key) extensions look the collaboration app up by.
 COLLABORATION_NAME = "jupyter_server_ydoc"
@@ -72,7 +72,7 @@ class CollaborationAPI:
         nowhere. ``None`` when the room is not loaded (unless ``create``: the room is then
         loaded, and stays loaded for the room unload delay or while clients are connected),
         or when the Django side is remote. A live notebook stays loaded while one of its
-        cells is running (see :func:`~jupyter_ydjango.live.keep_loaded_while_running`).
+        cells is running (see :func:`~jupyter_ydjango.documents.live.keep_loaded_while_running`).
 
         :raises ValueError: neither or both ways of naming the room are given.
         """
@@ -88,7 +88,7 @@ class CollaborationAPI:
         except BackendError as exc:
             self.log.warning("jupyter_ydjango: get_document: %s", exc)
             return None
-        from .. import live
+        from jupyter_ydjango.documents import live
 
         if room_id is None:
             room_id = await live.room_id_of(str(path), str(file_format), str(content_type),

@@ -112,14 +112,14 @@ class CollaborationEvents:
     def connect_rooms(self) -> None:
         """Report the loads and unloads of this process's document rooms (embedded Django
         side)."""
-        from ..signals import room_loaded, room_unloaded
+        from jupyter_ydjango.signals import room_loaded, room_unloaded
 
         room_loaded.connect(self._on_room_loaded, weak=False, dispatch_uid=id(self))
         room_unloaded.connect(self._on_room_unloaded, weak=False, dispatch_uid=id(self))
 
     def disconnect_rooms(self) -> None:
         """Stop reporting rooms (the server stops)."""
-        from ..signals import room_loaded, room_unloaded
+        from jupyter_ydjango.signals import room_loaded, room_unloaded
 
         room_loaded.disconnect(dispatch_uid=id(self))
         room_unloaded.disconnect(dispatch_uid=id(self))
@@ -174,6 +174,6 @@ class CollaborationEvents:
 
 def _document_path(room: Any) -> str | None:
     """The file path of a document room (``None`` for other rooms)."""
-    from ..document import DocumentRoom
+    from jupyter_ydjango.documents.room import DocumentRoom
 
     return room.document.path if isinstance(room, DocumentRoom) else None

@@ -1,7 +1,7 @@
 """Jupyter handlers of jupyter-collaboration's server API, forwarded to the Django side.
 
 They are thin: Jupyter authenticates the user and checks the ``contents`` permission, the
-handler turns the user into an :class:`~jupyter_ydjango.identity.Identity` (``"write"`` if
+handler turns the user into an :class:`~jupyter_ydjango.api.identity.Identity` (``"write"`` if
 Jupyter's authorizer lets them write contents, else ``"read"``), then hands the request to the
 extension's :class:`~jupyter_ydjango.jupyter.backend.Backend`.
 """
@@ -19,9 +19,8 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from ..identity import Identity
-from ..paths import hidden_by
-from .backend import (
+from jupyter_ydjango.api.identity import Identity
+from jupyter_ydjango.jupyter.backend import (
     CLOSE_ABNORMAL,
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
@@ -31,7 +30,8 @@ from .backend import (
     RoomConnection,
     client_close,
 )
-from .events import CollaborationEvents
+from jupyter_ydjango.jupyter.events import CollaborationEvents
+from jupyter_ydjango.store.paths import hidden_by
 
 
 class Extension(Protocol):

@@ -1,7 +1,8 @@
 """The remote backend: a Django Channels service reached over HTTP and websockets.
 
 Every request and connection carries a freshly signed identity
-(:data:`~jupyter_ydjango.identity.HEADER`, see :func:`~jupyter_ydjango.identity.sign_identity`)
+(:data:`~jupyter_ydjango.api.identity.HEADER`, see
+:func:`~jupyter_ydjango.api.identity.sign_identity`)
 that the service verifies with the secret both sides share. The browser's ``Origin``,
 ``Cookie`` and ``Authorization`` headers are not forwarded: the Jupyter server checked them.
 
@@ -21,8 +22,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-from ..identity import HEADER, Identity, sign_identity
-from .backend import (
+from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
+from jupyter_ydjango.jupyter.backend import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_NORMAL,
     Backend,

@@ -16,7 +16,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from jupyter_ydjango.consumer import YjsConsumer
-from jupyter_ydjango.yutils import create_update_message
+from jupyter_ydjango.protocol.messages import create_update_message
 
 from .records import MADE, OBSERVED
 

@@ -2,7 +2,7 @@
 and deletions.
 
 Views translate HTTP to calls of the store; the Jupyter server proxies them (with the user's
-identity, see :mod:`jupyter_ydjango.middleware`). Errors are JSON ``{"error": "..."}``.
+identity, see :mod:`jupyter_ydjango.api.middleware`). Errors are JSON ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import api_calls, metrics, store
-from .api_calls import parse_json_object
-from .document import DocumentRoom
-from .identity import SCOPE_KEY, Identity
-from .middleware import scope_decides
-from .paths import PathError, normalize_api_path
-from .rooms import find_room
-from .store import run_db
+from jupyter_ydjango import metrics
+from jupyter_ydjango.api import calls as api_calls
+from jupyter_ydjango.api.calls import parse_json_object
+from jupyter_ydjango.api.identity import SCOPE_KEY, Identity
+from jupyter_ydjango.api.middleware import scope_decides
+from jupyter_ydjango.documents.room import DocumentRoom
+from jupyter_ydjango.rooms.room import find_room
+from jupyter_ydjango.store import records
+from jupyter_ydjango.store.dispatch import run_db
+from jupyter_ydjango.store.paths import PathError, normalize_api_path
 
 
 async def health(request: HttpRequest) -> HttpResponse:
@@ -95,7 +97,7 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 @require_http_methods(["PUT"])
 async def session(request: HttpRequest, path: str) -> HttpResponse:
     """``PUT /api/collaboration/session/<path>`` with ``{"format", "type"}``: the file's room
-    (:func:`~jupyter_ydjango.api_calls.session` says how each case is answered)."""
+    (:func:`~jupyter_ydjango.api.calls.session` says how each case is answered)."""
     status, answer = await api_calls.session(await _aidentity(request), path, request.body)
     return JsonResponse(answer, status=status)
 
@@ -103,7 +105,7 @@ async def session(request: HttpRequest, path: str) -> HttpResponse:
 @require_GET
 async def room_status(request: HttpRequest, file_id: str) -> HttpResponse:
     """``GET /api/ydjango/rooms/<fileId>``: the state of a document's room, for status bars
-    (see :func:`~jupyter_ydjango.api_calls.room_status`)."""
+    (see :func:`~jupyter_ydjango.api.calls.room_status`)."""
     status, answer = await api_calls.room_status(await _aidentity(request), file_id)
     return JsonResponse(answer, status=status)
 
@@ -124,7 +126,7 @@ def rename(request: HttpRequest) -> HttpResponse:
         new_path = normalize_api_path(str(body.get("new_path", "")))
     except (ValueError, PathError) as exc:
         return _error(400, str(exc))
-    store.rename(old_path, new_path)
+    records.rename(old_path, new_path)
     return HttpResponse(status=204)
 
 
@@ -148,7 +150,7 @@ async def delete(request: HttpRequest) -> HttpResponse:
         path = normalize_api_path(str(body.get("path", "")))
     except (ValueError, PathError) as exc:
         return _error(400, str(exc))
-    for info in await run_db(store.mark_deleted, path):
+    for info in await run_db(records.mark_deleted, path):
         room = find_room(info.room_name)
         if isinstance(room, DocumentRoom):
             await room.file_deleted()

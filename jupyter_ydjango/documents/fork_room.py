@@ -3,7 +3,7 @@
 A fork's room is a :class:`ForkRoom`: its document is the fork's copy, loaded from the
 :class:`~jupyter_ydjango.models.Fork` row and stored back there as it changes (within
 :attr:`ForkRoom.write_delay`, by the process whose client made the change; see
-:mod:`jupyter_ydjango.forks`). It is unloaded like any room once its last client left, the
+:mod:`jupyter_ydjango.store.forks`). It is unloaded like any room once its last client left, the
 row staying in the database. A ``synchronize`` fork follows its document: while its room is
 loaded, the document's live room is held in the same process and every change of it is
 applied to the copy, after what the copy missed while no room had it.
@@ -25,16 +25,17 @@ from urllib.parse import parse_qs
 
 import pycrdt
 
-from . import forks, store
-from .consumer import CLOSE_STALE_SESSION, _IdentifiedConsumer
-from .document import CLOSE_NOT_FOUND, DocumentRoom, LoadError
-from .live import document_room
-from .pending import PendingChanges
-from .relay import REMOTE
-from .rooms import HISTORY, Room, find_room
-from .store import DocumentInfo, run_db, run_io
-from .ydoc_formats import find_format
-from .yutils import create_raw_json_message, read_raw_request
+from jupyter_ydjango.consumer import CLOSE_STALE_SESSION, _IdentifiedConsumer
+from jupyter_ydjango.documents.live import document_room
+from jupyter_ydjango.documents.room import CLOSE_NOT_FOUND, DocumentRoom, LoadError
+from jupyter_ydjango.formats.ydoc import find_format
+from jupyter_ydjango.protocol.messages import create_raw_json_message, read_raw_request
+from jupyter_ydjango.rooms.pending import PendingChanges
+from jupyter_ydjango.rooms.relay import REMOTE
+from jupyter_ydjango.rooms.room import HISTORY, Room, find_room
+from jupyter_ydjango.store import forks, records
+from jupyter_ydjango.store.dispatch import run_db, run_io
+from jupyter_ydjango.store.records import DocumentInfo
 
 __all__ = ["ROOT", "ForkConsumer", "ForkRoom", "MergeConflict", "copy_state", "drop_fork",
            "merge_fork", "missing"]
@@ -189,7 +190,7 @@ class ForkConsumer(_IdentifiedConsumer):
     async def connect(self) -> None:
         fork_id = self.scope["url_route"]["kwargs"]["room_id"]
         fork = await run_db(forks.get_fork, fork_id)
-        document = None if fork is None else await run_db(store.get_document, fork.document_id)
+        document = None if fork is None else await run_db(records.get_document, fork.document_id)
         if fork is None or document is None or find_format(document.format,
                                                            document.type) is None:
             logger.info("refused room %s: no such fork", fork_id)

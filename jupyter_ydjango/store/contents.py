@@ -48,10 +48,11 @@ import nbformat
 from django.utils.module_loading import import_string
 from jupyter_server.utils import ensure_async
 
-from . import store
-from .conf import get_setting, notebook_root
-from .paths import hidden_by, resolve_in_root
-from .store import FileState, run_io
+from jupyter_ydjango.conf import get_setting, notebook_root
+from jupyter_ydjango.store import disk
+from jupyter_ydjango.store.disk import FileState
+from jupyter_ydjango.store.dispatch import run_io
+from jupyter_ydjango.store.paths import hidden_by, resolve_in_root
 
 __all__ = [
     "FileVersion",
@@ -302,7 +303,7 @@ class Files:
         """
         if self.fast:
             path = self.real_path(api_path)
-            signature = await run_io(store.stat_file, path)
+            signature = await run_io(disk.stat_file, path)
             if signature is None:
                 return None
             return FileVersion(signature, os.access(path, os.W_OK))
@@ -322,7 +323,7 @@ class Files:
         :raises OSError: it cannot be read; an error of the manager is raised as one.
         """
         if self.fast:
-            return await run_io(store.read_file, self.real_path(api_path))
+            return await run_io(disk.read_file, self.real_path(api_path))
         manager = self.manager
         if not await ensure_async(manager.file_exists(api_path)):
             raise FileNotFoundError(api_path)
@@ -349,7 +350,7 @@ class Files:
             path = self.real_path(api_path)
             if path.exists() and not os.access(path, os.W_OK):
                 raise PermissionError(f"{api_path} is not writable")
-            return await run_io(store.write_file_atomic, path, data, True)
+            return await run_io(disk.write_file_atomic, path, data, True)
         version = await self.stat(api_path, doc_type)
         if version is None:
             raise FileNotFoundError(api_path)
@@ -372,7 +373,7 @@ class Files:
         """Keep ``data`` as a new file beside the file (``name.{kind}-{time}.ext``): its API
         path. :raises OSError: it cannot be written."""
         if self.fast:
-            copy = await run_io(store.write_copy, self.real_path(api_path), kind, data)
+            copy = await run_io(disk.write_copy, self.real_path(api_path), kind, data)
             return posixpath.join(posixpath.dirname(api_path), copy.name)
         folder, name = posixpath.split(api_path)
         stem, ext = posixpath.splitext(name)

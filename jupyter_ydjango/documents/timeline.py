@@ -1,8 +1,8 @@
 """Document timelines: a copy of a document moved through its history, and restoring one.
 
 Opening a timeline (:func:`open_timeline`) makes a ``timeline`` fork (see
-:mod:`jupyter_ydjango.forks`) holding the document as it is now, and lists the document's
-points (:mod:`jupyter_ydjango.history`): the frontend connects its copy of the document to
+:mod:`jupyter_ydjango.store.forks`) holding the document as it is now, and lists the document's
+points (:mod:`jupyter_ydjango.store.history`): the frontend connects its copy of the document to
 the fork's room, and moves it with :func:`move`. A move edits the copy so that its content
 is the document's at the point (cells that differ are replaced), a change every client of
 the copy receives; the document itself never changes. :func:`restore` makes the document
@@ -19,15 +19,16 @@ from typing import Any
 
 import pycrdt
 
-from . import forks, history
-from .conf import get_setting
-from .consumer import asend_doc_update
-from .document import DocumentRoom
-from .fork_rooms import MergeConflict, copy_state, drop_fork, missing
-from .formats import DocumentFormat
-from .live import document_room
-from .rooms import find_room
-from .store import DocumentInfo, run_db, run_io
+from jupyter_ydjango.conf import get_setting
+from jupyter_ydjango.consumer import asend_doc_update
+from jupyter_ydjango.documents.fork_room import MergeConflict, copy_state, drop_fork, missing
+from jupyter_ydjango.documents.live import document_room
+from jupyter_ydjango.documents.room import DocumentRoom
+from jupyter_ydjango.formats.builtin import DocumentFormat
+from jupyter_ydjango.rooms.room import find_room
+from jupyter_ydjango.store import forks, history
+from jupyter_ydjango.store.dispatch import run_db, run_io
+from jupyter_ydjango.store.records import DocumentInfo
 
 __all__ = ["NoHistory", "move", "open_timeline", "read_timeline", "restore", "restore_point"]
 

@@ -44,12 +44,13 @@ import pycrdt
 from django.db import transaction
 from django.utils import timezone as dj_timezone
 
-from .conf import get_setting
-from .engines import update_held
-from .formats import DocumentFormat
-from .models import Document, Fork, Snapshot, Update
-from .store import current_snapshots_key, read_checkpoint, run_db, run_io, unpack_updates
-from .yutils import EMPTY_UPDATE
+from jupyter_ydjango.conf import get_setting
+from jupyter_ydjango.formats.builtin import DocumentFormat
+from jupyter_ydjango.models import Document, Fork, Snapshot, Update
+from jupyter_ydjango.protocol.engines import update_held
+from jupyter_ydjango.protocol.messages import EMPTY_UPDATE
+from jupyter_ydjango.store.dispatch import run_db, run_io
+from jupyter_ydjango.store.update_log import current_snapshots_key, read_checkpoint, unpack_updates
 
 __all__ = [
     "Change",

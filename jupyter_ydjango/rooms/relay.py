@@ -20,7 +20,7 @@ A change is stored (in the update log) by the process that received it from its 
 that process confirms it stored it (the ``stored`` field: its sequence number up to which its
 own changes are stored), every receiver whose room stores changes keeps the change; the
 changes of a publisher that goes away unconfirmed are stored by the receivers themselves
-(:meth:`~jupyter_ydjango.rooms.Room.store_remote_updates`). A change may then be stored by
+(:meth:`~jupyter_ydjango.rooms.room.Room.store_remote_updates`). A change may then be stored by
 several processes: the log is a CRDT history, where a duplicate is harmless.
 
 Relay messages (``type`` in the Channels sense):
@@ -49,9 +49,9 @@ import re
 import time
 from typing import Any, Protocol
 
-from .conf import get_setting
-from .layer import retry_layer
-from .yutils import EMPTY_UPDATE, ProtocolError
+from jupyter_ydjango.conf import get_setting
+from jupyter_ydjango.protocol.messages import EMPTY_UPDATE, ProtocolError
+from jupyter_ydjango.rooms.channel_layer import retry_layer
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def relay_group_name(room: str) -> str:
 
 
 class RelayedRoom(Protocol):
-    """What the relay needs of a room (:class:`jupyter_ydjango.rooms.Room` is one)."""
+    """What the relay needs of a room (:class:`jupyter_ydjango.rooms.room.Room` is one)."""
 
     name: str
 

@@ -4,7 +4,7 @@ jupyter_ydoc keeps a registry of document classes by type (its ``jupyter_ydoc`` 
 ``jupyter_ydoc.ydocs``): ``notebook``, ``file``, ``unicode``, ``blob``, and whatever other
 packages register, such as jupyterlab-chat's ``chat``. :func:`find_format` answers the room
 format of a ``(format, type)`` pair: this package's own mapping for ``json:notebook`` and
-``text:file`` (:data:`~jupyter_ydjango.formats.FORMATS`, faster), else a :class:`YDocFormat`
+``text:file`` (:data:`~jupyter_ydjango.formats.builtin.FORMATS`, faster), else a :class:`YDocFormat`
 around the registered class, for the file formats of :data:`FILE_FORMATS`:
 
 * ``text``: the file is UTF-8 text, handed to the class as a ``str``;
@@ -31,7 +31,7 @@ from typing import Any
 
 import pycrdt
 
-from .formats import FORMATS, DocumentFormat, FormatError
+from jupyter_ydjango.formats.builtin import FORMATS, DocumentFormat, FormatError
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``serve --workers N``: N daphne processes, each accepting connections on a socket of its own.
 
 The supervisor reserves the address and starts each worker with a socket bound to it (daphne
-``--fd``; see :mod:`jupyter_ydjango.listeners`): the kernel spreads new connections over the
+``--fd``; see :mod:`jupyter_ydjango.project.listeners`): the kernel spreads new connections over the
 workers. A worker that dies is started again, with a new socket; SIGTERM/SIGINT stop every
 worker cleanly (each flushes its rooms). Workers share rooms through the channel layer, so
 ``YDJANGO_REDIS_URL`` is required.
@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from .listeners import Listeners
+from jupyter_ydjango.project.listeners import Listeners
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ HEADER = "x-ydjango-identity"
 #: Seconds a signed identity stays valid by default.
 DEFAULT_MAX_AGE = 60
 
-_SALT = "jupyter_ydjango.identity"
+_SALT = "jupyter_ydjango.identity"  # fixed: a signature must verify across versions
 
 Permission = Literal["read", "write"]
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import pycrdt
 
-from .yutils import EMPTY_UPDATE, ProtocolError, read_var_uint
+from jupyter_ydjango.protocol.messages import EMPTY_UPDATE, ProtocolError, read_var_uint
 
 #: The widest client id y-py 0.6 can hold.
 YPY_MAX_CLIENT_ID = (1 << 32) - 1

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pycrdt
 
-from . import store
-from .conf import notebook_root
-from .consumer import asend_doc_update
-from .formats import FormatError
-from .history import content_at
-from .models import Snapshot
-from .paths import resolve_in_root
-from .store import run_db
-from .ydoc_formats import find_format
+from jupyter_ydjango.conf import notebook_root
+from jupyter_ydjango.consumer import asend_doc_update
+from jupyter_ydjango.formats.builtin import FormatError
+from jupyter_ydjango.formats.ydoc import find_format
+from jupyter_ydjango.models import Snapshot
+from jupyter_ydjango.store import disk, records, update_log
+from jupyter_ydjango.store.dispatch import run_db
+from jupyter_ydjango.store.history import content_at
+from jupyter_ydjango.store.paths import resolve_in_root
 
 
 class RestoreError(ValueError):
@@ -41,7 +41,7 @@ async def restore_snapshot(snapshot_id: int) -> bool:
     if row is None:
         raise RestoreError(f"no snapshot {snapshot_id}")
     document_id, created = row
-    info = await run_db(store.get_document, document_id)
+    info = await run_db(records.get_document, document_id)
     doc_format = find_format(info.format, info.type) if info else None
     if info is None or doc_format is None:
         raise RestoreError(f"snapshot {snapshot_id}: its document cannot be restored")
@@ -49,12 +49,12 @@ async def restore_snapshot(snapshot_id: int) -> bool:
         raise RestoreError(f"snapshot {snapshot_id}: the file of {info.path} was deleted; "
                            "restore the deleted file first")
     content = await content_at(document_id, doc_format, created)
-    current = history_doc(await run_db(store.load_history, document_id))
+    current = history_doc(await run_db(update_log.load_history, document_id))
     before = current.get_state()
     if not doc_format.replace(current, content):
         return False
     change = current.get_update(before)
-    await run_db(store.append_updates, document_id, [change])
+    await run_db(update_log.append_updates, document_id, [change])
     await asend_doc_update(info.room_name, change)
     return True
 
@@ -75,14 +75,14 @@ def restore_deleted(document_id: str | uuid.UUID, root: Path | None = None) -> s
     :returns: the file's API path.
     :raises RestoreError: no such deleted document, or its content is not a valid file.
     """
-    info = store.get_document(document_id)
+    info = records.get_document(document_id)
     if info is None or info.deleted is None:
         raise RestoreError(f"no deleted document {document_id}")
     doc_format = find_format(info.format, info.type)
     if doc_format is None:
         raise RestoreError(f"{info.path}: documents of type {info.format}:{info.type} "
                            "cannot be restored")
-    doc = history_doc(store.load_history(info.id))
+    doc = history_doc(update_log.load_history(info.id))
     try:
         content = doc_format.read(doc)
         # written as the document holds it, deviations from the schema included (the file
@@ -94,7 +94,7 @@ def restore_deleted(document_id: str | uuid.UUID, root: Path | None = None) -> s
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
         api_path = info.path if n == 0 else _restored_name(info.path, stamp, n)
-        if store.live_document_at(api_path) is not None:
+        if records.live_document_at(api_path) is not None:
             continue
         target = resolve_in_root(root, api_path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ def restore_deleted(document_id: str | uuid.UUID, root: Path | None = None) -> s
                 f.write(data)
         except FileExistsError:
             continue
-        store.undelete(info.id, api_path, store.sha256(data), len(data))
+        records.undelete(info.id, api_path, disk.sha256(data), len(data))
         return api_path
     raise RestoreError(f"{info.path}: no free name to restore it to")
 
@@ -119,12 +119,12 @@ def _restored_name(api_path: str, stamp: str, n: int) -> str:
     return f"{folder}/{restored}" if folder else restored
 
 
-def history_doc(history: store.History) -> pycrdt.Doc:
+def history_doc(history: update_log.History) -> pycrdt.Doc:
     """A document holding a stored history (its snapshots, then its update log)."""
     doc = pycrdt.Doc()
     for _, state in history.snapshots:
         doc.apply_update(state)
-    updates = [update for _, data in history.updates for update in store.unpack_updates(data)]
+    updates = [update for _, data in history.updates for update in update_log.unpack_updates(data)]
     if updates:
         doc.apply_update(pycrdt.merge_updates(*updates))
     return doc

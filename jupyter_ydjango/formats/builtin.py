@@ -22,8 +22,8 @@ from typing import Any
 
 import pycrdt
 
-from . import notebook
-from .nbshape import FileShape, conform, shape_of
+from jupyter_ydjango.formats import notebook
+from jupyter_ydjango.formats.nbshape import FileShape, conform, shape_of
 
 __all__ = ["FORMATS", "DocumentFormat", "FormatError", "NotebookFormat", "ParsedNotebook",
            "TextFormat"]

@@ -61,7 +61,7 @@ from nbformat.v4.nbjson import BytesEncoder
 from nbformat.v4.rwbase import _split_mimebundle, rejoin_lines, strip_transient
 from nbformat.validator import iter_validate
 
-from .nbshape import is_valid, schema_deviations
+from jupyter_ydjango.formats.nbshape import is_valid, schema_deviations
 
 __all__ = [
     "NotebookError",
@@ -129,7 +129,7 @@ def read_notebook(source: str | bytes, *, strict: bool = False) -> NotebookNode:
 
     Like Jupyter, it refuses only what nbformat cannot read: deviations from the nbformat
     schema are not errors unless ``strict`` (find them with
-    :func:`~jupyter_ydjango.nbshape.schema_deviations`; Jupyter logs them).
+    :func:`~jupyter_ydjango.formats.nbshape.schema_deviations`; Jupyter logs them).
 
     :param source: the file's content; bytes are decoded as UTF-8.
     :returns: the notebook, with multi-line strings joined.
@@ -234,7 +234,7 @@ def validate_notebook(nb: Mapping[str, Any], *, tolerate: Collection[str] = ()) 
     are errors here.
 
     :param tolerate: kinds of schema deviations that are not errors (see
-        :class:`~jupyter_ydjango.nbshape.FileShape`: those its file had already).
+        :class:`~jupyter_ydjango.formats.nbshape.FileShape`: those its file had already).
     :raises NotebookError: naming the first problem found and where it is.
     """
     if not isinstance(nb, Mapping):

@@ -3,7 +3,7 @@ fork endpoints, answered from the database.
 
 * ``GET api/collaboration/timeline/<path>?format=&type=``: the document's points and a copy
   to move through them: ``{"roomId", "timestamps", "forkRoom", "sessionId"}``
-  (:mod:`jupyter_ydjango.timeline`).
+  (:mod:`jupyter_ydjango.documents.timeline`).
 * ``GET api/ydjango/history/<path>?format=&type=``: who made each point of the timeline:
   ``{"path", "roomId", "points": [{"timestamp", "authors": [{"username", "name",
   "display_name"}]}]}``, the points in the timeline's order (not part of
@@ -31,17 +31,19 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import forks, store, timeline
-from .contents import files_of
-from .document import LoadError
-from .fork_rooms import MergeConflict, drop_fork, merge_fork
-from .formats import DocumentFormat
-from .identity import Identity
-from .live import current_state
-from .paths import PathError, normalize_api_path
-from .store import DocumentInfo, run_db
-from .views import _aidentity, _error, _json_body
-from .ydoc_formats import find_format
+from jupyter_ydjango.api.identity import Identity
+from jupyter_ydjango.api.views import _aidentity, _error, _json_body
+from jupyter_ydjango.documents import timeline
+from jupyter_ydjango.documents.fork_room import MergeConflict, drop_fork, merge_fork
+from jupyter_ydjango.documents.live import current_state
+from jupyter_ydjango.documents.room import LoadError
+from jupyter_ydjango.formats.builtin import DocumentFormat
+from jupyter_ydjango.formats.ydoc import find_format
+from jupyter_ydjango.store import forks, records
+from jupyter_ydjango.store.contents import files_of
+from jupyter_ydjango.store.dispatch import run_db
+from jupyter_ydjango.store.paths import PathError, normalize_api_path
+from jupyter_ydjango.store.records import DocumentInfo
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ async def _document_of_room(room_id: str) -> tuple[DocumentInfo, DocumentFormat]
     kind, _, file_id = room_id.rpartition(":")
     file_format, _, file_type = kind.partition(":")
     doc_format = find_format(file_format, file_type)
-    info = await run_db(store.get_document, file_id) if doc_format else None
+    info = await run_db(records.get_document, file_id) if doc_format else None
     if info is None or info.room_name != room_id or info.deleted is not None:
         return None
     assert doc_format is not None
@@ -77,7 +79,7 @@ async def _document_at(request: HttpRequest, path: str
     except PathError as exc:
         return _error(403, str(exc))
     hidden = await files_of().hidden(api_path)
-    info = None if hidden else await run_db(store.live_document_at, api_path)
+    info = None if hidden else await run_db(records.live_document_at, api_path)
     if info is None or (info.format, info.type) != kind:
         return _error(404, f"no collaborative document {api_path!r} of type {kind[0]}:{kind[1]}")
     return info, doc_format
@@ -116,7 +118,7 @@ async def authors_view(request: HttpRequest, path: str) -> HttpResponse:
         line = await timeline.read_timeline(info, doc_format)
     except timeline.NoHistory:
         return _error(404, f"{info.path!r} has no history yet: open it first")
-    names = await run_db(store.author_names, {a for point in line.authors for a in point})
+    names = await run_db(records.author_names, {a for point in line.authors for a in point})
     return JsonResponse({
         "path": info.path, "roomId": info.room_name,
         "points": [{"timestamp": point.timestamp(), "authors": [names[a] for a in authors]}

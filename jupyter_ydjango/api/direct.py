@@ -7,9 +7,9 @@ in a thread of its own), a trip to that thread for each middleware and request s
 new database connection there: ~6 ms for an answer that takes well under 1 ms.
 
 A client that brings its own identity (the Jupyter server's in-process bridge, or a signed
-identity header; see :mod:`jupyter_ydjango.middleware`) needs none of Django's middleware, so
+identity header; see :mod:`jupyter_ydjango.api.middleware`) needs none of Django's middleware, so
 :class:`DirectRoutes` answers these two requests for it with the same calls as the Django
-views (:mod:`jupyter_ydjango.api_calls`). Every other request, including one from a browser
+views (:mod:`jupyter_ydjango.api.calls`). Every other request, including one from a browser
 logged in to Django, goes to Django unchanged.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from .identity import SCOPE_KEY
-from .middleware import scope_decides
+from jupyter_ydjango.api.identity import SCOPE_KEY
+from jupyter_ydjango.api.middleware import scope_decides
 
 #: The session route (Django's ``api/collaboration/session/<path:path>``), answered for PUT.
 SESSION_PREFIX = "/api/collaboration/session/"
@@ -127,7 +127,9 @@ class DirectRoutes:
             return None
         except _TooLarge:
             return await send_json(send, 413, {"error": "the body is too large"})
-        from . import api_calls  # needs Django's apps: imported once they are ready
+        from jupyter_ydjango.api import (
+            calls as api_calls,  # needs Django's apps: imported once they are ready
+        )
 
         kind, argument = target
         identity = scope.get(SCOPE_KEY)

@@ -9,7 +9,7 @@
 ``on_change``
     Queue the update for the log (written by one task, batched, within milliseconds) unless it
     came from another process (that process logs it, or this one does if it goes away first:
-    see :mod:`jupyter_ydjango.relay`) and schedule a save.
+    see :mod:`jupyter_ydjango.rooms.relay`) and schedule a save.
 ``on_unload``
     Write what is queued, save, compact, stop the tasks.
 
@@ -43,18 +43,28 @@ from typing import Any
 import pycrdt
 from channels.layers import get_channel_layer
 
-from . import metrics, store
-from .conf import get_setting, notebook_root
-from .contents import Files, files_of
-from .conversions import Imported, get_converter
-from .formats import DocumentFormat, FormatError
-from .history import compact as compact_history
-from .paths import PathError
-from .pending import PendingChanges
-from .relay import REMOTE
-from .rooms import HISTORY, ClosePeer, Peer, Room, SendFrame, get_registry, loaded_rooms
-from .store import DocumentInfo, run_db, run_io
-from .yutils import create_raw_json_message
+from jupyter_ydjango import metrics
+from jupyter_ydjango.conf import get_setting, notebook_root
+from jupyter_ydjango.formats.builtin import DocumentFormat, FormatError
+from jupyter_ydjango.formats.conversions import Imported, get_converter
+from jupyter_ydjango.protocol.messages import create_raw_json_message
+from jupyter_ydjango.rooms.pending import PendingChanges
+from jupyter_ydjango.rooms.relay import REMOTE
+from jupyter_ydjango.rooms.room import (
+    HISTORY,
+    ClosePeer,
+    Peer,
+    Room,
+    SendFrame,
+    get_registry,
+    loaded_rooms,
+)
+from jupyter_ydjango.store import disk, lease, records, update_log
+from jupyter_ydjango.store.contents import Files, files_of
+from jupyter_ydjango.store.dispatch import run_db, run_io
+from jupyter_ydjango.store.history import compact as compact_history
+from jupyter_ydjango.store.paths import PathError
+from jupyter_ydjango.store.records import DocumentInfo
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +109,7 @@ class DocumentRoom(Room):
         self.format = format
         self.root = root
         #: Where the file is read and written: the contents manager (see
-        #: :mod:`jupyter_ydjango.contents`).
+        #: :mod:`jupyter_ydjango.store.contents`).
         self.files: Files = files_of(root)
         self.save_delay: float = get_setting("YDJANGO_SAVE_DELAY")
         self.save_max_wait: float = get_setting("YDJANGO_SAVE_MAX_WAIT")
@@ -192,7 +202,7 @@ class DocumentRoom(Room):
             raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
         if hidden:  # as if it did not exist: nothing sent
             raise LoadError(CLOSE_NOT_FOUND, f"no file {self.document.path}")
-        history = await run_db(store.load_history, self.document.id)
+        history = await run_db(update_log.load_history, self.document.id)
         imported = None
         if history.empty and self.deleted:  # never opened before its file was deleted
             raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path} was deleted")
@@ -203,7 +213,7 @@ class DocumentRoom(Room):
             self.whole_document_is(imported.state)
         else:
             if history.empty:  # another process imported the file first
-                history = await run_db(store.load_history, self.document.id)
+                history = await run_db(update_log.load_history, self.document.id)
             self._replay(history)
         self.format.bind(self.doc)
         for root in self.format.content_roots(self.doc):
@@ -246,7 +256,7 @@ class DocumentRoom(Room):
             await self._compact()
         self._renew_at = 0.0
         with contextlib.suppress(Exception):
-            await run_db(store.release_writer, self.document.id, self.writer_id)
+            await run_db(lease.release_writer, self.document.id, self.writer_id)
         for root, subscription in self._subscriptions:
             with contextlib.suppress(Exception):
                 root.unobserve(subscription)
@@ -263,7 +273,7 @@ class DocumentRoom(Room):
 
     # --- loading ------------------------------------------------------------------------
 
-    async def _read(self) -> store.FileState:
+    async def _read(self) -> disk.FileState:
         """The file, through the contents manager."""
         return await self.files.read(self.document.path, self.document.format,
                                      self.document.type)
@@ -290,8 +300,8 @@ class DocumentRoom(Room):
         self._remember_shape(file.hash, built.shape)
         # through a manager that writes files in another form (a script), what a save renders
         # is known only once one did
-        rendered = store.sha256(file.data) if self.files.fast else ""
-        snapshot_id = await run_db(store.import_file, self.document.id, built.state, file.hash,
+        rendered = disk.sha256(file.data) if self.files.fast else ""
+        snapshot_id = await run_db(update_log.import_file, self.document.id, built.state, file.hash,
                                    rendered)
         if snapshot_id is None:
             return None
@@ -317,12 +327,13 @@ class DocumentRoom(Room):
             for _ in range(self.import_yield_passes):
                 await asyncio.sleep(0)
 
-    def _replay(self, history: store.History) -> None:
+    def _replay(self, history: update_log.History) -> None:
         for _, state in history.snapshots:
             self.apply_update(state, HISTORY)
         if len(history.snapshots) == 1 and not history.updates:
             self.whole_document_is(history.snapshots[0][1])
-        updates = [update for _, data in history.updates for update in store.unpack_updates(data)]
+        updates = [update for _, data in history.updates
+                   for update in update_log.unpack_updates(data)]
         if updates:
             # the log's many small updates merged into one apply much faster than one by one
             # (a big snapshot is applied alone: merging it would cost more than it saves)
@@ -370,7 +381,7 @@ class DocumentRoom(Room):
         async with self._log_lock:
             while self.pending:
                 batch = self.pending.batch()
-                row_id = await run_db(store.append_updates, self.document.id, batch,
+                row_id = await run_db(update_log.append_updates, self.document.id, batch,
                                       self.pending.authors(len(batch)))
                 self.pending.stored(len(batch))
                 self._update_ids.append(row_id)
@@ -388,7 +399,7 @@ class DocumentRoom(Room):
 
     async def _compact(self, reason: str = "") -> None:
         """Fold the update log into snapshots, one per burst of edits (see
-        :mod:`jupyter_ydjango.history`); with ``reason``, the last one is marked with it."""
+        :mod:`jupyter_ydjango.store.history`); with ``reason``, the last one is marked with it."""
         known = len(self._update_ids)  # written before: folded now, or by another process
         try:
             folded = await compact_history(self.document.id, reason, self.format)
@@ -507,7 +518,7 @@ class DocumentRoom(Room):
         if self._claim_failing and started < self._claim_retry_at:
             return self._outage_writer(started)  # asked again a moment later
         try:
-            held = await run_db(store.claim_writer, self.document.id, self.writer_id,
+            held = await run_db(lease.claim_writer, self.document.id, self.writer_id,
                                 self.writer_lease)
         except Exception as exc:
             held = self._outage_writer(started)
@@ -527,7 +538,7 @@ class DocumentRoom(Room):
 
     def _outage_writer(self, now: float) -> bool:
         """Whether this room writes the file while the database cannot be asked."""
-        return self._was_writer and (now < self._lease_until or store.database_is_local())
+        return self._was_writer and (now < self._lease_until or records.database_is_local())
 
     @property
     def database_failing(self) -> bool:
@@ -554,7 +565,7 @@ class DocumentRoom(Room):
                 self._invalid = True
                 return await self._save_failed(f"not saved, the document is invalid: {exc}")
             self._invalid = False
-            data_hash = store.sha256(data)
+            data_hash = disk.sha256(data)
             if data_hash in (self._disk_hash, self._disk_data_hash):
                 self._saved_changes = changes
                 self._mark_clean(self._shown_hash)
@@ -581,7 +592,7 @@ class DocumentRoom(Room):
             except OSError as exc:
                 return await self._save_failed(f"cannot write {self.document.path}: {exc}")
             try:
-                await run_db(store.record_save, self.document.id, file.hash, len(data), "",
+                await run_db(records.record_save, self.document.id, file.hash, len(data), "",
                              data_hash)
             except Exception as exc:  # the file is written; only the record failed
                 logger.error("%s: saved, but cannot record the save: %r", self.name, exc)
@@ -598,12 +609,12 @@ class DocumentRoom(Room):
 
     async def _wait_for_writer(self) -> str:
         try:
-            wanted = store.sha256(await self._render())
+            wanted = disk.sha256(await self._render())
         except FormatError:
             return "failed"
         deadline = time.monotonic() + self.save_delay + 2
         while time.monotonic() < deadline:
-            info = await run_db(store.get_document, self.document.id)
+            info = await run_db(records.get_document, self.document.id)
             if info is not None and wanted in (info.file_hash, info.content_hash):
                 self._saved_changes = self._changes
                 return "success"
@@ -615,17 +626,17 @@ class DocumentRoom(Room):
         logger.error("%s: %s", self.name, error, exc_info=exc)
         self.save_error = error
         with contextlib.suppress(Exception):
-            await run_db(store.record_save, self.document.id, "", 0, error)
+            await run_db(records.record_save, self.document.id, "", 0, error)
         self._notify({"type": "save", "status": "failed", "error": error})
         return "failed"
 
-    def _saw(self, file: store.FileState, data_hash: str = "") -> None:
+    def _saw(self, file: disk.FileState, data_hash: str = "") -> None:
         """The file is at version ``file``: read, or written with bytes of ``data_hash``
         (read on disk, the bytes are the file's; through a manager that may write another
         form, the bytes a save rendered are known only when given)."""
         self._disk_hash, self._disk_signature = file.hash, file.signature
         if not data_hash and self.files.fast:
-            data_hash = store.sha256(file.data)
+            data_hash = disk.sha256(file.data)
         self._disk_data_hash = data_hash
         self._shown_hash = file.shown_hash
 
@@ -702,7 +713,7 @@ class DocumentRoom(Room):
     async def _refresh_document(self, writer: bool) -> None:
         """Follow the document's row: a rename, a deletion (recorded by another process, or
         by the API), a restored file."""
-        info = await run_db(store.get_document, self.document.id)
+        info = await run_db(records.get_document, self.document.id)
         if info is None:
             return
         if info.path != self.document.path:
@@ -735,7 +746,7 @@ class DocumentRoom(Room):
             # the file is still the one this room wrote (same inode, time and size).
             with contextlib.suppress(OSError, PathError):
                 path = self.path
-                signature = await run_io(store.stat_file, path)
+                signature = await run_io(disk.stat_file, path)
                 if signature is not None and signature == self._written_signature:
                     await run_io(path.unlink)
                     logger.info("%s: removed %s, written again by a save", self.name, path)
@@ -787,7 +798,7 @@ class DocumentRoom(Room):
             if self._missing_since is None:
                 self._missing_since = now
             elif now - self._missing_since >= self.missing_grace:
-                await run_db(store.mark_document_deleted, self.document.id)
+                await run_db(records.mark_document_deleted, self.document.id)
                 await self._deleted_locked(f"{self.document.path} {gone}", writer=True)
             return False
         self._missing_since = None
@@ -819,11 +830,11 @@ class DocumentRoom(Room):
             data = await self._render()
         except FormatError:
             return
-        if store.sha256(data) != self._disk_data_hash:
+        if disk.sha256(data) != self._disk_data_hash:
             self._changes += 1  # the history holds changes the file lacks: save them
             self._content_changed.set()
 
-    async def _load_from_disk(self, file: store.FileState) -> None:
+    async def _load_from_disk(self, file: disk.FileState) -> None:
         """Someone else changed the file: keep the room's unsaved version, load theirs.
 
         If that fails (its safety copy cannot be written, say), the change is given back:
@@ -836,7 +847,7 @@ class DocumentRoom(Room):
         # what the file held before, as rendered (by this room, or any room's last save)
         previous_rendered = {h for h in (self.document.content_hash, self._disk_data_hash,
                                          previous_hash) if h}
-        claimed = await run_db(store.claim_file_hash, self.document.id, previous_hash, file.hash)
+        claimed = await run_db(lease.claim_file_hash, self.document.id, previous_hash, file.hash)
         self.document = _with_hash(self.document, file.hash)
         self._saw(file)
         if not claimed:  # another process of this room handles it; its edit reaches us
@@ -848,13 +859,13 @@ class DocumentRoom(Room):
             self._disk_hash, self._disk_data_hash, self._shown_hash = previous
             self._disk_signature = None
             with contextlib.suppress(Exception):
-                await run_db(store.claim_file_hash, self.document.id, file.hash, previous_hash)
+                await run_db(lease.claim_file_hash, self.document.id, file.hash, previous_hash)
             raise OutsideChangeNotLoaded(
                 OUTSIDE_CHANGE_ERROR.format(path=self.document.path)
                 + f" ({type(exc).__name__}: {exc}); the room does not write the file until "
                 "it is") from exc
 
-    async def _load_claimed(self, file: store.FileState, previous_rendered: set[str],
+    async def _load_claimed(self, file: disk.FileState, previous_rendered: set[str],
                             previous_shape: Any) -> None:
         """Load a change on disk that this room claimed (see :meth:`_load_from_disk`);
         ``previous_rendered``: hashes of the bytes the file held before, as rendered."""
@@ -873,8 +884,8 @@ class DocumentRoom(Room):
             ours = await self._render(previous_shape, own_shape=False)
         except FormatError:
             ours = None
-        unsaved = ours is not None and store.sha256(ours) not in (
-            previous_rendered | {store.sha256(file.data)})
+        unsaved = ours is not None and disk.sha256(ours) not in (
+            previous_rendered | {disk.sha256(file.data)})
         if unsaved and (self.files.fast or self.unsaved):
             # the room holds changes that were never in the file: keep them (through a
             # manager that writes another form, whose renderings compare with nothing, the
@@ -890,7 +901,7 @@ class DocumentRoom(Room):
             self.save_error = ""  # loaded at last
         written = datetime.fromtimestamp(file.modified, tz=timezone.utc)
         with contextlib.suppress(Exception):  # only the "last written" shown to people
-            await run_db(store.record_outside_write, self.document.id, written)
+            await run_db(records.record_outside_write, self.document.id, written)
         logger.info("%s: loaded the change on disk of %s", self.name, self.document.path)
 
     async def _write_copy(self, kind: str, data: bytes) -> str:

@@ -44,9 +44,9 @@ from typing import Any, TypeVar
 
 import pycrdt
 
-from .formats import FormatError
-from .heap import collector_paused, release_memory
-from .ydoc_formats import find_format
+from jupyter_ydjango.formats.builtin import FormatError
+from jupyter_ydjango.formats.ydoc import find_format
+from jupyter_ydjango.heap import collector_paused, release_memory
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -269,7 +269,7 @@ def _without_main() -> Iterator[None]:
 
 def _warm() -> None:
     """Import what a conversion needs."""
-    from . import formats, notebook, ydoc_formats  # noqa: F401
+    from jupyter_ydjango.formats import builtin as formats  # noqa: F401
 
 
 #: Whether this process is a conversion worker.
@@ -298,7 +298,7 @@ def get_converter() -> Converter:
     """The converter of this process, configured from ``YDJANGO_CONVERSION_PROCESSES``."""
     global _converter
     if _converter is None:
-        from .conf import get_setting
+        from jupyter_ydjango.conf import get_setting
 
         _converter = Converter(int(get_setting("YDJANGO_CONVERSION_PROCESSES")))
     return _converter

@@ -2,8 +2,8 @@
 starts every opening, and the room status the status bar polls.
 
 Each returns an HTTP status and a JSON object (``{"error": "..."}`` for errors). The Django
-views (:mod:`jupyter_ydjango.views`) and the plain ASGI routes (:mod:`jupyter_ydjango.api_asgi`)
-both translate HTTP to these, so the two give the same answers.
+views (:mod:`jupyter_ydjango.api.views`) and the plain ASGI routes
+(:mod:`jupyter_ydjango.api.direct`) both translate HTTP to these, so the two give the same answers.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
-from . import store
-from .contents import files_of
-from .document import DocumentRoom, preload
-from .identity import Identity
-from .models import Document
-from .paths import PathError, normalize_api_path
-from .rooms import find_room, loaded_rooms
-from .store import run_db
-from .ydoc_formats import find_format
+from jupyter_ydjango.api.identity import Identity
+from jupyter_ydjango.documents.room import DocumentRoom, preload
+from jupyter_ydjango.formats.ydoc import find_format
+from jupyter_ydjango.models import Document
+from jupyter_ydjango.rooms.room import find_room, loaded_rooms
+from jupyter_ydjango.store import records
+from jupyter_ydjango.store.contents import files_of
+from jupyter_ydjango.store.dispatch import run_db
+from jupyter_ydjango.store.paths import PathError, normalize_api_path
 
 #: Longest document format or type name (the size of the database columns).
 MAX_KIND_LENGTH: int = Document._meta.get_field("type").max_length
@@ -40,7 +40,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def loaded_document(api_path: str, kind: tuple[str, str]) -> store.DocumentInfo | None:
+def loaded_document(api_path: str, kind: tuple[str, str]) -> records.DocumentInfo | None:
     """The document of ``api_path`` if a room of this process holds it (no database query)."""
     for room in loaded_rooms():
         if (isinstance(room, DocumentRoom) and not room.deleted
@@ -93,18 +93,18 @@ async def session(identity: Identity | None, path: str,
     api_path = await files.document_path(api_path, kind[1])  # a jupytext pair: its notebook
     info, created = loaded_document(api_path, kind), False
     if info is None:
-        info, created = await run_db(store.get_or_create_document, api_path, *kind)
+        info, created = await run_db(records.get_or_create_document, api_path, *kind)
         preload(info, doc_format)
     return (201 if created else 200), {
         "format": kind[0], "type": kind[1], "fileId": str(info.id),
         "sessionId": str(info.session_id)}
 
 
-def _loaded_document(file_id: str) -> store.DocumentInfo | None:
+def _loaded_document(file_id: str) -> records.DocumentInfo | None:
     """The document of ``file_id`` as a room loaded in this process holds it, if any."""
     for room in loaded_rooms():
         document = getattr(room, "document", None)
-        if isinstance(document, store.DocumentInfo) and str(document.id) == file_id:
+        if isinstance(document, records.DocumentInfo) and str(document.id) == file_id:
             return document
     return None
 
@@ -121,7 +121,7 @@ async def room_status(identity: Identity | None, file_id: str) -> tuple[int, dic
     if identity is None:
         return 401, {"error": "not authenticated"}
     try:
-        info = await run_db(store.get_document, file_id)
+        info = await run_db(records.get_document, file_id)
     except Exception as exc:  # the database is down: a room loaded here still answers
         info = _loaded_document(file_id)
         if info is None:

@@ -3,11 +3,11 @@
 A :class:`Room` is the meeting point of the data path. Connections (consumers) join it as
 :class:`Peer` objects; every change to the room's document, whoever makes it, is observed
 once and fanned out once: to the room's other synced peers and, through the room's
-:class:`~jupyter_ydjango.relay.RoomRelay`, to the same room in other processes.
+:class:`~jupyter_ydjango.rooms.relay.RoomRelay`, to the same room in other processes.
 
 Everything here runs on the event loop's thread; the document never leaves it (pycrdt
 documents are bound to the thread that made them). The room reaches its document through an
-:class:`~jupyter_ydjango.engines.Engine`, in bytes.
+:class:`~jupyter_ydjango.protocol.engines.Engine`, in bytes.
 
 The lifecycle follows named hooks a subclass may override: :meth:`Room.on_load` (after the
 document is made, before the first peer joins), :meth:`Room.on_change` (after every change),
@@ -26,12 +26,9 @@ from typing import Any
 
 import pycrdt
 
-from . import metrics
-from .engines import PycrdtEngine, engine_for, update_held
-from .pending import PendingChanges
-from .relay import REMOTE, RoomRelay, get_relay_layer
-from .signals import room_loaded, room_unloaded
-from .yutils import (
+from jupyter_ydjango import metrics
+from jupyter_ydjango.protocol.engines import PycrdtEngine, engine_for, update_held
+from jupyter_ydjango.protocol.messages import (
     EMPTY_UPDATE,
     AwarenessEntry,
     create_awareness_message,
@@ -41,6 +38,9 @@ from .yutils import (
     decode_awareness_update,
     encode_awareness_update,
 )
+from jupyter_ydjango.rooms.pending import PendingChanges
+from jupyter_ydjango.rooms.relay import REMOTE, RoomRelay, get_relay_layer
+from jupyter_ydjango.signals import room_loaded, room_unloaded
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Room:
     def on_change(self, update: bytes, origin: Any) -> None:
         """Called after every change of the document, with its encoded update.
 
-        ``origin`` is the :class:`Peer` that sent it, :data:`~jupyter_ydjango.relay.REMOTE`
+        ``origin`` is the :class:`Peer` that sent it, :data:`~jupyter_ydjango.rooms.relay.REMOTE`
         for a change from another process, :data:`HISTORY` for stored history replayed by
         :meth:`on_load`, or ``None`` for one made by server-side code.
         Runs synchronously on the event loop: schedule slow work, do not do it here.
@@ -586,7 +586,7 @@ def get_registry(channel_layer: Any = None) -> RoomRegistry:
     loop = asyncio.get_running_loop()
     registry = _registries.get(loop)
     if registry is None:
-        from .conf import get_setting
+        from jupyter_ydjango.conf import get_setting
 
         registry = RoomRegistry(
             get_relay_layer(channel_layer),

@@ -5,9 +5,9 @@ what the API says about it. Two kinds:
 
 * ``fork``: jupyter-collaboration's fork API (``/api/collaboration/fork/{roomId}``), made
   by a user to work on a copy and merge it back (or not); a ``synchronize`` fork keeps
-  receiving the document's changes (see :mod:`jupyter_ydjango.fork_rooms`);
+  receiving the document's changes (see :mod:`jupyter_ydjango.documents.fork_room`);
 * ``timeline``: the copy that a document timeline moves through the document's history
-  (:mod:`jupyter_ydjango.timeline`); deleted when it is restored, or
+  (:mod:`jupyter_ydjango.documents.timeline`); deleted when it is restored, or
   :data:`TIMELINE_EXPIRY` after its last use.
 
 Any process can serve a fork's room, move or merge it: writers of the state compare and
@@ -33,10 +33,10 @@ from channels.layers import get_channel_layer
 from django.db.models import F
 from django.utils import timezone
 
-from .models import Fork
-from .relay import room_group_name
-from .store import run_db, run_io
-from .yutils import EMPTY_UPDATE
+from jupyter_ydjango.models import Fork
+from jupyter_ydjango.protocol.messages import EMPTY_UPDATE
+from jupyter_ydjango.rooms.relay import room_group_name
+from jupyter_ydjango.store.dispatch import run_db, run_io
 
 __all__ = [
     "TIMELINE_EXPIRY",

@@ -1,0 +1,2 @@
+"""The embedded Django project: its settings, ASGI application, URLs, and the worker processes
+of ``serve --workers N``."""
