@@ -33,19 +33,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
-from urllib.parse import parse_qs
 
 import pycrdt
 from asgiref.sync import async_to_sync
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 
-from jupyter_ydjango.api.identity import SCOPE_KEY
-from jupyter_ydjango.api.middleware import ERROR_KEY
 from jupyter_ydjango.conf import get_setting
-from jupyter_ydjango.documents.room import CLOSE_NOT_FOUND, DocumentRoom, LoadError, new_room
-from jupyter_ydjango.formats.ydoc import find_format
+from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.protocol.engines import UnsupportedClientId
 from jupyter_ydjango.protocol.messages import (
     Message,
@@ -53,32 +48,14 @@ from jupyter_ydjango.protocol.messages import (
     YMessageType,
     YSyncMessageType,
     create_permission_denied_message,
-    create_raw_json_message,
     decode_messages,
-    read_raw_request,
 )
 from jupyter_ydjango.rooms.channel_layer import retry_layer
-from jupyter_ydjango.rooms.relay import REMOTE, get_relay_layer, relay_group_name, room_group_name
-from jupyter_ydjango.rooms.room import Peer, Room, find_room, get_registry
-from jupyter_ydjango.store import records
-from jupyter_ydjango.store.dispatch import run_db
+from jupyter_ydjango.rooms.relay import REMOTE, push_update, room_group_name
+from jupyter_ydjango.rooms.room import Peer, Room, get_registry
 
 logger = logging.getLogger(__name__)
 
-# Close codes. Servers may only send 1000 and 3000-4999 (RFC 6455 7.4.2; daphne enforces
-# it), so errors use application codes modelled on HTTP statuses. y-websocket clients do not
-# reconnect after a 44xx close, which is right for these: the same frame would come again.
-#: A malformed frame (bad varUint, unknown type, length past the end, invalid update).
-CLOSE_PROTOCOL_ERROR = 4400
-#: Refused by :class:`RoomConsumer`: no authenticated user.
-CLOSE_UNAUTHORIZED = 4401
-#: A frame larger than the limit.
-CLOSE_TOO_BIG = 4413
-#: An update with a client id the room's document cannot hold (a y-py room and a 53-bit id):
-#: the room's engine needs upgrading (HTTP's 426).
-CLOSE_UNSUPPORTED_CLIENT_ID = 4426
-#: A text frame: the protocol is binary.
-CLOSE_UNSUPPORTED_DATA = 4415
 
 
 class YjsConsumer(AsyncWebsocketConsumer):
@@ -155,19 +132,19 @@ class YjsConsumer(AsyncWebsocketConsumer):
         if self.peer is None:
             return
         if bytes_data is None:
-            await self._refuse(CLOSE_UNSUPPORTED_DATA, "text frame; the protocol is binary")
+            await self._refuse(close_codes.UNSUPPORTED_DATA, "text frame; the protocol is binary")
             return
         limit = self.max_message_size or get_setting("YDJANGO_MAX_MESSAGE_SIZE")
         if len(bytes_data) > limit:
-            await self._refuse(CLOSE_TOO_BIG, f"frame of {len(bytes_data)} bytes > {limit}")
+            await self._refuse(close_codes.TOO_BIG, f"frame of {len(bytes_data)} bytes > {limit}")
             return
         try:
             for message in decode_messages(bytes_data):
                 await self.receive_message(message)
         except UnsupportedClientId as exc:
-            await self._refuse(CLOSE_UNSUPPORTED_CLIENT_ID, str(exc))
+            await self._refuse(close_codes.UNSUPPORTED_CLIENT_ID, str(exc))
         except ProtocolError as exc:
-            await self._refuse(CLOSE_PROTOCOL_ERROR, str(exc))
+            await self._refuse(close_codes.PROTOCOL_ERROR, str(exc))
 
     async def receive_message(self, message: Message) -> None:
         """Dispatch one message to ``receive_sync``, ``receive_awareness``, ``receive_raw``
@@ -297,160 +274,15 @@ class YjsConsumer(AsyncWebsocketConsumer):
                     await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
 
-class RoomConsumer(YjsConsumer):
-    """The consumer of the shipped application: Django-authenticated users only.
-
-    Anonymous clients are refused (close 4401 before the handshake completes) unless the
-    ``YDJANGO_ALLOW_ANONYMOUS`` setting is true (development only).
-    """
-
-    async def connect(self) -> None:
-        user = self.scope.get("user")
-        authenticated = user is not None and user.is_authenticated
-        if not authenticated and not get_setting("YDJANGO_ALLOW_ANONYMOUS"):
-            logger.info("refused an unauthenticated client for %s", self.scope.get("path"))
-            await self.close(CLOSE_UNAUTHORIZED)
-            return
-        await super().connect()
-
-
 async def asend_doc_update(room_name: str, update: bytes, *, channel_layer: Any = None) -> None:
     """Push a document update into the live room ``room_name`` from server-side code.
 
     Each process that has the room loaded applies it once and sends it to its clients.
     Where no process has the room loaded, there is no live document to change.
     """
-    layer = channel_layer or get_relay_layer(get_channel_layer())
-    await layer.group_send(relay_group_name(room_name), {"type": "relay.update", "update": update})
+    await push_update(room_name, update, channel_layer=channel_layer)
 
 
 def send_doc_update(room_name: str, update: bytes) -> None:
     """Synchronous :func:`asend_doc_update`, for views, tasks and management commands."""
     async_to_sync(asend_doc_update)(room_name, update)
-
-
-#: Close code: a room of a document type no format serves (neither ours nor a jupyter_ydoc
-#: class): the stock frontend reports a "bad request" for the file and does not retry.
-CLOSE_UNKNOWN_TYPE = 4400
-
-#: Close code: the client's ``sessionId`` names another history of the document (the Jupyter
-#: side turns it into jupyter-collaboration's close 1003 ``unknown_session``, reloadable).
-CLOSE_STALE_SESSION = 4409
-
-
-class _IdentifiedConsumer(YjsConsumer):
-    """A consumer that needs the identity set by :class:`~.middleware.IdentityMiddleware`."""
-
-    async def refuse(self, code: int, reason: str = "") -> None:
-        """Refuse the client with a close code it can read (a websocket refused before the
-        handshake only gets an HTTP 403, whatever the reason), and a short reason."""
-        await self.accept()
-        await self.close(code, reason or None)
-
-    async def connect(self) -> None:
-        self.identity = self.scope.get(SCOPE_KEY)
-        if self.identity is None:
-            logger.info("refused %s: %s", self.scope.get("path"),
-                        self.scope.get(ERROR_KEY) or "no identity")
-            await self.refuse(CLOSE_UNAUTHORIZED)
-            return
-        self.read_only = self.read_only or not self.identity.can_write
-        await super().connect()
-
-    def author_name(self) -> str:
-        return self.identity.username
-
-
-class AwarenessConsumer(_IdentifiedConsumer):
-    """A transient awareness-only room (``JupyterLab:globalAwareness``): presence, no document.
-
-    Nothing is stored and the room's document cannot be changed.
-    """
-
-    def make_room_name(self) -> str:
-        return self.scope["url_route"]["kwargs"]["room_id"]
-
-    async def connect(self) -> None:
-        self.read_only = True
-        await super().connect()
-
-
-class DocumentConsumer(_IdentifiedConsumer):
-    """The rooms of JupyterLab's collaborative documents: ``{format}:{type}:{fileId}``.
-
-    The room's document is a file under the notebook root, stored in the database and saved
-    back (:class:`~jupyter_ydjango.documents.room.DocumentRoom`). Clients are refused with a close
-    code before the handshake: 4400 a document type no format serves (see
-    :func:`~jupyter_ydjango.formats.ydoc.find_format`), 4401 no identity, 4404 unknown room or
-    file, 4403 a path outside the root, 4409 a ``sessionId`` of another history, 4422 a file
-    that is not a document of the room's type (what Jupyter refuses to open: the close reason
-    says why, in a sentence for its users), 4500 a file that cannot be loaded.
-    A RAW ``save`` request saves now and is answered ``{"type": "save", "responseTo": id,
-    "status": "success" | "skipped" | "failed"}``: ``"success"`` whenever the file holds the
-    document (whoever wrote it), ``"failed"`` when it cannot be written.
-    """
-
-    room_class = DocumentRoom
-
-    def make_room_name(self) -> str:
-        return self.document.room_name
-
-    async def connect(self) -> None:
-        room_id = self.scope["url_route"]["kwargs"]["room_id"]
-        kind, _, file_id = room_id.rpartition(":")
-        file_format, _, file_type = kind.partition(":")
-        doc_format = find_format(file_format, file_type)
-        if doc_format is None:
-            logger.info("refused room %s: unknown document type", room_id)
-            await self.refuse(CLOSE_UNKNOWN_TYPE, f"unknown document type {kind!r}")
-            return
-        loaded = find_room(room_id)  # a co-editor joining: no database query
-        if isinstance(loaded, DocumentRoom):
-            document = loaded.document
-        else:
-            document = await run_db(records.get_document, file_id)
-        if document is None or (document.format, document.type) != (file_format, file_type):
-            logger.info("refused room %s: no such document", room_id)
-            await self.refuse(CLOSE_NOT_FOUND)
-            return
-        session_id = parse_qs(self.scope.get("query_string", b"").decode()).get("sessionId")
-        if session_id and session_id[0] and session_id[0] != str(document.session_id):
-            logger.info("refused room %s: unknown session %s", room_id, session_id[0])
-            await self.refuse(CLOSE_STALE_SESSION)
-            return
-        self.document, self.doc_format = document, doc_format
-        try:
-            await super().connect()
-        except LoadError as exc:
-            logger.error("room %s: cannot load: %s", room_id, exc)
-            await self.refuse(exc.code, exc.summary)
-            return
-        if self.peer is not None and not self.read_only:
-            try:  # the names the timeline's authors are shown with
-                await run_db(records.remember_author, self.identity.username,
-                             self.identity.name, self.identity.display_name)
-            except Exception as exc:  # the names can wait; the edits must not
-                logger.warning("room %s: cannot record the names of %s: %r", room_id,
-                               self.identity.username, exc)
-
-    async def make_room(self) -> Room:
-        return new_room(self.document, self.doc_format)
-
-    async def receive_raw(self, payload: bytes) -> None:
-        action, request_id = read_raw_request(payload)
-        if action == "save":
-            asyncio.get_running_loop().create_task(self._save(request_id))
-
-    async def _save(self, request_id: int | None) -> None:
-        # A reader's request saves too (as jupyter-collaboration's): it writes what the
-        # room's writers made, nothing of the reader's own.
-        room, peer = self.room, self.peer
-        try:
-            status = await room.save()
-        except Exception:
-            logger.exception("room %s: save failed", self.room_name)
-            status = "failed"
-        if peer is not None:
-            peer.push(create_raw_json_message(
-                {"type": "save", "responseTo": request_id, "status": status}
-            ))

@@ -11,7 +11,7 @@ from rawclient import RawClient
 from servers import TEST_MAX_MESSAGE_SIZE, Server
 from websockets.exceptions import InvalidStatus
 
-from jupyter_ydjango.consumer import CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, CLOSE_UNSUPPORTED_DATA
+from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.protocol.messages import (
     AwarenessEntry,
     YMessageType,
@@ -197,16 +197,18 @@ async def test_query_awareness_is_answered_with_the_known_states(embedded_server
 # --- bad input -------------------------------------------------------------------------
 
 GARBAGE = {
-    "empty frame": (b"", CLOSE_PROTOCOL_ERROR),
-    "truncated varUint": (b"\x80", CLOSE_PROTOCOL_ERROR),
-    "unknown message type": (b"\x07", CLOSE_PROTOCOL_ERROR),
-    "unknown sync type": (b"\x00\x09\x00", CLOSE_PROTOCOL_ERROR),
-    "length past the end": (b"\x00\x02" + write_var_uint(5000) + b"abc", CLOSE_PROTOCOL_ERROR),
-    "invalid update": (b"\x00\x02\x03\x01\x02\x03", CLOSE_PROTOCOL_ERROR),
-    "invalid state vector": (b"\x00\x00\x01\xff", CLOSE_PROTOCOL_ERROR),
-    "awareness not JSON": (create_awareness_message(b"\x01\x01\x01\x03{no"), CLOSE_PROTOCOL_ERROR),
+    "empty frame": (b"", close_codes.PROTOCOL_ERROR),
+    "truncated varUint": (b"\x80", close_codes.PROTOCOL_ERROR),
+    "unknown message type": (b"\x07", close_codes.PROTOCOL_ERROR),
+    "unknown sync type": (b"\x00\x09\x00", close_codes.PROTOCOL_ERROR),
+    "length past the end": (b"\x00\x02" + write_var_uint(5000) + b"abc",
+                            close_codes.PROTOCOL_ERROR),
+    "invalid update": (b"\x00\x02\x03\x01\x02\x03", close_codes.PROTOCOL_ERROR),
+    "invalid state vector": (b"\x00\x00\x01\xff", close_codes.PROTOCOL_ERROR),
+    "awareness not JSON": (create_awareness_message(b"\x01\x01\x01\x03{no"),
+                           close_codes.PROTOCOL_ERROR),
     "oversized frame": (b"\x00\x02" + write_var_uint(TEST_MAX_MESSAGE_SIZE + 10)
-                        + bytes(TEST_MAX_MESSAGE_SIZE + 10), CLOSE_TOO_BIG),
+                        + bytes(TEST_MAX_MESSAGE_SIZE + 10), close_codes.TOO_BIG),
 }
 
 
@@ -233,7 +235,7 @@ async def test_garbage_closes_only_the_sender(embedded_server: Server, ydriver, 
 async def test_text_frame_is_refused(embedded_server: Server):
     client = await RawClient.open(f"{embedded_server.ws_url}/{room_name('text')}")
     await client.ws.send("hello")
-    assert await client.wait_closed() == CLOSE_UNSUPPORTED_DATA
+    assert await client.wait_closed() == close_codes.UNSUPPORTED_DATA
 
 
 # --- authentication of the shipped application -----------------------------------------

@@ -10,6 +10,7 @@ import pycrdt
 import pytest
 from channels.layers import InMemoryChannelLayer
 
+from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.protocol.messages import AwarenessEntry, encode_awareness_update
 from jupyter_ydjango.rooms.relay import SILENCE
 from jupyter_ydjango.rooms.room import Room, RoomRegistry
@@ -386,7 +387,7 @@ async def test_relay_on_real_redis_repairs_losses():
 
 
 async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
-    from jupyter_ydjango.rooms.room import CLOSE_SLOW_PEER
+
 
     room = Room("slow", pycrdt.Doc())
     room.max_queued_frames = 5
@@ -403,7 +404,7 @@ async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
     room.sync_step1(peer, pycrdt.Doc().get_state())
     for ch in "abcdefgh":
         edit(room, ch)
-    await eventually(lambda: closed == [CLOSE_SLOW_PEER])
+    await eventually(lambda: closed == [close_codes.SLOW_PEER])
     peer.push(b"more")  # nothing more is queued once the peer is being closed
     assert peer._queue.qsize() <= room.max_queued_frames
 

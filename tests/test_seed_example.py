@@ -28,7 +28,7 @@ from rawclient import RawClient
 from servers import PROJECT_DIR, Server
 from websockets.exceptions import InvalidStatus
 
-from jupyter_ydjango.consumer import CLOSE_UNSUPPORTED_CLIENT_ID
+from jupyter_ydjango.protocol import close_codes
 
 SETTINGS = "seedapp.settings"
 
@@ -215,7 +215,7 @@ async def test_ypy_example_refuses_client_ids_it_cannot_hold(seed: Seed, cookie:
         await wide.handshake()
         assert wide.text() == "kept"
         await wide.edit(" lost")
-        assert await wide.wait_closed() == CLOSE_UNSUPPORTED_CLIENT_ID
+        assert await wide.wait_closed() == close_codes.UNSUPPORTED_CLIENT_ID
         await a.edit(", still editable")
         late = await join(seed, room, cookie, 1)
         assert await wait_text(late, lambda t: t == a.text()) == "kept, still editable"

@@ -2,8 +2,12 @@
 
 from django.urls import path, re_path
 
-from jupyter_ydjango.consumer import AwarenessConsumer, DocumentConsumer, RoomConsumer
-from jupyter_ydjango.documents.fork_room import ForkConsumer
+from jupyter_ydjango.api.consumers import (
+    AwarenessConsumer,
+    DocumentConsumer,
+    ForkConsumer,
+    RoomConsumer,
+)
 
 websocket_urlpatterns = [
     # JupyterLab's collaborative documents: {format}:{type}:{fileId}

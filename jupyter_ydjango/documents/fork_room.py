@@ -8,9 +8,10 @@ row staying in the database. A ``synchronize`` fork follows its document: while 
 loaded, the document's live room is held in the same process and every change of it is
 applied to the copy, after what the copy missed while no room had it.
 
-:class:`ForkConsumer` serves the room to clients: an unknown fork id is refused with 4404,
-a ``sessionId`` of another history of the document with 4409; readers join read-only. When
-the fork is deleted (merged, restored or dropped), its clients are closed with 4404.
+:class:`~jupyter_ydjango.api.consumers.ForkConsumer` serves the room to clients: an unknown
+fork id is refused with 4404, a ``sessionId`` of another history of the document with 4409;
+readers join read-only. When the fork is deleted (merged, restored or dropped), its clients
+are closed with 4404.
 
 :func:`merge_fork` gives a fork's changes back to its document.
 """
@@ -21,23 +22,21 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 import pycrdt
+from channels.layers import get_channel_layer
 
-from jupyter_ydjango.consumer import CLOSE_STALE_SESSION, _IdentifiedConsumer
 from jupyter_ydjango.documents.live import document_room
-from jupyter_ydjango.documents.room import CLOSE_NOT_FOUND, DocumentRoom, LoadError
-from jupyter_ydjango.formats.ydoc import find_format
-from jupyter_ydjango.protocol.messages import create_raw_json_message, read_raw_request
+from jupyter_ydjango.documents.room import DocumentRoom, LoadError
+from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.rooms.pending import PendingChanges
-from jupyter_ydjango.rooms.relay import REMOTE
+from jupyter_ydjango.rooms.relay import REMOTE, room_group_name
 from jupyter_ydjango.rooms.room import HISTORY, Room, find_room
-from jupyter_ydjango.store import forks, records
+from jupyter_ydjango.store import forks
 from jupyter_ydjango.store.dispatch import run_db, run_io
 from jupyter_ydjango.store.records import DocumentInfo
 
-__all__ = ["ROOT", "ForkConsumer", "ForkRoom", "MergeConflict", "copy_state", "drop_fork",
+__all__ = ["ROOT", "ForkRoom", "MergeConflict", "copy_state", "drop_fork",
            "merge_fork", "missing"]
 
 logger = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class ForkRoom(Room):
     async def on_load(self) -> None:
         row = await run_db(forks.read_state, self.fork.id)
         if row is None:
-            raise LoadError(CLOSE_NOT_FOUND, f"no fork {self.fork.id}")
+            raise LoadError(close_codes.NOT_FOUND, f"no fork {self.fork.id}")
         self.apply_update(row[0], HISTORY)
         self._writer = asyncio.get_running_loop().create_task(self._write())
         if self.fork.synchronize:
@@ -178,54 +177,9 @@ async def merge_fork(fork: forks.ForkInfo, info: DocumentInfo) -> None:
 async def drop_fork(fork_id: str) -> None:
     """Delete a fork and close its room's connections, in every process."""
     await run_db(forks.delete_fork, fork_id)
-    await forks.notify_deleted(fork_id)
+    await notify_deleted(fork_id)
 
 
-class ForkConsumer(_IdentifiedConsumer):
-    """Clients of a fork's room (see the module docstring)."""
-
-    def make_room_name(self) -> str:
-        return self.fork.id
-
-    async def connect(self) -> None:
-        fork_id = self.scope["url_route"]["kwargs"]["room_id"]
-        fork = await run_db(forks.get_fork, fork_id)
-        document = None if fork is None else await run_db(records.get_document, fork.document_id)
-        if fork is None or document is None or find_format(document.format,
-                                                           document.type) is None:
-            logger.info("refused room %s: no such fork", fork_id)
-            await self.refuse(CLOSE_NOT_FOUND)
-            return
-        session_id = self.query_value("sessionId")
-        if session_id and session_id != str(document.session_id):
-            logger.info("refused fork %s: unknown session %s", fork_id, session_id)
-            await self.refuse(CLOSE_STALE_SESSION)
-            return
-        self.fork, self.document = fork, document
-        try:
-            await super().connect()
-        except LoadError as exc:
-            logger.info("refused fork %s: %s", fork_id, exc)
-            await self.refuse(exc.code)
-
-    def query_value(self, name: str) -> str:
-        """A query parameter of the connection (``""`` if absent)."""
-        values = parse_qs(self.scope.get("query_string", b"").decode()).get(name)
-        return values[0] if values else ""
-
-    async def make_room(self) -> Room:
-        return ForkRoom(self.fork.id, pycrdt.Doc(), fork=self.fork, document=self.document)
-
-    async def receive_raw(self, payload: bytes) -> None:
-        """A save request is answered ``success``: the copy is stored as it changes (in the
-        database: a fork is not a file)."""
-        action, request_id = read_raw_request(payload)
-        if action == "save" and self.peer is not None:
-            self.peer.push(create_raw_json_message(
-                {"type": "save", "responseTo": request_id, "status": "success"}))
-
-    async def fork_deleted(self, _message: dict[str, Any]) -> None:
-        """The fork was deleted: close this connection."""
-        await self._leave()
-        await self.close(CLOSE_NOT_FOUND)
-
+async def notify_deleted(fork_id: str) -> None:
+    """Close the connections to a deleted fork's room, in every process."""
+    await get_channel_layer().group_send(room_group_name(fork_id), {"type": "fork.deleted"})

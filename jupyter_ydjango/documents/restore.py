@@ -20,10 +20,10 @@ from pathlib import Path
 import pycrdt
 
 from jupyter_ydjango.conf import notebook_root
-from jupyter_ydjango.consumer import asend_doc_update
 from jupyter_ydjango.formats.builtin import FormatError
 from jupyter_ydjango.formats.ydoc import find_format
 from jupyter_ydjango.models import Snapshot
+from jupyter_ydjango.rooms.relay import push_update
 from jupyter_ydjango.store import disk, records, update_log
 from jupyter_ydjango.store.dispatch import run_db
 from jupyter_ydjango.store.history import content_at
@@ -55,7 +55,7 @@ async def restore_snapshot(snapshot_id: int) -> bool:
         return False
     change = current.get_update(before)
     await run_db(update_log.append_updates, document_id, [change])
-    await asend_doc_update(info.room_name, change)
+    await push_update(info.room_name, change)
     return True
 
 

@@ -47,6 +47,7 @@ from jupyter_ydjango import metrics
 from jupyter_ydjango.conf import get_setting, notebook_root
 from jupyter_ydjango.formats.builtin import DocumentFormat, FormatError
 from jupyter_ydjango.formats.conversions import Imported, get_converter
+from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.protocol.messages import create_raw_json_message
 from jupyter_ydjango.rooms.pending import PendingChanges
 from jupyter_ydjango.rooms.relay import REMOTE
@@ -87,16 +88,6 @@ class LoadError(Exception):
         self.summary = summary
 
 
-#: Close code: the document's file does not exist (and there is no history to load).
-CLOSE_NOT_FOUND = 4404
-#: Close code: the document's path is outside the notebook root.
-CLOSE_FORBIDDEN = 4403
-#: Close code: the file cannot be loaded (it cannot be read, the database fails...).
-CLOSE_LOAD_FAILED = 4500
-#: Close code: the file is not a document of the room's type (not JSON, not a notebook, an
-#: nbformat version nbformat does not know, not UTF-8): what Jupyter refuses to open too. The
-#: close reason says why, in a sentence for the people who tried to open it.
-CLOSE_UNREADABLE = 4422
 
 
 class DocumentRoom(Room):
@@ -199,13 +190,13 @@ class DocumentRoom(Room):
                 self.files.real_path(self.document.path)
             hidden = await self.files.hidden(self.document.path)
         except PathError as exc:
-            raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
+            raise LoadError(close_codes.FORBIDDEN, str(exc)) from None
         if hidden:  # as if it did not exist: nothing sent
-            raise LoadError(CLOSE_NOT_FOUND, f"no file {self.document.path}")
+            raise LoadError(close_codes.NOT_FOUND, f"no file {self.document.path}")
         history = await run_db(update_log.load_history, self.document.id)
         imported = None
         if history.empty and self.deleted:  # never opened before its file was deleted
-            raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path} was deleted")
+            raise LoadError(close_codes.NOT_FOUND, f"{self.document.path} was deleted")
         if history.empty:
             imported = await self._import()
         if imported is not None:
@@ -284,18 +275,18 @@ class DocumentRoom(Room):
         try:
             file = await self._read()
         except FileNotFoundError:
-            raise LoadError(CLOSE_NOT_FOUND, f"{self.document.path}: no such file") from None
+            raise LoadError(close_codes.NOT_FOUND, f"{self.document.path}: no such file") from None
         except PathError as exc:
-            raise LoadError(CLOSE_FORBIDDEN, str(exc)) from None
+            raise LoadError(close_codes.FORBIDDEN, str(exc)) from None
         except OSError as exc:
-            raise LoadError(CLOSE_LOAD_FAILED, f"{self.document.path}: {exc}") from None
+            raise LoadError(close_codes.LOAD_FAILED, f"{self.document.path}: {exc}") from None
         kind = (self.document.format, self.document.type)
         try:
             built = await get_converter().build(kind, file.data, self.document.path,
                                                 file.shown_hash,
                                                 others_waiting=self._others_present())
         except FormatError as exc:
-            raise LoadError(CLOSE_UNREADABLE, f"{self.document.path}: {exc}",
+            raise LoadError(close_codes.UNREADABLE, f"{self.document.path}: {exc}",
                             exc.summary) from None
         self._remember_shape(file.hash, built.shape)
         # through a manager that writes files in another form (a script), what a save renders

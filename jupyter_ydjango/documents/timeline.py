@@ -20,11 +20,17 @@ from typing import Any
 import pycrdt
 
 from jupyter_ydjango.conf import get_setting
-from jupyter_ydjango.consumer import asend_doc_update
-from jupyter_ydjango.documents.fork_room import MergeConflict, copy_state, drop_fork, missing
+from jupyter_ydjango.documents.fork_room import (
+    MergeConflict,
+    copy_state,
+    drop_fork,
+    missing,
+    notify_deleted,
+)
 from jupyter_ydjango.documents.live import document_room
 from jupyter_ydjango.documents.room import DocumentRoom
 from jupyter_ydjango.formats.builtin import DocumentFormat
+from jupyter_ydjango.rooms.relay import push_update
 from jupyter_ydjango.rooms.room import find_room
 from jupyter_ydjango.store import forks, history
 from jupyter_ydjango.store.dispatch import run_db, run_io
@@ -63,7 +69,7 @@ async def open_timeline(info: DocumentInfo, doc_format: DocumentFormat,
     state = line.state if local is None else await run_io(pycrdt.merge_updates, line.state,
                                                           local)
     for expired in await run_db(forks.expire_timelines):
-        await forks.notify_deleted(expired)
+        await notify_deleted(expired)
     fork = await run_db(
         lambda: forks.create_fork(info.id, state, kind="timeline", owner=owner,
                                   points=[history.to_micros(p) for p in points],
@@ -93,7 +99,7 @@ async def move(fork: forks.ForkInfo, doc_format: DocumentFormat, steps: int) -> 
         if await run_db(forks.write_state, fork.id, version, new_state, target):
             break
     if change is not None:
-        await asend_doc_update(fork.id, change)  # to the copy's room, in every process
+        await push_update(fork.id, change)  # to the copy's room, in every process
     return target
 
 

@@ -21,33 +21,11 @@ import json
 from dataclasses import dataclass
 
 from jupyter_ydjango.api.identity import Identity
+from jupyter_ydjango.protocol import close_codes
 
 #: The body of a backend error, as Jupyter's API handlers format theirs.
 ERROR_CONTENT_TYPE = "application/json"
 
-# Close codes (RFC 6455 and the Django side's 4xxx codes).
-#: Normal closure.
-CLOSE_NORMAL = 1000
-#: The endpoint goes away (server shutting down).
-CLOSE_GOING_AWAY = 1001
-#: The frontend's "your session is from another server run: reload" code.
-CLOSE_UNSUPPORTED = 1003
-#: No close code was given (never sent on the wire).
-CLOSE_NO_STATUS = 1005
-#: The connection dropped without a close frame (never sent on the wire).
-CLOSE_ABNORMAL = 1006
-#: An unexpected condition on the server.
-CLOSE_INTERNAL_ERROR = 1011
-#: TLS failure (never sent on the wire).
-CLOSE_TLS = 1015
-#: The Django side's code for a stale or unknown ``sessionId``.
-CLOSE_UNKNOWN_SESSION = 4409
-#: The Django side's code for a file that is not a document of its room's type (what Jupyter
-#: refuses to open too); the close reason says why.
-CLOSE_UNREADABLE = 4422
-
-#: Codes that must not appear in a close frame (RFC 6455 7.4.1).
-_RESERVED = frozenset({CLOSE_NO_STATUS, CLOSE_ABNORMAL, CLOSE_TLS})
 #: Longest close reason in bytes (a close frame's payload is at most 125 bytes).
 MAX_REASON_BYTES = 123
 
@@ -105,7 +83,7 @@ class RoomConnection(abc.ABC):
         """The next frame from the Django side, or ``None`` once it closed the connection."""
 
     @abc.abstractmethod
-    def close(self, code: int = CLOSE_NORMAL) -> None:
+    def close(self, code: int = close_codes.NORMAL) -> None:
         """The client went away with ``code``: close the connection to the Django side.
 
         Frames already sent are still delivered before the close. Safe to call twice.
@@ -179,12 +157,13 @@ def client_close(code: int | None, reason: str, session_id: str) -> tuple[int, s
     side's reason, a short sentence); a missing or abnormal close becomes ``1011``
     (retryable); other codes pass through. The reason is cut to fit a close frame.
     """
-    if code == CLOSE_UNKNOWN_SESSION:
-        return CLOSE_UNSUPPORTED, _session_reason(session_id)
-    if code == CLOSE_UNREADABLE:
-        return CLOSE_UNSUPPORTED, _initialization_error(reason)
-    if code is None or code in _RESERVED or not (1000 <= code <= 4999):
-        return CLOSE_INTERNAL_ERROR, truncate_reason(reason or "connection to the backend lost")
+    if code == close_codes.STALE_SESSION:
+        return close_codes.UNSUPPORTED, _session_reason(session_id)
+    if code == close_codes.UNREADABLE:
+        return close_codes.UNSUPPORTED, _initialization_error(reason)
+    if code is None or code in close_codes.RESERVED or not (1000 <= code <= 4999):
+        lost = reason or "connection to the backend lost"
+        return close_codes.INTERNAL_ERROR, truncate_reason(lost)
     return code, truncate_reason(reason)
 
 

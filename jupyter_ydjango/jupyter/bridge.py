@@ -29,15 +29,13 @@ from urllib.parse import unquote
 
 from jupyter_ydjango.api.identity import SCOPE_KEY, Identity
 from jupyter_ydjango.jupyter.backend import (
-    CLOSE_GOING_AWAY,
-    CLOSE_INTERNAL_ERROR,
-    CLOSE_NORMAL,
     Backend,
     BackendError,
     Frame,
     HttpResponse,
     RoomConnection,
 )
+from jupyter_ydjango.protocol import close_codes
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -139,21 +137,21 @@ class AsgiRoomConnection(RoomConnection):
         except asyncio.TimeoutError:
             self._log.error("%s: the application neither accepted nor refused within %s s",
                             self._scope["path"], timeout)
-            self._app_closed(CLOSE_INTERNAL_ERROR, "the backend did not answer")
-            self.close(CLOSE_INTERNAL_ERROR)
+            self._app_closed(close_codes.INTERNAL_ERROR, "the backend did not answer")
+            self.close(close_codes.INTERNAL_ERROR)
 
     async def _run(self) -> None:
-        code, reason = CLOSE_NORMAL, ""
+        code, reason = close_codes.NORMAL, ""
         try:
             await self._app(self._scope, self._inbox.get, self._send)
             if not self.accepted:
-                code, reason = CLOSE_INTERNAL_ERROR, "the backend exited without accepting"
+                code, reason = close_codes.INTERNAL_ERROR, "the backend exited without accepting"
         except asyncio.CancelledError:
-            code, reason = CLOSE_GOING_AWAY, "server shutting down"
+            code, reason = close_codes.GOING_AWAY, "server shutting down"
             raise
         except Exception:
             self._log.exception("%s: the ASGI application failed", self._scope["path"])
-            code, reason = CLOSE_INTERNAL_ERROR, "backend error"
+            code, reason = close_codes.INTERNAL_ERROR, "backend error"
         finally:
             self._app_closed(code, reason)
 
@@ -171,7 +169,7 @@ class AsgiRoomConnection(RoomConnection):
                 self.accepted = True
                 self._handshake.set_result(True)
         elif kind == "websocket.close":
-            self._app_closed(message.get("code") or CLOSE_NORMAL, message.get("reason") or "")
+            self._app_closed(message.get("code") or close_codes.NORMAL, message.get("reason") or "")
         else:
             raise ValueError(f"unsupported ASGI message type {kind!r}")
 
@@ -195,7 +193,7 @@ class AsgiRoomConnection(RoomConnection):
     async def receive(self) -> Frame | None:
         return await self._outbox.get()
 
-    def close(self, code: int = CLOSE_NORMAL) -> None:
+    def close(self, code: int = close_codes.NORMAL) -> None:
         if self._client_closed:
             return
         self._client_closed = True
@@ -312,7 +310,7 @@ class AsgiBackend(Backend):
         """Close every connection (code 1001) and wait for the application to let them go."""
         connections = list(self._connections)
         for connection in connections:
-            connection.close(CLOSE_GOING_AWAY)
+            connection.close(close_codes.GOING_AWAY)
         tasks = [c.task for c in connections if c.task is not None and not c.task.done()]
         if not tasks:
             return

@@ -21,9 +21,6 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from jupyter_ydjango.api.identity import Identity
 from jupyter_ydjango.jupyter.backend import (
-    CLOSE_ABNORMAL,
-    CLOSE_GOING_AWAY,
-    CLOSE_INTERNAL_ERROR,
     Backend,
     BackendError,
     HttpResponse,
@@ -31,6 +28,7 @@ from jupyter_ydjango.jupyter.backend import (
     client_close,
 )
 from jupyter_ydjango.jupyter.events import CollaborationEvents
+from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.store.paths import hidden_by
 
 
@@ -267,10 +265,10 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             )
         except BackendError as exc:
             self.log.error("room %s: %s", room_id, exc)
-            self.close(CLOSE_INTERNAL_ERROR, "backend unavailable")
+            self.close(close_codes.INTERNAL_ERROR, "backend unavailable")
             return
         if self._gone:  # the server began shutting down meanwhile
-            self.upstream.close(CLOSE_GOING_AWAY)
+            self.upstream.close(close_codes.GOING_AWAY)
             return
         if self.upstream.accepted and self.extension.events is not None:
             self._joined = room_id
@@ -284,12 +282,12 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
                 # not kept while waiting for the next frame (it may be the whole document)
                 del data
         except WebSocketClosedError:
-            upstream.close(CLOSE_ABNORMAL)
+            upstream.close(close_codes.ABNORMAL)
             return
         except Exception:
             self.log.exception("room %s: error while relaying to the client", self.request.path)
-            upstream.close(CLOSE_ABNORMAL)
-            self.close(CLOSE_INTERNAL_ERROR)
+            upstream.close(close_codes.ABNORMAL)
+            self.close(close_codes.INTERNAL_ERROR)
             return
         code, reason = client_close(upstream.close_code, upstream.close_reason,
                                     self._session_id)
@@ -310,11 +308,11 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.extension.events.client_left(self._joined, self._identity.username)
             self._joined = ""
         if self.upstream is not None:
-            self.upstream.close(self.close_code or CLOSE_ABNORMAL)
+            self.upstream.close(self.close_code or close_codes.ABNORMAL)
 
     def shutdown(self) -> None:
         """Close the connection because the server stops (code 1001: clients reconnect)."""
         self._gone = True
-        self.close(CLOSE_GOING_AWAY, "server shutting down")
+        self.close(close_codes.GOING_AWAY, "server shutting down")
         if self.upstream is not None:
-            self.upstream.close(CLOSE_GOING_AWAY)
+            self.upstream.close(close_codes.GOING_AWAY)

@@ -24,14 +24,13 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 
 from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
 from jupyter_ydjango.jupyter.backend import (
-    CLOSE_INTERNAL_ERROR,
-    CLOSE_NORMAL,
     Backend,
     BackendError,
     Frame,
     HttpResponse,
     RoomConnection,
 )
+from jupyter_ydjango.protocol import close_codes
 
 #: HTTP statuses of a refused websocket handshake -> the close code the browser gets.
 _REFUSALS = {400: 4400, 401: 4401, 403: 4403, 404: 4404}
@@ -40,7 +39,7 @@ _REFUSALS = {400: 4400, 401: 4401, 403: 4403, 404: 4404}
 def _forwardable(code: int | None) -> int:
     """The browser's close code if it may be sent on, else 1000."""
     if code is None or code in (1005, 1006, 1015) or not 1000 <= code <= 4999:
-        return CLOSE_NORMAL
+        return close_codes.NORMAL
     return code
 
 
@@ -57,7 +56,7 @@ class RefusedConnection(RoomConnection):
     async def receive(self) -> Frame | None:
         return None
 
-    def close(self, code: int = CLOSE_NORMAL) -> None:
+    def close(self, code: int = close_codes.NORMAL) -> None:
         return None
 
 
@@ -84,7 +83,7 @@ class ProxyRoomConnection(RoomConnection):
             self.close_reason = self._connection.close_reason or ""
         return message
 
-    def close(self, code: int = CLOSE_NORMAL) -> None:
+    def close(self, code: int = close_codes.NORMAL) -> None:
         if self._closed:
             return
         self._closed = True
@@ -161,12 +160,12 @@ class ProxyBackend(Backend):
         try:
             connection = await websocket_connect(request, max_message_size=self.max_message_size)
         except HTTPClientError as exc:
-            code = _REFUSALS.get(exc.code, CLOSE_INTERNAL_ERROR)
+            code = _REFUSALS.get(exc.code, close_codes.INTERNAL_ERROR)
             self.log.info("%s: the backend refused the websocket with %s", path, exc.code)
             return RefusedConnection(code, f"refused by the backend ({exc.code})")
         except Exception as exc:
             self.log.error("%s: the backend is unreachable: %r", path, exc)
-            return RefusedConnection(CLOSE_INTERNAL_ERROR, "backend unreachable")
+            return RefusedConnection(close_codes.INTERNAL_ERROR, "backend unreachable")
         return ProxyRoomConnection(connection)
 
     async def stop(self) -> None:

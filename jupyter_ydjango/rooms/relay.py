@@ -367,3 +367,12 @@ class RoomRelay:
             "sv": self.room.state_vector() if ask_back else None,
             "awareness": self.room.local_awareness_update(),
         })
+
+
+async def push_update(room_name: str, update: bytes, *, channel_layer: Any = None) -> None:
+    """Apply ``update`` to the live room ``room_name`` in every process that has it loaded
+    (each applies it once and sends it to its clients); where none has, nothing changes."""
+    from channels.layers import get_channel_layer
+
+    layer = channel_layer or get_relay_layer(get_channel_layer())
+    await layer.group_send(relay_group_name(room_name), {"type": "relay.update", "update": update})

@@ -27,6 +27,7 @@ from typing import Any
 import pycrdt
 
 from jupyter_ydjango import metrics
+from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.protocol.engines import PycrdtEngine, engine_for, update_held
 from jupyter_ydjango.protocol.messages import (
     EMPTY_UPDATE,
@@ -44,8 +45,6 @@ from jupyter_ydjango.signals import room_loaded, room_unloaded
 
 logger = logging.getLogger(__name__)
 
-#: Close code for a peer that does not read its frames fast enough (retryable: not 44xx).
-CLOSE_SLOW_PEER = 4503
 
 #: The state vector of an empty document: what a client that holds nothing sends in SYNC step 1.
 EMPTY_STATE_VECTOR = b"\x00"
@@ -90,7 +89,7 @@ class Peer:
             logger.warning("room %s: closing a peer that fell %d frames behind",
                            self.room.name, self._max_queued)
             self.stop()
-            asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW_PEER))
+            asyncio.get_running_loop().create_task(self._close(close_codes.SLOW_PEER))
             return
         self._queue.put_nowait(frame)
 

@@ -13,7 +13,7 @@ what the API says about it. Two kinds:
 Any process can serve a fork's room, move or merge it: writers of the state compare and
 swap on the row's ``version`` (:func:`write_state`), applying their change to the state they
 read, so that concurrent changes all land. Once a fork is deleted its room's clients are
-told (:func:`notify_deleted`) and closed.
+told (:func:`~jupyter_ydjango.documents.fork_room.notify_deleted`) and closed.
 
 The functions that touch the database block (call them through
 :func:`~jupyter_ydjango.store.run_db`); :func:`edited` works on bytes in the calling thread.
@@ -29,13 +29,11 @@ from datetime import timedelta
 from typing import Any
 
 import pycrdt
-from channels.layers import get_channel_layer
 from django.db.models import F
 from django.utils import timezone
 
 from jupyter_ydjango.models import Fork
 from jupyter_ydjango.protocol.messages import EMPTY_UPDATE
-from jupyter_ydjango.rooms.relay import room_group_name
 from jupyter_ydjango.store.dispatch import run_db, run_io
 
 __all__ = [
@@ -50,7 +48,6 @@ __all__ = [
     "get_fork",
     "is_fork_id",
     "list_forks",
-    "notify_deleted",
     "read_state",
     "touch",
     "write_state",
@@ -189,8 +186,3 @@ async def change_state(fork_id: str, edit: Callable[[pycrdt.Doc], Any]) -> bytes
         _, new_state, change = await run_io(edited, state, edit)
         if change is None or await run_db(write_state, fork_id, version, new_state):
             return change
-
-
-async def notify_deleted(fork_id: str) -> None:
-    """Close the connections to a deleted fork's room, in every process."""
-    await get_channel_layer().group_send(room_group_name(fork_id), {"type": "fork.deleted"})
