@@ -203,14 +203,11 @@ class UpdateAdmin(admin.ModelAdmin):
 
 def _room_users(room_name: str) -> list[str]:
     """Names in the awareness states of a room loaded in this process (any event loop)."""
-    from jupyter_ydjango.rooms.room import _registries
+    from jupyter_ydjango.rooms.room import rooms_named
 
     names: list[str] = []
-    for registry in list(_registries.values()):
-        room = registry.rooms.get(room_name)
-        if room is None:
-            continue
-        for _clock, state in list(room._awareness.values()):
+    for room in rooms_named(room_name):
+        for state in room.awareness_states():
             try:
                 user = json.loads(state).get("user") or {}
             except (ValueError, AttributeError):

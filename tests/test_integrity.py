@@ -143,7 +143,7 @@ async def test_an_autosave_that_fails_goes_on_saving(tmp_path: Path, monkeypatch
     from jupyter_ydjango.store import disk, lease, records
 
     registry, room, path = await loaded_text_room(tmp_path, "autosaved.txt", "start")
-    converter = document_module.get_converter()
+    converter = document_module.converter()
 
     class Converter:  # the process pool that renders files, broken once
         def __init__(self) -> None:
@@ -153,7 +153,7 @@ async def test_an_autosave_that_fails_goes_on_saving(tmp_path: Path, monkeypatch
             return getattr(converter, name)
 
     broken = Converter()
-    monkeypatch.setattr(document_module, "get_converter", lambda: broken)
+    monkeypatch.setattr(document_module, "converter", lambda: broken)
     failures = {
         "the lease check": FailOnce(lease.claim_writer, OperationalError("database is locked")),
         "recording the save": FailOnce(records.record_save, OperationalError("disk I/O error")),

@@ -31,8 +31,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from jupyter_ydjango.api.http import arequest_identity, error_response, json_body
 from jupyter_ydjango.api.identity import Identity
-from jupyter_ydjango.api.views import _aidentity, _error, _json_body
 from jupyter_ydjango.documents import timeline
 from jupyter_ydjango.documents.fork_room import MergeConflict, drop_fork, merge_fork
 from jupyter_ydjango.documents.live import current_state
@@ -73,24 +73,25 @@ async def _document_at(request: HttpRequest, path: str
     kind = (request.GET.get("format", ""), request.GET.get("type", ""))
     doc_format = find_format(*kind)
     if doc_format is None:
-        return _error(400, f"unsupported or missing document type {kind[0]!r}:{kind[1]!r}")
+        return error_response(400, f"unsupported or missing document type {kind[0]!r}:{kind[1]!r}")
     try:
         api_path = normalize_api_path(path.removeprefix("/"))
     except PathError as exc:
-        return _error(403, str(exc))
+        return error_response(403, str(exc))
     hidden = await files_of().hidden(api_path)
     info = None if hidden else await run_db(records.live_document_at, api_path)
     if info is None or (info.format, info.type) != kind:
-        return _error(404, f"no collaborative document {api_path!r} of type {kind[0]}:{kind[1]}")
+        return error_response(
+            404, f"no collaborative document {api_path!r} of type {kind[0]}:{kind[1]}")
     return info, doc_format
 
 
 @require_GET
 async def timeline_view(request: HttpRequest, path: str) -> HttpResponse:
     """``GET api/collaboration/timeline/<path>?format=&type=``: open a document's timeline."""
-    identity = await _aidentity(request)
+    identity = await arequest_identity(request)
     if identity is None:
-        return _error(401, "not authenticated")
+        return error_response(401, "not authenticated")
     found = await _document_at(request, path)
     if isinstance(found, HttpResponse):
         return found
@@ -98,7 +99,7 @@ async def timeline_view(request: HttpRequest, path: str) -> HttpResponse:
     try:
         fork, points = await timeline.open_timeline(info, doc_format, identity.username)
     except timeline.NoHistory:
-        return _error(404, f"{info.path!r} has no history yet: open it first")
+        return error_response(404, f"{info.path!r} has no history yet: open it first")
     return JsonResponse({"roomId": info.room_name, "timestamps": [p.timestamp() for p in points],
                          "forkRoom": fork.id, "sessionId": str(info.session_id)})
 
@@ -107,9 +108,9 @@ async def timeline_view(request: HttpRequest, path: str) -> HttpResponse:
 async def authors_view(request: HttpRequest, path: str) -> HttpResponse:
     """``GET api/ydjango/history/<path>?format=&type=``: who made each point of a document's
     timeline (the points the timeline API lists, in the same order)."""
-    identity = await _aidentity(request)
+    identity = await arequest_identity(request)
     if identity is None:
-        return _error(401, "not authenticated")
+        return error_response(401, "not authenticated")
     found = await _document_at(request, path)
     if isinstance(found, HttpResponse):
         return found
@@ -117,7 +118,7 @@ async def authors_view(request: HttpRequest, path: str) -> HttpResponse:
     try:
         line = await timeline.read_timeline(info, doc_format)
     except timeline.NoHistory:
-        return _error(404, f"{info.path!r} has no history yet: open it first")
+        return error_response(404, f"{info.path!r} has no history yet: open it first")
     names = await run_db(records.author_names, {a for point in line.authors for a in point})
     return JsonResponse({
         "path": info.path, "roomId": info.room_name,
@@ -146,25 +147,25 @@ def _steps(request: HttpRequest, required: bool) -> int:
 async def undo_redo(request: HttpRequest, room_id: str) -> HttpResponse:
     """``PUT api/collaboration/undo_redo/<roomId>?action=&steps=&forkRoom=``: move a
     timeline's copy, or restore the point it shows (writers only)."""
-    identity = await _aidentity(request)
+    identity = await arequest_identity(request)
     if identity is None:
-        return _error(401, "not authenticated")
+        return error_response(401, "not authenticated")
     action = request.GET.get("action", "")
     if action not in ("undo", "redo", "restore"):
-        return _error(400, f"action must be undo, redo or restore, not {action!r}")
+        return error_response(400, f"action must be undo, redo or restore, not {action!r}")
     try:
         steps = _steps(request, required=action != "restore")
     except ValueError as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     fork_id = request.GET.get("forkRoom", "")
     if not fork_id:
-        return _error(400, "forkRoom is required")
+        return error_response(400, "forkRoom is required")
     if action == "restore" and not identity.can_write:
-        return _error(403, "read-only users cannot restore a document")
+        return error_response(403, "read-only users cannot restore a document")
     fork = await run_db(forks.get_fork, fork_id)
     document = None if fork is None else await _document_of_fork(fork)
     if fork is None or fork.kind != "timeline" or fork.root_room != room_id or document is None:
-        return _error(404, f"no timeline {fork_id!r} of room {room_id!r}")
+        return error_response(404, f"no timeline {fork_id!r} of room {room_id!r}")
     info, doc_format = document
     try:
         if action == "restore":
@@ -173,9 +174,9 @@ async def undo_redo(request: HttpRequest, room_id: str) -> HttpResponse:
             return JsonResponse({"code": 200, "status": "Document restored successfully"})
         position = await timeline.move(fork, doc_format, -steps if action == "undo" else steps)
     except forks.ForkGone:
-        return _error(404, f"the timeline {fork_id!r} was closed")
+        return error_response(404, f"the timeline {fork_id!r} was closed")
     except (MergeConflict, LoadError) as exc:
-        return _error(409, str(exc))
+        return error_response(409, str(exc))
     if position is None:
         return JsonResponse({"error": f"No more {action} operations available"})
     return JsonResponse({"status": "undone" if action == "undo" else "redone",
@@ -184,7 +185,7 @@ async def undo_redo(request: HttpRequest, room_id: str) -> HttpResponse:
 
 def _fork_settings(request: HttpRequest) -> dict[str, Any]:
     """The body of a fork's creation; :class:`ValueError` if malformed."""
-    body = _json_body(request)
+    body = json_body(request)
     synchronize = body.get("synchronize", False)
     title, description = body.get("title", ""), body.get("description", "")
     if not isinstance(synchronize, bool):
@@ -199,20 +200,20 @@ def _fork_settings(request: HttpRequest) -> dict[str, Any]:
 async def fork(request: HttpRequest, room_id: str) -> HttpResponse:
     """``api/collaboration/fork/<roomId>``: list (GET) and make (PUT) a document's forks;
     ``DELETE`` with a fork's id: delete it (``merge=true``: merge it first)."""
-    identity = await _aidentity(request)
+    identity = await arequest_identity(request)
     if identity is None:
-        return _error(401, "not authenticated")
+        return error_response(401, "not authenticated")
     if request.method == "DELETE":
         return await _delete_fork(request, identity, room_id)
     if request.method == "PUT" and not identity.can_write:
-        return _error(403, "read-only users cannot fork a document")
+        return error_response(403, "read-only users cannot fork a document")
     try:
         settings = _fork_settings(request) if request.method == "PUT" else {}
     except ValueError as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     document = await _document_of_room(room_id)
     if document is None:
-        return _error(404, f"no document room {room_id!r}")
+        return error_response(404, f"no document room {room_id!r}")
     info, _ = document
     if request.method == "GET":
         listed = await run_db(forks.list_forks, info.id)
@@ -228,22 +229,22 @@ async def fork(request: HttpRequest, room_id: str) -> HttpResponse:
 async def _delete_fork(request: HttpRequest, identity: Identity, fork_id: str) -> HttpResponse:
     merge = request.GET.get("merge", "")
     if merge not in ("true", "false"):
-        return _error(400, f"merge must be true or false, not {merge!r}")
+        return error_response(400, f"merge must be true or false, not {merge!r}")
     if not identity.can_write:
-        return _error(403, "read-only users cannot delete or merge forks")
+        return error_response(403, "read-only users cannot delete or merge forks")
     found = await run_db(forks.get_fork, fork_id)
     if found is None or found.kind != "fork":
-        return _error(404, f"no fork {fork_id!r}")
+        return error_response(404, f"no fork {fork_id!r}")
     if merge == "true":
         document = await _document_of_fork(found)
         if document is None:
-            return _error(409, f"the document of fork {fork_id!r} was deleted")
+            return error_response(409, f"the document of fork {fork_id!r} was deleted")
         try:
             await merge_fork(found, document[0])
         except forks.ForkGone:
-            return _error(404, f"no fork {fork_id!r}")
+            return error_response(404, f"no fork {fork_id!r}")
         except (MergeConflict, LoadError) as exc:
-            return _error(409, str(exc))
+            return error_response(409, str(exc))
     await drop_fork(fork_id)
     logger.info("fork %s deleted by %s (merged: %s)", fork_id, identity.username, merge)
     return JsonResponse({"fork_roomid": fork_id, "fork_info": found.api_info(),

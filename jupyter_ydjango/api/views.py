@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -20,9 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from jupyter_ydjango import metrics
 from jupyter_ydjango.api import calls as api_calls
-from jupyter_ydjango.api.calls import parse_json_object
-from jupyter_ydjango.api.identity import SCOPE_KEY, Identity
-from jupyter_ydjango.api.middleware import scope_decides
+from jupyter_ydjango.api.http import arequest_identity, error_response, json_body, request_identity
 from jupyter_ydjango.documents.room import DocumentRoom
 from jupyter_ydjango.rooms.room import find_room
 from jupyter_ydjango.store import records
@@ -63,42 +59,12 @@ def prometheus(request: HttpRequest) -> HttpResponse:
     return HttpResponse(metrics.render(), content_type=metrics.CONTENT_TYPE_LATEST)
 
 
-def _error(status: int, message: str) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
-
-
-def _identity(request: HttpRequest) -> Identity | None:
-    """The identity of a request: from the scope (bridge or signed header), else Django's
-    logged-in user. A refused signed header is not replaced by anything."""
-    scope: dict[str, Any] = getattr(request, "scope", {})
-    if scope_decides(scope):
-        return scope.get(SCOPE_KEY)
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        name = user.get_full_name()
-        return Identity(user.get_username(), "write", name, name)
-    return None
-
-
-async def _aidentity(request: HttpRequest) -> Identity | None:
-    """:func:`_identity` from async code: the Django login (a database query) is looked up in
-    a thread only when the scope brings no identity of its own."""
-    scope: dict[str, Any] = getattr(request, "scope", {})
-    if scope_decides(scope):
-        return scope.get(SCOPE_KEY)
-    return await sync_to_async(_identity)(request)
-
-
-def _json_body(request: HttpRequest) -> dict[str, Any]:
-    return parse_json_object(request.body)
-
-
 @csrf_exempt  # JSON PUT: browsers preflight it cross-origin; the Jupyter server proxies it
 @require_http_methods(["PUT"])
 async def session(request: HttpRequest, path: str) -> HttpResponse:
     """``PUT /api/collaboration/session/<path>`` with ``{"format", "type"}``: the file's room
     (:func:`~jupyter_ydjango.api.calls.session` says how each case is answered)."""
-    status, answer = await api_calls.session(await _aidentity(request), path, request.body)
+    status, answer = await api_calls.session(await arequest_identity(request), path, request.body)
     return JsonResponse(answer, status=status)
 
 
@@ -106,7 +72,7 @@ async def session(request: HttpRequest, path: str) -> HttpResponse:
 async def room_status(request: HttpRequest, file_id: str) -> HttpResponse:
     """``GET /api/ydjango/rooms/<fileId>``: the state of a document's room, for status bars
     (see :func:`~jupyter_ydjango.api.calls.room_status`)."""
-    status, answer = await api_calls.room_status(await _aidentity(request), file_id)
+    status, answer = await api_calls.room_status(await arequest_identity(request), file_id)
     return JsonResponse(answer, status=status)
 
 
@@ -115,17 +81,17 @@ async def room_status(request: HttpRequest, file_id: str) -> HttpResponse:
 def rename(request: HttpRequest) -> HttpResponse:
     """``POST /api/ydjango/rename`` with ``{"old_path", "new_path"}``: keep file ids across a
     rename (of a file or a directory). 204; 400 bad body, 401/403 not allowed to write."""
-    identity = _identity(request)
+    identity = request_identity(request)
     if identity is None:
-        return _error(401, "not authenticated")
+        return error_response(401, "not authenticated")
     if not identity.can_write:
-        return _error(403, "read-only users cannot rename")
+        return error_response(403, "read-only users cannot rename")
     try:
-        body = _json_body(request)
+        body = json_body(request)
         old_path = normalize_api_path(str(body.get("old_path", "")))
         new_path = normalize_api_path(str(body.get("new_path", "")))
     except (ValueError, PathError) as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     records.rename(old_path, new_path)
     return HttpResponse(status=204)
 
@@ -140,16 +106,16 @@ async def delete(request: HttpRequest) -> HttpResponse:
     once (rooms in other processes follow within their file poll). 204; 400 bad body,
     401/403 not allowed to write.
     """
-    identity = await _aidentity(request)
+    identity = await arequest_identity(request)
     if identity is None:
-        return _error(401, "not authenticated")
+        return error_response(401, "not authenticated")
     if not identity.can_write:
-        return _error(403, "read-only users cannot delete")
+        return error_response(403, "read-only users cannot delete")
     try:
-        body = _json_body(request)
+        body = json_body(request)
         path = normalize_api_path(str(body.get("path", "")))
     except (ValueError, PathError) as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     for info in await run_db(records.mark_deleted, path):
         room = find_room(info.room_name)
         if isinstance(room, DocumentRoom):

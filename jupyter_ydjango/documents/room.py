@@ -46,7 +46,7 @@ from channels.layers import get_channel_layer
 from jupyter_ydjango import metrics
 from jupyter_ydjango.conf import get_setting, notebook_root
 from jupyter_ydjango.formats.builtin import DocumentFormat, FormatError
-from jupyter_ydjango.formats.conversions import Imported, get_converter
+from jupyter_ydjango.formats.conversions import Converter, Imported, get_converter
 from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.protocol.messages import create_raw_json_message
 from jupyter_ydjango.rooms.pending import PendingChanges
@@ -88,6 +88,12 @@ class LoadError(Exception):
         self.summary = summary
 
 
+
+
+def converter() -> Converter:
+    """The process pool that builds documents from files and renders them back, with
+    ``YDJANGO_CONVERSION_PROCESSES`` workers."""
+    return get_converter(get_setting("YDJANGO_CONVERSION_PROCESSES"))
 
 
 class DocumentRoom(Room):
@@ -282,7 +288,7 @@ class DocumentRoom(Room):
             raise LoadError(close_codes.LOAD_FAILED, f"{self.document.path}: {exc}") from None
         kind = (self.document.format, self.document.type)
         try:
-            built = await get_converter().build(kind, file.data, self.document.path,
+            built = await converter().build(kind, file.data, self.document.path,
                                                 file.shown_hash,
                                                 others_waiting=self._others_present())
         except FormatError as exc:
@@ -432,7 +438,7 @@ class DocumentRoom(Room):
             shape = await self._file_shape()
         # only the dump is made here, on the event loop; the rest runs in the converter
         kind = (self.document.format, self.document.type)
-        return await get_converter().render(kind, self.format.dump(self.doc), shape,
+        return await converter().render(kind, self.format.dump(self.doc), shape,
                                             others_waiting=self._others_present())
 
     def _others_present(self) -> bool:

@@ -187,7 +187,7 @@ class NotebookFormat(DocumentFormat):
             if shape.absent or shape.extra_cell_keys:
                 # the cells as the document holds them: their ids and the fields beyond the
                 # schema, which the notebook read from it leaves out
-                doc_cells = notebook._parse_doc_json(dump[1])
+                doc_cells = notebook.parse_doc_json(dump[1])
             conform(nb, shape, doc_cells)
         return nb
 

@@ -294,11 +294,10 @@ def _init_worker(server_pid: int) -> None:
 _converter: Converter | None = None
 
 
-def get_converter() -> Converter:
-    """The converter of this process, configured from ``YDJANGO_CONVERSION_PROCESSES``."""
+def get_converter(processes: int | None = None) -> Converter:
+    """The converter of this process, made at the first call with ``processes`` worker
+    processes (the rooms pass ``YDJANGO_CONVERSION_PROCESSES``; 1 where none is given)."""
     global _converter
     if _converter is None:
-        from jupyter_ydjango.conf import get_setting
-
-        _converter = Converter(int(get_setting("YDJANGO_CONVERSION_PROCESSES")))
+        _converter = Converter(1 if processes is None else int(processes))
     return _converter

@@ -661,8 +661,8 @@ def notebook_from_json(meta_json: str, cells_json: str) -> NotebookNode:
     """
     # The JSON of the doc is the fastest way out (faster than converting the shared types from
     # Python and casting numbers); it writes integral numbers as integers, so ints come back.
-    meta = _parse_doc_json(meta_json)
-    cells = _parse_doc_json(cells_json)
+    meta = parse_doc_json(meta_json)
+    cells = parse_doc_json(cells_json)
     major, minor = meta.get("nbformat"), meta.get("nbformat_minor")
     if not isinstance(major, int) or not isinstance(minor, int):
         raise NotebookError(
@@ -802,7 +802,7 @@ def _needs_js_fix(values: Iterable[Any]) -> bool:
     return False
 
 
-def _parse_doc_json(text: str) -> Any:
+def parse_doc_json(text: str) -> Any:
     """Parse the JSON of a shared type: objects as NotebookNodes, numbers as JSON has them.
 
     pycrdt writes every integral float as an integer literal, so integers come back as ints; only

@@ -306,6 +306,10 @@ class Room:
 
     # --- awareness ----------------------------------------------------------------------
 
+    def awareness_states(self) -> list[str]:
+        """The JSON awareness states of the room's clients, as they sent them."""
+        return [state for _clock, state in list(self._awareness.values())]
+
     def apply_awareness(self, payload: bytes, origin: Any) -> None:
         """Record an awareness update from a peer (or the relay) and relay it to the others.
 
@@ -572,6 +576,13 @@ def find_room(name: str) -> Room | None:
     """The room ``name`` if it is loaded in this process (on the running event loop)."""
     registry = _registries.get(asyncio.get_running_loop())
     return None if registry is None else registry.rooms.get(name)
+
+
+def rooms_named(name: str) -> list[Room]:
+    """The rooms ``name`` loaded in this process on any event loop (for code outside the
+    rooms' loop, such as the admin's pages, which reads them and changes nothing)."""
+    found = (registry.rooms.get(name) for registry in list(_registries.values()))
+    return [room for room in found if room is not None]
 
 
 def loaded_rooms() -> list[Room]:
