@@ -64,15 +64,10 @@ def _flush_rooms_at_shutdown() -> None:
     import daphne.server  # noqa: F401  (installs the asyncio reactor daphne runs on)
     from twisted.internet import defer, reactor
 
-    from jupyter_ydjango.formats.conversions import get_converter
-    from jupyter_ydjango.rooms.room import close_all_rooms
-
-    async def close() -> None:
-        await close_all_rooms()
-        get_converter().shutdown()
+    from jupyter_ydjango.project.shutdown import unload_everything
 
     def before_shutdown() -> defer.Deferred:
-        return defer.Deferred.fromFuture(asyncio.ensure_future(close()))
+        return defer.Deferred.fromFuture(asyncio.ensure_future(unload_everything()))
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 

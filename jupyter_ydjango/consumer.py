@@ -50,6 +50,7 @@ from jupyter_ydjango.protocol.messages import (
     create_permission_denied_message,
     decode_messages,
 )
+from jupyter_ydjango.rooms.backoff import Backoff
 from jupyter_ydjango.rooms.channel_layer import retry_layer
 from jupyter_ydjango.rooms.relay import REMOTE, push_update, room_group_name
 from jupyter_ydjango.rooms.room import Peer, Room, get_registry
@@ -233,21 +234,20 @@ class YjsConsumer(AsyncWebsocketConsumer):
         self._layer_receive = receive
 
     async def _receive_retrying(self) -> dict[str, Any]:
-        delay, failures = 0.1, 0
+        backoff = Backoff()
         while True:
             try:
-                if failures and self.group_name is not None and self.peer is not None:
+                if backoff.failures and self.group_name is not None and self.peer is not None:
                     await self.channel_layer.group_add(self.group_name, self.channel_name)
-                    failures = 0
+                    backoff.failures = 0  # joined again: the next failure is logged
                 return await self._layer_receive()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
-                log = logger.warning if failures == 1 else logger.debug
+                delay = backoff.failed()
+                log = logger.warning if backoff.failures == 1 else logger.debug
                 log("room %s: channel layer failed (retrying): %r", self.room_name, exc)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
     async def _send_frame(self, frame: bytes) -> None:
         await self.send(bytes_data=frame)

@@ -14,6 +14,8 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from jupyter_ydjango.protocol.room_id import RoomId
+
 
 class Document(models.Model):
     """A file served collaboratively; its id is the ``fileId`` of jupyter-collaboration's API."""
@@ -79,7 +81,7 @@ class Document(models.Model):
     @property
     def room_name(self) -> str:
         """The room id the frontend uses for this document."""
-        return f"{self.format}:{self.type}:{self.id}"
+        return str(RoomId(self.format, self.type, str(self.id)))
 
 
 class Update(models.Model):

@@ -26,6 +26,7 @@ from jupyter_ydjango.protocol.messages import (
     create_raw_json_message,
     read_raw_request,
 )
+from jupyter_ydjango.protocol.room_id import RoomId
 from jupyter_ydjango.rooms.room import Room, find_room
 from jupyter_ydjango.store import forks, records
 from jupyter_ydjango.store.dispatch import run_db
@@ -109,12 +110,12 @@ class DocumentConsumer(IdentifiedConsumer):
 
     async def connect(self) -> None:
         room_id = self.scope["url_route"]["kwargs"]["room_id"]
-        kind, _, file_id = room_id.rpartition(":")
-        file_format, _, file_type = kind.partition(":")
+        file_format, file_type, file_id = parsed = RoomId.parse(room_id)
         doc_format = find_format(file_format, file_type)
         if doc_format is None:
             logger.info("refused room %s: unknown document type", room_id)
-            await self.refuse(close_codes.UNKNOWN_TYPE, f"unknown document type {kind!r}")
+            await self.refuse(close_codes.UNKNOWN_TYPE,
+                              f"unknown document type {parsed.kind!r}")
             return
         loaded = find_room(room_id)  # a co-editor joining: no database query
         if isinstance(loaded, DocumentRoom):

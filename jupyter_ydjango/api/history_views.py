@@ -39,6 +39,7 @@ from jupyter_ydjango.documents.live import current_state
 from jupyter_ydjango.documents.room import LoadError
 from jupyter_ydjango.formats.builtin import DocumentFormat
 from jupyter_ydjango.formats.ydoc import find_format
+from jupyter_ydjango.protocol.room_id import RoomId
 from jupyter_ydjango.store import forks, records
 from jupyter_ydjango.store.contents import files_of
 from jupyter_ydjango.store.dispatch import run_db
@@ -52,8 +53,7 @@ __all__ = ["authors_view", "fork", "timeline_view", "undo_redo"]
 
 async def _document_of_room(room_id: str) -> tuple[DocumentInfo, DocumentFormat] | None:
     """The live document of a room id ``{format}:{type}:{fileId}`` and its format."""
-    kind, _, file_id = room_id.rpartition(":")
-    file_format, _, file_type = kind.partition(":")
+    file_format, file_type, file_id = RoomId.parse(room_id)
     doc_format = find_format(file_format, file_type)
     info = await run_db(records.get_document, file_id) if doc_format else None
     if info is None or info.room_name != room_id or info.deleted is not None:

@@ -111,21 +111,17 @@ class ForkRoom(Room):
     async def _write(self) -> None:
         """Store queued changes, in order; retried until stored, dropped once the fork is
         gone."""
-        delay = 0.1
-        while True:
-            await self.pending.wake.wait()
-            await asyncio.sleep(self.write_delay)
-            self.pending.wake.clear()
-            try:
-                await self.flush()
-                delay = 0.1
-            except forks.ForkGone:
-                self.pending.clear()
-            except Exception as exc:
-                logger.error("fork %s: cannot store its changes (retrying): %r", self.name, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                self.pending.wake.set()
+        def failed(exc: Exception) -> bool:
+            if isinstance(exc, forks.ForkGone):
+                return False
+            logger.error("fork %s: cannot store its changes (retrying): %r", self.name, exc)
+            return True
+
+        async def written() -> None:
+            pass
+
+        await self.pending.write(self.flush, gather=lambda: self.write_delay, failed=failed,
+                                 recovered=lambda: None, written=written)
 
     async def flush(self) -> None:
         """Store every queued change now. :raises ForkGone:"""

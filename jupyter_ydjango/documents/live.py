@@ -30,6 +30,7 @@ from channels.layers import get_channel_layer
 from jupyter_ydjango.conf import notebook_root
 from jupyter_ydjango.documents.room import DocumentRoom, LoadError
 from jupyter_ydjango.formats.ydoc import YDocFormat, document_classes, find_format, without_undo
+from jupyter_ydjango.protocol.room_id import RoomId
 from jupyter_ydjango.rooms.room import Room, find_room, get_registry
 from jupyter_ydjango.store import records
 from jupyter_ydjango.store.contents import files_of
@@ -76,7 +77,7 @@ async def room_id_of(path: str, file_format: str, file_type: str, *,
         info = await run_db(records.document_at, api_path)
         if info is None:
             return None
-    return f"{file_format}:{file_type}:{info.id}"
+    return str(RoomId(file_format, file_type, str(info.id)))
 
 
 async def live_room(room_id: str, *, load: bool = False) -> DocumentRoom | None:
@@ -88,8 +89,7 @@ async def live_room(room_id: str, *, load: bool = False) -> DocumentRoom | None:
     room = find_room(room_id)
     if isinstance(room, DocumentRoom) or not load:
         return room if isinstance(room, DocumentRoom) else None
-    kind, _, file_id = room_id.rpartition(":")
-    file_format, _, file_type = kind.partition(":")
+    file_format, file_type, file_id = RoomId.parse(room_id)
     doc_format = find_format(file_format, file_type)
     info = await run_db(records.get_document, file_id) if doc_format is not None else None
     if info is None or info.room_name != room_id:

@@ -346,31 +346,26 @@ class DocumentRoom(Room):
     async def _write_log(self) -> None:
         """Write queued updates, as one row per batch, in order; retried until written (the
         room stays loaded meanwhile: see :meth:`can_unload`)."""
-        delay = 0.1
-        while True:
-            await self.pending.wake.wait()
-            await asyncio.sleep(self.log_batch_delay)
-            self.pending.wake.clear()
-            while self.pending:
-                try:
-                    await self.flush()
-                except Exception as exc:
-                    metrics.LOG_WRITE_FAILURES.inc()
-                    if not self.store_error:
-                        logger.error("%s: cannot write the update log (%d changes kept, "
-                                     "retrying): %r", self.name, len(self.pending), exc)
-                        self._notify({"type": "store", "status": "failing", "error": str(exc)})
-                    self.store_error = f"changes cannot be stored: {exc}"
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
-                if self.store_error:
-                    logger.info("%s: the update log is written again", self.name)
-                    self._notify({"type": "store", "status": "ok"})
-                    self.store_error = ""
-                delay = 0.1
+        def failed(exc: Exception) -> bool:
+            metrics.LOG_WRITE_FAILURES.inc()
+            if not self.store_error:
+                logger.error("%s: cannot write the update log (%d changes kept, retrying): %r",
+                             self.name, len(self.pending), exc)
+                self._notify({"type": "store", "status": "failing", "error": str(exc)})
+            self.store_error = f"changes cannot be stored: {exc}"
+            return True  # kept until the database is back
+
+        def recovered() -> None:
+            logger.info("%s: the update log is written again", self.name)
+            self._notify({"type": "store", "status": "ok"})
+            self.store_error = ""
+
+        async def written() -> None:
             if len(self._update_ids) >= self.compact_after:
                 await self._compact()
+
+        await self.pending.write(self.flush, gather=lambda: self.log_batch_delay,
+                                 failed=failed, recovered=recovered, written=written)
 
     async def flush(self) -> None:
         """Write every queued update to the log now (one batch at a time, whoever asks:

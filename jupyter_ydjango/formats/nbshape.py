@@ -30,9 +30,14 @@ from typing import Any
 from nbformat.reader import get_version
 from nbformat.validator import get_validator, iter_validate
 
-__all__ = ["Deviation", "FileShape", "conform", "error_kinds", "schema_deviations", "shape_of"]
+__all__ = [
+    "CELL_KEYS", "Deviation", "FileShape", "conform", "error_kinds", "has_cell_ids",
+    "schema_deviations", "shape_of",
+]
 
-#: The fields nbformat 4 allows in a cell, per cell type (``id`` from 4.5 on).
+#: The fields nbformat 4 allows in a cell, per cell type (``id`` from 4.5 on). Other keys in a
+#: doc cell (``execution_state``, or anything a client adds) are not written to files of a
+#: known version.
 CELL_KEYS: dict[str, frozenset[str]] = {
     "code": frozenset({"id", "cell_type", "source", "metadata", "execution_count", "outputs"}),
     "markdown": frozenset({"id", "cell_type", "source", "metadata", "attachments"}),
@@ -158,7 +163,7 @@ def shape_of(nb: Mapping[str, Any], cell_ids: Iterable[str],
         allowed = CELL_KEYS.get(cell.get("cell_type"))  # type: ignore[arg-type]
         if allowed is not None:
             extra.update(key for key in cell if key not in allowed)
-    if _has_cell_ids(nb):
+    if has_cell_ids(nb):
         extra.discard("id")
     else:  # before 4.5, ids are extra: kept if every cell of the file has one
         if cells and all(isinstance(c, Mapping) and "id" in c for c in cells):
@@ -205,6 +210,7 @@ def _defaulted_keys(cell: Mapping[str, Any]) -> tuple[str, ...]:
     return ("source",)
 
 
-def _has_cell_ids(nb: Mapping[str, Any]) -> bool:
+def has_cell_ids(nb: Mapping[str, Any]) -> bool:
+    """Whether the notebook's format has cell ids (nbformat 4.5 and later)."""
     major, minor = get_version(nb)
     return isinstance(major, int) and isinstance(minor, int) and (major, minor) >= (4, 5)

@@ -61,7 +61,7 @@ from nbformat.v4.nbjson import BytesEncoder
 from nbformat.v4.rwbase import _split_mimebundle, rejoin_lines, strip_transient
 from nbformat.validator import iter_validate
 
-from jupyter_ydjango.formats.nbshape import is_valid, schema_deviations
+from jupyter_ydjango.formats.nbshape import CELL_KEYS, has_cell_ids, is_valid, schema_deviations
 
 __all__ = [
     "NotebookError",
@@ -81,14 +81,6 @@ __all__ = [
 CELLS = "cells"
 META = "meta"
 STATE = "state"
-
-#: Keys nbformat 4 allows in a cell, per cell type (``id`` from 4.5 on). Other keys in a doc cell
-#: (``execution_state``, or anything a client adds) are not written to files of a known version.
-_CELL_KEYS: dict[str, frozenset[str]] = {
-    "code": frozenset({"id", "cell_type", "source", "metadata", "execution_count", "outputs"}),
-    "markdown": frozenset({"id", "cell_type", "source", "metadata", "attachments"}),
-    "raw": frozenset({"id", "cell_type", "source", "metadata", "attachments"}),
-}
 
 #: The newest nbformat 4 minor version nbformat knows; newer ("future") notebooks may carry
 #: keys and cell types it does not know, which are then kept as they are.
@@ -159,7 +151,7 @@ def read_notebook(source: str | bytes, *, strict: bool = False) -> NotebookNode:
         summary = ("Not a notebook: nbformat cannot read it." if "nbformat" in raw
                    else "Not a notebook: no nbformat version in it.")
         raise NotebookError(f"Notebook cannot be read: {_describe(exc)}", summary) from None
-    if _has_cell_ids(nb) and isinstance(nb.get("cells"), list):
+    if has_cell_ids(nb) and isinstance(nb.get("cells"), list):
         cells = nb["cells"]
         _fill_cell_ids(cells, [c.get("id") if isinstance(c, dict) else None for c in cells])
     if strict:
@@ -669,7 +661,7 @@ def notebook_from_json(meta_json: str, cells_json: str) -> NotebookNode:
             f"The document holds no notebook (meta.nbformat={major!r}, "
             f"meta.nbformat_minor={minor!r})"
         )
-    with_ids = _has_cell_ids({"nbformat": major, "nbformat_minor": minor})
+    with_ids = has_cell_ids({"nbformat": major, "nbformat_minor": minor})
     known = (major, minor) <= (4, _KNOWN_MINOR)
     out_cells: list[dict[str, Any]] = []
     for cell in cells:
@@ -677,7 +669,7 @@ def notebook_from_json(meta_json: str, cells_json: str) -> NotebookNode:
             raise NotebookError(f"A cell of the document is not a map: {cell!r:.80}")
         cell.pop("execution_state", None)
         cell_type = cell.get("cell_type")
-        allowed = _CELL_KEYS.get(cell_type) if known and isinstance(cell_type, str) else None
+        allowed = CELL_KEYS.get(cell_type) if known and isinstance(cell_type, str) else None
         if allowed is not None:
             for key in [key for key in cell if key not in allowed]:
                 del cell[key]
@@ -706,12 +698,6 @@ def notebook_from_json(meta_json: str, cells_json: str) -> NotebookNode:
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _has_cell_ids(nb: Mapping[str, Any]) -> bool:
-    """Whether the notebook's format has cell ids (nbformat 4.5 and later)."""
-    major, minor = get_version(nb)
-    return isinstance(major, int) and isinstance(minor, int) and (major, minor) >= (4, 5)
 
 
 def _fill_cell_ids(

@@ -405,17 +405,9 @@ class YDjango(ExtensionApp):
         if self.backend is not None:
             await self.backend.stop()
         if self.embedded and self.backend is not None:
-            from jupyter_ydjango.rooms.room import get_registry
+            from jupyter_ydjango.project.shutdown import unload_everything
 
-            try:
-                await asyncio.wait_for(get_registry().close(), 60)
-            except asyncio.TimeoutError:
-                self.log.error("jupyter_ydjango: rooms did not unload within 60 s")
-            except Exception:
-                self.log.exception("jupyter_ydjango: error while unloading rooms")
-            from jupyter_ydjango.formats.conversions import get_converter
-
-            get_converter().shutdown()
+            await unload_everything()
 
 
 #: The extension application (``YDjango`` is also its configuration section).

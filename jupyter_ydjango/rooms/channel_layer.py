@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from jupyter_ydjango.rooms.backoff import Backoff
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -20,24 +22,22 @@ async def retry_layer(call: Callable[[], Awaitable[T]], what: str, timeout: floa
     ``what`` names the operation in the log.
     """
     deadline = time.monotonic() + timeout
-    delay = 0.05
-    failures = 0
+    backoff = Backoff(first=0.05, most=1.0)
     while True:
         try:
             result = await call()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            failures += 1
-            if time.monotonic() + delay > deadline:
+            if time.monotonic() + backoff.delay > deadline:
                 logger.error("%s: the channel layer is unreachable, giving up: %r", what, exc)
                 raise
-            if failures == 1:
+            delay = backoff.failed()
+            if backoff.failures == 1:
                 logger.warning("%s: the channel layer is unreachable, waiting up to %.0f s: %r",
                                what, timeout, exc)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
             continue
-        if failures:
+        if backoff.succeeded():
             logger.info("%s: the channel layer answers again", what)
         return result

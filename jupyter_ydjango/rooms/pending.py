@@ -9,7 +9,10 @@ so that a receiver keeps the changes of a publisher that dies before storing the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from jupyter_ydjango.rooms.backoff import Backoff
 
 
 class PendingChanges:
@@ -57,3 +60,34 @@ class PendingChanges:
     def clear(self) -> None:
         """Drop every queued change (there is nowhere left to store them)."""
         self._items.clear()
+
+    async def write(self, flush: Callable[[], Awaitable[None]], *, gather: Callable[[], float],
+                    failed: Callable[[Exception], bool], recovered: Callable[[], None],
+                    written: Callable[[], Awaitable[None]]) -> None:
+        """Store the queue as changes come, until cancelled: the one batch loop of every
+        storing room.
+
+        Once a change is queued, wait ``gather()`` seconds for more, then ``flush()`` (which
+        stores batches and calls :meth:`stored`) until the queue is empty. When it raises,
+        ``failed(exc)`` says whether to keep the changes and try again after a pause that
+        doubles up to 5 s (``True``), or drop them (``False``: there is nowhere left to store
+        them); ``recovered()`` is called at the first success after failures, and
+        ``written()`` each time the queue was emptied.
+        """
+        backoff = Backoff()
+        while True:
+            await self.wake.wait()
+            await asyncio.sleep(gather())
+            self.wake.clear()
+            while self:
+                try:
+                    await flush()
+                except Exception as exc:
+                    if not failed(exc):
+                        self.clear()
+                        break
+                    await asyncio.sleep(backoff.failed())
+                    continue
+                if backoff.succeeded():
+                    recovered()
+            await written()

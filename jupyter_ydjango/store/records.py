@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from jupyter_ydjango.conf import notebook_root
 from jupyter_ydjango.models import Author, Document
+from jupyter_ydjango.protocol.room_id import RoomId
 
 
 def database_is_local() -> bool:
@@ -93,7 +94,7 @@ class DocumentInfo:
     @property
     def room_name(self) -> str:
         """The room id of this document: ``{format}:{type}:{id}``."""
-        return f"{self.format}:{self.type}:{self.id}"
+        return str(RoomId(self.format, self.type, str(self.id)))
 
 
 def get_or_create_document(path: str, format: str, type: str) -> tuple[DocumentInfo, bool]:
