@@ -26,7 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The tests' node packages (yjs, y-websocket, ws), which the node clients load.
-JS_DIR = ROOT / "tests" / "js"
+JS_DIR = ROOT / "tests" / "support" / "js"
 JS_PACKAGES = ("yjs", "y-websocket", "y-protocols", "lib0", "ws")
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -112,8 +112,8 @@ def loadavg() -> float:
 
 def start_service(env: dict[str, str], log: Path) -> Any:
     """A ``python -m jupyter_ydjango serve`` process on a free port, on an already migrated
-    database (``tests/servers.py``'s ``Server``, once it listens)."""
-    from servers import Server, serve_command
+    database (``tests/support/daphne_servers.py``'s ``Server``, once it listens)."""
+    from daphne_servers import Server, serve_command
 
     return Server([*serve_command(), "--no-migrate"], env, log)
 
@@ -217,7 +217,7 @@ def first_arrivals(targets: Sequence[float], times: Sequence[float],
 
 def driver_receipts(sent: Sequence[dict[str, Any]],
                     changes: Sequence[dict[str, Any]]) -> list[float | None]:
-    """``tests/js/driver.mjs``'s records: for each character a writer sent (``t``,
+    """``tests/support/js/driver.mjs``'s records: for each character a writer sent (``t``,
     ``length_after``), when one receiver's text first held it, from that receiver's watched
     changes (``t``, ``length``, ``local``); None if it never did."""
     remote = sorted((c for c in changes if not c["local"]), key=lambda c: c["t"])
@@ -269,7 +269,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def ensure_node_modules() -> None:
-    """``npm ci`` in tests/js if its packages are missing (as the tests' fixture does)."""
+    """``npm ci`` in tests/support/js if its packages are missing (as the tests' fixture does)."""
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
     if missing:
         raise SystemExit(f"node/npm not available: {', '.join(missing)} not found on PATH")

@@ -480,7 +480,7 @@ class Notebook:
 
 @functools.cache
 def generated(n: int) -> Notebook:
-    """``tests/notebooks.py``'s generated notebook of ``n`` cells, made once."""
+    """``tests/support/notebooks.py``'s generated notebook of ``n`` cells, made once."""
     import nbformat
     from notebooks import generated_notebook
 
@@ -505,10 +505,11 @@ def unique(prefix: str) -> str:
 
 
 def timed_client_class() -> Any:
-    from docclient import DocClient
+    from notebook_client import DocClient
 
     class TimedClient(DocClient):
-        """tests/docclient.py's client, noting when the SYNC step 2 frame came and was applied."""
+        """tests/support/notebook_client.py's client, noting when the SYNC step 2 frame came
+        and was applied."""
 
         step2_received: float | None = None
         step2_applied: float | None = None
@@ -1734,7 +1735,7 @@ def main(argv: list[str] | None = None) -> None:
     if opts.plot:
         plot_all(json.loads(opts.plot[0].read_text()), opts.plot[1], opts.plot[2])
         return
-    sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+    sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT)]
     ensure_node_modules()
     versions = {THEM: ensure_jc_venv(), US: our_versions()}
     load_before = loadavg()

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT)]
 os.environ.setdefault("YDJANGO_DATA_DIR", tempfile.mkdtemp(prefix="ydjango-bench-"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
 
@@ -33,7 +33,7 @@ django.setup()
 
 import nbformat  # noqa: E402
 import pycrdt  # noqa: E402
-from docserver import DocServer  # noqa: E402
+from django_service import DocServer  # noqa: E402
 from notebooks import generated_notebook  # noqa: E402
 
 from jupyter_ydjango.formats.builtin import NotebookFormat  # noqa: E402

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT)]
 
 import benchlib  # noqa: E402
 import pycrdt  # noqa: E402
@@ -54,9 +54,9 @@ from benchlib import (  # noqa: E402
     table,
     write_json,
 )
-from rawclient import RawClient  # noqa: E402
-from servers import Server, migrate, server_env  # noqa: E402
-from yclient import NodeDriver, YClient  # noqa: E402
+from daphne_servers import Server, migrate, server_env  # noqa: E402
+from frame_client import RawClient  # noqa: E402
+from yjs_client import NodeDriver, YClient  # noqa: E402
 
 from jupyter_ydjango.protocol.messages import (  # noqa: E402
     Message,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT)]
 os.environ.setdefault("YDJANGO_DATA_DIR", tempfile.mkdtemp(prefix="ydjango-bench-"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
 

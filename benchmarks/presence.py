@@ -1,6 +1,6 @@
 """Presence: how soon the stock collaborators panel lists the people in a notebook.
 
-The scenarios of ``tests/test_browser_presence.py``, in real Chromium (Debian's) with
+The scenarios of ``tests/browser/test_browser_presence.py``, in real Chromium (Debian's) with
 JupyterLab's stock frontend, against ``jupyter lab`` with jupyter_ydjango and against
 ``jupyter lab`` with jupyter-collaboration 5.0 (``benchmarks/.venv-jc``, made on first use),
 in the same run. Two users, each in a browser context of their own:
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
+sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "benchmarks")]
 
 from benchlib import table, write_json  # noqa: E402
 from browser import (  # noqa: E402

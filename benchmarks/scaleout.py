@@ -6,7 +6,7 @@ Run it from anywhere with the project's interpreter::
 
 It starts a private ``redis-server``, creates a throwaway PostgreSQL database on
 127.0.0.1:5432 (dropped at the end), runs ``python -m jupyter_ydjango serve`` processes on
-them, and measures with real Yjs clients (node, ``tests/js/driver.mjs``):
+them, and measures with real Yjs clients (node, ``tests/support/js/driver.mjs``):
 
 1. edit-to-receipt latency in one ``text:file`` room with 50 clients, spread over two
    processes or all on one, while one writer types a character every 50 ms;
@@ -48,8 +48,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "benchmarks"), str(ROOT)]
 
+from backing_services import (  # noqa: E402
+    PgDatabase,
+    RedisServer,
+    accept_queue,
+    children,
+    connections_by_worker,
+    postgres_user,
+)
 from benchlib import (  # noqa: E402
     ensure_node_modules,
     finite,
@@ -60,16 +68,8 @@ from benchlib import (  # noqa: E402
     spread,
     table,
 )
-from servers import Server, migrate, serve_command, server_env  # noqa: E402
-from services import (  # noqa: E402
-    PgDatabase,
-    RedisServer,
-    accept_queue,
-    children,
-    connections_by_worker,
-    postgres_user,
-)
-from yclient import NodeDriver, YClient  # noqa: E402
+from daphne_servers import Server, migrate, serve_command, server_env  # noqa: E402
+from yjs_client import NodeDriver, YClient  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scaleout.json"
 PLOT = ROOT / "benchmarks" / "results" / "scaleout-workers.png"

@@ -1,4 +1,11 @@
-"""Shared pytest fixtures: node Yjs clients and real server processes."""
+"""Shared pytest fixtures: node Yjs clients and real server processes.
+
+The tests are laid out by what they run: ``unit/`` (in this process, one folder per
+subpackage), ``service/`` (daphne processes of the Django side), ``jupyter/`` (Jupyter
+servers with the extension), ``browser/`` (JupyterLab in Chromium); each folder is also a
+marker (``pytest -m unit``). The clients, servers and fixtures they share are in
+``support/``, on ``sys.path`` here and on the ``PYTHONPATH`` of the servers the tests start.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -13,7 +21,10 @@ from typing import Any
 
 import django
 import pytest
-from servers import (
+
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+
+from daphne_servers import (
     TEST_MAX_MESSAGE_SIZE,
     Server,
     daphne_command,
@@ -21,7 +32,18 @@ from servers import (
     serve_command,
     server_env,
 )
-from yclient import JS_DIR, NodeDriver
+from yjs_client import JS_DIR, NodeDriver
+
+#: The folders of the tests, each a marker of its tests.
+GROUPS = ("unit", "service", "jupyter", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).parent
+    for item in items:
+        group = item.path.relative_to(tests_dir).parts[0]
+        if group in GROUPS:
+            item.add_marker(getattr(pytest.mark, group))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,7 +60,7 @@ _JS_PACKAGES = ("yjs", "y-websocket", "y-protocols", "lib0", "ws", "@jupyter/ydo
 
 @pytest.fixture(scope="session")
 def node_modules() -> Path:
-    """``tests/js/node_modules``, installed with ``npm ci`` if needed.
+    """``tests/support/js/node_modules``, installed with ``npm ci`` if needed.
 
     Skips when node or npm is missing; fails loudly when ``npm ci`` fails.
     """
@@ -155,7 +177,7 @@ def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Ser
         server.stop()
 
 
-#: Settings of ``tests/seedapp``: the seed's example consumer and a read-only consumer.
+#: Settings of ``tests/support/seedapp``: the seed's example consumer and a read-only consumer.
 SEEDAPP_SETTINGS = "seedapp.settings"
 
 

@@ -1,10 +1,10 @@
 // Notebook clients for benchmarks/compare.py: many real Yjs / y-websocket clients in one
 // process, each holding a notebook room's document, typing into and watching one cell.
 //
-// It uses the packages the tests install in tests/js/node_modules (yjs, y-websocket, ws),
+// It uses the packages the tests install in tests/support/js/node_modules (yjs, y-websocket, ws),
 // loaded through require() from there so that this file needs no node_modules of its own.
 //
-// Protocol (as tests/js/driver.mjs): one JSON request per line on stdin, with an integer
+// Protocol (as tests/support/js/driver.mjs): one JSON request per line on stdin, with an integer
 // "rid" and a "cmd"; one JSON reply per line on stdout with the same "rid" and "ok".
 //
 // Times ("t", ms) are CLOCK_MONOTONIC (process.hrtime), the clock of Python's

@@ -19,7 +19,7 @@ Messages are built with pycrdt's own encoders where pycrdt has public ones
 stays here: pycrdt's ``Decoder`` reads a length that runs past the end of a frame as a shorter
 message, fails with ``IndexError`` on a truncated varUint, accepts varUints wider than
 JavaScript can hold, and its ``write_var_string`` counts characters instead of UTF-8 bytes;
-each of these is a test in ``tests/test_yutils_pycrdt.py``.
+each of these is a test in ``tests/unit/protocol/test_yutils_pycrdt.py``.
 """
 
 from __future__ import annotations

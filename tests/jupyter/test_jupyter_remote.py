@@ -1,0 +1,217 @@
+"""Remote mode: a Jupyter server proxies the collaboration API to a separate Django service.
+
+The service is ``python -m jupyter_ydjango serve`` (daphne) on the same notebook directory,
+configured with a shared secret; the Jupyter server has ``c.YDjango.remote_url`` and
+``c.YDjango.shared_secret``. What it proves: sessions, rooms, saves, stale sessions and
+read-only users work through the proxy; the service refuses identities that are not signed
+with the shared secret, or signed too long ago; an unreachable service gives 502 / 1011.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import nbformat
+import pytest
+from daphne_servers import Server, migrate, serve_command, server_env
+from jupyter_servers import TOKEN, JupyterServer
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from notebook_client import DocClient
+
+from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
+
+SECRET = "remote-tests-shared-secret"
+ALICE = Identity("alice", "write", "Alice", "Alice")
+
+
+def write_notebook(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(new_notebook(cells=[new_markdown_cell(f"# {path.stem}", id="md-1"),
+                                       new_code_cell("x = 1", id="code-1")]), path)
+    return path
+
+
+class Remote:
+    """The Django service and the Jupyter server in front of it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.root = tmp / "root"
+        self.root.mkdir()
+        self.env = server_env(tmp / "service", YDJANGO_NOTEBOOK_DIR=str(self.root),
+                              YDJANGO_IDENTITY_SECRET=SECRET, YDJANGO_SAVE_DELAY="0.2",
+                              YDJANGO_FILE_POLL_INTERVAL="0.2")
+        (tmp / "service").mkdir()
+        migrate(self.env)
+        self.tmp = tmp
+        self.service = self.start_service()
+        self.jupyter = JupyterServer(tmp / "jupyter", self.root, args=(
+            f"--YDjango.remote_url=http://127.0.0.1:{self.service.port}",
+            f"--YDjango.shared_secret={SECRET}",
+            "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
+            "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer",
+        ))
+
+    def start_service(self) -> Server:
+        return Server([*serve_command(), "--no-migrate"], self.env, self.tmp / "service.log")
+
+    def direct(self, method: str, path: str, body: Any = None,
+               headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """A request straight to the service (no Jupyter server in between)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.service.port, timeout=30)
+        try:
+            conn.request(method, path, body=None if body is None else json.dumps(body),
+                         headers={"Content-Type": "application/json", **(headers or {})})
+            response = conn.getresponse()
+            payload = response.read()
+        finally:
+            conn.close()
+        return response.status, json.loads(payload) if payload else None
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    remote = Remote(tmp_path_factory.mktemp("remote"))
+    yield remote
+    remote.jupyter.stop()
+    remote.service.stop()
+
+
+async def open_notebook(jupyter: JupyterServer, path: str, token: str = TOKEN) -> DocClient:
+    status, info = jupyter.session(path, token=token)
+    assert status in (200, 201), (status, info)
+    return await DocClient.open(jupyter.room_url(info, token=token))
+
+
+def append_source(model: Any, index: int, text: str) -> None:
+    source = model.ycells[index]["source"]
+    source.insert(len(source), text)
+
+
+# --- through the proxy ----------------------------------------------------------------------
+
+
+def test_session_api_through_the_proxy(remote: Remote) -> None:
+    jupyter = remote.jupyter
+    write_notebook(remote.root / "p.ipynb")
+    status, first = jupyter.session("p.ipynb")
+    assert status == 201 and set(first) == {"format", "type", "fileId", "sessionId"}
+    assert jupyter.session("p.ipynb") == (200, first)
+    assert jupyter.session("missing.ipynb")[0] == 404
+    assert jupyter.session("p.ipynb", body={"format": "json", "type": "nope"})[0] == 400
+    assert jupyter.request("PUT", "api/collaboration/session/%2e%2e/x.ipynb",
+                           {"format": "json", "type": "notebook"})[0] == 403
+    assert jupyter.session("p.ipynb", token=None)[0] in (401, 403)
+    status, room = jupyter.request("GET", f"api/ydjango/rooms/{first['fileId']}")
+    assert status == 200 and room["path"] == "p.ipynb" and room["readOnly"] is False
+
+
+async def test_rooms_through_the_proxy(remote: Remote) -> None:
+    jupyter = remote.jupyter
+    path = write_notebook(remote.root / "room.ipynb")
+    a = await open_notebook(jupyter, "room.ipynb")
+    b = await open_notebook(jupyter, "room.ipynb", token="writer-token")
+    reader = await open_notebook(jupyter, "room.ipynb", token="reader-token")
+    try:
+        append_source(a.model, 0, " via the proxy")
+        await b.wait_for(lambda m: str(m.ycells[0]["source"]) == "# room via the proxy")
+        await reader.wait_for(lambda m: str(m.ycells[0]["source"]) == "# room via the proxy")
+        append_source(reader.model, 1, "  # reader")
+        await reader.flush()
+        await reader.wait_for(lambda m: reader.denied)
+        assert await a.save() == "success"
+        saved = nbformat.read(path, as_version=4)
+        assert [c.source for c in saved.cells] == ["# room via the proxy", "x = 1"]
+    finally:
+        for client in (a, b, reader):
+            await client.close()
+
+
+async def test_deletion_through_jupyter_reaches_the_service(remote: Remote) -> None:
+    """The Jupyter server tells the remote service of a deletion (as of a rename): the room
+    stops saving the file and tells its clients; a reader may not report deletions."""
+    jupyter = remote.jupyter
+    path = write_notebook(remote.root / "deleted remotely.ipynb")
+    client = await open_notebook(jupyter, "deleted remotely.ipynb")
+    try:
+        status, _ = jupyter.request("DELETE", "api/contents/deleted%20remotely.ipynb")
+        assert status == 204
+        notice = await client.wait_raw(lambda m: m.get("type") == "file")
+        assert notice["status"] == "deleted"
+        append_source(client.model, 0, " after")
+        assert await client.save() == "failed"
+        assert not path.exists()
+    finally:
+        await client.close()
+    # the service's endpoint wants a signed identity that may write
+    body = {"path": "anything.ipynb"}
+    reader = sign_identity(Identity("reader", "read", "Reader", "Reader"), SECRET)
+    assert remote.direct("POST", "/api/ydjango/delete", body, {HEADER: reader})[0] == 403
+    assert remote.direct("POST", "/api/ydjango/delete", body)[0] == 401
+
+
+async def test_stale_session_through_the_proxy(remote: Remote) -> None:
+    write_notebook(remote.root / "stale.ipynb")
+    _, info = remote.jupyter.session("stale.ipynb")
+    client = await DocClient.open(remote.jupyter.room_url(info, session_id="old-run"),
+                                  sync=False)
+    assert await client.wait_closed() == 1003
+    assert json.loads(client.ws.close_reason) == {
+        "reason": "unknown_session", "sessionId": "old-run", "reloadable": True}
+    info = {**info, "fileId": "no-such-file"}
+    client = await DocClient.open(remote.jupyter.room_url(info), sync=False)
+    assert await client.wait_closed() == 4404
+
+
+# --- the service checks identities ----------------------------------------------------------
+
+
+def test_service_refuses_unsigned_forged_and_expired_identities(remote: Remote) -> None:
+    write_notebook(remote.root / "direct.ipynb")
+    path = "/api/collaboration/session/direct.ipynb"
+    body = {"format": "json", "type": "notebook"}
+    with mock.patch("django.core.signing.time.time", return_value=time.time() - 3600):
+        expired = sign_identity(ALICE, SECRET)
+    for headers in (
+        {},
+        {HEADER: sign_identity(ALICE, "another-secret")},
+        {HEADER: sign_identity(ALICE, SECRET)[:-4] + "AAAA"},
+        {HEADER: expired},
+        {HEADER: "garbage"},
+    ):
+        assert remote.direct("PUT", path, body, headers)[0] == 401, headers
+    # the same request correctly signed is accepted
+    assert remote.direct("PUT", path, body, {HEADER: sign_identity(ALICE, SECRET)})[0] in (
+        200, 201)
+
+
+async def test_service_closes_forged_websockets_with_4401(remote: Remote) -> None:
+    write_notebook(remote.root / "ws.ipynb")
+    _, info = remote.jupyter.session("ws.ipynb")
+    url = (f"ws://127.0.0.1:{remote.service.port}/api/collaboration/room/"
+           f"json:notebook:{info['fileId']}?sessionId={info['sessionId']}")
+    for headers in ({}, {HEADER: sign_identity(ALICE, "another-secret")}):
+        client = await DocClient.open(url, headers=headers, sync=False)
+        assert await client.wait_closed() == 4401
+    client = await DocClient.open(url, headers={HEADER: sign_identity(ALICE, SECRET)})
+    assert str(client.model.ycells[0]["source"]) == "# ws"
+    await client.close()
+
+
+# --- the service is down (last: it stops the module's service) --------------------------------
+
+
+async def test_unreachable_service(remote: Remote) -> None:
+    write_notebook(remote.root / "down.ipynb")
+    _, info = remote.jupyter.session("down.ipynb")
+    client = await open_notebook(remote.jupyter, "down.ipynb")
+    remote.service.stop()
+    assert await client.wait_closed() == 1011  # the connection was lost: retryable
+    status, body = remote.jupyter.session("down.ipynb")
+    assert status == 502 and "unreachable" in body["message"]
+    client = await DocClient.open(remote.jupyter.room_url(info), sync=False)
+    assert await client.wait_closed() == 1011  # y-websocket keeps trying to reconnect
