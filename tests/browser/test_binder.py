@@ -1,7 +1,9 @@
 """The Binder environment, built and tried by ``binder/check`` (see that script).
 
 It builds a fresh venv the way repo2docker builds the image (minutes, and downloads), so it
-runs only when asked: ``YDJANGO_BINDER_CHECK=1 pytest -m binder``.
+runs only when asked: ``YDJANGO_BINDER_CHECK=1 pytest -m binder``. ``.ci/run`` also sets
+``YDJANGO_BINDER_LABEXTENSION`` to the extension it built from the same tree, which the
+check packs instead of building it again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def test_binder_check() -> None:
     """binder/check passes: repo2docker's steps in a fresh venv, then the server is tried
     (in Chromium too, where the browser tests can run)."""
     command = [sys.executable, str(PROJECT_DIR / "binder" / "check")]
+    built = os.environ.get("YDJANGO_BINDER_LABEXTENSION")
+    if built:
+        command += ["--labextension", built]
     no_browser = unavailable()
     if no_browser:
         command.append("--skip-browser")

@@ -3,12 +3,15 @@
 The wheel test builds the extension from ``labextension/`` (``jlpm install`` and a
 production build through hatch-jupyter-builder), so it needs node and the npm registry
 the first time; it rebuilds ``lib/`` and ``jupyter_ydjango/labextension/`` in place,
-exactly as ``pip install .`` does.
+exactly as ``pip install .`` does. Where ``YDJANGO_TEST_WHEEL`` names a wheel built from
+this tree in the same run (``.ci/run`` builds one first, so that the extension is built once
+per run), that wheel is checked instead.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,7 +31,13 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
-    """The project's wheel, built from the work tree with ``pip wheel``."""
+    """The project's wheel, built from the work tree with ``pip wheel`` (or the one
+    ``YDJANGO_TEST_WHEEL`` names)."""
+    built = os.environ.get("YDJANGO_TEST_WHEEL")
+    if built:
+        with zipfile.ZipFile(built) as archive:
+            yield archive
+        return
     if shutil.which("node") is None:
         pytest.skip("node not available: building the wheel compiles the JupyterLab extension")
     out = tmp_path_factory.mktemp("wheel")
