@@ -20,6 +20,20 @@ SETTINGS: dict[str, tuple[Any, str]] = {
         "Largest websocket frame accepted from a client, in bytes; a larger one closes the "
         "connection with 4413. Sized for a first sync of a large notebook with outputs.",
     ),
+    "YDJANGO_MAX_MESSAGES_PER_FRAME": (
+        64, "Messages a client's frame may hold (y-websocket sends one per frame); a frame with "
+        "more closes the connection with 4429 before any of it is handled."),
+    "YDJANGO_SEND_BUDGET": (
+        32 * 1024 * 1024, "Bytes that may wait to be sent to one client; a client that does "
+        "not read and falls further behind is disconnected with 4503 (y-websocket reconnects "
+        "and resyncs). One frame larger than this (a joiner's whole document) still goes to a "
+        "client that is not behind."),
+    "YDJANGO_MAX_AWARENESS_STATE": (
+        256 * 1024, "Largest awareness state (a client's user, cursors and selections, as "
+        "JSON) in bytes; a larger one closes its connection with 4413."),
+    "YDJANGO_MAX_AWARENESS_CLIENTS": (
+        8, "Awareness client ids one connection may announce (a Yjs client has one); more "
+        "close the connection with 4429."),
     "YDJANGO_ROOM_UNLOAD_DELAY": (60.0, "Seconds a room stays loaded after its last connection "
                                   "left."),
     "YDJANGO_RELAY_HEARTBEAT": (5.0, "Seconds between relay heartbeats (cross-process gap "

@@ -39,18 +39,24 @@ from asgiref.sync import async_to_sync
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from jupyter_ydjango import metrics
 from jupyter_ydjango.conf import get_setting
 from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.protocol.engines import UnsupportedClientId
 from jupyter_ydjango.protocol.messages import (
+    EMPTY_UPDATE,
     Message,
     ProtocolError,
+    TooManyMessages,
     YMessageType,
     YSyncMessageType,
+    count_messages,
     create_permission_denied_message,
-    decode_messages,
+    iter_messages,
+    update_has_structs,
 )
 from jupyter_ydjango.rooms.backoff import Backoff
+from jupyter_ydjango.rooms.budgets import OverBudget
 from jupyter_ydjango.rooms.channel_layer import retry_layer
 from jupyter_ydjango.rooms.relay import REMOTE, push_update, room_group_name
 from jupyter_ydjango.rooms.room import Peer, Room, get_registry
@@ -66,6 +72,8 @@ class YjsConsumer(AsyncWebsocketConsumer):
     room_class: type[Room] = Room
     #: Largest accepted frame in bytes; ``None`` reads the ``YDJANGO_MAX_MESSAGE_SIZE`` setting.
     max_message_size: int | None = None
+    #: Most messages in one frame; ``None`` reads ``YDJANGO_MAX_MESSAGES_PER_FRAME``.
+    max_messages_per_frame: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -129,7 +137,14 @@ class YjsConsumer(AsyncWebsocketConsumer):
         await self._leave()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """Handle one frame: decode it, then handle each of its messages in order."""
+        """Handle one frame: check its framing, then decode and handle its messages one at a
+        time, in order, letting the event loop run between two of them.
+
+        A frame too large (4413), holding more messages than the limit (4429), or malformed
+        (4400) closes its sender before any of it is handled; so does a message past one of
+        the room's budgets (:class:`~jupyter_ydjango.rooms.budgets.OverBudget`), after the
+        messages before it.
+        """
         if self.peer is None:
             return
         if bytes_data is None:
@@ -137,11 +152,23 @@ class YjsConsumer(AsyncWebsocketConsumer):
             return
         limit = self.max_message_size or get_setting("YDJANGO_MAX_MESSAGE_SIZE")
         if len(bytes_data) > limit:
+            metrics.BUDGET_CLOSES.labels("frame").inc()
             await self._refuse(close_codes.TOO_BIG, f"frame of {len(bytes_data)} bytes > {limit}")
             return
         try:
-            for message in decode_messages(bytes_data):
+            count_messages(bytes_data, self.max_messages_per_frame
+                           or get_setting("YDJANGO_MAX_MESSAGES_PER_FRAME"))
+            for index, message in enumerate(iter_messages(bytes_data)):
+                if index:
+                    await asyncio.sleep(0)  # the other rooms' clients are served meanwhile
+                    if self.peer is None:
+                        return  # closed meanwhile
                 await self.receive_message(message)
+        except TooManyMessages as exc:
+            metrics.BUDGET_CLOSES.labels("messages").inc()
+            await self._refuse(close_codes.TOO_MANY, str(exc))
+        except OverBudget as exc:
+            await self._refuse(exc.code, exc.reason)
         except UnsupportedClientId as exc:
             await self._refuse(close_codes.UNSUPPORTED_CLIENT_ID, str(exc))
         except ProtocolError as exc:
@@ -155,18 +182,25 @@ class YjsConsumer(AsyncWebsocketConsumer):
         elif message.type is YMessageType.AWARENESS:
             self.room.apply_awareness(message.payload, self.peer)
         elif message.type is YMessageType.QUERY_AWARENESS:
-            reply = self.room.awareness_message()
-            if reply is not None:
-                self.peer.push(reply)
+            self.room.query_awareness(self.peer)
         else:
             await self.receive_raw(message.payload)
 
     async def receive_sync(self, message: Message) -> None:
-        """SYNC: answer step 1 to this client only; apply step 2 and updates once."""
+        """SYNC: answer step 1 to this client only; apply step 2 and updates once.
+
+        Changes from a reader (or to a room that takes none) are refused by their type,
+        without touching the document: an update is answered with a permission-denied
+        message, and so is a step 2 that inserts anything. A step 2 holding only a delete set
+        is dropped silently: Yjs answers the server's step 1 with its whole delete set, so a
+        reader's answer in a room with deletions holds one though it changes nothing.
+        """
         if message.sync_type is YSyncMessageType.SYNC_STEP1:
             self.room.sync_step1(self.peer, message.payload)
         elif self.read_only or not self.room.accepts_edits:
-            if self.room.would_change(message.payload):
+            if message.payload != EMPTY_UPDATE and (
+                    message.sync_type is YSyncMessageType.SYNC_UPDATE
+                    or update_has_structs(message.payload)):
                 self.peer.push(create_permission_denied_message(
                     "read-only connection" if self.read_only else "read-only room"))
         else:

@@ -28,6 +28,10 @@ UPDATES = Counter("ydjango_updates", "Document changes applied (from clients, ot
 SAVES = Counter("ydjango_saves", "Files written")
 SAVE_FAILURES = Counter("ydjango_save_failures", "Saves that failed (invalid document, "
                         "I/O error)")
+BUDGET_CLOSES = Counter("ydjango_budget_closes", "Connections closed for going past a budget, "
+                        "by budget: frame (bytes), messages (per frame), send (bytes waiting), "
+                        "awareness_state (bytes), awareness_clients, saves (requests waiting)",
+                        ["budget"])
 LOG_WRITE_FAILURES = Counter("ydjango_log_write_failures", "Failed writes of the update log "
                              "(retried)")
 

@@ -27,6 +27,7 @@ from jupyter_ydjango.protocol.messages import (
     read_raw_request,
 )
 from jupyter_ydjango.protocol.room_id import RoomId
+from jupyter_ydjango.rooms.budgets import OverBudget
 from jupyter_ydjango.rooms.room import Room, find_room
 from jupyter_ydjango.store import forks, records
 from jupyter_ydjango.store.dispatch import run_db
@@ -104,6 +105,13 @@ class DocumentConsumer(IdentifiedConsumer):
     """
 
     room_class = DocumentRoom
+    #: Save requests of one connection that may wait for their answer; one more closes the
+    #: connection with 4429.
+    max_waiting_saves = 100
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting_saves = 0
 
     def make_room_name(self) -> str:
         return self.document.room_name
@@ -150,8 +158,14 @@ class DocumentConsumer(IdentifiedConsumer):
         return new_room(self.document, self.doc_format)
 
     async def receive_raw(self, payload: bytes) -> None:
+        """A ``save`` request: answered once the room's next requested save is done (see
+        :meth:`~jupyter_ydjango.documents.room.DocumentRoom.request_save`)."""
         action, request_id = read_raw_request(payload)
         if action == "save":
+            if self._waiting_saves >= self.max_waiting_saves:
+                raise OverBudget(close_codes.TOO_MANY, f"more than {self.max_waiting_saves} "
+                                 "save requests waiting", "saves")
+            self._waiting_saves += 1
             asyncio.get_running_loop().create_task(self._save(request_id))
 
     async def _save(self, request_id: int | None) -> None:
@@ -159,10 +173,12 @@ class DocumentConsumer(IdentifiedConsumer):
         # room's writers made, nothing of the reader's own.
         room, peer = self.room, self.peer
         try:
-            status = await room.save()
+            status = await room.request_save()
         except Exception:
             logger.exception("room %s: save failed", self.room_name)
             status = "failed"
+        finally:
+            self._waiting_saves -= 1
         if peer is not None:
             peer.push(create_raw_json_message(
                 {"type": "save", "responseTo": request_id, "status": status}

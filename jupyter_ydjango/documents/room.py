@@ -154,6 +154,8 @@ class DocumentRoom(Room):
         #: Why the update log cannot be written now; empty while it can.
         self.store_error = ""
         self._log_lock = asyncio.Lock()  # one batch of the log written at a time
+        self._requested_save: asyncio.Future[str] | None = None  # see request_save
+        self._request_lock = asyncio.Lock()
         #: Who the changes that server-side code makes are credited to (see
         #: :meth:`changes_by`).
         self.acting_for = ""
@@ -598,6 +600,20 @@ class DocumentRoom(Room):
             self._mark_clean(file.shown_hash)
             logger.info("%s: saved %s (%d bytes)", self.name, self.document.path, len(data))
             return "success"
+
+    async def request_save(self) -> str:
+        """:meth:`save`, for a client's save request: at most one such save runs and one
+        waits. A request that comes while one waits shares it (the save starts after the
+        request, so it writes what the requester had sent); however many requests come, a
+        room renders its document at most once per save that runs."""
+        if self._requested_save is None:
+            self._requested_save = asyncio.ensure_future(self._run_requested_save())
+        return await asyncio.shield(self._requested_save)
+
+    async def _run_requested_save(self) -> str:
+        async with self._request_lock:
+            self._requested_save = None  # requests from now on wait for the next save
+            return await self.save()
 
     async def _wait_for_writer(self) -> str:
         try:

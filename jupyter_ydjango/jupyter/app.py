@@ -96,6 +96,12 @@ class YDjango(ExtensionApp):
              "connection) or from a remote Django side. Default: YDJANGO_MAX_MESSAGE_SIZE, "
              "else 64 MiB.",
     )
+    send_budget = Int(
+        config=True,
+        help="Bytes that may wait to be written to one browser's room websocket; a browser "
+             "that does not read and falls further behind is disconnected with 4503 (it "
+             "reconnects and resyncs). Default: YDJANGO_SEND_BUDGET, else 32 MiB.",
+    )
     remote_url = Unicode(
         "",
         config=True,
@@ -152,6 +158,10 @@ class YDjango(ExtensionApp):
     @default("max_message_size")
     def _default_max_message_size(self) -> int:
         return int(os.environ.get("YDJANGO_MAX_MESSAGE_SIZE", 64 * 1024 * 1024))
+
+    @default("send_budget")
+    def _default_send_budget(self) -> int:
+        return int(os.environ.get("YDJANGO_SEND_BUDGET", 32 * 1024 * 1024))
 
     @default("shared_secret")
     def _default_shared_secret(self) -> str:
@@ -247,6 +257,7 @@ class YDjango(ExtensionApp):
             "YDJANGO_SAVE_DELAY": repr(float(self.save_delay)),
             "YDJANGO_ROOM_UNLOAD_DELAY": repr(float(self.room_unload_delay)),
             "YDJANGO_MAX_MESSAGE_SIZE": str(self.max_message_size),
+            "YDJANGO_SEND_BUDGET": str(self.send_budget),
         }
         if not os.environ.get("YDJANGO_DATA_DIR"):
             values["YDJANGO_DATA_DIR"] = os.path.join(jupyter_data_dir(), "ydjango")

@@ -11,10 +11,9 @@ Backpressure: frames travel between the browser's socket and the application thr
 bounded mailboxes. The application's ``receive()`` takes from the inbox; the handler's
 ``on_message`` waits while the inbox is full, and Tornado reads no further frame from the
 browser meanwhile, so a busy room slows its senders down over TCP instead of queueing without
-bound. The application's ``send()`` waits while the outbox is full; the handler writes each
-frame to the browser and waits for it to be flushed before taking the next, so a slow browser
-makes the application's writer wait (the room's per-peer queue then absorbs it, and closes a
-peer that falls too far behind).
+bound. The application's ``send()`` waits while the outbox is full; the handler takes each
+frame and hands it to Tornado at once, counting the bytes not yet flushed to the browser, and
+disconnects a browser with more than its send budget waiting (see the handler).
 """
 
 from __future__ import annotations

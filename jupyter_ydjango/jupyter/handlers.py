@@ -36,6 +36,8 @@ class Extension(Protocol):
     """What the handlers need of the extension (:class:`~jupyter_ydjango.jupyter.app.YDjango`)."""
 
     max_message_size: int
+    #: Bytes that may wait to be written to one browser.
+    send_budget: int
     #: The open room websockets (closed at shutdown).
     sockets: set[Any]
     #: jupyter-collaboration's events (clients joining and leaving rooms).
@@ -276,9 +278,34 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self._pump = asyncio.get_running_loop().create_task(self._pump_to_client(self.upstream))
 
     async def _pump_to_client(self, upstream: RoomConnection) -> None:
+        """Write what the Django side sends to the browser, as it comes.
+
+        Frames are taken from the Django side at once and counted until Tornado has written
+        them to the browser's socket: a browser that does not read would otherwise hold them
+        in the Django side (a remote daphne buffers them without bound). One that has more
+        than the send budget waiting is disconnected with 4503; one frame larger than the
+        budget still goes to a browser with nothing else waiting.
+        """
+        waiting = [0]  # bytes written to Tornado and not flushed yet
+
+        def flushed(future: asyncio.Future[None], size: int) -> None:
+            waiting[0] -= size
+            if not future.cancelled():
+                future.exception()  # a closed socket: on_close handles it
+
         try:
             while (data := await upstream.receive()) is not None:
-                await self.write_message(data, binary=isinstance(data, bytes))
+                size = len(data)
+                if waiting[0] and waiting[0] + size > self.extension.send_budget:
+                    self.log.warning("room %s: disconnecting a client that falls behind "
+                                     "(%d bytes waiting, budget %d)", self.request.path,
+                                     waiting[0] + size, self.extension.send_budget)
+                    upstream.close(close_codes.SLOW_PEER)
+                    self.close(close_codes.SLOW_PEER, "the client does not read fast enough")
+                    return
+                waiting[0] += size
+                written = self.write_message(data, binary=isinstance(data, bytes))
+                written.add_done_callback(lambda future, size=size: flushed(future, size))
                 # not kept while waiting for the next frame (it may be the whole document)
                 del data
         except WebSocketClosedError:

@@ -39,7 +39,11 @@ UNSUPPORTED_DATA = 4415
 #: An update with a client id the room's document cannot hold (a y-py room and a 53-bit id):
 #: the room's engine needs upgrading (HTTP's 426).
 UNSUPPORTED_CLIENT_ID = 4426
-#: A peer that does not read its frames fast enough (retryable).
+#: A client over one of its budgets: more messages in a frame, awareness client ids on a
+#: connection, or save requests waiting than a connection may have (HTTP's 429).
+TOO_MANY = 4429
+#: A peer that does not read its frames fast enough: more bytes wait for it than its send
+#: budget (retryable: y-websocket reconnects and resyncs).
 SLOW_PEER = 4503
 
 # --- refused connections ------------------------------------------------------------------

@@ -25,7 +25,7 @@ each of these is a test in ``tests/unit/protocol/test_yutils_pycrdt.py``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple
@@ -209,6 +209,30 @@ def read_raw_request(payload: Buffer) -> tuple[str, int | None]:
     return action, request_id
 
 
+def _message_end(data: Buffer, pos: int) -> int:
+    """Where the message starting at ``pos`` ends, without copying its payload."""
+    code, pos = read_var_uint(data, pos)
+    try:
+        kind = YMessageType(code)
+    except ValueError:
+        raise ProtocolError(f"unknown message type {code}") from None
+    if kind is YMessageType.SYNC:
+        sub, pos = read_var_uint(data, pos)
+        if sub not in YSyncMessageType._value2member_map_:
+            raise ProtocolError(f"unknown sync message type {sub}")
+    if kind in (YMessageType.SYNC, YMessageType.AWARENESS):
+        length, pos = read_var_uint(data, pos)
+        if pos + length > len(data):
+            raise ProtocolError(
+                f"declared length {length} runs past the end of the frame "
+                f"({len(data) - pos} bytes left)"
+            )
+        return pos + length
+    if kind is YMessageType.QUERY_AWARENESS:
+        return pos
+    return len(data)
+
+
 def read_message(data: Buffer, pos: int = 0) -> tuple[Message, int]:
     """Decode the message starting at ``pos``; return it and the position after it."""
     code, pos = read_var_uint(data, pos)
@@ -232,16 +256,48 @@ def read_message(data: Buffer, pos: int = 0) -> tuple[Message, int]:
     return Message(kind, bytes(data[pos:])), len(data)
 
 
-def decode_messages(frame: Buffer) -> list[Message]:
-    """Decode every message of a frame. An empty frame is a protocol error."""
+class TooManyMessages(ProtocolError):
+    """A frame holds more messages than the receiver takes in one frame."""
+
+
+def count_messages(frame: Buffer, limit: int | None = None) -> int:
+    """Check the framing of a whole frame and count its messages, copying nothing.
+
+    The scan stops at the first message past ``limit`` (:class:`TooManyMessages`), so that
+    checking a frame costs at most ``limit`` messages whatever its size. An empty frame is
+    a protocol error.
+    """
     if len(frame) == 0:
         raise ProtocolError("empty frame")
-    messages = []
+    count = 0
+    pos = 0
+    while pos < len(frame):
+        if limit is not None and count == limit:
+            raise TooManyMessages(f"more than {limit} messages in one frame")
+        pos = _message_end(frame, pos)
+        count += 1
+    return count
+
+
+def iter_messages(frame: Buffer) -> Iterator[Message]:
+    """Decode the messages of a frame one at a time, each when it is asked for (a frame
+    checked by :func:`count_messages` first decodes without error)."""
     pos = 0
     while pos < len(frame):
         message, pos = read_message(frame, pos)
-        messages.append(message)
-    return messages
+        yield message
+
+
+def decode_messages(frame: Buffer) -> list[Message]:
+    """Decode every message of a frame. An empty frame is a protocol error."""
+    count_messages(frame)
+    return list(iter_messages(frame))
+
+
+def update_has_structs(update: Buffer) -> bool:
+    """Whether a (v1) update inserts anything: its first varUint counts the clients whose
+    new items it carries; an update without any holds at most a delete set."""
+    return len(update) > 0 and update[0] != 0
 
 
 def read_permission_denied(payload: bytes) -> str:
@@ -289,13 +345,26 @@ def _reject_json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def decode_awareness_update(data: Buffer) -> list[AwarenessEntry]:
-    """Decode an awareness update; every state must be valid JSON."""
+class StateTooLarge(ProtocolError):
+    """An awareness state is larger than the receiver takes."""
+
+
+def decode_awareness_update(data: Buffer, max_state: int | None = None) -> list[AwarenessEntry]:
+    """Decode an awareness update; every state must be valid JSON.
+
+    With ``max_state``, a state of more bytes raises :class:`StateTooLarge` before it is
+    parsed.
+    """
     count, pos = read_var_uint(data)
     entries = []
     for _ in range(count):
         client_id, pos = read_var_uint(data, pos)
         clock, pos = read_var_uint(data, pos)
+        if max_state is not None:
+            length, _ = read_var_uint(data, pos)
+            if length > max_state:
+                raise StateTooLarge(f"awareness state of client {client_id} has {length} "
+                                    f"bytes > {max_state}")
         state, pos = read_var_string(data, pos)
         try:
             json.loads(state, parse_constant=_reject_json_constant)

@@ -24,14 +24,13 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import pycrdt
-
 from jupyter_ydjango import metrics
 from jupyter_ydjango.protocol import close_codes
-from jupyter_ydjango.protocol.engines import PycrdtEngine, engine_for, update_held
+from jupyter_ydjango.protocol.engines import engine_for, update_held
 from jupyter_ydjango.protocol.messages import (
     EMPTY_UPDATE,
     AwarenessEntry,
+    StateTooLarge,
     create_awareness_message,
     create_sync_step1_message,
     create_sync_step2_message,
@@ -39,6 +38,7 @@ from jupyter_ydjango.protocol.messages import (
     decode_awareness_update,
     encode_awareness_update,
 )
+from jupyter_ydjango.rooms.budgets import Budgets, OverBudget
 from jupyter_ydjango.rooms.pending import PendingChanges
 from jupyter_ydjango.rooms.relay import REMOTE, RoomRelay, get_relay_layer
 from jupyter_ydjango.signals import room_loaded, room_unloaded
@@ -57,14 +57,35 @@ SendFrame = Callable[[bytes], Awaitable[None]]
 ClosePeer = Callable[[int], Awaitable[None]]
 
 
+#: What a queued frame costs beyond its bytes (the bytes object and the queue's slot): tiny
+#: frames count too.
+FRAME_OVERHEAD = 64
+
+#: A frame built when the peer's writer reaches it (``None``: nothing to send then).
+BuildFrame = Callable[[], "bytes | None"]
+
+#: How many answers of one kind (:meth:`Peer.push_coalesced`) a peer gets at once, and how many
+#: per second after that. A client asks for the document once when it connects (and a test's
+#: barrier a few times); one that keeps asking waits for its answers, which then cost the room
+#: at most ANSWER_RATE diffs per second.
+ANSWER_BURST = 20
+ANSWER_RATE = 5.0
+
+
 class Peer:
     """One connection to a room, as the room sees it.
 
-    Frames pushed to a peer are queued and written by one task, in order; a peer whose
-    queue passes ``max_queued`` frames is closed instead of growing without bound.
+    Frames pushed to a peer are queued and written by one task, in order. The queue is
+    bounded in bytes, not frames (``send_budget``): a peer that has more waiting than that is
+    closed with 4503 instead of growing without bound (one frame larger than the budget, such
+    as a joiner's whole document, still goes to a peer with nothing else waiting).
+
+    Answers whose cost grows with the document or the room (the answer to a SYNC step 1, the
+    awareness states asked for by QUERY_AWARENESS) are queued with :meth:`push_coalesced`:
+    built when the writer reaches them, once however many requests came meanwhile.
     """
 
-    def __init__(self, room: Room, send: SendFrame, close: ClosePeer, max_queued: int,
+    def __init__(self, room: Room, send: SendFrame, close: ClosePeer, send_budget: int,
                  author: str = "") -> None:
         self.room = room
         #: Who is connected (a user name; ``""`` if unknown): the author of its changes.
@@ -74,10 +95,15 @@ class Peer:
         self.synced = False
         #: Awareness client ids this connection has announced (removed when it leaves).
         self.awareness_ids: set[int] = set()
+        #: Bytes waiting to be written to this peer (with :data:`FRAME_OVERHEAD` each).
+        self.queued_bytes = 0
+        self.send_budget = send_budget
         self._send = send
         self._close = close
-        self._max_queued = max_queued
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queue: asyncio.Queue[bytes | str] = asyncio.Queue()
+        self._coalesced: dict[str, BuildFrame] = {}
+        # key -> (answers that may be built now, when that was counted)
+        self._allowance: dict[str, tuple[float, float]] = {}
         self._stopped = False
         self._writer = asyncio.get_running_loop().create_task(self._write())
 
@@ -85,25 +111,63 @@ class Peer:
         """Queue a frame for this peer (never blocks)."""
         if self._stopped:
             return
-        if self._queue.qsize() >= self._max_queued:
-            logger.warning("room %s: closing a peer that fell %d frames behind",
-                           self.room.name, self._max_queued)
-            self.stop()
-            asyncio.get_running_loop().create_task(self._close(close_codes.SLOW_PEER))
+        cost = len(frame) + FRAME_OVERHEAD
+        if self.queued_bytes + cost > self.send_budget and self.queued_bytes > 0:
+            self.over_budget(f"{self.queued_bytes + cost} bytes waiting to be sent")
             return
+        self.queued_bytes += cost
         self._queue.put_nowait(frame)
+
+    def push_coalesced(self, key: str, build: BuildFrame) -> None:
+        """Queue a frame that ``build`` makes when the writer reaches it. While one of ``key``
+        waits, another replaces its builder and takes no place in the queue: a burst of the
+        same request is answered once, with what is true when the answer is sent."""
+        if self._stopped:
+            return
+        if key not in self._coalesced:
+            self._queue.put_nowait(key)
+        self._coalesced[key] = build
+
+    def over_budget(self, reason: str) -> None:
+        """Close this peer with 4503: it does not read what it is sent fast enough."""
+        if self._stopped:
+            return
+        logger.warning("room %s: closing a peer that falls behind (%s, budget %d)",
+                       self.room.name, reason, self.send_budget)
+        metrics.BUDGET_CLOSES.labels("send").inc()
+        self.stop()
+        asyncio.get_running_loop().create_task(self._close(close_codes.SLOW_PEER))
 
     async def _write(self) -> None:
         while True:
-            frame = await self._queue.get()
+            item = await self._queue.get()
+            if isinstance(item, str):
+                await self._wait_for_allowance(item)
+                frame = self._coalesced.pop(item)()
+                if frame is None:
+                    continue
+                cost = 0  # built now: it never waited in the queue
+            else:
+                frame, cost = item, len(item) + FRAME_OVERHEAD
             try:
                 await self._send(frame)
             except Exception as exc:  # the socket is gone; the consumer's disconnect cleans up
                 logger.debug("room %s: stopped writing to a peer: %r", self.room.name, exc)
                 return
+            finally:
+                self.queued_bytes -= cost
             # Not kept while waiting for the next frame: a joiner's last frame is often the
             # whole document (its SYNC step 2), and idle peers would each hold a copy.
-            del frame
+            del frame, item
+
+    async def _wait_for_allowance(self, key: str) -> None:
+        now = time.monotonic()
+        tokens, since = self._allowance.get(key, (float(ANSWER_BURST), now))
+        tokens = min(float(ANSWER_BURST), tokens + (now - since) * ANSWER_RATE)
+        if tokens < 1:
+            await asyncio.sleep((1 - tokens) / ANSWER_RATE)
+            now, tokens = time.monotonic(), 1.0
+        self._allowance[key] = (tokens - 1, now)
 
     def stop(self) -> None:
         """Stop writing to this peer."""
@@ -118,11 +182,15 @@ class Room:
     ``room_class`` of the consumer; override the lifecycle hooks, not the data path.
     """
 
-    #: How many frames may wait for a slow peer before it is disconnected.
-    max_queued_frames = 10_000
+    #: Seconds the room remembers the clock of a client whose awareness state was removed
+    #: (so that an echo of its old state is not taken for it): twice y-protocols' 30 s
+    #: timeout, after which every client has forgotten it too.
+    awareness_memory = 60.0
 
-    def __init__(self, name: str, doc: Any) -> None:
+    def __init__(self, name: str, doc: Any, budgets: Budgets | None = None) -> None:
         self.name = name
+        #: What each connection may make the room hold (default: the ``YDJANGO_*`` settings).
+        self.budgets = budgets or Budgets.from_settings()
         #: The document, as ``make_ydoc()`` made it: a :class:`pycrdt.Doc` (or a ``y_py.YDoc``).
         self.doc = doc
         self.engine = engine_for(doc)
@@ -131,8 +199,11 @@ class Room:
         #: A room that stores its changes sets this, and queues its changes there.
         self.pending: PendingChanges | None = None
         self.loaded_at = time.monotonic()
-        # client id -> (clock, JSON state); kept after removal so clocks stay monotonic.
+        # client id -> (clock, JSON state); kept for awareness_memory after removal so that
+        # clocks stay monotonic.
         self._awareness: dict[int, tuple[int, str]] = {}
+        # client id -> when its state was removed (oldest first)
+        self._removed_at: dict[int, float] = {}
         # client id -> who announced its present state: a Peer of this process, or the relay
         # origin of another process's peer; absent once removed.
         self._owners: dict[int, Peer | str] = {}
@@ -189,7 +260,7 @@ class Room:
     def join(self, send: SendFrame, close: ClosePeer, author: str = "") -> Peer:
         """Add a connection (of the user named ``author``, if known); it is sent our SYNC
         step 1 and the known awareness states."""
-        peer = Peer(self, send, close, self.max_queued_frames, author)
+        peer = Peer(self, send, close, self.budgets.send_bytes, author)
         self.peers.add(peer)
         metrics.CONNECTIONS.inc()
         peer.push(create_sync_step1_message(self.engine.state_vector()))
@@ -215,17 +286,21 @@ class Room:
     def sync_step1(self, peer: Peer, state_vector: bytes) -> None:
         """Answer a peer's SYNC step 1 with what it lacks; from now on it gets updates.
 
-        Most joiners hold nothing yet (an empty state vector): they all get one shared frame
-        of the whole document, encoded once per version of it, rather than a copy each.
+        The answer is computed when the peer's writer reaches it, once for a burst of step 1s
+        (the last one's: a client's state only grows), so that a client repeating step 1
+        costs one diff per frame it reads, not one per request. Most joiners hold nothing yet
+        (an empty state vector): they all get one shared frame of the whole document, encoded
+        once per version of it, rather than a copy each.
         """
+        peer.push_coalesced("sync_step2", lambda: self._sync_step2(state_vector))
+        peer.synced = True
+
+    def _sync_step2(self, state_vector: bytes) -> bytes:
         if state_vector == EMPTY_STATE_VECTOR:
             if self._whole_frame is None:
                 self._whole_frame = create_sync_step2_message(self.engine.diff())
-            frame = self._whole_frame
-        else:
-            frame = create_sync_step2_message(self.engine.diff(state_vector))
-        peer.push(frame)
-        peer.synced = True
+            return self._whole_frame
+        return create_sync_step2_message(self.engine.diff(state_vector))
 
     def whole_document_is(self, update: bytes) -> None:
         """Tell the room that ``update`` holds its whole document as it is now (the file just
@@ -259,23 +334,6 @@ class Room:
         """Whether the room takes changes from its peers now (a subclass may refuse them
         all: a file that is not writable). Default: always."""
         return True
-
-    def would_change(self, update: bytes) -> bool:
-        """Whether applying ``update`` would change the document.
-
-        Yjs always sends its whole delete set, so a peer's answer to our SYNC step 1 may hold
-        deletions the room already has; such an update is tried on a copy of the document.
-        """
-        if update == EMPTY_UPDATE:
-            return False
-        if update[:1] != b"\x00":  # it carries structs the room lacks: a change
-            return True
-        probe = PycrdtEngine(pycrdt.Doc())
-        probe.apply_update(self.engine.diff())
-        changes: list[bytes] = []
-        probe.observe(changes.append)
-        probe.apply_update(update)
-        return any(change != EMPTY_UPDATE for change in changes)
 
     def state_vector(self) -> bytes:
         """The document's state vector."""
@@ -324,48 +382,90 @@ class Room:
         ignored: they never take the id over, nor remove it (y-protocols removes a remote
         state that it heard nothing of for 30 s, and y-websocket then sends that removal: a
         slow or sleeping client would otherwise remove people who are there). Only a newer
-        state moves an id to another connection: that is the client itself, connected again
-        before its old connection was seen to close.
+        state from a connection of the same user moves an id to another connection: that is
+        the client itself, connected again before its old connection was seen to close.
+        Another user's connection can neither take it nor change it: nobody can show a
+        cursor or a name as someone else's.
 
         A peer that announces a state for a client the room removed, at a clock not above the
         removal's, is a client coming back (its connection was lost; it announces itself with
         the clock it had): the room tells it of the removal, and y-protocols then raises the
         client's clock and announces its state again, which everyone accepts.
+
+        A peer's states are limited in size and in number of client ids
+        (:class:`~jupyter_ydjango.rooms.budgets.Budgets`): past them, :class:`OverBudget`
+        is raised before anything of the update is recorded.
         """
+        peer = origin if isinstance(origin, Peer) else None
+        try:
+            entries = decode_awareness_update(
+                payload, None if peer is None else self.budgets.awareness_state)
+        except StateTooLarge as exc:
+            raise OverBudget(close_codes.TOO_BIG, str(exc), "awareness_state") from None
+        if peer is not None:
+            announced = peer.awareness_ids | {e.client_id for e in entries if not e.removed}
+            if len(announced) > self.budgets.awareness_clients:
+                raise OverBudget(close_codes.TOO_MANY,
+                                 f"more than {self.budgets.awareness_clients} awareness "
+                                 "client ids on one connection", "awareness_clients")
+        now = time.monotonic()
+        self._forget_removed(now)
         accepted = []
         outdated = []
-        for entry in decode_awareness_update(payload):
+        for entry in entries:
             known = self._awareness.get(entry.client_id)
             owner = self._owners.get(entry.client_id)
             if owner is not None and owner != origin and known is not None and (
                     entry.removed or entry.clock <= known[0]):
                 continue  # another connection's client: an echo
+            if isinstance(owner, Peer) and peer is not None and owner is not peer \
+                    and owner.author != peer.author:
+                logger.warning("room %s: ignored the awareness state a connection of %r sent "
+                               "for a client of %r", self.name, peer.author, owner.author)
+                continue  # another user's client
             if known is not None and (
                 entry.clock < known[0] or (entry.clock == known[0] and not entry.removed)
             ):
-                if known[1] == "null" and not entry.removed and isinstance(origin, Peer):
+                if known[1] == "null" and not entry.removed and peer is not None:
                     outdated.append(AwarenessEntry(entry.client_id, known[0], "null"))
                 continue
             accepted.append(entry)
             self._awareness[entry.client_id] = (entry.clock, entry.state)
+            self._removed_at.pop(entry.client_id, None)
             if isinstance(owner, Peer) and owner is not origin:
                 owner.awareness_ids.discard(entry.client_id)  # taken over
             if entry.removed:
                 self._owners.pop(entry.client_id, None)
+                self._removed_at[entry.client_id] = now
             elif isinstance(origin, (Peer, str)):
                 self._owners[entry.client_id] = origin
-            if isinstance(origin, Peer):
+            if peer is not None:
                 if entry.removed:
-                    origin.awareness_ids.discard(entry.client_id)
+                    peer.awareness_ids.discard(entry.client_id)
                 else:
-                    origin.awareness_ids.add(entry.client_id)
+                    peer.awareness_ids.add(entry.client_id)
         if accepted:
             update = encode_awareness_update(accepted)
             self._fan_out_awareness(update, origin)
-            if isinstance(origin, Peer):
-                origin.push(create_awareness_message(update))
+            if peer is not None:
+                peer.push(create_awareness_message(update))
         if outdated:
             origin.push(create_awareness_message(encode_awareness_update(outdated)))
+
+    def query_awareness(self, peer: Peer) -> None:
+        """Answer a peer's QUERY_AWARENESS with every present state: once per burst of
+        queries, built when the peer's writer reaches it."""
+        peer.push_coalesced("awareness", self.awareness_message)
+
+    def _forget_removed(self, now: float) -> None:
+        """Forget the clients removed more than :attr:`awareness_memory` seconds ago."""
+        while self._removed_at:
+            cid, removed_at = next(iter(self._removed_at.items()))
+            if now - removed_at < self.awareness_memory:
+                return
+            del self._removed_at[cid]
+            if self._awareness.get(cid, (0, ""))[1] == "null":
+                del self._awareness[cid]
 
     def awareness_message(self) -> bytes | None:
         """An AWARENESS message with every present state, or ``None`` if there is none."""
@@ -401,6 +501,8 @@ class Room:
             self._owners.pop(cid, None)
             if state != "null":
                 self._awareness[cid] = (clock + 1, "null")
+                self._removed_at.pop(cid, None)
+                self._removed_at[cid] = time.monotonic()
                 gone.append(AwarenessEntry(cid, clock + 1, "null"))
         return gone
 

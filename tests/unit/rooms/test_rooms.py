@@ -12,8 +12,9 @@ from channels.layers import InMemoryChannelLayer
 
 from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.protocol.messages import AwarenessEntry, encode_awareness_update
+from jupyter_ydjango.rooms.budgets import Budgets
 from jupyter_ydjango.rooms.relay import SILENCE
-from jupyter_ydjango.rooms.room import Room, RoomRegistry
+from jupyter_ydjango.rooms.room import FRAME_OVERHEAD, Room, RoomRegistry
 
 
 def edit(room: Room, text: str) -> None:
@@ -387,10 +388,8 @@ async def test_relay_on_real_redis_repairs_losses():
 
 
 async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
-
-
-    room = Room("slow", pycrdt.Doc())
-    room.max_queued_frames = 5
+    budget = 5 * (FRAME_OVERHEAD + 40)  # about five small updates
+    room = Room("slow", pycrdt.Doc(), Budgets(send_bytes=budget))
     stuck = asyncio.Event()
     closed: list[int] = []
 
@@ -406,7 +405,7 @@ async def test_a_peer_that_stops_reading_is_closed_not_buffered_forever():
         edit(room, ch)
     await eventually(lambda: closed == [close_codes.SLOW_PEER])
     peer.push(b"more")  # nothing more is queued once the peer is being closed
-    assert peer._queue.qsize() <= room.max_queued_frames
+    assert peer.queued_bytes <= budget
 
 
 def join_empty(room: Room) -> list[bytes]:
