@@ -26,7 +26,7 @@ from typing import Any
 
 from jupyter_ydjango import metrics
 from jupyter_ydjango.protocol import close_codes
-from jupyter_ydjango.protocol.engines import engine_for, update_held
+from jupyter_ydjango.protocol.engines import decode_state_vector, engine_for, update_held
 from jupyter_ydjango.protocol.messages import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -143,7 +143,13 @@ class Peer:
             item = await self._queue.get()
             if isinstance(item, str):
                 await self._wait_for_allowance(item)
-                frame = self._coalesced.pop(item)()
+                try:
+                    frame = self._coalesced.pop(item)()
+                except Exception:  # a request the checks let through: close its sender
+                    logger.exception("room %s: cannot answer a peer's request", self.room.name)
+                    self._stopped = True  # (this task ends here: nothing cancels it)
+                    asyncio.get_running_loop().create_task(self._close(close_codes.PROTOCOL_ERROR))
+                    return
                 if frame is None:
                     continue
                 cost = 0  # built now: it never waited in the queue
@@ -291,7 +297,10 @@ class Room:
         costs one diff per frame it reads, not one per request. Most joiners hold nothing yet
         (an empty state vector): they all get one shared frame of the whole document, encoded
         once per version of it, rather than a copy each.
+
+        :raises ProtocolError: ``state_vector`` cannot be decoded.
         """
+        decode_state_vector(state_vector)  # refused now, not when the answer is built
         peer.push_coalesced("sync_step2", lambda: self._sync_step2(state_vector))
         peer.synced = True
 

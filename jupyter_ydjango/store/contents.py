@@ -302,11 +302,8 @@ class Files:
         :raises PathError: (fast path) it was replaced by a link.
         """
         if self.fast:
-            path = self.real_path(api_path)
-            signature = await run_io(disk.stat_file, path)
-            if signature is None:
-                return None
-            return FileVersion(signature, os.access(path, os.W_OK))
+            found = await run_io(disk.stat_writable, self.real_path(api_path))
+            return None if found is None else FileVersion(*found)
         manager = self.manager
         if not await ensure_async(manager.file_exists(api_path)):
             return None

@@ -70,6 +70,22 @@ def stat_file(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+def stat_writable(path: Path) -> tuple[tuple[int, int, int], bool] | None:
+    """The file's signature and whether this process may write it, or ``None`` if it does
+    not exist. A file deleted between the two checks is ``None``, not "not writable".
+
+    :raises PathError: the file was replaced by a symbolic link.
+    """
+    signature = stat_file(path)
+    if signature is None:
+        return None
+    if os.access(path, os.W_OK):
+        return signature, True
+    if stat_file(path) != signature:  # deleted (or replaced) meanwhile: asked again
+        return stat_writable(path)
+    return signature, False
+
+
 def read_file(path: Path) -> FileState:
     """Read a file whole, never through a symbolic link (``path`` is a real path: see
     :func:`stat_file`).

@@ -9,7 +9,6 @@ with the shared secret, or signed too long ago; an unreachable service gives 502
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from pathlib import Path
@@ -18,14 +17,13 @@ from unittest import mock
 
 import nbformat
 import pytest
-from daphne_servers import Server, migrate, serve_command, server_env
 from jupyter_servers import TOKEN, JupyterServer
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from notebook_client import DocClient
+from remote_deployment import SECRET, Remote
 
 from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
 
-SECRET = "remote-tests-shared-secret"
 ALICE = Identity("alice", "write", "Alice", "Alice")
 
 
@@ -34,43 +32,6 @@ def write_notebook(path: Path) -> Path:
     nbformat.write(new_notebook(cells=[new_markdown_cell(f"# {path.stem}", id="md-1"),
                                        new_code_cell("x = 1", id="code-1")]), path)
     return path
-
-
-class Remote:
-    """The Django service and the Jupyter server in front of it."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.root = tmp / "root"
-        self.root.mkdir()
-        self.env = server_env(tmp / "service", YDJANGO_NOTEBOOK_DIR=str(self.root),
-                              YDJANGO_IDENTITY_SECRET=SECRET, YDJANGO_SAVE_DELAY="0.2",
-                              YDJANGO_FILE_POLL_INTERVAL="0.2")
-        (tmp / "service").mkdir()
-        migrate(self.env)
-        self.tmp = tmp
-        self.service = self.start_service()
-        self.jupyter = JupyterServer(tmp / "jupyter", self.root, args=(
-            f"--YDjango.remote_url=http://127.0.0.1:{self.service.port}",
-            f"--YDjango.shared_secret={SECRET}",
-            "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
-            "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer",
-        ))
-
-    def start_service(self) -> Server:
-        return Server([*serve_command(), "--no-migrate"], self.env, self.tmp / "service.log")
-
-    def direct(self, method: str, path: str, body: Any = None,
-               headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        """A request straight to the service (no Jupyter server in between)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.service.port, timeout=30)
-        try:
-            conn.request(method, path, body=None if body is None else json.dumps(body),
-                         headers={"Content-Type": "application/json", **(headers or {})})
-            response = conn.getresponse()
-            payload = response.read()
-        finally:
-            conn.close()
-        return response.status, json.loads(payload) if payload else None
 
 
 @pytest.fixture(scope="module")

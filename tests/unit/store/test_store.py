@@ -20,6 +20,7 @@ from jupyter_ydjango.formats.notebook import (
     replace_content,
 )
 from jupyter_ydjango.protocol.messages import ProtocolError
+from jupyter_ydjango.store import disk
 from jupyter_ydjango.store.disk import read_file, stat_file, write_copy, write_file_atomic
 from jupyter_ydjango.store.paths import PathError, normalize_api_path, resolve_in_root
 from jupyter_ydjango.store.records import file_location
@@ -339,3 +340,21 @@ def test_a_rename_waits_for_a_concurrent_writer_instead_of_failing(tmp_path: Pat
     assert errors == []
     document.refresh_from_db()
     assert document.path == file_location(new)
+
+
+def test_a_file_deleted_while_its_writability_is_checked_is_gone_not_read_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.access answers False for a file deleted since it was found: the room must see it
+    gone (the watcher handles the deletion), not tell its clients it became read-only."""
+    path = tmp_path / "deleted.ipynb"
+    path.write_text("{}")
+    assert disk.stat_writable(path)[1] is True
+    access = os.access
+
+    def deleted_meanwhile(target, mode):
+        if Path(target) == path and path.exists():
+            path.unlink()
+        return access(target, mode)
+
+    monkeypatch.setattr(disk.os, "access", deleted_meanwhile)
+    assert disk.stat_writable(path) is None
