@@ -13,6 +13,12 @@ def serve(args: argparse.Namespace) -> None:
     """Apply migrations, then run daphne on the ASGI application (in N workers with
     ``--workers N``)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
+    from jupyter_ydjango.api.identity import secret_problem
+
+    secret = os.environ.get("YDJANGO_IDENTITY_SECRET", "")
+    if secret and secret_problem(secret):
+        sys.exit(f"YDJANGO_IDENTITY_SECRET: {secret_problem(secret)}; the service does not "
+                 "start with it")
     if args.workers > 1:
         from jupyter_ydjango.project.workers import check_can_share_rooms
 

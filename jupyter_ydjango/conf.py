@@ -85,9 +85,11 @@ SETTINGS: dict[str, tuple[Any, str]] = {
                                      "behind stay out of the server; 0: threads of the server "
                                      "instead."),
     "YDJANGO_IDENTITY_SECRET": ("", "Secret shared with Jupyter servers that sign the "
-                                "identity header (remote mode); empty: no header is "
-                                "accepted."),
-    "YDJANGO_IDENTITY_MAX_AGE": (60.0, "Seconds a signed identity stays valid."),
+                                "identity header (remote mode): at least 32 bytes, not an "
+                                "example's (the service refuses to start otherwise); empty: "
+                                "no header is accepted."),
+    "YDJANGO_IDENTITY_MAX_AGE": (10.0, "Seconds a signed identity stays valid (each is "
+                                 "signed for one request, whose nonce is accepted once)."),
 }
 
 #: The default of every setting.

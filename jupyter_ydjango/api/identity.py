@@ -6,14 +6,17 @@ an :class:`Identity` along with each proxied request:
 * in-process (the embedded default), as the ASGI scope key :data:`SCOPE_KEY`: the scope is
   built by the bridge, never from the network, so it needs no signature;
 * to a remote Django Channels service, as the HTTP header :data:`HEADER`: a value signed with
-  the secret both sides share, that expires after ``max_age`` seconds
-  (:func:`sign_identity` / :func:`verify_identity`).
+  the secret both sides share, bound to the request's method and path, carrying a nonce,
+  and expiring after ``max_age`` seconds (:func:`sign_identity` / :func:`verify_identity`;
+  the service refuses a nonce it has seen: see :mod:`jupyter_ydjango.api.nonces`). A header
+  captured on its way is good for nothing but the one request it was made for.
 
 Pure functions, no I/O; safe to import before Django is configured.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -24,6 +27,8 @@ __all__ = [
     "SCOPE_KEY",
     "Identity",
     "IdentityError",
+    "SignedRequest",
+    "secret_problem",
     "sign_identity",
     "verify_identity",
 ]
@@ -32,8 +37,16 @@ __all__ = [
 SCOPE_KEY = "ydjango.identity"
 #: HTTP header (lower case, as in ASGI scopes) carrying a signed identity.
 HEADER = "x-ydjango-identity"
-#: Seconds a signed identity stays valid by default.
-DEFAULT_MAX_AGE = 60
+#: Seconds a signed identity stays valid by default: time for one request to reach the
+#: service, and for the two machines' clocks to differ a little.
+DEFAULT_MAX_AGE = 10
+#: The shortest shared secret accepted, in bytes (as long as a SHA-256 key).
+MIN_SECRET_BYTES = 32
+#: Secrets of examples and tutorials, refused whatever their length.
+EXAMPLE_SECRETS = frozenset({
+    "change-me", "changeme", "secret", "a-long-random-secret", "your-secret-here",
+    "replace-me-with-a-long-random-secret", "insecure", "password",
+})
 
 _SALT = "jupyter_ydjango.identity"  # fixed: a signature must verify across versions
 
@@ -84,22 +97,52 @@ class Identity:
         return cls(username, permission, name, display_name)
 
 
+def secret_problem(secret: str) -> str:
+    """Why ``secret`` may not sign identities (``""`` if it may): too short, or an example's."""
+    if secret.strip().lower() in EXAMPLE_SECRETS:
+        return "the shared secret is an example value: generate one, e.g. with " \
+               "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return (f"the shared secret has {len(secret.encode())} bytes, fewer than "
+                f"{MIN_SECRET_BYTES}: generate one, e.g. with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    return ""
+
+
 def _signer(secret: str) -> signing.TimestampSigner:
     if not secret:
         raise IdentityError("no shared secret is configured")
     return signing.TimestampSigner(key=secret, salt=_SALT, fallback_keys=[])
 
 
-def sign_identity(identity: Identity, secret: str) -> str:
-    """Sign ``identity`` with the shared ``secret`` (for :data:`HEADER`)."""
-    return _signer(secret).sign_object(identity.as_dict(), compress=True)
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a verified header says: who, and the nonce the service must see only once."""
+
+    identity: Identity
+    nonce: str
 
 
-def verify_identity(token: str, secret: str, max_age: float = DEFAULT_MAX_AGE) -> Identity:
-    """The identity in a signed ``token``.
+def sign_identity(identity: Identity, secret: str, *, method: str, path: str) -> str:
+    """Sign ``identity`` with the shared ``secret`` for one request (for :data:`HEADER`):
+    ``method`` (``GET`` for a websocket) and ``path``, the request's path as the service
+    routes it (decoded, without the query), which the signature covers with a fresh nonce."""
+    return _signer(secret).sign_object({
+        "identity": identity.as_dict(), "method": method.upper(), "path": path,
+        "nonce": secrets.token_urlsafe(16),
+    }, compress=True)
+
+
+def verify_identity(token: str, secret: str, *, method: str, path: str,
+                    max_age: float = DEFAULT_MAX_AGE) -> SignedRequest:
+    """The identity and nonce in a signed ``token``, for a request of ``method`` on ``path``.
+
+    The signed path may be a suffix of ``path``: the service may be mounted under a prefix
+    the Jupyter server does not see (a reverse proxy's).
 
     :raises IdentityError: the signature is wrong (forged, or another secret), the token is
-        older than ``max_age`` seconds, or it does not hold a valid identity.
+        older than ``max_age`` seconds, it was made for another request, or it does not hold
+        a valid identity.
     """
     try:
         data = _signer(secret).unsign_object(token, max_age=max_age)
@@ -107,4 +150,12 @@ def verify_identity(token: str, secret: str, max_age: float = DEFAULT_MAX_AGE) -
         raise IdentityError(f"expired identity: {exc}") from None
     except (signing.BadSignature, ValueError) as exc:
         raise IdentityError(f"invalid identity signature: {exc}") from None
-    return Identity.from_dict(data)
+    if not isinstance(data, dict) or not isinstance(data.get("nonce"), str) or not data["nonce"]:
+        raise IdentityError("the identity is not bound to a request (a header of an older "
+                            "version, or not ours)")
+    signed_path = data.get("path")
+    if data.get("method") != method.upper() or not isinstance(signed_path, str) or not (
+            signed_path and path.endswith(signed_path)):
+        raise IdentityError(f"the identity was signed for {data.get('method')} "
+                            f"{signed_path!r}, not for {method.upper()} {path!r}")
+    return SignedRequest(Identity.from_dict(data.get("identity")), data["nonce"])

@@ -5,8 +5,9 @@ Where the identity comes from, first match wins:
 1. the in-process bridge of the Jupyter server already set ``scope[SCOPE_KEY]`` (scopes are
    built in-process, a network client cannot set them);
 2. a signed :data:`~.identity.HEADER` from a Jupyter server, verified with
-   ``YDJANGO_IDENTITY_SECRET`` (a forged, expired or unexpected header is refused: the scope
-   gets no identity and ``scope["ydjango.identity_error"]`` says why);
+   ``YDJANGO_IDENTITY_SECRET`` (a forged, expired, replayed or unexpected header, or one
+   signed for another request, is refused: the scope gets no identity and
+   ``scope["ydjango.identity_error"]`` says why);
 3. a user logged in to Django (``scope["user"]``, from Channels' ``AuthMiddlewareStack``),
    who may write;
 4. with ``YDJANGO_ALLOW_ANONYMOUS`` (development only), an anonymous writer.
@@ -18,7 +19,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from jupyter_ydjango.api.identity import HEADER, SCOPE_KEY, Identity, IdentityError, verify_identity
+from jupyter_ydjango.api.identity import (
+    HEADER,
+    SCOPE_KEY,
+    Identity,
+    IdentityError,
+    secret_problem,
+    verify_identity,
+)
+from jupyter_ydjango.api.nonces import NonceUnavailable, claim_nonce
 from jupyter_ydjango.conf import get_setting
 
 #: Scope key with the reason a signed identity was refused.
@@ -27,7 +36,7 @@ ERROR_KEY = "ydjango.identity_error"
 NOT_AUTHENTICATED = "not authenticated"
 
 
-def identity_from_scope(scope: dict[str, Any]) -> tuple[Identity | None, str]:
+async def identity_from_scope(scope: dict[str, Any]) -> tuple[Identity | None, str]:
     """The identity of a scope (see the module docstring) and, when none, why."""
     given = scope.get(SCOPE_KEY)
     if isinstance(given, Identity):
@@ -38,12 +47,21 @@ def identity_from_scope(scope: dict[str, Any]) -> tuple[Identity | None, str]:
         secret = get_setting("YDJANGO_IDENTITY_SECRET")
         if not secret:
             return None, "an identity header was sent but YDJANGO_IDENTITY_SECRET is not set"
+        if secret_problem(secret):
+            return None, f"YDJANGO_IDENTITY_SECRET is refused: {secret_problem(secret)}"
+        max_age = get_setting("YDJANGO_IDENTITY_MAX_AGE")
+        method = "GET" if scope["type"] == "websocket" else scope.get("method", "GET")
         try:
-            return verify_identity(
-                token.decode("latin-1"), secret, get_setting("YDJANGO_IDENTITY_MAX_AGE")
-            ), ""
+            signed = verify_identity(token.decode("latin-1"), secret, method=method,
+                                     path=scope.get("path", ""), max_age=max_age)
         except IdentityError as exc:
             return None, str(exc)
+        try:
+            if not await claim_nonce(signed.nonce, max_age):
+                return None, "replayed identity: its nonce was seen already"
+        except NonceUnavailable as exc:
+            return None, str(exc)
+        return signed.identity, ""
     user = scope.get("user")
     if user is not None and getattr(user, "is_authenticated", False):
         name = user.get_full_name() if hasattr(user, "get_full_name") else ""
@@ -69,7 +87,7 @@ class IdentityMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] in ("http", "websocket"):
-            identity, error = identity_from_scope(scope)
+            identity, error = await identity_from_scope(scope)
             scope = dict(scope)
             scope[SCOPE_KEY] = identity
             scope[ERROR_KEY] = error

@@ -102,6 +102,13 @@ class YDjango(ExtensionApp):
              "that does not read and falls further behind is disconnected with 4503 (it "
              "reconnects and resyncs). Default: YDJANGO_SEND_BUDGET, else 32 MiB.",
     )
+    reauthorize_interval = Float(
+        60.0,
+        config=True,
+        help="Seconds between two checks that the user of an open room websocket still has "
+             "access (Jupyter's identity provider and authorizer are asked again): a user "
+             "logged out or whose access was revoked is disconnected within this time.",
+    )
     remote_url = Unicode(
         "",
         config=True,

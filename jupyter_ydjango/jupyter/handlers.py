@@ -9,7 +9,9 @@ extension's :class:`~jupyter_ydjango.jupyter.backend.Backend`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from jupyter_core.utils import ensure_async
@@ -38,6 +40,8 @@ class Extension(Protocol):
     max_message_size: int
     #: Bytes that may wait to be written to one browser.
     send_budget: int
+    #: Seconds between two checks that a room websocket's user still has its access.
+    reauthorize_interval: float
     #: The open room websockets (closed at shutdown).
     sockets: set[Any]
     #: jupyter-collaboration's events (clients joining and leaving rooms).
@@ -56,9 +60,32 @@ AUTH_RESOURCE = "contents"
 FRAME_SLACK = 1024 * 1024
 
 
-async def request_identity(handler: JupyterHandler) -> Identity | None:
-    """The identity of the handler's user, or ``None`` if they may not even read contents."""
+@contextlib.contextmanager
+def _no_cookies(handler: JupyterHandler) -> Iterator[None]:
+    """Cookies an identity provider sets meanwhile (a login cookie for a token user) are
+    dropped: an open websocket has no response to carry them (Tornado raises)."""
+    handler.set_cookie = handler.clear_cookie = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        del handler.set_cookie, handler.clear_cookie
+
+
+async def request_identity(handler: JupyterHandler, *, again: bool = False) -> Identity | None:
+    """The identity of the handler's user, or ``None`` if they may not even read contents.
+
+    ``again``: ask the identity provider anew (a long-lived websocket's user may have been
+    logged out, or their token revoked, since it opened) instead of the user it gave then.
+    """
     user = handler.current_user
+    if again:
+        # Jupyter's identity provider answers with the user it found for this handler when it
+        # opened (kept as ``_jupyter_current_user``, since jupyter_server 2.0): forgotten here,
+        # so that the token or cookie of the websocket's request is checked anew.
+        handler._jupyter_current_user = None
+        with _no_cookies(handler):
+            user = await ensure_async(handler.identity_provider.get_user(handler))
+        handler._jupyter_current_user = user
     if not user:
         return None
     authorizer = handler.authorizer
@@ -233,6 +260,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self._identity: Identity | None = None
         self._session_id = ""
         self._pump: asyncio.Task[None] | None = None
+        self._recheck: asyncio.Task[None] | None = None
         self._gone = False
         self._joined = ""  # the room this client joined (reported to listeners)
 
@@ -276,6 +304,35 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self._joined = room_id
             self.extension.events.client_joined(room_id, self._identity.username)
         self._pump = asyncio.get_running_loop().create_task(self._pump_to_client(self.upstream))
+        self._recheck = asyncio.get_running_loop().create_task(self._reauthorize())
+
+    async def _reauthorize(self) -> None:
+        """Ask Jupyter every ``reauthorize_interval`` seconds whether the user still has the
+        access the websocket was opened with; close it if not (4401: no user any more, 4403:
+        less access), so that a revoked user's open rooms do not outlive the revocation. A
+        user who lost write access only reconnects as a reader."""
+        assert self._identity is not None
+        while not self._gone:
+            await asyncio.sleep(self.extension.reauthorize_interval)
+            if self._gone:
+                return
+            try:
+                identity = await request_identity(self, again=True)
+            except Exception:
+                self.log.exception("room %s: cannot check the user's access", self.request.path)
+                continue
+            if identity is None or identity.username != self._identity.username:
+                code, why = close_codes.UNAUTHORIZED, "access revoked"
+            elif self._identity.can_write and not identity.can_write:
+                code, why = close_codes.FORBIDDEN, "write access revoked"
+            else:
+                continue
+            self.log.info("room %s: closing the websocket of %s: %s", self.request.path,
+                          self._identity.username, why)
+            if self.upstream is not None:
+                self.upstream.close(code)
+            self.close(code, why)
+            return
 
     async def _pump_to_client(self, upstream: RoomConnection) -> None:
         """Write what the Django side sends to the browser, as it comes.
@@ -330,6 +387,8 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def on_close(self) -> None:
         self._gone = True
+        if self._recheck is not None:
+            self._recheck.cancel()
         self.extension.sockets.discard(self)
         if self._joined and self.extension.events is not None and self._identity is not None:
             self.extension.events.client_left(self._joined, self._identity.username)

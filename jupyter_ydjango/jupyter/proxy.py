@@ -1,14 +1,15 @@
 """The remote backend: a Django Channels service reached over HTTP and websockets.
 
-Every request and connection carries a freshly signed identity
+Every request and connection carries an identity signed for it alone
 (:data:`~jupyter_ydjango.api.identity.HEADER`, see
-:func:`~jupyter_ydjango.api.identity.sign_identity`)
-that the service verifies with the secret both sides share. The browser's ``Origin``,
+:func:`~jupyter_ydjango.api.identity.sign_identity`: bound to the method and path, with a
+nonce), that the service verifies with the secret both sides share. The browser's ``Origin``,
 ``Cookie`` and ``Authorization`` headers are not forwarded: the Jupyter server checked them.
 
 Backpressure: Tornado's websocket client holds at most one unread frame and reads the next
-only when the handler took it, which happens once the previous one was flushed to the
-browser; frames from the browser are written to the service and flushed before the handler
+only when the handler took it; the handler takes each at once and counts what the browser did
+not read yet against its send budget (a remote daphne would otherwise buffer it without
+bound); frames from the browser are written to the service and flushed before the handler
 reads the next one. Reconnecting after a lost connection is the browser's job (y-websocket
 reconnects by itself).
 """
@@ -16,13 +17,13 @@ reconnects by itself).
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
+from jupyter_ydjango.api.identity import HEADER, Identity, secret_problem, sign_identity
 from jupyter_ydjango.jupyter.backend import (
     Backend,
     BackendError,
@@ -108,6 +109,8 @@ class ProxyBackend(Backend):
             raise ValueError(f"remote URL must be http(s)://host[:port][/prefix], not {url!r}")
         if not secret:
             raise ValueError("a shared secret is needed to sign identities")
+        if secret_problem(secret):
+            raise ValueError(secret_problem(secret))
         self._http_base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
         ws_scheme = "wss" if parts.scheme == "https" else "ws"
         self._ws_base = urlunsplit((ws_scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
@@ -118,8 +121,10 @@ class ProxyBackend(Backend):
         self.request_timeout = request_timeout
         self._client = AsyncHTTPClient()
 
-    def _headers(self, identity: Identity) -> dict[str, str]:
-        return {HEADER: sign_identity(identity, self._secret)}
+    def _headers(self, identity: Identity, method: str, path: str) -> dict[str, str]:
+        # signed for the path as the service routes it: decoded, without our URL's prefix
+        return {HEADER: sign_identity(identity, self._secret, method=method,
+                                      path=unquote(urlsplit(path).path))}
 
     @staticmethod
     def _target(base: str, path: str, query: str) -> str:
@@ -127,7 +132,7 @@ class ProxyBackend(Backend):
 
     async def request(self, method: str, path: str, *, identity: Identity, query: str = "",
                       body: bytes = b"", content_type: str | None = None) -> HttpResponse:
-        headers = self._headers(identity)
+        headers = self._headers(identity, method, path)
         if content_type:
             headers["Content-Type"] = content_type
         has_body = method.upper() in ("POST", "PUT", "PATCH")
@@ -153,7 +158,7 @@ class ProxyBackend(Backend):
     async def connect(self, path: str, *, identity: Identity, query: str = "") -> RoomConnection:
         request = HTTPRequest(
             self._target(self._ws_base, path, query),
-            headers=self._headers(identity),
+            headers=self._headers(identity, "GET", path),
             connect_timeout=self.connect_timeout,
             request_timeout=self.request_timeout,
         )

@@ -50,12 +50,13 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root.mkdir()
     (tmp / "service").mkdir()
     env = server_env(tmp / "service", YDJANGO_NOTEBOOK_DIR=str(root),
-                     YDJANGO_IDENTITY_SECRET="remote-secret", YDJANGO_SAVE_DELAY="0.2")
+                     YDJANGO_IDENTITY_SECRET="remote-secret-of-at-least-32-bytes",
+                     YDJANGO_SAVE_DELAY="0.2")
     migrate(env)
     service = Server([*serve_command(), "--no-migrate"], env, tmp / "service.log")
     server = JupyterServer(tmp, root, config=PROBE, args=(
         f"--YDjango.remote_url=http://127.0.0.1:{service.port}",
-        "--YDjango.shared_secret=remote-secret"))
+        "--YDjango.shared_secret=remote-secret-of-at-least-32-bytes"))
     yield server
     server.stop()
     service.stop()

@@ -17,14 +17,22 @@ from unittest import mock
 
 import nbformat
 import pytest
+from django.core import signing
 from jupyter_servers import TOKEN, JupyterServer
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from notebook_client import DocClient
 from remote_deployment import SECRET, Remote
+from signed import signed
 
-from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
+from jupyter_ydjango.api.identity import HEADER, Identity
 
 ALICE = Identity("alice", "write", "Alice", "Alice")
+
+
+def sign_identity_unbound(identity: Identity, secret: str) -> str:
+    """A header as earlier versions signed it: the identity alone, for any request."""
+    return signing.TimestampSigner(key=secret, salt="jupyter_ydjango.identity").sign_object(
+        identity.as_dict(), compress=True)
 
 
 def write_notebook(path: Path) -> Path:
@@ -110,8 +118,9 @@ async def test_deletion_through_jupyter_reaches_the_service(remote: Remote) -> N
         await client.close()
     # the service's endpoint wants a signed identity that may write
     body = {"path": "anything.ipynb"}
-    reader = sign_identity(Identity("reader", "read", "Reader", "Reader"), SECRET)
-    assert remote.direct("POST", "/api/ydjango/delete", body, {HEADER: reader})[0] == 403
+    reader = signed(Identity("reader", "read", "Reader", "Reader"), SECRET, "POST",
+                    "/api/ydjango/delete")
+    assert remote.direct("POST", "/api/ydjango/delete", body, reader)[0] == 403
     assert remote.direct("POST", "/api/ydjango/delete", body)[0] == 401
 
 
@@ -135,18 +144,24 @@ def test_service_refuses_unsigned_forged_and_expired_identities(remote: Remote) 
     write_notebook(remote.root / "direct.ipynb")
     path = "/api/collaboration/session/direct.ipynb"
     body = {"format": "json", "type": "notebook"}
-    with mock.patch("django.core.signing.time.time", return_value=time.time() - 3600):
-        expired = sign_identity(ALICE, SECRET)
+    with mock.patch("django.core.signing.time.time", return_value=time.time() - 11):
+        expired = signed(ALICE, SECRET, "PUT", path)  # older than the 10 s of the default
+    good = signed(ALICE, SECRET, "PUT", path)
+    assert remote.direct("PUT", path, body, good)[0] in (200, 201)
     for headers in (
         {},
-        {HEADER: sign_identity(ALICE, "another-secret")},
-        {HEADER: sign_identity(ALICE, SECRET)[:-4] + "AAAA"},
-        {HEADER: expired},
+        signed(ALICE, "another-secret", "PUT", path),
+        {HEADER: signed(ALICE, SECRET, "PUT", path)[HEADER][:-4] + "AAAA"},
+        expired,
         {HEADER: "garbage"},
+        good,  # replayed
+        signed(ALICE, SECRET, "DELETE", path),  # for another method
+        signed(ALICE, SECRET, "PUT", "/api/collaboration/session/other.ipynb"),  # another path
+        {HEADER: sign_identity_unbound(ALICE, SECRET)},  # of the earlier, unbound kind
     ):
         assert remote.direct("PUT", path, body, headers)[0] == 401, headers
-    # the same request correctly signed is accepted
-    assert remote.direct("PUT", path, body, {HEADER: sign_identity(ALICE, SECRET)})[0] in (
+    # the same request signed anew is accepted
+    assert remote.direct("PUT", path, body, signed(ALICE, SECRET, "PUT", path))[0] in (
         200, 201)
 
 
@@ -155,10 +170,13 @@ async def test_service_closes_forged_websockets_with_4401(remote: Remote) -> Non
     _, info = remote.jupyter.session("ws.ipynb")
     url = (f"ws://127.0.0.1:{remote.service.port}/api/collaboration/room/"
            f"json:notebook:{info['fileId']}?sessionId={info['sessionId']}")
-    for headers in ({}, {HEADER: sign_identity(ALICE, "another-secret")}):
+    good = signed(ALICE, SECRET, "GET", url)
+    client = await DocClient.open(url, headers=good)
+    await client.close()
+    for headers in ({}, signed(ALICE, "another-secret", "GET", url), good):
         client = await DocClient.open(url, headers=headers, sync=False)
         assert await client.wait_closed() == 4401
-    client = await DocClient.open(url, headers={HEADER: sign_identity(ALICE, SECRET)})
+    client = await DocClient.open(url, headers=signed(ALICE, SECRET, "GET", url))
     assert str(client.model.ycells[0]["source"]) == "# ws"
     await client.close()
 

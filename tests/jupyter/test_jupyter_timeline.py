@@ -22,7 +22,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from notebook_client import DocClient
 
 GAP = "0.6"
-SECRET = "timeline-remote-secret"
+SECRET = "timeline-remote-secret-of-at-least-32-bytes"
 AUTH_ARGS = ("--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
              "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer")
 WRITER, EDITOR, READER = "writer-token", "editor-token", "reader-token"

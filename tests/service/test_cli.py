@@ -57,3 +57,17 @@ def test_deleted_and_restore_on_an_empty_database(tmp_path) -> None:
                              env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1
     assert refused.stderr.strip() == "error: no deleted document bogus"
+
+
+def test_serve_refuses_weak_identity_secrets(tmp_path) -> None:
+    """An example's secret, or one shorter than 32 bytes: the service does not start, and
+    says why and how to make one."""
+    import os
+
+    for secret in ("change-me", "a-long-random-secret", "short-but-not-an-example"):
+        env = {**os.environ, "YDJANGO_DATA_DIR": str(tmp_path),
+               "YDJANGO_IDENTITY_SECRET": secret}
+        proc = subprocess.run([sys.executable, "-m", "jupyter_ydjango", "serve", "--port", "1"],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode != 0, secret
+        assert "YDJANGO_IDENTITY_SECRET" in proc.stderr and "token_urlsafe" in proc.stderr

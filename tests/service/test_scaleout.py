@@ -47,9 +47,10 @@ from jupyter_ydoc import YNotebook
 from notebook_client import DocClient
 from notebooks import generated_notebook
 from prometheus_client.parser import text_string_to_metric_families
+from signed import signed
 from yjs_client import NodeDriver, YClient
 
-from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
+from jupyter_ydjango.api.identity import Identity
 from jupyter_ydjango.formats.notebook import read_notebook
 from jupyter_ydjango.protocol.messages import read_var_uint
 from jupyter_ydjango.store.update_log import unpack_updates
@@ -924,45 +925,53 @@ async def test_postgres_briefly_unavailable(cluster: Cluster) -> None:
 # --- 8. identity ------------------------------------------------------------------------------
 
 
-SECRET = "scaleout-tests-shared-secret"
+SECRET = "scaleout-tests-shared-secret-of-32-bytes"
 
 
 async def test_signed_identity(cluster: Cluster) -> None:
     """A service with ``YDJANGO_IDENTITY_SECRET`` and no anonymous access: no header, a header
-    signed with another secret, and an expired header are refused (session 401, websocket
-    4401); a valid ``read`` identity joins but its edits are refused with a permission-denied
-    message and change nothing; a valid ``write`` identity edits."""
+    signed with another secret, an expired header, and one replayed are refused (session 401,
+    websocket 4401); a valid ``read`` identity joins but its edits are refused with a
+    permission-denied message and change nothing; a valid ``write`` identity edits."""
     svc = cluster.service("identity", YDJANGO_ALLOW_ANONYMOUS="0",
                           YDJANGO_IDENTITY_SECRET=SECRET, YDJANGO_IDENTITY_MAX_AGE="60")
     name = write_text(cluster.root, "identity.txt", "hello\n")
     path = f"api/collaboration/session/{name}"
 
-    def header(permission: str = "write", secret: str = SECRET) -> dict[str, str]:
-        return {HEADER: sign_identity(Identity(f"{permission}-user", permission), secret)}
+    def header(method: str, target: str, permission: str = "write",
+               secret: str = SECRET) -> dict[str, str]:
+        return signed(Identity(f"{permission}-user", permission), secret, method, target)
 
-    session = svc.session(name, TEXT, headers=header())
+    session = svc.session(name, TEXT, headers=header("PUT", path))
     url = svc.room_url(session)
 
-    async def refused(headers: dict[str, str] | None) -> None:
-        status, body = svc.request("PUT", path, TEXT, headers)
+    async def refused(make: Any) -> None:
+        status, body = svc.request("PUT", path, TEXT, make("PUT", path))
         assert status == 401, body
-        client = await DocClient.open(url, "file", headers=headers, sync=False)
+        client = await DocClient.open(url, "file", headers=make("GET", url), sync=False)
         assert await client.wait_closed() == 4401
 
-    await refused(None)
-    await refused(header(secret="another-secret"))
-    # signed two minutes ago: older than the 60 s the service accepts (a header signed now
-    # and a short max age would make the valid headers expire on a slow machine)
-    with mock.patch("django.core.signing.time.time", return_value=time.time() - 120):
-        expired = header()
-    await refused(expired)
+    await refused(lambda method, target: None)
+    await refused(lambda method, target: header(method, target, secret="another-secret"))
 
-    reader = await DocClient.open(url, "file", headers=header("read"))
+    def expired(method: str, target: str) -> dict[str, str]:
+        # signed two minutes ago: older than the 60 s the service accepts (a header signed
+        # now and a short max age would make the valid headers expire on a slow machine)
+        with mock.patch("django.core.signing.time.time", return_value=time.time() - 120):
+            return header(method, target)
+
+    await refused(expired)
+    used = {("PUT", path): header("PUT", path), ("GET", url): header("GET", url)}
+    assert svc.request("PUT", path, TEXT, used["PUT", path])[0] == 200
+    await (await DocClient.open(url, "file", headers=used["GET", url])).close()
+    await refused(lambda method, target: used[method, target])  # each used once already
+
+    reader = await DocClient.open(url, "file", headers=header("GET", url, "read"))
     assert reader.model.get() == "hello\n"
     type_into(reader, "forbidden")
     await reader.flush()
     await wait_until(lambda: reader.denied, what="permission denied")
-    writer = await DocClient.open(url, "file", headers=header("write"))
+    writer = await DocClient.open(url, "file", headers=header("GET", url))
     assert writer.model.get() == "hello\n"
     type_into(writer, "written")
     await writer.flush()

@@ -13,14 +13,15 @@ from daphne_servers import Server, migrate, serve_command, server_env
 from jupyter_servers import JupyterServer
 
 #: The secret the Jupyter server signs identities with, and the service checks them with.
-SECRET = "remote-tests-shared-secret"
+SECRET = "remote-tests-shared-secret-of-32-bytes"
 
 
 class Remote:
     """The Django service and the Jupyter server in front of it."""
 
-    def __init__(self, tmp: Path, **env: str) -> None:
-        """``env``: more environment variables of both servers."""
+    def __init__(self, tmp: Path, *, jupyter_args: tuple[str, ...] = (), **env: str) -> None:
+        """``jupyter_args``: more options of the Jupyter server; ``env``: more environment
+        variables of both servers."""
         self.root = tmp / "root"
         self.root.mkdir()
         self.env = server_env(tmp / "service", YDJANGO_NOTEBOOK_DIR=str(self.root),
@@ -35,6 +36,7 @@ class Remote:
             f"--YDjango.shared_secret={SECRET}",
             "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
             "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer",
+            *jupyter_args,
         ), **env)
 
     def start_service(self) -> Server:

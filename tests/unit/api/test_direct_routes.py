@@ -23,12 +23,13 @@ from asgiref.sync import async_to_sync
 from django.core.signals import request_started
 from django.test import override_settings
 from notebooks import generated_notebook
+from signed import signed
 
-from jupyter_ydjango.api.identity import HEADER, SCOPE_KEY, Identity, sign_identity
+from jupyter_ydjango.api.identity import HEADER, SCOPE_KEY, Identity
 from jupyter_ydjango.rooms.room import find_room
 
 ALICE = Identity("alice", "write", "Alice", "Al")
-SECRET = "session-endpoint-secret"
+SECRET = "session-endpoint-secret-of-at-least-32-bytes"
 NOTEBOOK = {"format": "json", "type": "notebook"}
 
 
@@ -180,14 +181,18 @@ async def test_signed_identities_skip_django_and_refused_ones_get_401(
     write_notebook(root / "signed.ipynb")
     app = applications()["endpoint"]
     body = json.dumps(NOTEBOOK).encode()
-    status, answer = await call(app, session_path("signed.ipynb"), body,
-                                headers={HEADER: sign_identity(ALICE, SECRET)})
+    path = session_path("signed.ipynb")
+    status, answer = await call(app, path, body, headers=signed(ALICE, SECRET, "PUT", path))
     assert status == 201 and answer["format"] == "json"
     # chunked body: read whole
-    assert (await call(app, session_path("signed.ipynb"), [body[:5], body[5:]],
-                       headers={HEADER: sign_identity(ALICE, SECRET)}))[0] == 200
-    for bad in (sign_identity(ALICE, "another-secret"), "garbage"):
-        assert await call(app, session_path("signed.ipynb"), body, headers={HEADER: bad}) == (
+    assert (await call(app, path, [body[:5], body[5:]],
+                       headers=signed(ALICE, SECRET, "PUT", path)))[0] == 200
+    replayed = signed(ALICE, SECRET, "PUT", path)
+    assert (await call(app, path, body, headers=replayed))[0] == 200
+    for bad in (signed(ALICE, "another-secret", "PUT", path), {HEADER: "garbage"}, replayed,
+                signed(ALICE, SECRET, "POST", path),
+                signed(ALICE, SECRET, "PUT", session_path("other.ipynb"))):
+        assert await call(app, path, body, headers=bad) == (
             401, {"error": "not authenticated"})
     assert django_requests == []
 

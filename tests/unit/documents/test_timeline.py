@@ -31,13 +31,14 @@ from django_service import DocServer
 from jupyter_ydoc import YNotebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from notebook_client import DocClient
+from signed import signed
 
-from jupyter_ydjango.api.identity import HEADER, Identity, sign_identity
+from jupyter_ydjango.api.identity import Identity
 
 #: Seconds of quiet that end a burst on the test servers.
 GAP = 0.6
 #: The identity secret of the module's server (signed headers make readers).
-SECRET = "timeline-tests-secret"
+SECRET = "timeline-tests-secret-of-at-least-32-bytes"
 
 
 def write_nb(path: Path) -> None:
@@ -497,31 +498,36 @@ async def test_bad_ids_and_parameters(server: DocServer) -> None:
 
 
 async def test_a_reader_may_move_a_timeline_but_not_restore_or_fork(server: DocServer) -> None:
-    reader = {HEADER: sign_identity(Identity("reader", "read"), SECRET)}
+    def reader(method: str, target: str) -> dict[str, str]:
+        return signed(Identity("reader", "read"), SECRET, method, target)
+
     notebook = Timeline(server, "read.ipynb")
     editor = await notebook.edit()
-    status, line = server.request(
-        "GET", f"api/collaboration/timeline/{notebook.name}?format=json&type=notebook",
-        headers=reader)
+    timeline = f"api/collaboration/timeline/{notebook.name}?format=json&type=notebook"
+    status, line = server.request("GET", timeline, headers=reader("GET", timeline))
     assert status == 200 and len(line["timestamps"]) == 4
-    copy = await DocClient.open(notebook.fork_url(line["forkRoom"]), headers=reader)
+    copy = await DocClient.open(notebook.fork_url(line["forkRoom"]),
+                                headers=reader("GET", notebook.fork_url(line["forkRoom"])))
     room = f"json:notebook:{notebook.session['fileId']}"
     undo = f"api/collaboration/undo_redo/{room}?forkRoom={line['forkRoom']}&"
-    status, _ = server.request("PUT", undo + "action=undo&steps=3", headers=reader)
+    status, _ = server.request("PUT", undo + "action=undo&steps=3", headers=reader("PUT", undo))
     assert status == 200
     await copy.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[0])
     append(copy, 0, " typed by a reader")
     await copy.flush()
-    status, _ = server.request("PUT", undo + "action=restore&steps=0", headers=reader)
+    status, _ = server.request("PUT", undo + "action=restore&steps=0",
+                               headers=reader("PUT", undo))
     assert status == 403
-    status, _ = server.request("PUT", f"api/collaboration/fork/{room}", {}, headers=reader)
+    status, _ = server.request("PUT", f"api/collaboration/fork/{room}", {},
+                               headers=reader("PUT", f"api/collaboration/fork/{room}"))
     assert status == 403
-    status, listed = server.request("GET", f"api/collaboration/fork/{room}", headers=reader)
+    status, listed = server.request("GET", f"api/collaboration/fork/{room}",
+                                   headers=reader("GET", f"api/collaboration/fork/{room}"))
     assert status == 200 and listed == {}
     fork = server.request("PUT", f"api/collaboration/fork/{room}", {})[1]["fork_roomid"]
     for merge in ("true", "false"):
         status, _ = server.request("DELETE", f"api/collaboration/fork/{fork}?merge={merge}",
-                                   headers=reader)
+                                   headers=reader("DELETE", f"api/collaboration/fork/{fork}"))
         assert status == 403
     assert set(server.request("GET", f"api/collaboration/fork/{room}")[1]) == {fork}
     assert copy.denied, "the reader's typing was refused"
