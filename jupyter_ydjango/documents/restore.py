@@ -8,7 +8,7 @@ process that has the room loaded. History is never rewritten, so clients keep th
 nothing is duplicated.
 
 :func:`restore_deleted` writes the last content of a document whose file was deleted back to
-a file, and makes the document live again.
+a file, through the contents manager, and makes the document live again.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from datetime import datetime
 from pathlib import Path
 
 import pycrdt
+from asgiref.sync import async_to_sync
 
-from jupyter_ydjango.conf import notebook_root
 from jupyter_ydjango.formats.builtin import FormatError
 from jupyter_ydjango.formats.ydoc import find_format
 from jupyter_ydjango.models import Snapshot
 from jupyter_ydjango.rooms.relay import push_update
 from jupyter_ydjango.store import disk, records, update_log
+from jupyter_ydjango.store.contents import files_of
 from jupyter_ydjango.store.dispatch import run_db
 from jupyter_ydjango.store.history import content_at
-from jupyter_ydjango.store.paths import resolve_in_root
 
 
 class RestoreError(ValueError):
@@ -67,9 +67,12 @@ def restore_deleted(document_id: str | uuid.UUID, root: Path | None = None) -> s
     """Write the last content of a document whose file was deleted back to a file, and make
     the document live again (same file id and history: people still in its room go on).
 
-    The file goes to the document's path when that is free (no file there, no other
-    document), else beside it as ``name.restored-YYYYmmdd-HHMMSS.ext``. Runs the database and
-    y-py in the calling thread (a view, the admin, the command line).
+    The file is made through the contents manager, as a room saves (see
+    :mod:`~jupyter_ydjango.store.contents`), at the document's path when that is free (no
+    file there, no other document), else beside it as ``name.restored-YYYYmmdd-HHMMSS.ext``.
+    Runs the database and pycrdt in the calling thread (a view, the admin, the command line),
+    the contents manager on the event loop of the caller's ASGI server, if any (a sync view's
+    ``async_to_sync``), else on a loop of its own.
 
     :param root: the notebook root; default: the ``YDJANGO_NOTEBOOK_DIR`` setting.
     :returns: the file's API path.
@@ -90,19 +93,18 @@ def restore_deleted(document_id: str | uuid.UUID, root: Path | None = None) -> s
         data = doc_format.render(content, doc_format.shape(content))
     except FormatError as exc:
         raise RestoreError(f"{info.path}: the stored content is not a valid file: {exc}") from None
-    root = Path(root) if root is not None else notebook_root()
+    files = files_of(Path(root) if root is not None else None)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
         api_path = info.path if n == 0 else _restored_name(info.path, stamp, n)
         if records.live_document_at(api_path) is not None:
             continue
-        target = resolve_in_root(root, api_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(target, "xb") as f:  # never over a file, even one made meanwhile
-                f.write(data)
+            async_to_sync(files.create)(api_path, info.format, info.type, data)
         except FileExistsError:
             continue
+        except (OSError, ValueError) as exc:  # PathError is a ValueError
+            raise RestoreError(f"{info.path}: cannot write {api_path}: {exc}") from None
         records.undelete(info.id, api_path, disk.sha256(data), len(data))
         return api_path
     raise RestoreError(f"{info.path}: no free name to restore it to")

@@ -33,6 +33,7 @@ takes effect at once.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import json
@@ -364,6 +365,39 @@ class Files:
             raise FileNotFoundError(api_path)
         return FileState(data, _version_hash(version.signature), version.signature,
                          _modified(version.signature[0]), version.api_hash)
+
+    async def create(self, api_path: str, doc_format: str, doc_type: str,
+                     data: bytes) -> None:
+        """Make the file ``api_path`` with ``data`` (its folders too), never over a file.
+
+        :raises FileExistsError: there is a file there.
+        :raises PathError: (fast path) outside the root.
+        :raises OSError: it cannot be written (the manager's error as one).
+        """
+        if self.fast:
+            await run_io(disk.create_file, self.real_path(api_path), data)
+            return
+        manager = self.manager
+        if await ensure_async(manager.file_exists(api_path)):
+            raise FileExistsError(api_path)
+        model = bytes_model(data, doc_format, doc_type)
+        await self._make_folder(posixpath.dirname(api_path))
+        try:
+            await ensure_async(manager.save(model, api_path))
+        except Exception as exc:
+            raise OSError(f"the contents manager cannot save {api_path}: "
+                          f"{_manager_error(exc)}") from exc
+
+    async def _make_folder(self, api_path: str) -> None:
+        """Make the folder ``api_path`` and its parents where the manager has none. A
+        manager may keep no folders of their own (an object store, where a folder is the
+        prefix of its files): one it refuses to make is left to the file's save."""
+        manager = self.manager
+        if not api_path or await ensure_async(manager.dir_exists(api_path)):
+            return
+        await self._make_folder(posixpath.dirname(api_path))
+        with contextlib.suppress(Exception):
+            await ensure_async(manager.save({"type": "directory"}, api_path))
 
     async def write_copy(self, api_path: str, doc_format: str, doc_type: str, kind: str,
                          data: bytes) -> str:

@@ -154,6 +154,14 @@ def write_file_atomic(path: Path, data: bytes, replace_only: bool = False) -> Fi
                      st.st_mtime_ns / 1e9)
 
 
+def create_file(path: Path, data: bytes) -> None:
+    """Make ``path`` (and its folders) with ``data``, never over a file, even one made
+    meanwhile. :raises FileExistsError: there is one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "xb") as f:
+        f.write(data)
+
+
 def write_copy(path: Path, kind: str, data: bytes) -> Path:
     """Keep ``data`` as a recoverable copy beside ``path``: ``name.{kind}-{time}.ext``."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -24,6 +24,33 @@ NOTEBOOK = {"format": "json", "type": "notebook"}
 NO_JUPYTEXT = {"ServerApp": {"jpserver_extensions": {"jupyterlab_jupytext": False}}}
 
 
+def as_user(user: str) -> list[str]:
+    """The command prefix that runs a command as ``user`` (see :class:`JupyterServer`)."""
+    return ["setpriv", f"--reuid={user}", f"--regid={user_group(user)}", "--clear-groups",
+            "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", "--"]
+
+
+def user_group(user: str) -> int:
+    """The primary group of ``user``."""
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
+
+
+def why_not_as_user(user: str) -> str:
+    """Why a command cannot run as ``user`` here (empty if it can)."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return f"needs root and setpriv to run a server as {user}"
+    probe = subprocess.run([*as_user(user), sys.executable, "-c", "import jupyter_server"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"{user} cannot run {sys.executable} here ({probe.stderr.strip()[:200]})"
+    return ""
+
+
 class JupyterServer:
     """``python -m jupyter_server`` serving ``root``, with jupyter_ydjango enabled by its shipped
     config file in a private Jupyter config directory.
@@ -31,7 +58,10 @@ class JupyterServer:
     Everything the server writes (Jupyter data and runtime, the embedded SQLite database) stays
     under ``tmp``. ``args`` are extra command-line options (``--YDjango.remote_url=...``).
     jupytext's extension, which replaces the server's contents manager, is off unless
-    ``jupytext``. ``run_as``: the user the server runs as (``runuser``), if not this one.
+    ``jupytext``. ``run_as``: the user the server runs as, if not this one (``setpriv``: that
+    user's permissions, except that it may read and search every directory, so that it runs
+    from this test environment wherever that is, as under a home only root may enter; it may
+    not write what its user may not).
     """
 
     def __init__(self, tmp: Path, root: Path, *, base_url: str = "/", args: tuple[str, ...] = (),
@@ -55,8 +85,11 @@ class JupyterServer:
             **env,
         })
         (tmp / "ydjango").mkdir(exist_ok=True)
+        if run_as:  # everything under tmp is the user's, the root and its files included
+            for path in (tmp, *tmp.rglob("*")):
+                shutil.chown(path, run_as, user_group(run_as))
         self.args = [
-            *(["runuser", "-u", run_as, "--"] if run_as else []),
+            *(as_user(run_as) if run_as else []),
             sys.executable, "-m", "jupyter_server",
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port={port}", "--ServerApp.port_retries=0",
             "--allow-root", "--no-browser",

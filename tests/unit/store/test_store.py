@@ -288,6 +288,50 @@ def test_admin_restores_a_deleted_file(tmp_path: Path) -> None:
     assert records.get_document(document.id) is None, "not under this root"
 
 
+def test_a_deleted_file_is_restored_through_the_contents_manager(tmp_path: Path) -> None:
+    """Restoring writes through the rooms' contents manager, here one whose files are not on
+    disk at all; a file made at the path meanwhile is kept, the restored one goes beside it."""
+    from contents_managers import MemoryContentsManager
+    from django.core.management import call_command
+    from django.test import override_settings
+    from django.utils import timezone
+
+    from jupyter_ydjango.documents.restore import restore_deleted
+    from jupyter_ydjango.models import Document, Snapshot
+    from jupyter_ydjango.store import records
+    from jupyter_ydjango.store.contents import use_contents_manager
+
+    call_command("migrate", interactive=False, verbosity=0)
+    manager = MemoryContentsManager()
+    manager.files["mem/taken.ipynb"] = ("{}", timezone.now())
+    fmt = NotebookFormat()
+    nb = generated_notebook(2)
+    restored = []
+    use_contents_manager(lambda: manager)
+    try:
+        with override_settings(YDJANGO_NOTEBOOK_DIR=str(tmp_path)):
+            for name in ("mem/gone.ipynb", "mem/taken.ipynb"):
+                document = Document.objects.create(path=file_location(name, tmp_path),
+                                                   deleted=timezone.now())
+                doc = pycrdt.Doc(client_id=0)
+                fmt.load_into(doc, copy.deepcopy(nb), name, "0" * 64)
+                Snapshot.objects.create(document=document, reason="deleted",
+                                        state=doc.get_update())
+                restored.append(restore_deleted(document.id))
+                info = records.get_document(document.id)
+                assert info is not None and info.deleted is None and info.path == restored[-1]
+    finally:
+        use_contents_manager(None)
+    assert restored[0] == "mem/gone.ipynb"
+    assert restored[1].startswith("mem/taken.restored-") and restored[1].endswith(".ipynb")
+    assert manager.files["mem/taken.ipynb"][0] == "{}", "the file made meanwhile is kept"
+    for path in restored:
+        text, _ = manager.files[path]
+        assert [c.source for c in read_notebook(text.encode()).cells] == [
+            c.source for c in read_back(nb).cells]
+    assert not list(tmp_path.rglob("*.ipynb")), "nothing was written on disk"
+
+
 def test_a_rename_waits_for_a_concurrent_writer_instead_of_failing(tmp_path: Path) -> None:
     """A rename (read, then write, in one transaction) while another connection is in the
     middle of a write: with SQLite's default deferred transactions the rename's write could
