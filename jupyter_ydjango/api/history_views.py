@@ -28,9 +28,9 @@ import logging
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from jupyter_ydjango.api.csrf import mutating
 from jupyter_ydjango.api.http import arequest_identity, error_response, json_body
 from jupyter_ydjango.api.identity import Identity
 from jupyter_ydjango.documents import timeline
@@ -142,7 +142,7 @@ def _steps(request: HttpRequest, required: bool) -> int:
     return steps
 
 
-@csrf_exempt
+@mutating
 @require_http_methods(["PUT"])
 async def undo_redo(request: HttpRequest, room_id: str) -> HttpResponse:
     """``PUT api/collaboration/undo_redo/<roomId>?action=&steps=&forkRoom=``: move a
@@ -195,7 +195,7 @@ def _fork_settings(request: HttpRequest) -> dict[str, Any]:
     return {"synchronize": synchronize, "title": title, "description": description}
 
 
-@csrf_exempt
+@mutating
 @require_http_methods(["GET", "PUT", "DELETE"])
 async def fork(request: HttpRequest, room_id: str) -> HttpResponse:
     """``api/collaboration/fork/<roomId>``: list (GET) and make (PUT) a document's forks;

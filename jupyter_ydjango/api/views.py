@@ -13,11 +13,11 @@ import os
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jupyter_ydjango import metrics
 from jupyter_ydjango.api import calls as api_calls
+from jupyter_ydjango.api.csrf import mutating
 from jupyter_ydjango.api.http import arequest_identity, error_response, json_body, request_identity
 from jupyter_ydjango.documents.room import DocumentRoom
 from jupyter_ydjango.rooms.room import find_room
@@ -59,7 +59,7 @@ def prometheus(request: HttpRequest) -> HttpResponse:
     return HttpResponse(metrics.render(), content_type=metrics.CONTENT_TYPE_LATEST)
 
 
-@csrf_exempt  # JSON PUT: browsers preflight it cross-origin; the Jupyter server proxies it
+@mutating
 @require_http_methods(["PUT"])
 async def session(request: HttpRequest, path: str) -> HttpResponse:
     """``PUT /api/collaboration/session/<path>`` with ``{"format", "type"}``: the file's room
@@ -76,7 +76,7 @@ async def room_status(request: HttpRequest, file_id: str) -> HttpResponse:
     return JsonResponse(answer, status=status)
 
 
-@csrf_exempt
+@mutating
 @require_POST
 def rename(request: HttpRequest) -> HttpResponse:
     """``POST /api/ydjango/rename`` with ``{"old_path", "new_path"}``: keep file ids across a
@@ -96,7 +96,7 @@ def rename(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
-@csrf_exempt
+@mutating
 @require_POST
 async def delete(request: HttpRequest) -> HttpResponse:
     """``POST /api/ydjango/delete`` with ``{"path"}``: a file (or a directory) was deleted.

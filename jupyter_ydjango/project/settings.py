@@ -95,6 +95,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# the API answers a failed CSRF check in JSON, as its other errors (jupyter_ydjango.api.csrf)
+CSRF_FAILURE_VIEW = "jupyter_ydjango.api.csrf.csrf_failure"
+
 ROOT_URLCONF = "jupyter_ydjango.project.urls"
 ASGI_APPLICATION = "jupyter_ydjango.asgi.application"
 

@@ -55,6 +55,30 @@ def test_deploying_guide_links_the_reference() -> None:
     assert "configuration.md" in text
 
 
+def test_every_name_the_documentation_gives_exists() -> None:
+    """Each dotted ``jupyter_ydjango...`` name in the README and docs imports (a module, or a
+    name in one): a page must not send a reader to a module that moved."""
+    pages = [PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").glob("*.md"))]
+    names = {name for page in pages
+             for name in re.findall(r"jupyter_ydjango(?:\.[A-Za-z_][A-Za-z0-9_]*)+",
+                                    page.read_text())}
+    assert names
+    missing = []
+    for name in sorted(names):
+        parts = name.split(".")
+        for split in range(len(parts), 0, -1):
+            try:
+                found = importlib.import_module(".".join(parts[:split]))
+                break
+            except ImportError:
+                continue
+        for part in parts[split:]:
+            found = getattr(found, part, None)
+        if found is None:
+            missing.append(name)
+    assert not missing, f"the documentation names what does not exist: {missing}"
+
+
 # --- the Django project of docs/deploying.md, built from the page and run -------------------
 
 EXAMPLE_SECTION = "## Adding the consumer to an existing Django project"

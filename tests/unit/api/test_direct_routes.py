@@ -19,13 +19,14 @@ from typing import Any
 
 import nbformat
 import pytest
+from asgi_calls import applications, call
 from asgiref.sync import async_to_sync
 from django.core.signals import request_started
 from django.test import override_settings
 from notebooks import generated_notebook
 from signed import signed
 
-from jupyter_ydjango.api.identity import HEADER, SCOPE_KEY, Identity
+from jupyter_ydjango.api.identity import HEADER, Identity
 from jupyter_ydjango.rooms.room import find_room
 
 ALICE = Identity("alice", "write", "Alice", "Al")
@@ -61,51 +62,6 @@ def django_requests() -> Iterator[list[Any]]:
 
 def write_notebook(path: Path) -> None:
     path.write_text(nbformat.writes(generated_notebook(2)))
-
-
-def applications() -> dict[str, Any]:
-    from jupyter_ydjango.api.middleware import IdentityMiddleware
-    from jupyter_ydjango.project.asgi import application, django_asgi_app
-
-    return {"endpoint": application, "django": IdentityMiddleware(django_asgi_app)}
-
-
-async def call(app: Any, path: str, body: bytes | list[bytes] = b"", *, method: str = "PUT",
-               identity: Identity | None = None, host: str = "localhost",
-               headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """One HTTP request through ``app``; its status and JSON body (``None`` if no response)."""
-    scope: dict[str, Any] = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-        "headers": [(b"host", host.encode()),
-                    *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items())],
-    }
-    if identity is not None:
-        scope[SCOPE_KEY] = identity
-    chunks = body if isinstance(body, list) else [body]  # []: the client leaves at once
-    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-                for i, c in enumerate(chunks)]
-    sent: list[dict[str, Any]] = []
-    answered = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        if chunks:  # the whole body was sent: the client waits for the answer
-            await answered.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-        if message["type"] == "http.response.body" and not message.get("more_body"):
-            answered.set()
-
-    await app(scope, receive, send)
-    if not sent:
-        return 0, None
-    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return sent[0]["status"], json.loads(raw) if raw else None
 
 
 def session_path(name: str) -> str:
@@ -230,18 +186,80 @@ async def test_other_requests_still_go_through_django(root: Path,
     assert len(django_requests) == 4
 
 
-def test_a_django_login_still_opens_sessions(root: Path, django_requests: list[Any]) -> None:
+#: A CSRF secret, as Django's ``csrftoken`` cookie holds one.
+CSRF_TOKEN = "csrf0token0of0thirty0two0chars00"
+
+
+def login_cookie(username: str) -> str:
+    """The session cookie of a Django login of ``username``."""
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    write_notebook(root / "login.ipynb")
-    user, _ = get_user_model().objects.get_or_create(username="session-login")
+    user, _ = get_user_model().objects.get_or_create(username=username)
     client = Client()
     client.force_login(user)
-    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-    status, answer = async_to_sync(call)(applications()["endpoint"], session_path("login.ipynb"),
-                                         json.dumps(NOTEBOOK).encode(),
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def test_a_django_login_opens_sessions_with_its_csrf_token(root: Path,
+                                                           django_requests: list[Any]) -> None:
+    write_notebook(root / "login.ipynb")
+    cookie = login_cookie("session-login")
+    app = applications()["endpoint"]
+    body = json.dumps(NOTEBOOK).encode()
+    status, answer = async_to_sync(call)(app, session_path("login.ipynb"), body,
                                          headers={"cookie": cookie})
+    assert status == 403 and "CSRF" in answer["error"], (status, answer)
+    status, answer = async_to_sync(call)(
+        app, session_path("login.ipynb"), body,
+        headers={"cookie": f"{cookie}; csrftoken={CSRF_TOKEN}", "x-csrftoken": CSRF_TOKEN,
+                 "origin": "http://localhost", "content-type": "application/json"})
     assert status == 201 and answer["type"] == "notebook"
-    assert len(django_requests) == 1
+    assert len(django_requests) == 2
+
+
+def test_a_cross_site_post_with_a_django_login_is_refused(root: Path) -> None:
+    """A page of another site posting a form (``text/plain``: no preflight) with the user's
+    cookies changes nothing; nor does one of this site without the CSRF token, nor a JSON
+    API called with a form body; the bridge's and a signed header's requests need no
+    token."""
+    from jupyter_ydjango.store import records
+
+    write_notebook(root / "kept.ipynb")
+    info, _ = records.get_or_create_document("kept.ipynb", "json", "notebook")
+    cookie = f"{login_cookie('cross-site')}; csrftoken={CSRF_TOKEN}"
+    app = applications()["endpoint"]
+    delete = json.dumps({"path": "kept.ipynb"}).encode()
+
+    def post(headers: dict[str, str], body: bytes = delete, **kwargs: Any) -> tuple[int, Any]:
+        return async_to_sync(call)(app, "/api/ydjango/delete", body, method="POST",
+                                   headers=headers, **kwargs)
+
+    status, answer = post({"cookie": cookie, "origin": "https://attacker.example",
+                           "content-type": "text/plain"})
+    assert status == 403 and "CSRF" in answer["error"], (status, answer)
+    status, answer = post({"cookie": cookie, "origin": "http://localhost",
+                           "content-type": "application/json"})
+    assert status == 403, "no token"
+    status, answer = post({"cookie": cookie, "origin": "https://attacker.example",
+                           "x-csrftoken": CSRF_TOKEN, "content-type": "application/json"})
+    assert status == 403, "the token, from another site"
+    status, answer = post({"cookie": cookie, "origin": "http://localhost",
+                           "x-csrftoken": CSRF_TOKEN, "content-type": "text/plain"})
+    assert status == 415 and "application/json" in answer["error"], (status, answer)
+    # a fork request too (PUT), and undo_redo
+    for method, path in (("PUT", f"/api/collaboration/fork/{info.room_name}"),
+                         ("PUT", f"/api/collaboration/undo_redo/{info.room_name}")):
+        status, _ = async_to_sync(call)(app, path, b"{}", method=method, headers={
+            "cookie": cookie, "origin": "https://attacker.example", "content-type": "text/plain"})
+        assert status == 403, (method, path)
+    kept = records.get_document(info.id)
+    assert kept is not None and kept.deleted is None, "nothing was deleted"
+    # without credentials: 401 as before, not a CSRF refusal
+    assert post({"content-type": "text/plain"})[0] == 401
+    # the bridge's identity: its Jupyter server checked the request
+    status, _ = post({"cookie": cookie, "content-type": "text/plain"}, identity=ALICE)
+    assert status == 204
+    deleted = records.get_document(info.id)
+    assert deleted is not None and deleted.deleted is not None
