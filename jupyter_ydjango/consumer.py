@@ -110,6 +110,20 @@ class YjsConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         return user.get_username() if user is not None and user.is_authenticated else ""
 
+    def awareness_user(self) -> dict[str, str]:
+        """The fields of the ``user`` object of this connection's awareness states that the
+        room sets, whatever the client claims: who the collaborators panel and the cursors
+        show. Default: the Django user's user name (and full name, if any) if authenticated,
+        else nothing (the client's word)."""
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            return {}
+        shown = {"username": user.get_username()}
+        name = user.get_full_name() if hasattr(user, "get_full_name") else ""
+        if name:
+            shown["name"] = shown["display_name"] = name
+        return shown
+
     async def make_room(self) -> Room:
         """Make the room (its document through :meth:`make_ydoc`); called once per room."""
         return self.room_class(self.room_name, await self.make_ydoc())
@@ -130,7 +144,8 @@ class YjsConsumer(AsyncWebsocketConsumer):
                 f"room {self.room_name}: joining the room's group",
                 get_setting("YDJANGO_CHANNEL_LAYER_WAIT"))
         await self.accept()
-        self.peer = self.room.join(self._send_frame, self._close_slow, self.author_name())
+        self.peer = self.room.join(self._send_frame, self._close_slow, self.author_name(),
+                                   self.awareness_user())
 
     async def disconnect(self, code: int) -> None:
         """Leave the room: the room's other clients learn that this client's cursors are gone."""

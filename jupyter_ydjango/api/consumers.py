@@ -74,6 +74,14 @@ class IdentifiedConsumer(YjsConsumer):
     def author_name(self) -> str:
         return self.identity.username
 
+    def awareness_user(self) -> dict[str, str]:
+        shown = {"username": self.identity.username}
+        for key in ("name", "display_name", "initials", "color"):
+            value = getattr(self.identity, key)
+            if value:
+                shown[key] = value
+        return shown
+
 
 class AwarenessConsumer(IdentifiedConsumer):
     """A transient awareness-only room (``JupyterLab:globalAwareness``): presence, no document.

@@ -69,6 +69,10 @@ class Identity:
     name: str = ""
     #: Short display name.
     display_name: str = ""
+    #: Initials, for avatars (Jupyter's ``User.initials``; ``""``: the frontend's).
+    initials: str = ""
+    #: Colour of the user's cursor and avatar, a CSS colour (``""``: the frontend's).
+    color: str = ""
 
     @property
     def can_write(self) -> bool:
@@ -90,11 +94,11 @@ class Identity:
             raise IdentityError("an identity needs a username")
         if permission not in ("read", "write"):
             raise IdentityError(f"unknown permission {permission!r}")
-        name = data.get("name") or ""
-        display_name = data.get("display_name") or ""
-        if not isinstance(name, str) or not isinstance(display_name, str):
-            raise IdentityError("names must be strings")
-        return cls(username, permission, name, display_name)
+        shown = {key: data.get(key) or "" for key in ("name", "display_name", "initials",
+                                                      "color")}
+        if not all(isinstance(value, str) for value in shown.values()):
+            raise IdentityError("names, initials and colours must be strings")
+        return cls(username, permission, **shown)
 
 
 def secret_problem(secret: str) -> str:

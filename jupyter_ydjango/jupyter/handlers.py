@@ -100,6 +100,8 @@ async def request_identity(handler: JupyterHandler, *, again: bool = False) -> I
         permission=permission,
         name=user.name or "",
         display_name=user.display_name or "",
+        initials=user.initials or "",
+        color=user.color or "",
     )
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from jupyter_ydjango import metrics
@@ -72,6 +73,23 @@ ANSWER_BURST = 20
 ANSWER_RATE = 5.0
 
 
+def shown_as(state: str, user: Mapping[str, str]) -> str:
+    """An awareness state (JSON) whose ``user`` object holds ``user``'s fields instead of
+    what the client claimed; a state without a ``user`` object is left as it is (it shows
+    no one). JupyterLab's collaborators panel and cursors read the name there."""
+    try:
+        parsed = json.loads(state)
+    except ValueError:
+        return state
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("user"), dict):
+        return state
+    shown = parsed["user"]
+    if all(shown.get(key) == value for key, value in user.items()):
+        return state  # the usual case: the frontend shows the identity Jupyter gave it
+    shown.update(user)
+    return json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+
+
 class Peer:
     """One connection to a room, as the room sees it.
 
@@ -86,10 +104,14 @@ class Peer:
     """
 
     def __init__(self, room: Room, send: SendFrame, close: ClosePeer, send_budget: int,
-                 author: str = "") -> None:
+                 author: str = "", user: Mapping[str, str] | None = None) -> None:
         self.room = room
         #: Who is connected (a user name; ``""`` if unknown): the author of its changes.
         self.author = author
+        #: The fields of the ``user`` object of this connection's awareness states that the
+        #: room sets from its authenticated identity, whatever the client claims (empty: the
+        #: client's word).
+        self.user: Mapping[str, str] = user or {}
         #: True once the peer asked for the document (SYNC step 1): only then does it get
         #: the room's updates, so nothing reaches it before its own handshake started.
         self.synced = False
@@ -263,10 +285,12 @@ class Room:
 
     # --- peers --------------------------------------------------------------------------
 
-    def join(self, send: SendFrame, close: ClosePeer, author: str = "") -> Peer:
-        """Add a connection (of the user named ``author``, if known); it is sent our SYNC
-        step 1 and the known awareness states."""
-        peer = Peer(self, send, close, self.budgets.send_bytes, author)
+    def join(self, send: SendFrame, close: ClosePeer, author: str = "",
+             user: Mapping[str, str] | None = None) -> Peer:
+        """Add a connection (of the user named ``author``, if known, whose awareness states
+        show ``user``: see :attr:`Peer.user`); it is sent our SYNC step 1 and the known
+        awareness states."""
+        peer = Peer(self, send, close, self.budgets.send_bytes, author, user)
         self.peers.add(peer)
         metrics.CONNECTIONS.inc()
         peer.push(create_sync_step1_message(self.engine.state_vector()))
@@ -401,6 +425,9 @@ class Room:
         the clock it had): the room tells it of the removal, and y-protocols then raises the
         client's clock and announces its state again, which everyone accepts.
 
+        A connection's states show the user it is authenticated as (:func:`shown_as`), so
+        that nobody can show another name than their own.
+
         A peer's states are limited in size and in number of client ids
         (:class:`~jupyter_ydjango.rooms.budgets.Budgets`): past them, :class:`OverBudget`
         is raised before anything of the update is recorded.
@@ -438,6 +465,9 @@ class Room:
                 if known[1] == "null" and not entry.removed and peer is not None:
                     outdated.append(AwarenessEntry(entry.client_id, known[0], "null"))
                 continue
+            if peer is not None and peer.user and not entry.removed:
+                entry = AwarenessEntry(entry.client_id, entry.clock,
+                                       shown_as(entry.state, peer.user))
             accepted.append(entry)
             self._awareness[entry.client_id] = (entry.clock, entry.state)
             self._removed_at.pop(entry.client_id, None)

@@ -17,7 +17,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from jupyter_servers import TOKEN, JupyterServer
+from jupyter_servers import JupyterServer
 from yjs_client import NodeDriver
 
 pytestmark = pytest.mark.node
@@ -25,8 +25,14 @@ pytestmark = pytest.mark.node
 ROOM = "JupyterLab:globalAwareness"
 #: y-websocket's watchdog: a connection that received nothing for this long is closed.
 MESSAGE_RECONNECT_TIMEOUT = 30
-ALICE = {"user": {"username": "alice", "name": "Alice"}, "current": "notebook:a.ipynb"}
-BOB = {"user": {"username": "bob", "name": "Bob"}, "current": None}
+#: Two users' states as JupyterLab's frontend announces them: with the user Jupyter gave it
+#: (the room shows that user, whatever a state claims).
+ALICE = {"user": {"username": "writer", "name": "Writer", "display_name": "Writer"},
+         "current": "notebook:a.ipynb"}
+BOB = {"user": {"username": "editor", "name": "Editor", "display_name": "Editor"},
+       "current": None}
+#: The tokens of the users of ALICE and BOB (tests/support/jupyter_auth.py).
+ALICE_TOKEN, BOB_TOKEN = {"token": "writer-token"}, {"token": "editor-token"}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +40,8 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Any:
     tmp = tmp_path_factory.mktemp("awareness")
     root = tmp / "root"
     root.mkdir()
-    server = JupyterServer(tmp, root)
+    server = JupyterServer(tmp, root, args=(
+        "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",))
     yield server
     server.stop()
 
@@ -61,10 +68,10 @@ async def connected_again(client: Any, closes: int, timeout: float = 10) -> None
 async def test_an_idle_client_alone_stays_connected(jupyter: JupyterServer,
                                                     ydriver: NodeDriver) -> None:
     """Alone and idle for longer than y-websocket's watchdog: the connection stays."""
-    alice = await ydriver.connect(room_url(jupyter), ROOM, {"token": TOKEN}, awareness=ALICE)
+    alice = await ydriver.connect(room_url(jupyter), ROOM, ALICE_TOKEN, awareness=ALICE)
     await asyncio.sleep(MESSAGE_RECONNECT_TIMEOUT + 5)
     assert await alice.close_events() == []
-    bob = await ydriver.connect(room_url(jupyter), ROOM, {"token": TOKEN}, awareness=BOB)
+    bob = await ydriver.connect(room_url(jupyter), ROOM, BOB_TOKEN, awareness=BOB)
     assert await bob.wait_awareness(alice.client_id, state=ALICE, timeout=2) < 2000
     await alice.close()
     await bob.close()
@@ -72,10 +79,10 @@ async def test_an_idle_client_alone_stays_connected(jupyter: JupyterServer,
 
 async def test_a_client_coming_back_is_seen_by_who_joins_next(
         jupyter: JupyterServer, ydriver: NodeDriver) -> None:
-    alice = await ydriver.connect(room_url(jupyter), ROOM, {"token": TOKEN}, awareness=ALICE)
+    alice = await ydriver.connect(room_url(jupyter), ROOM, ALICE_TOKEN, awareness=ALICE)
     await alice.drop()  # the connection is lost; y-websocket connects again by itself
     await connected_again(alice, 1)
-    bob = await ydriver.connect(room_url(jupyter), ROOM, {"token": TOKEN}, awareness=BOB)
+    bob = await ydriver.connect(room_url(jupyter), ROOM, BOB_TOKEN, awareness=BOB)
     assert await bob.wait_awareness(alice.client_id, state=ALICE, timeout=2) < 2000
     await alice.close()
     await bob.close()
@@ -83,8 +90,8 @@ async def test_a_client_coming_back_is_seen_by_who_joins_next(
 
 async def test_a_client_coming_back_reappears_for_those_present(
         jupyter: JupyterServer, ydriver: NodeDriver) -> None:
-    alice = await ydriver.connect(room_url(jupyter), ROOM, {"token": TOKEN}, awareness=ALICE)
-    bob = await ydriver.connect(room_url(jupyter), ROOM, {"token": TOKEN}, awareness=BOB)
+    alice = await ydriver.connect(room_url(jupyter), ROOM, ALICE_TOKEN, awareness=ALICE)
+    bob = await ydriver.connect(room_url(jupyter), ROOM, BOB_TOKEN, awareness=BOB)
     await bob.wait_awareness(alice.client_id, state=ALICE)
     await alice.drop()
     await bob.wait_awareness(alice.client_id, present=False)  # its cursor goes at once
