@@ -18,7 +18,10 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "YDJANGO_MAX_MESSAGE_SIZE": (
         64 * 1024 * 1024,
         "Largest websocket frame accepted from a client, in bytes; a larger one closes the "
-        "connection with 4413. Sized for a first sync of a large notebook with outputs.",
+        "connection with 4413. Clients do send large frames: JupyterLab's frontend writes "
+        "the outputs a kernel sends it into the document (a plot of tens of MB comes as one "
+        "client update), and a client that edited offline sends its changes in one sync "
+        "step 2. A frame is handled one message at a time, so it costs its size once.",
     ),
     "YDJANGO_MAX_MESSAGES_PER_FRAME": (
         64, "Messages a client's frame may hold (y-websocket sends one per frame); a frame with "
@@ -28,6 +31,15 @@ SETTINGS: dict[str, tuple[Any, str]] = {
         "not read and falls further behind is disconnected with 4503 (y-websocket reconnects "
         "and resyncs). One frame larger than this (a joiner's whole document) still goes to a "
         "client that is not behind."),
+    "YDJANGO_HTTP_RATE": (
+        100.0, "HTTP API requests a second one user may make to one process, after a burst of "
+        "YDJANGO_HTTP_BURST; past it they are answered 429 with Retry-After. 0: no limit."),
+    "YDJANGO_HTTP_BURST": (500, "HTTP API requests one user may make at once (see "
+                           "YDJANGO_HTTP_RATE)."),
+    "YDJANGO_MAX_FILE_SIZE": (
+        256 * 1024 * 1024, "Largest file a room opens, in bytes: a larger one is refused "
+        "before it is read (the session request with 413, the room's websocket with 4413). "
+        "0: no limit."),
     "YDJANGO_MAX_AWARENESS_STATE": (
         256 * 1024, "Largest awareness state (a client's user, cursors and selections, as "
         "JSON) in bytes; a larger one closes its connection with 4413."),

@@ -32,6 +32,8 @@ BUDGET_CLOSES = Counter("ydjango_budget_closes", "Connections closed for going p
                         "by budget: frame (bytes), messages (per frame), send (bytes waiting), "
                         "awareness_state (bytes), awareness_clients, saves (requests waiting)",
                         ["budget"])
+RATE_LIMITED = Counter("ydjango_rate_limited", "HTTP API requests answered 429: their user "
+                       "was over YDJANGO_HTTP_RATE")
 LOG_WRITE_FAILURES = Counter("ydjango_log_write_failures", "Failed writes of the update log "
                              "(retried)")
 

@@ -55,12 +55,12 @@ async def session(identity: Identity | None, path: str,
     """The answer to a session request for ``path`` (as routed: percent-decoded once).
 
     200 with ``{"format", "type", "fileId", "sessionId"}`` for a known file, 201 for a file
-    indexed now; 400 bad body or a type no format serves (notebooks, text files and the types
-    registered with jupyter_ydoc are served), 401 no identity, 403 a path outside the
-    notebook root, 404 no such file. Errors are ``{"error": "..."}``. A document whose room
-    is loaded here is answered without a database query (a co-editor joining); otherwise its
-    room starts loading now, ahead of the websocket the client opens next
-    (:func:`~.document.preload`).
+    indexed now; 400 bad body or a type no format serves (notebooks, text files and the
+    types registered with jupyter_ydoc are served), 401 no identity, 403 a path outside the
+    notebook root, 404 no such file, 413 a file larger than ``YDJANGO_MAX_FILE_SIZE``.
+    Errors are ``{"error": "..."}``. A document whose room is loaded here is answered
+    without a database query (a co-editor joining); otherwise its room starts loading now,
+    ahead of the websocket the client opens next (:func:`~.document.preload`).
     """
     if identity is None:
         return 401, {"error": "not authenticated"}
@@ -93,6 +93,9 @@ async def session(identity: Identity | None, path: str,
     api_path = await files.document_path(api_path, kind[1])  # a jupytext pair: its notebook
     info, created = loaded_document(api_path, kind), False
     if info is None:
+        too_large = await files.too_large(api_path, kind[1])
+        if too_large:
+            return 413, {"error": too_large}
         info, created = await run_db(records.get_or_create_document, api_path, *kind)
         preload(info, doc_format)
     return (201 if created else 200), {

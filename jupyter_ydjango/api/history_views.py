@@ -18,7 +18,8 @@ fork endpoints, answered from the database.
   deletes a fork, merging its changes into the document first with ``true``.
 
 Errors are JSON ``{"error": ...}``: 400 bad parameters, 401 no identity, 403 a reader
-restoring or changing forks (readers may open timelines and move their copy), 404 unknown
+restoring or changing forks (readers may open timelines and move their copy), or anyone
+moving another user's timeline copy (each user has one per document), 404 unknown
 files, rooms and forks, 409 a document whose file was deleted.
 """
 
@@ -166,6 +167,8 @@ async def undo_redo(request: HttpRequest, room_id: str) -> HttpResponse:
     document = None if fork is None else await _document_of_fork(fork)
     if fork is None or fork.kind != "timeline" or fork.root_room != room_id or document is None:
         return error_response(404, f"no timeline {fork_id!r} of room {room_id!r}")
+    if fork.owner and fork.owner != identity.username:
+        return error_response(403, "this timeline is another user's: open your own")
     info, doc_format = document
     try:
         if action == "restore":

@@ -35,7 +35,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -262,8 +262,9 @@ class DocumentRoom(Room):
         self._subscriptions = []
         self.format.unbind(self.doc)
 
-    def join(self, send: SendFrame, close: ClosePeer, author: str = "") -> Peer:
-        peer = super().join(send, close, author)
+    def join(self, send: SendFrame, close: ClosePeer, author: str = "",
+             user: Mapping[str, str] | None = None) -> Peer:
+        peer = super().join(send, close, author, user)
         if self.deleted:
             peer.push(create_raw_json_message(self._deleted_notice()))
         if self.read_only_reason:
@@ -281,6 +282,9 @@ class DocumentRoom(Room):
         """Import the file into an empty history: the document built, as updates; ``None`` if
         another process imported it first (then load its history)."""
         try:
+            too_large = await self.files.too_large(self.document.path, self.document.type)
+            if too_large:
+                raise LoadError(close_codes.FILE_TOO_LARGE, too_large, "the file is too large")
             file = await self._read()
         except FileNotFoundError:
             raise LoadError(close_codes.NOT_FOUND, f"{self.document.path}: no such file") from None

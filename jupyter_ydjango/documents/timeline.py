@@ -1,14 +1,15 @@
 """Document timelines: a copy of a document moved through its history, and restoring one.
 
 Opening a timeline (:func:`open_timeline`) makes a ``timeline`` fork (see
-:mod:`jupyter_ydjango.store.forks`) holding the document as it is now, and lists the document's
-points (:mod:`jupyter_ydjango.store.history`): the frontend connects its copy of the document to
-the fork's room, and moves it with :func:`move`. A move edits the copy so that its content
-is the document's at the point (cells that differ are replaced), a change every client of
-the copy receives; the document itself never changes. :func:`restore` makes the document
-hold the copy's point, as an edit of the document (logged, sent to everyone, saved): the
-copy's own changes are applied to the document first, so that the frontend, which then
-connects its copy back to the document, brings nothing the document does not hold already.
+:mod:`jupyter_ydjango.store.forks`; one per user and document, reused) holding the document
+as it is now, and lists the document's points (:mod:`jupyter_ydjango.store.history`): the
+frontend connects its copy of the document to the fork's room, and moves it with
+:func:`move`. A move edits the copy so that its content is the document's at the point
+(cells that differ are replaced), a change every client of the copy receives; the document
+itself never changes. :func:`restore` makes the document hold the copy's point, as an edit
+of the document (logged, sent to everyone, saved): the copy's own changes are applied to the
+document first, so that the frontend, which then connects its copy back to the document,
+brings nothing the document does not hold already.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from jupyter_ydjango.documents.fork_room import (
 )
 from jupyter_ydjango.documents.live import document_room
 from jupyter_ydjango.documents.room import DocumentRoom
-from jupyter_ydjango.formats.builtin import DocumentFormat
+from jupyter_ydjango.formats.builtin import DocumentFormat, FormatError
 from jupyter_ydjango.rooms.relay import push_update
 from jupyter_ydjango.rooms.room import find_room
 from jupyter_ydjango.store import forks, history
@@ -59,22 +60,57 @@ async def read_timeline(info: DocumentInfo, doc_format: DocumentFormat) -> histo
 
 async def open_timeline(info: DocumentInfo, doc_format: DocumentFormat,
                         owner: str) -> tuple[forks.ForkInfo, list[datetime]]:
-    """Make a timeline's copy of a document: the copy and the document's points, the copy
-    showing the last. :raises NoHistory:"""
+    """The timeline's copy of a document ``owner`` moves, showing the document as it is now,
+    and the document's points. A user has one copy per document: opened again, the copy they
+    have is reused (its clients see it come back to now), so that opening timelines in a
+    loop stores nothing more. :raises NoHistory:"""
     room = find_room(info.room_name)
     # the copy is the document as this process holds it, with what the log may not have yet
     local = room.diff() if isinstance(room, DocumentRoom) else None
     line = await read_timeline(info, doc_format)
     points = line.points
+    micros = [history.to_micros(p) for p in points]
     state = line.state if local is None else await run_io(pycrdt.merge_updates, line.state,
                                                           local)
     for expired in await run_db(forks.expire_timelines):
         await notify_deleted(expired)
-    fork = await run_db(
-        lambda: forks.create_fork(info.id, state, kind="timeline", owner=owner,
-                                  points=[history.to_micros(p) for p in points],
-                                  position=len(points) - 1))
+    fork = await _reuse(info, doc_format, owner, state, micros)
+    if fork is None:
+        fork = await run_db(
+            lambda: forks.create_fork(info.id, state, kind="timeline", owner=owner,
+                                      points=micros, position=len(points) - 1))
     return fork, points
+
+
+async def _reuse(info: DocumentInfo, doc_format: DocumentFormat, owner: str, state: bytes,
+                 points: list[int]) -> forks.ForkInfo | None:
+    """``owner``'s copy of the document, if they have one, made to show ``state`` at the
+    last of ``points``: its content replaced (cells that differ), as a move does, so that
+    its clients follow; ``None`` if they have none."""
+    fork = await run_db(forks.timeline_of, info.id, owner)
+    if fork is None:
+        return None
+    try:
+        content = await run_io(_content, doc_format, state)
+    except FormatError:
+        return None  # a new copy of this state is made (and says why if it cannot load)
+    try:
+        change = await forks.change_state(
+            fork.id, lambda doc: doc_format.replace(doc, copy.deepcopy(content)))
+    except forks.ForkGone:
+        return None
+    if not await run_db(forks.show_points, fork.id, points, len(points) - 1):
+        return None
+    if change is not None:
+        await push_update(fork.id, change)
+    return await run_db(forks.get_fork, fork.id)
+
+
+def _content(doc_format: DocumentFormat, state: bytes) -> Any:
+    """The content of a document holding ``state``. :raises FormatError:"""
+    doc = pycrdt.Doc()
+    doc.apply_update(state)
+    return doc_format.read(doc)
 
 
 async def move(fork: forks.ForkInfo, doc_format: DocumentFormat, steps: int) -> int | None:

@@ -15,12 +15,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs
 
 from jupyter_ydjango.api.direct import DirectRoutes  # noqa: E402
 from jupyter_ydjango.api.middleware import DjangoLoginFallback, IdentityMiddleware  # noqa: E402
+from jupyter_ydjango.api.rate_limits import RateLimitMiddleware  # noqa: E402
 from jupyter_ydjango.api.routing import websocket_urlpatterns  # noqa: E402
 from jupyter_ydjango.api.security import BrowserOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": IdentityMiddleware(DirectRoutes(django_asgi_app)),
+        "http": IdentityMiddleware(RateLimitMiddleware(DirectRoutes(django_asgi_app))),
         "websocket": BrowserOriginValidator(
             DjangoLoginFallback(IdentityMiddleware(URLRouter(websocket_urlpatterns)))
         ),

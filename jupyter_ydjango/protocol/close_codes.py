@@ -52,6 +52,9 @@ SLOW_PEER = 4503
 #: stock frontend reports a "bad request" for the file and does not retry. The same code as
 #: :data:`PROTOCOL_ERROR`: both are a bad request.
 UNKNOWN_TYPE = 4400
+#: The document's file is larger than a room opens (``YDJANGO_MAX_FILE_SIZE``). The same
+#: code as :data:`TOO_BIG`: both are too large.
+FILE_TOO_LARGE = 4413
 #: No authenticated user, or no identity.
 UNAUTHORIZED = 4401
 #: The document's path is outside the notebook root.

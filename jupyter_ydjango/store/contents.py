@@ -215,6 +215,8 @@ class FileVersion:
     writable: bool
     #: The hash the contents API gives (``""``: none, or not asked for).
     api_hash: str = ""
+    #: The file's size in bytes, where the manager tells it.
+    size: int | None = None
 
 
 # --- one room's file access -----------------------------------------------------------------
@@ -304,14 +306,33 @@ class Files:
         """
         if self.fast:
             found = await run_io(disk.stat_writable, self.real_path(api_path))
-            return None if found is None else FileVersion(*found)
+            if found is None:
+                return None
+            signature, writable = found
+            return FileVersion(signature, writable, size=signature[1])
         manager = self.manager
         if not await ensure_async(manager.file_exists(api_path)):
             return None
         model = await _get(manager, api_path, with_hash, content=False,
                            type=manager_type(doc_type))
+        size = model.get("size")
         return FileVersion(_model_signature(model), bool(model.get("writable", True)),
-                           model.get("hash") or "")
+                           model.get("hash") or "", size if isinstance(size, int) else None)
+
+    async def too_large(self, api_path: str, doc_type: str) -> str:
+        """Why a room does not open the file (larger than ``YDJANGO_MAX_FILE_SIZE``), or
+        ``""``. :raises PathError: (fast path) outside the root."""
+        limit = int(get_setting("YDJANGO_MAX_FILE_SIZE") or 0)
+        if limit <= 0:
+            return ""
+        try:
+            version = await self.stat(api_path, doc_type)
+        except (OSError, ValueError):  # PathError is a ValueError: the caller's read says why
+            return ""
+        if version is None or version.size is None or version.size <= limit:
+            return ""
+        return (f"{api_path} is {version.size / 2**20:.1f} MiB, larger than the "
+                f"{limit / 2**20:.1f} MiB a room opens (YDJANGO_MAX_FILE_SIZE)")
 
     async def read(self, api_path: str, doc_format: str, doc_type: str) -> FileState:
         """The file's content and version.

@@ -49,6 +49,8 @@ __all__ = [
     "is_fork_id",
     "list_forks",
     "read_state",
+    "show_points",
+    "timeline_of",
     "touch",
     "write_state",
 ]
@@ -116,6 +118,22 @@ def get_fork(fork_id: str) -> ForkInfo | None:
         return None
     row = Fork.objects.select_related("document").filter(pk=fork_id).first()
     return None if row is None else ForkInfo.of(row)
+
+
+def timeline_of(document_id: uuid.UUID, owner: str) -> ForkInfo | None:
+    """The timeline's copy ``owner`` has of a document, if any (the newest, should two
+    timelines opened at once have made two)."""
+    row = (Fork.objects.select_related("document")
+           .filter(document_id=document_id, kind="timeline", owner=owner)
+           .order_by("-created").first())
+    return None if row is None else ForkInfo.of(row)
+
+
+def show_points(fork_id: str, points: Sequence[int], position: int) -> bool:
+    """Give a timeline's copy these points, showing the one at ``position``; whether the copy
+    still exists."""
+    return bool(Fork.objects.filter(pk=fork_id).update(
+        points=list(points), position=position, used=timezone.now()))
 
 
 def list_forks(document_id: uuid.UUID, kind: str = "fork") -> list[ForkInfo]:

@@ -100,20 +100,36 @@ async def test_timeline_restore_and_forks_through_jupyter(deployment: Deployment
         await asyncio.sleep(float(GAP) * 2)
 
     timeline = f"api/collaboration/timeline/{quote(name)}?format=json&&type=notebook"
+    lines = {}
     for token in (READER, WRITER):
-        status, line = deployment.api("GET", timeline, token=token)
-        assert status == 200, line
-        assert len(line["timestamps"]) == 3 and line["roomId"] == room
+        status, lines[token] = deployment.api("GET", timeline, token=token)
+        assert status == 200, lines[token]
+        assert len(lines[token]["timestamps"]) == 3 and lines[token]["roomId"] == room
+    assert lines[READER]["forkRoom"] != lines[WRITER]["forkRoom"], "a copy each"
     await editor.close()
+
+    def undo_of(token: str) -> str:
+        return (f"api/collaboration/undo_redo/{quote(room, safe='')}?action={{}}&&steps={{}}"
+                f"&&forkRoom={lines[token]['forkRoom']}")
+
+    # the reader moves their own copy, not the writer's, and restores nothing
+    reader_copy = await DocClient.open(deployment.ws(lines[READER]["forkRoom"],
+                                                     lines[READER]["sessionId"], token=READER))
+    status, moved = deployment.api("PUT", undo_of(READER).format("undo", 1), token=READER)
+    assert status == 200 and moved["status"] == "undone", moved
+    await reader_copy.wait_for(lambda m: m.get()["cells"][1]["source"] == "x = 1 + a")
+    status, _ = deployment.api("PUT", undo_of(WRITER).format("undo", 1), token=READER)
+    assert status == 403
+    status, _ = deployment.api("PUT", undo_of(READER).format("restore", 0), token=READER)
+    assert status == 403
+    await reader_copy.close()
+    line = lines[WRITER]
     copy = await DocClient.open(deployment.ws(line["forkRoom"], line["sessionId"]),
                                 doc=editor.doc)
-    undo = (f"api/collaboration/undo_redo/{quote(room, safe='')}?action={{}}&&steps={{}}"
-            f"&&forkRoom={line['forkRoom']}")
-    status, moved = deployment.api("PUT", undo.format("undo", 2), token=READER)
+    undo = undo_of(WRITER)
+    status, moved = deployment.api("PUT", undo.format("undo", 2))
     assert status == 200 and moved["status"] == "undone", moved
     await copy.wait_for(lambda m: m.get()["cells"][1]["source"] == "x = 1")
-    status, _ = deployment.api("PUT", undo.format("restore", 0), token=READER)
-    assert status == 403
     status, restored = deployment.api("PUT", undo.format("restore", 0))
     assert status == 200 and restored["code"] == 200, restored
     back = await DocClient.open(deployment.ws(room, session["sessionId"]), doc=copy.doc)
@@ -198,8 +214,12 @@ async def test_each_point_says_who_made_it(deployment: Deployment) -> None:
         {"username": "editor", "name": "Editor", "display_name": "Editor"},
         {"username": "writer", "name": "Writer", "display_name": "Writer"}]
 
-    # the editor restores the point after the first burst: a point of the editor's
-    copy = await DocClient.open(deployment.ws(line["forkRoom"], line["sessionId"]))
+    # the editor restores the point after the first burst (in a copy of their own): a point
+    # of the editor's
+    status, line = deployment.api("GET", timeline, token=EDITOR)
+    assert status == 200, line
+    copy = await DocClient.open(deployment.ws(line["forkRoom"], line["sessionId"],
+                                              token=EDITOR))
     undo = (f"api/collaboration/undo_redo/{quote(room, safe='')}?action={{}}&&steps={{}}"
             f"&&forkRoom={line['forkRoom']}")
     status, _ = deployment.api("PUT", undo.format("undo", 2), token=EDITOR)

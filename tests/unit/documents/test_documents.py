@@ -727,3 +727,27 @@ async def test_an_import_lets_an_edit_elsewhere_through_between_two_of_its_updat
     await asyncio.gather(edit_elsewhere(), import_())
     assert applied == [b"1", b"2", b"3"]
     assert steps_done_at == [1], "the edit waited for more than one of the import's updates"
+
+
+def test_a_file_larger_than_rooms_open_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """The session request of a file over ``YDJANGO_MAX_FILE_SIZE`` is answered 413, saying
+    why, and nothing of it is loaded; a smaller file opens."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "big.txt").write_text("x" * 5000)
+    (root / "small.txt").write_text("x" * 100)
+    server = DocServer(tmp_path, root, YDJANGO_MAX_FILE_SIZE="4096")
+    try:
+        text = {"format": "text", "type": "file"}
+        status, body = server.request("PUT", "api/collaboration/session/big.txt", text)
+        assert status == 413 and "YDJANGO_MAX_FILE_SIZE" in body["error"], (status, body)
+        assert "big.txt" in body["error"]
+        assert server.request("PUT", "api/collaboration/session/small.txt", text)[0] == 201
+        db = sqlite3.connect(tmp_path / "data" / "ydjango.sqlite3")
+        try:
+            paths = [row[0] for row in db.execute("SELECT path FROM jupyter_ydjango_document")]
+        finally:
+            db.close()
+        assert not any(path.endswith("big.txt") for path in paths), paths
+    finally:
+        server.stop()

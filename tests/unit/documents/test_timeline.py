@@ -140,7 +140,7 @@ async def test_one_point_per_burst_kept_by_compaction(server: DocServer) -> None
                      what="the room unloaded")
     again = notebook.open()
     assert again["timestamps"] == first["timestamps"]
-    assert again["forkRoom"] != first["forkRoom"]
+    assert again["forkRoom"] == first["forkRoom"], "the user's copy, reused"
 
 
 async def test_undo_and_redo_move_the_copy_only(server: DocServer) -> None:
@@ -534,6 +534,56 @@ async def test_a_reader_may_move_a_timeline_but_not_restore_or_fork(server: DocS
     assert await editor.save() == "success"
     assert sources(editor) == ["# Title", notebook.code[3]]
     assert file_sources(notebook.path) == ["# Title", notebook.code[3]]
+    for client in (copy, editor):
+        await client.close()
+
+
+async def test_a_users_timeline_opened_in_a_loop_is_one_copy(server: DocServer) -> None:
+    """A user has one timeline copy per document: opening the timeline again reuses it (its
+    client comes back to now), so that a reader in a loop stores one copy; nobody moves
+    another user's copy."""
+    def as_user(name: str, method: str, target: str) -> dict[str, str]:
+        return signed(Identity(name, "read"), SECRET, method, target)
+
+    notebook = Timeline(server, "loop.ipynb")
+    editor = await notebook.edit()
+    timeline = f"api/collaboration/timeline/{notebook.name}?format=json&type=notebook"
+    status, first = server.request("GET", timeline, headers=as_user("looper", "GET", timeline))
+    assert status == 200
+    url = notebook.fork_url(first["forkRoom"])
+    copy = await DocClient.open(url, headers=as_user("looper", "GET", url))
+    room = f"json:notebook:{notebook.session['fileId']}"
+    undo = f"api/collaboration/undo_redo/{room}?forkRoom={first['forkRoom']}&"
+    status, _ = server.request("PUT", undo + "action=undo&steps=3",
+                               headers=as_user("looper", "PUT", undo))
+    assert status == 200
+    await copy.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[0])
+    status, body = server.request("PUT", undo + "action=redo&steps=1",
+                                  headers=as_user("someone-else", "PUT", undo))
+    assert status == 403 and "another user" in body["error"], (status, body)
+    db = sqlite3.connect(server.tmp / "data" / "ydjango.sqlite3")
+    try:
+        def copies() -> list[tuple[str, str]]:
+            return db.execute(
+                "SELECT id, owner FROM jupyter_ydjango_fork WHERE kind = 'timeline' AND "
+                "document_id = ?", (notebook.session["fileId"].replace("-", ""),)).fetchall()
+
+        for _ in range(30):
+            status, again = server.request("GET", timeline,
+                                           headers=as_user("looper", "GET", timeline))
+            assert status == 200 and again["forkRoom"] == first["forkRoom"]
+        assert copies() == [(first["forkRoom"], "looper")]
+        # the reused copy shows now again, and its connected client follows
+        await copy.wait_for(lambda m: m.get()["cells"][1]["source"] == notebook.code[3])
+        status, body = server.request("PUT", undo + "action=redo&steps=1",
+                                      headers=as_user("looper", "PUT", undo))
+        assert body == {"error": "No more redo operations available"}, "it shows the last point"
+        status, other = server.request("GET", timeline,
+                                       headers=as_user("someone-else", "GET", timeline))
+        assert status == 200 and other["forkRoom"] != first["forkRoom"]
+        assert sorted(owner for _, owner in copies()) == ["looper", "someone-else"]
+    finally:
+        db.close()
     for client in (copy, editor):
         await client.close()
 
