@@ -209,17 +209,26 @@ def read_raw_request(payload: Buffer) -> tuple[str, int | None]:
     return action, request_id
 
 
-def _message_end(data: Buffer, pos: int) -> int:
-    """Where the message starting at ``pos`` ends, without copying its payload."""
+def _read_header(data: Buffer, pos: int) -> tuple[YMessageType, YSyncMessageType | None, int]:
+    """The type (and, for SYNC, the sync type) of the message starting at ``pos``, and the
+    position after them."""
     code, pos = read_var_uint(data, pos)
     try:
         kind = YMessageType(code)
     except ValueError:
         raise ProtocolError(f"unknown message type {code}") from None
-    if kind is YMessageType.SYNC:
-        sub, pos = read_var_uint(data, pos)
-        if sub not in YSyncMessageType._value2member_map_:
-            raise ProtocolError(f"unknown sync message type {sub}")
+    if kind is not YMessageType.SYNC:
+        return kind, None, pos
+    sub, pos = read_var_uint(data, pos)
+    try:
+        return kind, YSyncMessageType(sub), pos
+    except ValueError:
+        raise ProtocolError(f"unknown sync message type {sub}") from None
+
+
+def _message_end(data: Buffer, pos: int) -> int:
+    """Where the message starting at ``pos`` ends, without copying its payload."""
+    kind, _, pos = _read_header(data, pos)
     if kind in (YMessageType.SYNC, YMessageType.AWARENESS):
         length, pos = read_var_uint(data, pos)
         if pos + length > len(data):
@@ -235,22 +244,10 @@ def _message_end(data: Buffer, pos: int) -> int:
 
 def read_message(data: Buffer, pos: int = 0) -> tuple[Message, int]:
     """Decode the message starting at ``pos``; return it and the position after it."""
-    code, pos = read_var_uint(data, pos)
-    try:
-        kind = YMessageType(code)
-    except ValueError:
-        raise ProtocolError(f"unknown message type {code}") from None
-    if kind is YMessageType.SYNC:
-        sub, pos = read_var_uint(data, pos)
-        try:
-            sync_type = YSyncMessageType(sub)
-        except ValueError:
-            raise ProtocolError(f"unknown sync message type {sub}") from None
+    kind, sync_type, pos = _read_header(data, pos)
+    if kind in (YMessageType.SYNC, YMessageType.AWARENESS):
         payload, pos = read_var_byte_array(data, pos)
         return Message(kind, payload, sync_type), pos
-    if kind is YMessageType.AWARENESS:
-        payload, pos = read_var_byte_array(data, pos)
-        return Message(kind, payload), pos
     if kind is YMessageType.QUERY_AWARENESS:
         return Message(kind), pos
     return Message(kind, bytes(data[pos:])), len(data)
