@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -60,8 +63,13 @@ SEND_BUDGET = 4 * 1024 * 1024
 class Deployment:
     """A server to attack: where its rooms are and which processes hold them."""
 
-    def __init__(self, jupyter: JupyterServer, root: Path, processes: list[int]) -> None:
+    def __init__(self, jupyter: JupyterServer, root: Path, processes: list[int],
+                 database: Path, service: Remote | None = None) -> None:
         self.jupyter, self.root, self.processes = jupyter, root, processes
+        #: The SQLite database of the Django side.
+        self.database = database
+        #: The Django service, in remote mode.
+        self.service = service
 
     def room(self, path: str, content: str = "", token: str = TOKEN) -> str:
         file = self.root / path
@@ -86,12 +94,13 @@ def deployment(request: pytest.FixtureRequest,
             "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
             "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer"),
             YDJANGO_SEND_BUDGET=str(SEND_BUDGET))
-        yield Deployment(jupyter, root, [jupyter.proc.pid])
+        yield Deployment(jupyter, root, [jupyter.proc.pid], tmp / "ydjango" / "ydjango.sqlite3")
         jupyter.stop()
     else:
         remote = Remote(tmp, YDJANGO_SEND_BUDGET=str(SEND_BUDGET))
         yield Deployment(remote.jupyter, remote.root,
-                         [remote.jupyter.proc.pid, remote.service.proc.pid])
+                         [remote.jupyter.proc.pid, remote.service.proc.pid],
+                         tmp / "service" / "ydjango.sqlite3", remote)
         remote.jupyter.stop()
         remote.service.stop()
 
@@ -381,4 +390,75 @@ async def test_awareness_impersonation(deployment: Deployment) -> None:
     assert not any(entry.client_id == 4242 for entry in seen), seen
     shown = [json.loads(entry.state)["user"] for entry in seen if entry.client_id == 777]
     assert shown == [{"username": "editor", "name": "Editor", "display_name": "Editor"}], seen
+    assert_typing_went_on(typist)
+
+
+async def test_a_readers_timeline_loop(deployment: Deployment) -> None:
+    """A reader opens a document's timeline again and again: one copy is stored for them,
+    however many times."""
+    deployment.room("looped.txt", "text")
+    timeline = "api/collaboration/timeline/looped.txt?format=text&&type=file"
+
+    async def attack() -> set[str]:
+        copies = set()
+        for _ in range(100):
+            status, line = deployment.jupyter.request("GET", timeline, token="reader-token")
+            assert status == 200, line
+            copies.add(line["forkRoom"])
+        return copies
+
+    copies, typist = await while_typing(deployment, "looped", attack)
+    assert len(copies) == 1
+    db = sqlite3.connect(deployment.database)
+    try:
+        rows = db.execute("SELECT owner FROM jupyter_ydjango_fork WHERE kind = 'timeline'"
+                          ).fetchall()
+    finally:
+        db.close()
+    assert rows == [("reader",)], rows
+    assert_typing_went_on(typist)
+
+
+#: Prints ``sessionid=<key>`` of a new Django login (run by ``django shell`` in the service's
+#: environment).
+LOGIN_SCRIPT = """
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+user, _ = get_user_model().objects.get_or_create(username="logged-in")
+client = Client()
+client.force_login(user)
+print(settings.SESSION_COOKIE_NAME + "=" + client.cookies[settings.SESSION_COOKIE_NAME].value)
+"""
+
+
+async def test_a_cross_site_post_with_a_django_login(deployment: Deployment) -> None:
+    """A page of another site posts a form (``text/plain``) to the service with the cookie
+    of a user logged in to it: 403, and the file's document is not marked deleted."""
+    if deployment.service is None:
+        pytest.skip("embedded, there is no Django login: the Jupyter server's XSRF check "
+                    "applies to its own requests")
+    remote = deployment.service
+    url = deployment.room("wanted.txt", "kept")
+    proc = subprocess.run([sys.executable, "-m", "django", "shell", "-c", LOGIN_SCRIPT],
+                          env={"DJANGO_SETTINGS_MODULE": "jupyter_ydjango.settings",
+                               **remote.env}, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    cookie = proc.stdout.strip().splitlines()[-1]
+
+    async def attack() -> tuple[int, Any]:
+        return remote.direct("POST", "/api/ydjango/delete", {"path": "wanted.txt"}, headers={
+            "Cookie": cookie, "Origin": "https://attacker.example",
+            "Content-Type": "text/plain"})
+
+    (status, body), typist = await while_typing(deployment, "cross-site", attack)
+    assert status == 403 and "CSRF" in body["error"], (status, body)
+    file_id = url.split("text:file:")[1].split("?")[0]
+    status, room = deployment.jupyter.request("GET", f"api/ydjango/rooms/{file_id}")
+    assert status == 200 and room["deleted"] is False, room
+    assert await fresh_text(url) == "kept"
+    status, _ = remote.direct("PUT", "/api/collaboration/session/wanted.txt", TEXT,
+                              headers={"Cookie": cookie})
+    assert status == 403, "no token, no session either"
     assert_typing_went_on(typist)
