@@ -434,11 +434,18 @@ async def test_yjs_clients_read_the_notebook_and_share_awareness(
 
     params = {"token": TOKEN}
     a = await ydriver.connect(base, "JupyterLab:globalAwareness", params,
-                              awareness={"user": {"name": "A"}})
+                              awareness={"user": {"name": "A"}, "current": "a"})
     b = await ydriver.connect(base, "JupyterLab:globalAwareness", params,
-                              awareness={"user": {"name": "B"}})
-    await b.wait_awareness(a.client_id, state={"user": {"name": "A"}})
-    await a.wait_awareness(b.client_id, state={"user": {"name": "B"}})
+                              awareness={"user": {"name": "B"}, "current": "b"})
+    # each state shows the user Jupyter authenticated, not the name the client claimed
+    # (a token without a login cookie is a new anonymous user at each connection)
+    await b.wait_awareness(a.client_id)
+    await a.wait_awareness(b.client_id)
+    for watcher, other, claimed in ((b, a, "a"), (a, b, "b")):
+        state = (await watcher.awareness())[other.client_id]
+        assert state["current"] == claimed, state
+        assert state["user"]["name"].startswith("Anonymous "), state
+        assert state["user"]["username"] and state["user"]["initials"], state
     await a.kill()  # vanishes without a goodbye: the room removes its cursor
     await b.wait_awareness(a.client_id, present=False)
 
