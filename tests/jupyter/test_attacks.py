@@ -58,6 +58,8 @@ TEXT = {"format": "text", "type": "file"}
 #: The send budget of the servers under attack (the default is 32 MiB): small, so that what
 #: a client that does not read costs stands out from what the rest of the flood costs.
 SEND_BUDGET = 4 * 1024 * 1024
+#: Megabytes that flow through the room of a client that never reads.
+FLOOD_MB = 200
 
 
 class Deployment:
@@ -303,7 +305,7 @@ async def test_a_30_megabyte_awareness_state(deployment: Deployment) -> None:
 
 
 async def test_a_client_that_never_reads(deployment: Deployment) -> None:
-    """80 MB flow through a room (a megabyte inserted and deleted, 80 times: the document
+    """200 MB flow through a room (a megabyte inserted and deleted, 200 times: the document
     stays small) while one of its clients reads nothing: it is disconnected, and the
     servers' memory does not grow by what it did not read."""
     url = deployment.room("flood.txt")
@@ -317,7 +319,7 @@ async def test_a_client_that_never_reads(deployment: Deployment) -> None:
         try:
             await writer.handshake()
             chunk = "f" * 1_000_000
-            for sent in range(1, 81):
+            for sent in range(1, FLOOD_MB + 1):
                 await writer.edit(chunk, name="source")
                 ytext = writer.doc.get("source", type=pycrdt.Text)
                 with writer.doc.transaction():
@@ -344,9 +346,14 @@ async def test_a_client_that_never_reads(deployment: Deployment) -> None:
 
     (closed, peak), typist = await while_typing(deployment, "flood", attack)
     assert closed
-    # what did not reach it: 80 MB without a budget, at most SEND_BUDGET (+ the flood's own
-    # frames in flight) with one
-    assert peak - before < 48 * 1024 * 1024, f"the servers grew by {(peak - before) >> 20} MB"
+    # what did not reach it: the whole flood without a budget (200 MB, twice in remote mode:
+    # in the service and in the Jupyter server), at most SEND_BUDGET with one, plus what
+    # handling the flood itself holds at its peak (with this flood 49 MB embedded and 61 MB
+    # remote on an idle 2-core machine; with 80 MB, 51 to 56 MB on a busy one): the bound
+    # is half the flood, far from both
+    print(f"flood of {FLOOD_MB} MB: the servers grew by {(peak - before) >> 20} MB")
+    assert peak - before < FLOOD_MB // 2 * 1024 * 1024, (
+        f"the servers grew by {(peak - before) >> 20} MB")
     assert_typing_went_on(typist)
     assert "falls behind" in deployment.jupyter.log()
 
