@@ -44,15 +44,19 @@ def serve(args: argparse.Namespace) -> None:
     reactor.callWhenRunning(lambda: log.info("%s", freeze_startup_heap()))
 
     limit = get_setting("YDJANGO_MAX_MESSAGE_SIZE")
-    if args.fd is not None:  # a worker of serve --workers N, on a socket of its own
-        from jupyter_ydjango.project import asgi  # noqa: F401  (loaded before listening: connections wait less)
-        from jupyter_ydjango.project.listeners import start_listening
+    cli = CommandLineInterface()
+    if args.control is not None:  # a worker of serve --workers N: the supervisor hands
+        # it the connections of its rooms (and it listens on a Unix socket of its own)
+        from jupyter_ydjango.project import asgi  # noqa: F401  (loaded before serving: connections wait less)
+        from jupyter_ydjango.project.handoff import Handoff
 
-        start_listening(args.fd)
-        where = ["--fd", str(args.fd)]
+        handoff = Handoff(args.control, int(os.environ.get("YDJANGO_WORKER", "0")),
+                          lambda: cli.server.http_factory)
+        reactor.callWhenRunning(handoff.start)
+        where = ["-u", args.unix_socket]
     else:
         where = ["--bind", args.host, "--port", str(args.port)]
-    CommandLineInterface().run([
+    cli.run([
         *where,
         # Our consumer enforces YDJANGO_MAX_MESSAGE_SIZE; daphne's own cap must not be lower.
         "--websocket-max-message-size", str(limit + 1024),
@@ -145,9 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument("--no-migrate", action="store_true",
                               help="do not apply database migrations first")
     serve_parser.add_argument("--workers", type=int, default=1,
-                              help="worker processes sharing the address (needs "
-                                   "YDJANGO_REDIS_URL when more than 1)")
-    serve_parser.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
+                              help="worker processes, each room in one of them "
+                                   "(needs YDJANGO_REDIS_URL when more than 1)")
+    serve_parser.add_argument("--control", type=int, default=None, help=argparse.SUPPRESS)
+    serve_parser.add_argument("--unix-socket", default=None, help=argparse.SUPPRESS)
     commands.add_parser("options", help="print every option with its default and help")
     commands.add_parser("deleted", help="list the documents whose file was deleted")
     restore_parser = commands.add_parser(

@@ -45,6 +45,9 @@ TOO_MANY = 4429
 #: A peer that does not read its frames fast enough: more bytes wait for it than its send
 #: budget (retryable: y-websocket reconnects and resyncs).
 SLOW_PEER = 4503
+#: The room is now served by another worker of ``serve --workers N`` (a worker started or
+#: came back): the client reconnects, and reaches that worker (retryable; HTTP's 502).
+ROOM_MOVED = 4502
 
 # --- refused connections ------------------------------------------------------------------
 

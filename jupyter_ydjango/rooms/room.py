@@ -157,8 +157,14 @@ class Peer:
         logger.warning("room %s: closing a peer that falls behind (%s, budget %d)",
                        self.room.name, reason, self.send_budget)
         metrics.BUDGET_CLOSES.labels("send").inc()
+        self.disconnect(close_codes.SLOW_PEER)
+
+    def disconnect(self, code: int) -> None:
+        """Stop writing to this peer and close its connection with ``code``."""
+        if self._stopped:
+            return
         self.stop()
-        asyncio.get_running_loop().create_task(self._close(close_codes.SLOW_PEER))
+        asyncio.get_running_loop().create_task(self._close(code))
 
     async def _write(self) -> None:
         while True:

@@ -1,0 +1,218 @@
+"""The supervisor's side of ``serve --workers N``: accept each connection, read its request
+line without consuming it, and hand the socket to the worker that owns its room.
+
+The supervisor alone listens on the address. For each new connection it peeks
+(``MSG_PEEK``) at the bytes the client sent until it has the request line, picks the worker
+(:func:`jupyter_ydjango.project.affinity.owner` of the room, or the next worker in turn for
+a request that opens no room) and passes the socket itself over the worker's control socket
+(``SCM_RIGHTS``). The worker then reads the request from the start, as if it had accepted the
+connection: the supervisor never touches a byte of the stream, and after the hand-off it is
+out of the connection's path (no copy, no proxying).
+
+Measured reasons for this design over the others: forwarding every frame of a connection
+from the worker that accepted it to the room's owner over the channel layer costs a Redis
+round trip and a serialisation per frame, in two processes, which is the doubled CPU per
+update that affinity is there to remove; and with ``SO_REUSEPORT`` the kernel picks the
+worker by a hash of the connection's addresses, which knows nothing of rooms.
+
+Control messages on a worker's ``SOCK_SEQPACKET`` control socket, one per packet:
+
+* supervisor to worker: ``c4`` / ``c6`` with one file descriptor, a connection (IPv4 or
+  IPv6) to adopt; ``m`` and a JSON list of worker numbers, the workers that own rooms now;
+* worker to supervisor: ``ready``, once it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+
+from jupyter_ydjango.project.affinity import owner, room_of
+
+logger = logging.getLogger(__name__)
+
+#: Length of the listening socket's queue of connections not accepted yet.
+BACKLOG = 2048
+#: Bytes of a request line looked at (a longer line goes to a worker, which answers 414).
+MAX_REQUEST_LINE = 8192
+#: Seconds a client has to send its request line before its connection is closed.
+REQUEST_LINE_TIMEOUT = 10.0
+#: Seconds a connection waits for a worker (none is ready yet, or its owner's control socket
+#: is full because the owner does not read it) before it goes to the next worker, or is
+#: closed when there is none.
+HANDOFF_TIMEOUT = 5.0
+#: Seconds between two peeks at a connection whose request line is not complete yet (the
+#: socket stays readable while unread bytes wait, so readiness alone would spin).
+PEEK_INTERVAL = 0.005
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The supervisor's listening socket on ``host:port`` (non-blocking)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+async def request_line(conn: socket.socket) -> bytes | None:
+    """The first line of what ``conn`` sent, left unread; ``None`` if it closed, sent no line
+    within :data:`REQUEST_LINE_TIMEOUT`, or sent more than :data:`MAX_REQUEST_LINE` bytes
+    without one (that is for a worker to refuse)."""
+    deadline = time.monotonic() + REQUEST_LINE_TIMEOUT
+    while True:
+        try:
+            seen = conn.recv(MAX_REQUEST_LINE, socket.MSG_PEEK)
+        except BlockingIOError:
+            seen = None
+        except OSError:
+            return None
+        if seen == b"":
+            return None
+        if seen:
+            end = seen.find(b"\r\n")
+            if end >= 0:
+                return seen[:end]
+            if len(seen) >= MAX_REQUEST_LINE:
+                return seen
+        if time.monotonic() > deadline:
+            return None
+        if seen is None:
+            if not await _readable(conn, deadline):
+                return None
+        else:
+            await asyncio.sleep(PEEK_INTERVAL)
+
+
+async def _readable(conn: socket.socket, deadline: float) -> bool:
+    """Wait until ``conn`` has bytes to read; False at ``deadline``."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(conn, lambda: ready.done() or ready.set_result(None))
+    try:
+        await asyncio.wait_for(ready, max(0.0, deadline - time.monotonic()))
+        return True
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(conn)
+
+
+class Router:
+    """Hands accepted connections to workers.
+
+    ``controls`` maps each worker number to its control socket, and ``members`` lists the
+    workers ready to serve; the supervisor keeps both up to date as workers start and stop.
+    """
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.controls: dict[int, socket.socket] = {}
+        self.members: list[int] = []
+        self._turn = itertools.count()
+        self._routing: set[asyncio.Task[None]] = set()
+        self._member_change = asyncio.Event()
+        #: Connections handed to each worker (for logs and tests).
+        self.handed: dict[int, int] = {}
+
+    def set_members(self, members: Sequence[int]) -> None:
+        """The workers that serve now (sorted); wakes connections waiting for one."""
+        self.members = sorted(members)
+        self._member_change.set()
+        self._member_change = asyncio.Event()
+
+    async def serve(self) -> None:
+        """Accept connections until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(self.listener)
+            conn.setblocking(False)
+            task = loop.create_task(self._route(conn))
+            self._routing.add(task)
+            task.add_done_callback(self._routing.discard)
+
+    async def _route(self, conn: socket.socket) -> None:
+        try:
+            line = await request_line(conn)
+            if line is None:
+                return
+            room = room_of(line)
+            deadline = time.monotonic() + HANDOFF_TIMEOUT
+            tried: set[int] = set()
+            while time.monotonic() < deadline:
+                candidates = [w for w in self.members if w not in tried]
+                if not candidates:
+                    if tried:  # each refused: start over with whoever serves now
+                        tried.clear()
+                        await asyncio.sleep(0.05)
+                        continue
+                    await self._wait_for_members(deadline)
+                    continue
+                worker = self._pick(room, candidates)
+                if await self._hand(worker, conn, deadline):
+                    return
+                tried.add(worker)
+            logger.warning("no worker took a connection for %s within %.0f s: closed",
+                           room or "the HTTP API", HANDOFF_TIMEOUT)
+        finally:
+            conn.close()  # the worker holds its own copy
+
+    def _pick(self, room: str | None, candidates: list[int]) -> int:
+        if room is not None:
+            return owner(room, candidates)
+        return candidates[next(self._turn) % len(candidates)]
+
+    async def _wait_for_members(self, deadline: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._member_change.wait(),
+                                   max(0.0, deadline - time.monotonic()))
+
+    async def _hand(self, worker: int, conn: socket.socket, deadline: float) -> bool:
+        """Pass ``conn`` to ``worker``; False if it cannot take it before ``deadline``, or
+        gone."""
+        kind = b"c6" if conn.family == socket.AF_INET6 else b"c4"
+        # a worker that does not read its control socket gets until the deadline, not all of
+        # it: its rooms' next-ranked workers serve meanwhile (the relay keeps both in step)
+        give_up = min(deadline, time.monotonic() + HANDOFF_TIMEOUT / 2)
+        while True:
+            control = self.controls.get(worker)
+            if control is None or worker not in self.members:
+                return False
+            try:
+                socket.send_fds(control, [kind], [conn.fileno()])
+            except BlockingIOError:
+                if time.monotonic() > give_up:
+                    return False
+                await asyncio.sleep(0.01)
+                continue
+            except OSError as exc:  # the worker is gone: the supervisor notices it too
+                logger.info("worker %d did not take a connection: %r", worker, exc)
+                return False
+            self.handed[worker] = self.handed.get(worker, 0) + 1
+            return True
+
+
+def watch_control(control: socket.socket, on_message: Callable[[bytes], None],
+                  on_close: Callable[[], None]) -> None:
+    """Call ``on_message`` with each packet a worker sends on ``control``, and ``on_close``
+    once when it closes (the worker exited)."""
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = control.recv(256)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(control)
+            on_close()
+            return
+        on_message(data)
+
+    loop.add_reader(control, readable)
