@@ -962,7 +962,8 @@ def preload(document: DocumentInfo, doc_format: DocumentFormat) -> None:
     request, the load runs while the answer travels back and the websocket is set up, and
     the client joins a room loading or loaded. A room nobody joins is unloaded after the idle
     delay, as any room; a load that fails is left to the client's own connection, which
-    loads again and reports why.
+    loads again and reports why. A worker of ``serve --workers N`` preloads only the rooms
+    it owns: the others' clients go to another worker.
     """
     task = asyncio.get_running_loop().create_task(_preload(document, doc_format))
     _preloading.add(task)
@@ -974,6 +975,8 @@ async def _preload(document: DocumentInfo, doc_format: DocumentFormat) -> None:
         return new_room(document, doc_format)
 
     registry = get_registry(get_channel_layer())
+    if not registry.owns(document.room_name):  # another worker will hold it
+        return
     try:
         room = await registry.acquire(document.room_name, make)
     except Exception as exc:

@@ -4,10 +4,11 @@ and let go of the rooms that move to another worker.
 The worker reads its control socket (see :mod:`jupyter_ydjango.project.router` for the
 messages) on daphne's event loop. A connection it is given joins daphne's HTTP server as if
 daphne had accepted it (Twisted's ``adoptStreamConnection``). When the supervisor says which
-workers own rooms now, the worker closes, with 4502, every connection to a room whose owner
-is another worker: its clients reconnect and the supervisor sends them to the owner. The
-room itself stays loaded here until its unload delay passes (the relay keeps it in step
-meanwhile), so nothing it held is lost on the way.
+workers own rooms now, the worker notes it in its room registry (it then preloads only its
+own rooms) and closes, with 4502, every connection to a room whose owner is another worker:
+its clients reconnect and the supervisor sends them to the owner. The room itself stays
+loaded here until its unload delay passes (the relay keeps it in step meanwhile), so
+nothing it held is lost on the way.
 """
 
 from __future__ import annotations
@@ -20,24 +21,24 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from jupyter_ydjango.project.affinity import owner
 from jupyter_ydjango.protocol import close_codes
-from jupyter_ydjango.rooms.room import loaded_rooms
+from jupyter_ydjango.rooms.owners import Owners
+from jupyter_ydjango.rooms.room import get_registry, loaded_rooms
 
 logger = logging.getLogger(__name__)
 
 _FAMILIES = {b"c4": socket.AF_INET, b"c6": socket.AF_INET6}
 
 
-def rooms_elsewhere(me: int, members: list[int]) -> int:
-    """Close the connections of the rooms of this process that ``members`` give to another
-    worker than ``me``; how many were closed."""
+def rooms_elsewhere(owners: Owners) -> int:
+    """Close the connections of the rooms of this process that ``owners`` give to another
+    worker; how many were closed."""
     closed = 0
     for room in loaded_rooms():
-        if not room.peers or owner(room.name, members) == me:
+        if not room.peers or owners.owns(room.name):
             continue
-        logger.info("room %s moves to worker %d: closing its %d connections", room.name,
-                    owner(room.name, members), len(room.peers))
+        logger.info("room %s moves to another worker: closing its %d connections", room.name,
+                    len(room.peers))
         for peer in list(room.peers):
             peer.disconnect(close_codes.ROOM_MOVED)
             closed += 1
@@ -53,8 +54,6 @@ class Handoff:
         self.control.setblocking(False)
         self.me = me
         self._factory = http_factory
-        #: The workers that own rooms, as last told.
-        self.members: list[int] = []
 
     def start(self) -> None:
         """Start reading (on daphne's running event loop) and tell the supervisor we serve."""
@@ -79,8 +78,9 @@ class Handoff:
         for fd in fds:  # none expected with another message
             os.close(fd)
         if message[:1] == b"m":
-            self.members = json.loads(message[1:])
-            rooms_elsewhere(self.me, self.members)
+            owners = Owners(self.me, json.loads(message[1:]))
+            get_registry().owners = owners
+            rooms_elsewhere(owners)
 
     def _adopt(self, fd: int, family: socket.AddressFamily) -> None:
         from twisted.internet import reactor

@@ -3,11 +3,11 @@ line without consuming it, and hand the socket to the worker that owns its room.
 
 The supervisor alone listens on the address. For each new connection it peeks
 (``MSG_PEEK``) at the bytes the client sent until it has the request line, picks the worker
-(:func:`jupyter_ydjango.project.affinity.owner` of the room, or the next worker in turn for
-a request that opens no room) and passes the socket itself over the worker's control socket
-(``SCM_RIGHTS``). The worker then reads the request from the start, as if it had accepted the
-connection: the supervisor never touches a byte of the stream, and after the hand-off it is
-out of the connection's path (no copy, no proxying).
+(the :func:`~jupyter_ydjango.rooms.owners.owner` of the room, :func:`room_of` the path, or
+the next worker in turn for a request that opens no room) and passes the socket itself over
+the worker's control socket (``SCM_RIGHTS``). The worker then reads the request from the
+start, as if it had accepted the connection: the supervisor never consumes a byte of the
+stream, and after the hand-off it is out of the connection's path (no copy, no proxying).
 
 Measured reasons for this design over the others: forwarding every frame of a connection
 from the worker that accepted it to the room's owner over the channel layer costs a Redis
@@ -28,11 +28,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable, Sequence
+from urllib.parse import unquote
 
-from jupyter_ydjango.project.affinity import owner, room_of
+from jupyter_ydjango.rooms.owners import owner
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +44,34 @@ BACKLOG = 2048
 MAX_REQUEST_LINE = 8192
 #: Seconds a client has to send its request line before its connection is closed.
 REQUEST_LINE_TIMEOUT = 10.0
-#: Seconds a connection waits for a worker (none is ready yet, or its owner's control socket
-#: is full because the owner does not read it) before it goes to the next worker, or is
-#: closed when there is none.
-HANDOFF_TIMEOUT = 5.0
+#: Seconds a connection waits for a worker: while none serves (they are starting, or every
+#: one was restarted at once), as it would wait in a listening socket's queue; then it is
+#: closed.
+WAIT_FOR_WORKER = 60.0
+#: Seconds a worker has to take a connection (its control socket is full: it does not read
+#: it) before the connection goes to the next worker.
+HANDOFF_TIMEOUT = 2.5
 #: Seconds between two peeks at a connection whose request line is not complete yet (the
 #: socket stays readable while unread bytes wait, so readiness alone would spin).
 PEEK_INTERVAL = 0.005
+
+#: The room of a websocket path: JupyterLab's ``api/collaboration/room/<id>`` and plain
+#: y-websocket's ``ws/<room>``, wherever the service is mounted.
+_ROOM_PATH = re.compile(r"/(?:api/collaboration/room|ws)/([^/]+)$")
+
+
+def room_of(request_line: bytes) -> str | None:
+    """The room an HTTP request line (``GET /path?query HTTP/1.1``) is for, or ``None`` for
+    a request that opens no room (the HTTP API, metrics, a malformed line)."""
+    parts = request_line.split(b" ")
+    if len(parts) != 3 or parts[0] != b"GET":
+        return None
+    path = parts[1].split(b"?", 1)[0].split(b"#", 1)[0]
+    try:
+        match = _ROOM_PATH.search(path.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+    return None if match is None else unquote(match.group(1))
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -141,7 +164,7 @@ class Router:
             if line is None:
                 return
             room = room_of(line)
-            deadline = time.monotonic() + HANDOFF_TIMEOUT
+            deadline = time.monotonic() + WAIT_FOR_WORKER
             tried: set[int] = set()
             while time.monotonic() < deadline:
                 candidates = [w for w in self.members if w not in tried]
@@ -157,7 +180,7 @@ class Router:
                     return
                 tried.add(worker)
             logger.warning("no worker took a connection for %s within %.0f s: closed",
-                           room or "the HTTP API", HANDOFF_TIMEOUT)
+                           room or "the HTTP API", WAIT_FOR_WORKER)
         finally:
             conn.close()  # the worker holds its own copy
 
@@ -175,9 +198,9 @@ class Router:
         """Pass ``conn`` to ``worker``; False if it cannot take it before ``deadline``, or
         gone."""
         kind = b"c6" if conn.family == socket.AF_INET6 else b"c4"
-        # a worker that does not read its control socket gets until the deadline, not all of
-        # it: its rooms' next-ranked workers serve meanwhile (the relay keeps both in step)
-        give_up = min(deadline, time.monotonic() + HANDOFF_TIMEOUT / 2)
+        # a worker that does not read its control socket gets HANDOFF_TIMEOUT: its rooms'
+        # next-ranked workers serve meanwhile (the relay keeps both in step)
+        give_up = min(deadline, time.monotonic() + HANDOFF_TIMEOUT)
         while True:
             control = self.controls.get(worker)
             if control is None or worker not in self.members:

@@ -1,7 +1,7 @@
 """``serve --workers N``: N daphne processes, each room in exactly one of them.
 
 The supervisor listens on the address and hands each connection to the worker that owns its
-room (:mod:`jupyter_ydjango.project.router`, :mod:`jupyter_ydjango.project.affinity`). It
+room (:mod:`jupyter_ydjango.project.router`, :mod:`jupyter_ydjango.rooms.owners`). It
 starts each worker with a control socket; a worker owns rooms from the moment it says it is
 ready, and every worker is told each time the set of owners changes, so that it closes the
 connections of the rooms that moved away from it (their clients reconnect, to the new owner).

@@ -40,6 +40,7 @@ from jupyter_ydjango.protocol.messages import (
     encode_awareness_update,
 )
 from jupyter_ydjango.rooms.budgets import Budgets, OverBudget
+from jupyter_ydjango.rooms.owners import Owners
 from jupyter_ydjango.rooms.pending import PendingChanges
 from jupyter_ydjango.rooms.relay import REMOTE, RoomRelay, get_relay_layer
 from jupyter_ydjango.signals import room_loaded, room_unloaded
@@ -576,10 +577,17 @@ class RoomRegistry:
         self.unload_delay = unload_delay
         self.heartbeat = heartbeat
         self.rooms: dict[str, Room] = {}
+        #: Which rooms this process owns, in a worker of ``serve --workers N`` (set by the
+        #: worker when told; ``None``: every room).
+        self.owners: Owners | None = None
         self._holders: dict[str, int] = {}
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._unloading: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def owns(self, name: str) -> bool:
+        """Whether the room ``name`` belongs in this process (see :attr:`owners`)."""
+        return self.owners is None or self.owners.owns(name)
 
     async def acquire(self, name: str, factory: RoomFactory) -> Room:
         """Return the live room ``name``, loading it through ``factory`` if needed.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import json
 import time
 import urllib.error
 import urllib.request
@@ -36,12 +37,12 @@ from backing_services import (
     children,
     connections_by_worker,
     kill,
-    listening,
     postgres_user,
     redis_server_binary,
+    serving_workers,
     wait_for_children,
 )
-from daphne_servers import Server, migrate, serve_command, server_env
+from daphne_servers import Server, UnixHTTPConnection, migrate, serve_command, server_env
 from django_service import DocServer
 from jupyter_ydoc import YNotebook
 from notebook_client import DocClient
@@ -53,6 +54,7 @@ from yjs_client import NodeDriver, YClient
 from jupyter_ydjango.api.identity import Identity
 from jupyter_ydjango.formats.notebook import read_notebook
 from jupyter_ydjango.protocol.messages import read_var_uint
+from jupyter_ydjango.rooms.owners import owner
 from jupyter_ydjango.store.update_log import unpack_updates
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -575,90 +577,159 @@ def supervised(cluster: Cluster) -> Iterator[Service]:
             kill(pid, only_if="jupyter_ydjango")
 
 
-def worker_pids(svc: Service, timeout: float = 60) -> list[int]:
-    """The supervisor's two workers, once both listen (a worker started again after a kill
-    listens only once it is ready: until then the kernel sends every connection to the
-    other one)."""
-    pids = wait_for_children(svc.server.proc.pid, 2)
-    svc.seen_workers |= set(pids)  # type: ignore[attr-defined]
-    deadline = time.monotonic() + timeout
-    while listening(pids, svc.port) != set(pids):
-        assert time.monotonic() < deadline, f"workers not listening: {pids}"
-        time.sleep(0.1)
-        pids = wait_for_children(svc.server.proc.pid, 2)
-        svc.seen_workers |= set(pids)  # type: ignore[attr-defined]
-    return pids
+def serving(svc: Service, count: int = 2) -> dict[int, int]:
+    """Worker number -> pid of the supervisor's workers, once ``count`` of them serve."""
+    workers = serving_workers(svc.server.proc.pid, svc.logs, count)
+    svc.seen_workers |= set(workers.values())  # type: ignore[attr-defined]
+    return workers
 
 
-async def spread_clients(driver: NodeDriver, svc: Service, session: dict[str, Any],
-                         count: int, minimum: int = 2) -> tuple[list[YClient], dict[int, int]]:
-    """Connect node clients through the shared address until both workers have at least
-    ``minimum`` of them (the kernel hashes each connection to one worker's socket)."""
-    workers = worker_pids(svc)
-    clients: list[YClient] = []
-    for _ in range(count + 30):
-        clients.append(await connect_node(driver, svc, session))
-        per_worker = {pid: len(ports) for pid, ports in
-                      connections_by_worker(workers, svc.port).items()}
-        if len(clients) >= count and min(per_worker.values()) >= minimum:
-            return clients, per_worker
-    raise AssertionError(f"connections did not spread over the workers: {per_worker}")
+def rooms_for_each_worker(cluster: Cluster, svc: Service, prefix: str, per_worker: int,
+                          workers: Sequence[int] = (0, 1)) -> dict[int, list[dict[str, Any]]]:
+    """Sessions of new text files until each worker owns ``per_worker`` of their rooms (the
+    file ids are random: which worker owns a room is known only once it has one); each
+    session with its ``file`` name."""
+    owned: dict[int, list[dict[str, Any]]] = {w: [] for w in workers}
+    for n in range(50 * per_worker):
+        name = write_text(cluster.root, f"{prefix}-{n}.txt", "")
+        session = {**svc.session(name, TEXT), "file": name}
+        mine = owned[owner(room_name(session), workers)]
+        if len(mine) < per_worker:
+            mine.append(session)
+        if all(len(sessions) == per_worker for sessions in owned.values()):
+            return owned
+    raise AssertionError(f"50 rooms per wanted room did not cover every worker: {owned}")
+
+
+def worker_health(svc: Service, worker: int) -> dict[str, Any]:
+    """``/healthz`` of one worker, asked on its own Unix socket (the supervisor names it in
+    the worker's command line)."""
+    pid = serving(svc)[worker]
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        argv = f.read().split(b"\0")
+    path = argv[argv.index(b"--unix-socket") + 1].decode()
+    conn = UnixHTTPConnection(path)
+    try:
+        conn.request("GET", "/healthz")
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def room_name(session: dict[str, Any]) -> str:
+    return f"{session['format']}:{session['type']}:{session['fileId']}"
+
+
+async def holders(workers: dict[int, int], svc: Service,
+                  clients: Sequence[Any]) -> dict[int, int]:
+    """How many of ``clients`` (node clients and DocClients, by their local ports) each
+    worker holds."""
+    ports = connections_by_worker(list(workers.values()), svc.port)
+    mine = [c.ws.local_address[1] if isinstance(c, DocClient) else (await c.info())["local_port"]
+            for c in clients]
+    return {n: sum(port in ports[pid] for port in mine) for n, pid in workers.items()}
 
 
 @pytest.mark.node
-async def test_supervised_workers_survive_a_killed_worker(cluster: Cluster, supervised: Service,
-                                                          driver: NodeDriver) -> None:
-    """``serve --workers 2``: node clients through the one address end up on both workers
-    and converge. One worker is SIGKILLed while every client keeps typing: its clients
-    reconnect (to the surviving or the restarted worker), every character typed anywhere
-    reaches every client and the stored document, the supervisor starts a new worker, and
-    ``/healthz`` answers 200."""
+async def test_a_rooms_clients_of_both_kinds_are_served_by_its_owner(
+        cluster: Cluster, supervised: Service, driver: NodeDriver) -> None:
+    """``serve --workers 2``: in each of 6 rooms, two node y-websocket clients (32-bit client
+    ids) and a pycrdt client (53-bit) connect through the one address. Every client of a
+    room is held by the worker that owns the room, the rooms are spread over both workers,
+    each worker has loaded only its own rooms, and the clients of each room converge."""
     svc = supervised
-    name = write_text(cluster.root, "supervised.txt", "")
-    session = svc.session(name, TEXT)
-    clients, per_worker = await spread_clients(driver, svc, session, 6)
-    chars = letters(len(clients))
-    # a first round converges across both workers
-    await asyncio.gather(*(c.append(ch) for c, ch in zip(clients, chars, strict=True)))
-    texts = [await c.wait_text(length=len(clients), timeout=20) for c in clients]
-    assert len(set(texts)) == 1
+    workers = serving(svc)
+    owned = rooms_for_each_worker(cluster, svc, "owned", 3)
+    clients: dict[str, list[Any]] = {}
+    try:
+        for sessions in owned.values():
+            for session in sessions:
+                clients[room_name(session)] = [
+                    await connect_node(driver, svc, session, text="source"),
+                    await connect_node(driver, svc, session, text="source"),
+                    await DocClient.open(svc.room_url(session), "file")]
+        for worker, sessions in owned.items():
+            for session in sessions:
+                held = await holders(workers, svc, clients[room_name(session)])
+                assert held == {worker: 3, 1 - worker: 0}, (room_name(session), held)
+        for n in workers:  # (rooms preloaded at the session requests not used unload)
+            await wait_until(lambda n=n: (worker_health(svc, n)["rooms"],
+                                          worker_health(svc, n)["connections"]) == (3, 9),
+                             20, f"worker {n} holds its 3 rooms and 9 connections")
+        for name, (a, b, py) in clients.items():
+            await a.append("a")
+            await b.append("b")
+            type_into(py, "p")
+            for c in (a, b):
+                assert sorted(await c.wait_text(length=3, timeout=20)) == ["a", "b", "p"], name
+            await wait_until(lambda py=py: len(text_of(py.doc, "source")) == 3, 20, name)
+    finally:
+        await close_all([c for room in clients.values() for c in room])
 
-    victim = max(per_worker, key=per_worker.get)
-    per_client = 80
 
-    async def kill_midway() -> None:
-        while len(await clients[0].text()) < len(clients) * (1 + per_client // 6):
-            await asyncio.sleep(0.01)
-        kill(victim)
+@pytest.mark.node
+async def test_a_killed_worker_loses_no_edit(cluster: Cluster, supervised: Service,
+                                             driver: NodeDriver) -> None:
+    """Two rooms on each worker, three node clients typing in each. Worker 0 is SIGKILLed
+    midway: its rooms are served again by worker 1 within 5 s (y-websocket reconnects),
+    worker 1's clients are not disconnected, and every character typed anywhere reaches
+    every client of its room, the update log and the file, once. When worker 0 serves again,
+    its rooms move back to it (closed with 4502, and reconnected)."""
+    svc = supervised
+    workers = serving(svc)
+    owned = rooms_for_each_worker(cluster, svc, "killed", 2)
+    per_client = 60
+    chars = letters(3)
+    rooms: dict[int, list[tuple[dict[str, Any], list[YClient]]]] = {0: [], 1: []}
+    try:
+        for worker, sessions in owned.items():
+            for session in sessions:
+                rooms[worker].append((session, [
+                    await connect_node(driver, svc, session, text="source") for _ in chars]))
+        everyone = [c for pairs in rooms.values() for _, cs in pairs for c in cs]
+        first = rooms[0][0][1][0]
+        killed_at = 0.0
 
-    await asyncio.gather(*(c.burst(per_client, 20, chars=ch)
-                           for c, ch in zip(clients, chars, strict=True)), kill_midway())
-    total = len(clients) * (per_client + 1)
-    texts = [await c.wait_text(length=total, timeout=45) for c in clients]
-    assert len(set(texts)) == 1
-    for ch in chars:
-        assert texts[0].count(ch) == per_client + 1, ch
-    reconnected = 0
-    for c in clients:
-        closes = await c.close_events()
-        assert all(e["code"] is None or e["code"] < 4400 for e in closes), closes
-        reconnected += bool(closes)
-    assert reconnected >= per_worker[victim], (reconnected, per_worker)
+        async def kill_midway() -> None:
+            nonlocal killed_at
+            while len(await first.text()) < per_client:
+                await asyncio.sleep(0.01)
+            killed_at = await driver.now()
+            kill(workers[0])
 
-    new_workers = wait_for_children(svc.server.proc.pid, 2, timeout=30)
-    assert victim not in new_workers
-    svc.seen_workers |= set(new_workers)  # type: ignore[attr-defined]
-    assert svc.get("healthz")[0] == 200
-    assert "worker" in svc.logs() and "starting it again" in svc.logs()
-    # the live gauges count the clients that are connected, not the dead worker's
-    await wait_metric(svc, "ydjango_connections", len(clients))
-    # nothing was lost on the server side either: the stored document has everything,
-    # once the rooms are unloaded and loaded again
-    await close_all(clients)
-    await wait_metric(svc, "ydjango_rooms_loaded", 0)
-    reader = await DocClient.open(svc.room_url(session), "file")
-    assert text_of(reader.doc, "t") == texts[0]
-    await reader.close()
+        await asyncio.gather(*(c.burst(per_client, 20, chars=ch) for _, cs in rooms[0] + rooms[1]
+                               for c, ch in zip(cs, chars, strict=True)), kill_midway())
+        total = per_client * len(chars)
+        for _, cs in rooms[0] + rooms[1]:
+            texts = [await c.wait_text(length=total, timeout=45) for c in cs]
+            assert len(set(texts)) == 1
+            assert all(texts[0].count(ch) == per_client for ch in chars), texts[0]
+        for _, cs in rooms[0]:
+            for c in cs:
+                synced = [e["t"] for e in await c.events()
+                          if e["type"] == "sync" and e["synced"] and e["t"] > killed_at]
+                assert synced and synced[0] - killed_at < 5000, (synced, killed_at)
+        for _, cs in rooms[1]:
+            for c in cs:
+                assert await c.close_events() == []
+
+        back = serving(svc)
+        assert back[0] != workers[0] and back[1] == workers[1]
+        for _, cs in rooms[0]:
+            for c in cs:
+                deadline = time.monotonic() + 30
+                while (await holders(back, svc, [c]))[0] != 1:
+                    assert time.monotonic() < deadline, "the room did not move back to worker 0"
+                    await asyncio.sleep(0.1)
+        await close_all(everyone)
+        for session, _ in rooms[0] + rooms[1]:
+            file = cluster.root / session["file"]
+            await wait_until(lambda f=file: len(f.read_text()) == total, 30, "the file saved")
+            assert all(file.read_text().count(ch) == per_client for ch in chars)
+            doc, _, _ = replay_log(cluster, session["fileId"])
+            assert all(text_of(doc, "source").count(ch) == per_client for ch in chars)
+    finally:
+        await close_all([c for pairs in rooms.values() for _, cs in pairs for c in cs])
 
 
 @pytest.mark.node
@@ -667,24 +738,25 @@ async def test_metrics_add_up_over_workers(cluster: Cluster, supervised: Service
     """``/metrics`` of ``serve --workers 2`` adds up every worker's numbers, whichever worker
     answers: ``ydjango_connections`` is the number of open room connections,
     ``ydjango_rooms_loaded`` the number of (worker, room) pairs, ``ydjango_updates_total``
-    grows by the updates each worker applied."""
+    grows by the updates each worker applied. A room per worker, two clients each."""
     svc = supervised
+    serving(svc)
     await wait_metric(svc, "ydjango_rooms_loaded", 0)
     before = metrics(svc)
     assert before["ydjango_connections"] == 0
-    name = write_text(cluster.root, "metrics.txt", "")
-    session = svc.session(name, TEXT)
-    clients, per_worker = await spread_clients(driver, svc, session, 4, minimum=1)
-    hosting = sum(1 for n in per_worker.values() if n)
+    owned = rooms_for_each_worker(cluster, svc, "metrics", 1)
+    clients = [await connect_node(driver, svc, sessions[0])
+               for sessions in owned.values() for _ in range(2)]
     await clients[0].burst(20, 5)
+    await clients[2].burst(20, 5)
     for c in clients:
         await c.wait_text(length=20, timeout=20)
     for _ in range(4):  # any worker may answer: each must give the sum over both
         after = metrics(svc)
         assert after["ydjango_connections"] == len(clients)
-        assert after["ydjango_rooms_loaded"] == hosting == 2
+        assert after["ydjango_rooms_loaded"] == 2
         grown = after["ydjango_updates_total"] - before["ydjango_updates_total"]
-        assert 20 <= grown <= 20 * hosting + 10, grown
+        assert 40 <= grown <= 50, grown
     await close_all(clients)
     await wait_metric(svc, "ydjango_connections", 0)
     await wait_metric(svc, "ydjango_rooms_loaded", 0)

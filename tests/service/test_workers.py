@@ -3,7 +3,7 @@
 Runs ``python -m jupyter_ydjango serve --workers 2`` on a private ``redis-server`` and a
 SQLite database, with real websockets to awareness rooms. Which worker process holds which
 connection is read from ``/proc`` (Linux only); which worker should own a room is computed
-here with the same rendezvous hash (:func:`jupyter_ydjango.project.affinity.owner`).
+here with the same rendezvous hash (:func:`jupyter_ydjango.rooms.owners.owner`).
 The same with Yjs clients of both kinds, document rooms, PostgreSQL, a killed worker and a
 load balancer is in ``test_scaleout.py``.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import socket
 import sys
@@ -27,27 +26,16 @@ from backing_services import (
     connections_by_worker,
     kill,
     redis_server_binary,
+    serving_workers,
 )
 from daphne_servers import Server, migrate, serve_command, server_env
 from websockets.asyncio.client import ClientConnection, connect
 
-from jupyter_ydjango.project.affinity import owner
 from jupyter_ydjango.protocol import close_codes
+from jupyter_ydjango.rooms.owners import owner
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc (Linux only)")
-
-
-def worker_number(pid: int) -> int | None:
-    """The ``YDJANGO_WORKER`` of a process, from its environment."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            for entry in f.read().split(b"\0"):
-                if entry.startswith(b"YDJANGO_WORKER="):
-                    return int(entry.split(b"=", 1)[1])
-    except OSError:
-        pass
-    return None
 
 
 class Supervisor:
@@ -66,23 +54,11 @@ class Supervisor:
         #: every worker pid seen, to clean up after the supervisor
         self.seen: set[int] = set()
 
-    def owners(self) -> list[int]:
-        """The workers that own rooms, as the supervisor last announced."""
-        found = re.findall(r"rooms are owned by workers \[([0-9, ]*)\]", self.server.log())
-        return [int(n) for n in found[-1].split(",") if n.strip()] if found else []
-
     def workers(self, count: int = 2, timeout: float = 60) -> dict[int, int]:
         """Worker number -> pid, once ``count`` workers own rooms."""
-        deadline = time.monotonic() + timeout
-        while True:
-            pids = {worker_number(pid): pid for pid in children(self.pid)}
-            pids.pop(None, None)
-            owners = self.owners()
-            if len(owners) == count and set(owners) <= set(pids):
-                self.seen |= set(pids.values())
-                return {n: pids[n] for n in owners}  # type: ignore[index]
-            assert time.monotonic() < deadline, (owners, pids, self.server.log()[-3000:])
-            time.sleep(0.05)
+        workers = serving_workers(self.pid, self.server.log, count, timeout)
+        self.seen |= set(workers.values())
+        return workers
 
     def stop(self) -> None:
         self.seen |= set(children(self.pid))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,7 +17,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -359,3 +360,33 @@ def kill(pid: int, only_if: str | None = None) -> None:
             return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def worker_number(pid: int) -> int | None:
+    """The ``YDJANGO_WORKER`` of a process (a worker of ``serve --workers N``), from its
+    environment."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for entry in f.read().split(b"\0"):
+                if entry.startswith(b"YDJANGO_WORKER="):
+                    return int(entry.split(b"=", 1)[1])
+    except OSError:
+        pass
+    return None
+
+
+def serving_workers(supervisor: int, log: Callable[[], str], count: int,
+                    timeout: float = 60.0) -> dict[int, int]:
+    """Worker number -> pid of the workers of the ``serve --workers N`` supervisor
+    ``supervisor``, once ``count`` of them own rooms (as its ``log`` last announced)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = {worker_number(pid): pid for pid in children(supervisor)}
+        found = re.findall(r"rooms are owned by workers \[([0-9, ]*)\]", log())
+        owners = [int(n) for n in found[-1].split(",") if n.strip()] if found else []
+        if len(owners) == count and set(owners) <= set(pids):
+            return {n: pids[n] for n in owners}
+        if time.monotonic() > deadline:
+            raise AssertionError(f"workers {owners} of {pids} serve, not {count}")
+        time.sleep(0.05)
+

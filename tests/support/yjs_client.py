@@ -219,6 +219,7 @@ class NodeDriver:
         name: str | None = None,
         awareness: Any = None,
         notebook: bool = False,
+        text: str = "t",
         timeout: float = 10.0,
     ) -> YClient:
         """Create a y-websocket client on ``{url}/{room}?{params}`` with its own ``Y.Doc``.
@@ -231,7 +232,8 @@ class NodeDriver:
         ``reply["client_id"]`` (the client stays registered, and keeps reconnecting if
         ``reconnect``: use ``driver.client_from(exc)`` to inspect or close it). With
         ``notebook``, JupyterLab's ``@jupyter/ydoc`` ``YNotebook`` is bound to the client's doc,
-        for the ``nb_*`` methods.
+        for the ``nb_*`` methods. ``text`` names the ``Y.Text`` it types into and reads
+        (``"source"``: a text file's content in a document room).
         """
         name = name or f"c{next(self._names)}"
         fields: dict[str, Any] = {
@@ -247,6 +249,8 @@ class NodeDriver:
             fields["awareness"] = awareness
         if notebook:
             fields["notebook"] = True
+        if text != "t":
+            fields["text"] = text
         reply = await self.call("connect", **fields)
         return YClient(self, name, int(reply["client_id"]))
 
@@ -382,7 +386,8 @@ class YClient:
         return await self._call("reconnect", wait_sync=wait_sync, timeout_ms=int(timeout * 1000))
 
     async def info(self) -> dict[str, Any]:
-        """``{id, client_id, synced, connected, should_connect, destroyed, url}``."""
+        """``{id, client_id, synced, connected, should_connect, destroyed, url, local_port}``
+        (``local_port``: of the open websocket, ``None`` while disconnected)."""
         return await self._call("info")
 
     async def events(self) -> list[dict[str, Any]]:

@@ -181,7 +181,10 @@ const clientInfo = (client) => ({
   connected: client.provider.wsconnected,
   should_connect: client.provider.shouldConnect,
   destroyed: client.destroyed,
-  url: client.provider.url
+  url: client.provider.url,
+  // the local TCP port of the open websocket (ws' socket), to find the server process
+  // that holds it; null while disconnected
+  local_port: client.provider.ws?._socket?.localPort ?? null
 })
 
 /** Destroy a client's provider, awareness and doc; wait (bounded) for the socket to close. */
@@ -230,7 +233,8 @@ const commands = {
     const client = {
       id,
       doc,
-      text: doc.getText('t'),
+      // the Y.Text it types into: 't', or the one named by "text" (a text file's "source")
+      text: doc.getText(req.text ?? 't'),
       provider: /** @type {any} */ (null),
       reconnect,
       destroyed: false,

@@ -12,7 +12,8 @@ import sys
 import pytest
 
 from jupyter_ydjango.project import router
-from jupyter_ydjango.project.affinity import owner, room_of
+from jupyter_ydjango.project.router import room_of
+from jupyter_ydjango.rooms.owners import Owners, owner
 
 ROOMS = [f"json:notebook:{n:08x}-room" for n in range(3000)]
 
@@ -61,9 +62,15 @@ def test_a_worker_that_joins_takes_a_fair_share_from_every_other() -> None:
     assert {before[room] for room in moved} == {0, 1}
 
 
+def test_a_worker_that_knows_no_members_owns_every_room() -> None:
+    assert Owners(1, []).owns("any")
+    mine = [room for room in ROOMS if Owners(1, [0, 1]).owns(room)]
+    assert mine == [room for room in ROOMS if owner(room, [0, 1]) == 1]
+
+
 def test_every_process_agrees_on_the_owner() -> None:
     """Python's own ``hash()`` differs per process; the owners must not."""
-    code = ("from jupyter_ydjango.project.affinity import owner; "
+    code = ("from jupyter_ydjango.rooms.owners import owner; "
             f"print([owner(r, [0, 1, 2]) for r in {ROOMS[:50]!r}])")
     outputs = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                               text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
