@@ -31,11 +31,13 @@ import nbformat
 import pycrdt
 import pytest
 from backing_services import (
+    LoadBalancer,
     PgDatabase,
     RedisServer,
     TcpForwarder,
     children,
     connections_by_worker,
+    haproxy_binary,
     kill,
     postgres_user,
     redis_server_binary,
@@ -760,6 +762,77 @@ async def test_metrics_add_up_over_workers(cluster: Cluster, supervised: Service
     await close_all(clients)
     await wait_metric(svc, "ydjango_connections", 0)
     await wait_metric(svc, "ydjango_rooms_loaded", 0)
+
+
+class Through(DocServer):
+    """The session API and the rooms of the services behind an address (a load balancer)."""
+
+    def __init__(self, port: int) -> None:  # (nothing to start)
+        self._port = port
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+
+@pytest.fixture(scope="module")
+def balanced(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+        tuple[LoadBalancer, list[Service]]]:
+    """Two ``serve`` instances behind HAProxy with the shipped ``deploy/haproxy.cfg``."""
+    if haproxy_binary() is None:
+        pytest.skip("haproxy is not installed (Debian's package haproxy; .ci/run installs it)")
+    services = [cluster.service(f"balanced{n}") for n in (1, 2)]
+    balancer = LoadBalancer(tmp_path_factory.mktemp("haproxy"),
+                            [f"127.0.0.1:{svc.port}" for svc in services])
+    try:
+        yield balancer, services
+    finally:
+        balancer.stop()
+
+
+@pytest.mark.node
+async def test_a_load_balancer_sends_each_room_to_one_instance(
+        cluster: Cluster, balanced: tuple[LoadBalancer, list[Service]],
+        driver: NodeDriver) -> None:
+    """HAProxy with the shipped configuration in front of two ``serve`` instances: in each
+    of 16 rooms, two node clients and a pycrdt client connect through HAProxy. Each room is
+    loaded in one instance only (the instances together hold 16 rooms and 48 connections),
+    the rooms spread over both, and every room's clients converge."""
+    balancer, services = balanced
+    front = Through(balancer.port)
+    sessions = [front.session(write_text(cluster.root, f"balanced-{n}.txt", ""), TEXT)
+                for n in range(16)]
+    clients: list[list[Any]] = []
+    try:
+        for session in sessions:
+            room = f"ws://127.0.0.1:{balancer.port}/api/collaboration/room"
+            clients.append([
+                await driver.connect(room, room_name(session),
+                                     {"sessionId": session["sessionId"]}, text="source",
+                                     timeout=30),
+                await driver.connect(room, room_name(session),
+                                     {"sessionId": session["sessionId"]}, text="source",
+                                     timeout=30),
+                await DocClient.open(front.room_url(session), "file")])
+
+        def held() -> list[tuple[int, int]]:
+            return [(h["rooms"], h["connections"]) for h in
+                    (json.loads(svc.get("healthz")[1]) for svc in services)]
+
+        # (rooms preloaded at a session request by the other instance unload after 1 s)
+        counts = await wait_until(lambda: (sum(r for r, _ in held()) == 16
+                                           and sum(c for _, c in held()) == 48 and held()),
+                                  30, "16 rooms and 48 connections over the two instances")
+        assert all(rooms > 0 for rooms, _ in counts), counts
+        for a, b, py in clients:
+            await a.append("a")
+            await b.append("b")
+            type_into(py, "p")
+            for c in (a, b):
+                assert sorted(await c.wait_text(length=3, timeout=20)) == ["a", "b", "p"]
+            await wait_until(lambda py=py: len(text_of(py.doc, "source")) == 3, 20)
+    finally:
+        await close_all([c for room in clients for c in room])
 
 
 # --- 6. Redis restarts ------------------------------------------------------------------------

@@ -156,6 +156,48 @@ class RedisServer:
 # --- a TCP forwarder that can be paused -----------------------------------------------------
 
 
+#: The shipped HAProxy configuration (deploy/haproxy.cfg).
+HAPROXY_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
+
+
+def haproxy_binary() -> str | None:
+    """The ``haproxy`` executable, if installed (Debian's package puts it in /usr/sbin)."""
+    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+
+
+class LoadBalancer:
+    """HAProxy on a free port with the shipped configuration, in front of two services
+    (``host:port`` each), as its comments say to run it."""
+
+    def __init__(self, tmp: Path, services: Sequence[str]) -> None:
+        binary = haproxy_binary()
+        if binary is None:
+            raise RuntimeError("haproxy is not installed")
+        assert len(services) == 2, "the shipped configuration names two services"
+        self.port = free_port()
+        env = {**os.environ, "YDJANGO_LB_BIND": f"127.0.0.1:{self.port}",
+               "YDJANGO_SERVICE_1": services[0], "YDJANGO_SERVICE_2": services[1]}
+        self.log_path = tmp / "haproxy.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([binary, "-db", "-f", str(HAPROXY_CONFIG)], env=env,
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while not listening_on(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"haproxy did not start: {self.log_path.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def listening_on(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 class TcpForwarder:
     """Forwards ``127.0.0.1:<port>`` to ``target``, on an event loop in a thread of its own.
 
@@ -298,10 +340,6 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-#: ``/proc/net/tcp`` state of a listening socket.
-_LISTEN = 0x0A
-
-
 def _tcp_table() -> Iterator[tuple[tuple[str, int], tuple[str, int], int, int, int]]:
     """``(local, remote, state, rx_queue, inode)`` of every IPv4 TCP socket
     (``/proc/net/tcp``; a listening socket's ``rx_queue`` is its accept queue's length)."""
@@ -319,17 +357,6 @@ def _tcp_table() -> Iterator[tuple[tuple[str, int], tuple[str, int], int, int, i
                    int(fields[9]))
 
 
-#: /proc/net/tcp's state of a listening socket.
-TCP_LISTEN = 0x0A
-
-
-def listening(workers: Sequence[int], port: int) -> set[int]:
-    """The workers (pids) with a listening socket on ``port``."""
-    sockets = {inode for local, _, state, _, inode in _tcp_table()
-               if local[1] == port and state == TCP_LISTEN}
-    return {pid for pid in workers if sockets & set(_socket_inodes(pid))}
-
-
 def connections_by_worker(workers: Sequence[int], port: int) -> dict[int, set[int]]:
     """For each worker pid, the client ports of its accepted connections on ``port``."""
     by_inode = {inode: remote[1] for local, remote, _, _, inode in _tcp_table()
@@ -338,14 +365,6 @@ def connections_by_worker(workers: Sequence[int], port: int) -> dict[int, set[in
             for pid in workers}
 
 
-def accept_queue(pid: int, port: int) -> int | None:
-    """How many connections wait in the accept queue of the socket on which process ``pid``
-    listens on ``port``; ``None`` if it does not listen there."""
-    inodes = _socket_inodes(pid)
-    for local, _, state, rx_queue, inode in _tcp_table():
-        if local[1] == port and state == _LISTEN and inode in inodes:
-            return rx_queue
-    return None
 
 
 def kill(pid: int, only_if: str | None = None) -> None:
