@@ -43,8 +43,9 @@ from backing_services import (
     redis_server_binary,
     serving_workers,
     wait_for_children,
+    worker_health,
 )
-from daphne_servers import Server, UnixHTTPConnection, migrate, serve_command, server_env
+from daphne_servers import Server, migrate, serve_command, server_env
 from django_service import DocServer
 from jupyter_ydoc import YNotebook
 from notebook_client import DocClient
@@ -603,21 +604,6 @@ def rooms_for_each_worker(cluster: Cluster, svc: Service, prefix: str, per_worke
     raise AssertionError(f"50 rooms per wanted room did not cover every worker: {owned}")
 
 
-def worker_health(svc: Service, worker: int) -> dict[str, Any]:
-    """``/healthz`` of one worker, asked on its own Unix socket (the supervisor names it in
-    the worker's command line)."""
-    pid = serving(svc)[worker]
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        argv = f.read().split(b"\0")
-    path = argv[argv.index(b"--unix-socket") + 1].decode()
-    conn = UnixHTTPConnection(path)
-    try:
-        conn.request("GET", "/healthz")
-        return json.loads(conn.getresponse().read())
-    finally:
-        conn.close()
-
-
 def room_name(session: dict[str, Any]) -> str:
     return f"{session['format']}:{session['type']}:{session['fileId']}"
 
@@ -655,8 +641,8 @@ async def test_a_rooms_clients_of_both_kinds_are_served_by_its_owner(
                 held = await holders(workers, svc, clients[room_name(session)])
                 assert held == {worker: 3, 1 - worker: 0}, (room_name(session), held)
         for n in workers:  # (rooms preloaded at the session requests not used unload)
-            await wait_until(lambda n=n: (worker_health(svc, n)["rooms"],
-                                          worker_health(svc, n)["connections"]) == (3, 9),
+            await wait_until(lambda n=n: (worker_health(workers[n])["rooms"],
+                                          worker_health(workers[n])["connections"]) == (3, 9),
                              20, f"worker {n} holds its 3 rooms and 9 connections")
         for name, (a, b, py) in clients.items():
             await a.append("a")

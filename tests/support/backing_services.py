@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from daphne_servers import free_port
+from daphne_servers import UnixHTTPConnection, free_port
 
 PG_HOST = os.environ.get("YDJANGO_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("YDJANGO_TEST_PG_PORT", "5432"))
@@ -409,3 +410,15 @@ def serving_workers(supervisor: int, log: Callable[[], str], count: int,
             raise AssertionError(f"workers {owners} of {pids} serve, not {count}")
         time.sleep(0.05)
 
+
+def worker_health(pid: int) -> dict[str, Any]:
+    """``/healthz`` of one worker of ``serve --workers N`` (its rooms and connections), asked
+    on the worker's own Unix socket (named in its command line)."""
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        argv = f.read().split(b"\0")
+    conn = UnixHTTPConnection(argv[argv.index(b"--unix-socket") + 1].decode())
+    try:
+        conn.request("GET", "/healthz")
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()

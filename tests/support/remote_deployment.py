@@ -19,9 +19,14 @@ SECRET = "remote-tests-shared-secret-of-32-bytes"
 class Remote:
     """The Django service and the Jupyter server in front of it."""
 
-    def __init__(self, tmp: Path, *, jupyter_args: tuple[str, ...] = (), **env: str) -> None:
-        """``jupyter_args``: more options of the Jupyter server; ``env``: more environment
-        variables of both servers."""
+    def __init__(self, tmp: Path, *, jupyter_args: tuple[str, ...] = (),
+                 service_args: tuple[str, ...] = (), **env: str) -> None:
+        """``jupyter_args``: more options of the Jupyter server; ``service_args``: of
+        ``serve`` (such as ``--workers 2``); ``env``: more environment variables of both
+        servers."""
+        self.jupyter_args = jupyter_args
+        self.service_args = service_args
+        self.extra_env = env
         self.root = tmp / "root"
         self.root.mkdir()
         self.env = server_env(tmp / "service", YDJANGO_NOTEBOOK_DIR=str(self.root),
@@ -31,16 +36,21 @@ class Remote:
         migrate(self.env)
         self.tmp = tmp
         self.service = self.start_service()
-        self.jupyter = JupyterServer(tmp / "jupyter", self.root, args=(
+        self.jupyter = self.another_jupyter("jupyter")
+
+    def another_jupyter(self, name: str) -> JupyterServer:
+        """A Jupyter server in front of the service (the first is :attr:`jupyter`)."""
+        return JupyterServer(self.tmp / name, self.root, args=(
             f"--YDjango.remote_url=http://127.0.0.1:{self.service.port}",
             f"--YDjango.shared_secret={SECRET}",
             "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
             "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer",
-            *jupyter_args,
-        ), **env)
+            *self.jupyter_args,
+        ), **self.extra_env)
 
     def start_service(self) -> Server:
-        return Server([*serve_command(), "--no-migrate"], self.env, self.tmp / "service.log")
+        return Server([*serve_command(), "--no-migrate", *self.service_args], self.env,
+                      self.tmp / "service.log")
 
     def direct(self, method: str, path: str, body: Any = None,
                headers: dict[str, str] | None = None) -> tuple[int, Any]:
