@@ -51,12 +51,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "benchmarks"), str(ROOT)]
 
 from backing_services import (  # noqa: E402
+    LoadBalancer,
     PgDatabase,
     RedisServer,
-    accept_queue,
-    children,
-    connections_by_worker,
+    haproxy_binary,
     postgres_user,
+    serving_workers,
+    worker_health,
 )
 from benchlib import (  # noqa: E402
     ensure_node_modules,
@@ -64,6 +65,7 @@ from benchlib import (  # noqa: E402
     fmt_spread,
     percentile,
     proc_cpu,
+    proc_memory,
     self_cpu,
     spread,
     table,
@@ -83,20 +85,30 @@ def progress(text: str) -> None:
 # --- processes and CPU ----------------------------------------------------------------------
 
 
+def put_session(port: int, path: str) -> dict[str, Any]:
+    """The session of a text file, asked of the service (or balancer) on ``port``."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/collaboration/session/{path}",
+        data=json.dumps({"format": "text", "type": "file"}).encode(), method="PUT")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def health(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as response:
+        return json.loads(response.read())
+
+
 class Service:
     """One ``serve`` process, or with ``workers`` > 1 a ``serve --workers N`` supervisor."""
 
     def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
         more = ["--workers", str(workers)] if workers > 1 else []
         self.workers = workers
+        self.label = f"{workers} worker{'s' if workers > 1 else ''}"
         self.server = Server([*serve_command(), "--no-migrate", *more], env, log)
-        if workers > 1:  # every worker listens
-            deadline = time.monotonic() + 60
-            while not (len(kids := children(self.pid)) == workers and
-                       all(accept_queue(k, self.port) is not None for k in kids)):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the {workers} workers did not all start listening")
-                time.sleep(0.1)
+        if workers > 1:  # every worker serves
+            serving_workers(self.pid, workers)
 
     @property
     def port(self) -> int:
@@ -108,17 +120,65 @@ class Service:
 
     def pids(self) -> list[int]:
         """The processes that serve clients (the workers, or the one process)."""
-        return children(self.pid) if self.workers > 1 else [self.pid]
+        if self.workers == 1:
+            return [self.pid]
+        return list(serving_workers(self.pid, self.workers).values())
+
+    def cpu_pids(self) -> list[int]:
+        """Every process of the deployment whose CPU counts (the supervisor too)."""
+        return [self.pid, *self.pids()] if self.workers > 1 else [self.pid]
+
+    def holding(self) -> list[dict[str, float]]:
+        """For each worker: rooms loaded, room connections, RSS in MB."""
+        if self.workers == 1:
+            return [{"rooms": (h := health(self.port))["rooms"],
+                     "connections": h["connections"],
+                     "rss_mb": proc_memory(self.pid)["VmRSS"]}]
+        out = []
+        for pid in self.pids():
+            h = worker_health(pid)
+            out.append({"rooms": h["rooms"], "connections": h["connections"],
+                        "rss_mb": proc_memory(pid)["VmRSS"]})
+        return out
 
     def session(self, path: str) -> dict[str, Any]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/collaboration/session/{path}",
-            data=json.dumps({"format": "text", "type": "file"}).encode(), method="PUT")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        return put_session(self.port, path)
 
     def stop(self) -> None:
         self.server.stop()
+
+
+class Balanced:
+    """Two ``serve`` instances of one worker each behind HAProxy with the shipped
+    ``deploy/haproxy.cfg`` (as on two machines); HAProxy's CPU counts with theirs."""
+
+    workers = 2
+    label = "HAProxy, 2 instances"
+
+    def __init__(self, env: dict[str, str], tmp: Path) -> None:
+        self.instances = [Service(env, tmp / f"instance{n}.log") for n in (1, 2)]
+        self.balancer = LoadBalancer(tmp, [f"127.0.0.1:{s.port}" for s in self.instances])
+
+    @property
+    def port(self) -> int:
+        return self.balancer.port
+
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.instances]
+
+    def cpu_pids(self) -> list[int]:
+        return [*self.pids(), self.balancer.proc.pid]
+
+    def holding(self) -> list[dict[str, float]]:
+        return [h for s in self.instances for h in s.holding()]
+
+    def session(self, path: str) -> dict[str, Any]:
+        return put_session(self.port, path)
+
+    def stop(self) -> None:
+        self.balancer.stop()
+        for s in self.instances:
+            s.stop()
 
 
 @dataclass
@@ -325,17 +385,18 @@ async def workers_ramp(driver: NodeDriver, service: Service, root: Path, rooms: 
         room = new_room([service], root, f"workers-{label}-{service.workers}-{r}")
         handles.append(await connect_all(driver, room, [0] * per_room))
     clients = [c for room in handles for c in room]
-    held = sorted(len(ports) for ports in
-                  connections_by_worker(service.pids(), service.port).values())
-    progress(f"{service.workers} worker(s): {len(clients)} clients connected, "
-             f"held {held} by the workers")
     lengths = [0] * rooms
     steps: list[dict[str, Any]] = []
     try:
-        await asyncio.sleep(2.0)  # the joins' awareness traffic settles
+        # the joins' awareness traffic settles, and rooms preloaded at a session request by
+        # a process their clients did not reach unload (YDJANGO_ROOM_UNLOAD_DELAY is 2 s)
+        await asyncio.sleep(3.0)
+        held = service.holding()
+        progress(f"{service.label}: {len(clients)} clients connected; rooms loaded per worker "
+                 f"{[h['rooms'] for h in held]}, connections {[h['connections'] for h in held]}")
         for rate in rates:
             count = max(10, int(rate * seconds))
-            progress(f"{service.workers} worker(s): {rate:g} characters/s per typist, "
+            progress(f"{service.label}: {rate:g} characters/s per typist, "
                      f"{rooms * rate:g} updates/s in all")
             for room in handles:
                 for receiver in room[1:]:
@@ -378,6 +439,9 @@ async def workers_ramp(driver: NodeDriver, service: Service, root: Path, rooms: 
                 "p50_ms": percentile(delays, 50) if delays else math.nan,
                 "p99_ms": percentile(delays, 99) if delays else math.nan,
                 "cpu": cpu.as_dict(),
+                "cpu_ms_per_delivered": (1000 * cpu.services / len(delays) if delays
+                                         else math.nan),
+                "holding": service.holding(),
             }
             steps.append(step)
             await asyncio.sleep(1.0)
@@ -385,8 +449,12 @@ async def workers_ramp(driver: NodeDriver, service: Service, root: Path, rooms: 
                 break
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-    return {"workers": service.workers, "rooms": rooms, "clients_per_room": per_room,
-            "connections_held": held, "steps": steps, **capacity(steps)}
+    return {"workers": service.workers, "label": service.label, "rooms": rooms,
+            "clients_per_room": per_room, "holding": held,
+            "rooms_loaded": sum(h["rooms"] for h in held),
+            "max_rss_mb": [max(s["holding"][w]["rss_mb"] for s in steps)
+                           for w in range(len(held))],
+            "steps": steps, **capacity(steps)}
 
 
 def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -414,69 +482,122 @@ def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def workers_part(args: argparse.Namespace, driver: NodeDriver, env: dict[str, str],
                        tmp: Path, root: Path, started: list[Any]) -> dict[str, Any]:
-    """Each run ramps ``serve --workers 1``, then ``--workers 2``, each on a fresh service;
-    the speedup is the median capacity of 2 workers over that of 1."""
+    """Each run ramps ``serve --workers 1``, ``--workers 2`` and, where HAProxy is installed,
+    two instances behind it, each on fresh processes. The goals compare 2 workers with 1:
+    capacity, CPU per delivered update, rooms loaded."""
     rates = [float(r) for r in args.room_rates.split(",") if r.strip()]
+    kinds: list[Any] = [1, 2] + (["haproxy"] if haproxy_binary() else [])
+    if "haproxy" not in kinds:
+        progress("haproxy is not installed: the load-balancer configuration is not run")
     configs = []
     for run in range(1, args.room_runs + 1):
-        for workers in (1, 2):
-            progress(f"run {run}/{args.room_runs}: starting serve --workers {workers}")
-            service = Service(env, tmp / f"workers{workers}-{run}.log", workers)
+        for kind in kinds:
+            progress(f"run {run}/{args.room_runs}: starting {kind}")
+            if kind == "haproxy":
+                here = tmp / f"haproxy-{run}"
+                here.mkdir()
+                service: Any = Balanced(env, here)
+            else:
+                service = Service(env, tmp / f"workers{kind}-{run}.log", kind)
             started.append(service)
-            meter = Meter(lambda: driver.proc.pid if driver.proc else None,
-                          lambda s=service: [s.pid, *s.pids()] if s.workers > 1 else [s.pid])
+            meter = Meter(lambda: driver.proc.pid if driver.proc else None, service.cpu_pids)
             config = await workers_ramp(driver, service, root, args.rooms, args.room_clients,
                                         rates, args.room_seconds, meter, f"r{run}")
-            configs.append({"run": run, **config})
+            configs.append({"run": run, "kind": str(kind), **config})
             service.stop()
             started.remove(service)
+    return {"configs": configs, "runs": args.room_runs, **goals(configs)}
 
-    def median_capacity(workers: int) -> float:
-        return statistics.median(c["capacity_delivered_per_s"] for c in configs
-                                 if c["workers"] == workers)
 
-    return {"configs": configs, "runs": args.room_runs,
-            "speedup": median_capacity(2) / median_capacity(1),
-            "speedups": [two["capacity_delivered_per_s"] / one["capacity_delivered_per_s"]
-                         for one, two in zip(configs[::2], configs[1::2], strict=True)]}
+def cpu_per_update(config: dict[str, Any], rates: set[float]) -> float:
+    """Services' CPU ms per delivered update over the steps at ``rates``."""
+    steps = [s for s in config["steps"] if s["rate_per_typist"] in rates]
+    delivered = sum(s["delivered"] for s in steps)
+    return 1000 * sum(s["cpu"]["services_cpu_s"] for s in steps) / delivered if delivered \
+        else math.nan
+
+
+def within_capacity(config: dict[str, Any]) -> set[float]:
+    """The rates of a ramp up to its capacity step."""
+    out = set()
+    for step in config["steps"]:
+        out.add(step["rate_per_typist"])
+        if step["delivered_per_s"] == config["capacity_delivered_per_s"]:
+            break
+    return out
+
+
+def goals(configs: list[dict[str, Any]]) -> dict[str, Any]:
+    """For each other configuration against 1 worker of the same run: capacity ratio, and
+    the ratio of CPU per delivered update over the rates both ramps reached within their
+    capacity; medians over runs."""
+    out: dict[str, Any] = {}
+    for kind in sorted({c["kind"] for c in configs} - {"1"}):
+        capacities, cpus = [], []
+        for one in (c for c in configs if c["kind"] == "1"):
+            other = next(c for c in configs if c["kind"] == kind and c["run"] == one["run"])
+            capacities.append(other["capacity_delivered_per_s"]
+                              / one["capacity_delivered_per_s"])
+            rates = within_capacity(one) & within_capacity(other)
+            cpus.append(cpu_per_update(other, rates) / cpu_per_update(one, rates))
+        out[kind] = {"capacity_ratio": statistics.median(capacities),
+                     "capacity_ratios": capacities,
+                     "cpu_per_update_ratio": statistics.median(cpus), "cpu_ratios": cpus,
+                     "rooms_loaded": [c["rooms_loaded"] for c in configs if c["kind"] == kind]}
+    return {"versus_one_worker": out,
+            "speedup": out["2"]["capacity_ratio"] if "2" in out else math.nan}
+
+
+COLORS = {"1": "tab:blue", "2": "tab:orange", "haproxy": "tab:green"}
 
 
 def plot_workers(part: dict[str, Any], png: Path) -> None:
-    """Median and p99 latency against delivered updates/s, a line per worker count and run."""
+    """Median latency against delivered updates/s, a line per configuration and run; and the
+    capacity of each configuration."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharex=True)
-    for ax, key, name in ((axes[0], "p50", "median"), (axes[1], "p99", "p99")):
-        for config in part["configs"]:
-            color = "tab:blue" if config["workers"] == 1 else "tab:orange"
-            run = config.get("run", 1)
-            steps = config["steps"]
-            label = (f"{config['workers']} worker{'s' if config['workers'] > 1 else ''}, "
-                     f"run {run}")
-            ax.plot([s["delivered_per_s"] for s in steps], [s[f"{key}_ms"] for s in steps],
-                    marker="o" if run == 1 else "s", linestyle="-" if run == 1 else "-.",
-                    color=color, label=label)
-            if key == "p50":
-                ax.axhline(2 * config["baseline_p50_ms"], color=color, linestyle=":",
-                           linewidth=1)
-                if math.isfinite(config["capacity_delivered_per_s"]):
-                    ax.axvline(config["capacity_delivered_per_s"], color=color,
-                               linestyle="--", linewidth=1)
-        ax.set_yscale("log")
-        ax.set_xlabel("delivered updates/s (an update received by one client)")
-        ax.set_ylabel(f"{name} edit-to-receipt latency, ms (log)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
+    for config in part["configs"]:
+        color = COLORS.get(config["kind"], "tab:gray")
+        run = config.get("run", 1)
+        steps = config["steps"]
+        ax.plot([s["delivered_per_s"] for s in steps], [s["p50_ms"] for s in steps],
+                marker="o" if run == 1 else "s", linestyle="-" if run == 1 else "-.",
+                color=color, label=f"{config['label']}, run {run}")
+        ax.axhline(2 * config["baseline_p50_ms"], color=color, linestyle=":", linewidth=1)
+        if math.isfinite(config["capacity_delivered_per_s"]):
+            ax.axvline(config["capacity_delivered_per_s"], color=color, linestyle="--",
+                       linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("delivered updates/s (an update received by one client)")
+    ax.set_ylabel("median edit-to-receipt latency, ms (log)")
+    ax.set_title("median (dotted: 2x the lowest; dashed: the last rate within it)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+    labels: list[str] = []
+    for config in part["configs"]:
+        if config["label"] not in labels:
+            labels.append(config["label"])
+    for x, label in enumerate(labels):
+        mine = [c for c in part["configs"] if c["label"] == label]
+        values = [c["capacity_delivered_per_s"] for c in mine]
+        bars.bar(x, statistics.median(values), color=COLORS.get(mine[0]["kind"], "tab:gray"),
+                 alpha=0.8)
+        bars.plot([x] * len(values), values, "k.", markersize=8)
+        bars.annotate(f"{statistics.median(values):.0f}", (x, statistics.median(values)),
+                      ha="center", va="bottom", fontsize=9)
+    bars.set_xticks(range(len(labels)), labels, fontsize=8)
+    bars.set_ylabel("delivered updates/s before the median latency doubles")
+    bars.set_title("capacity (bar: median of runs; dots: each run)", fontsize=9)
+    bars.grid(True, axis="y", alpha=0.3)
     first = part["configs"][0]
-    axes[0].set_title("median (dotted: 2x the lowest; dashed: the last rate within it)",
-                      fontsize=9)
-    axes[1].set_title("p99", fontsize=9)
     fig.suptitle(f"{first['rooms']} rooms x {first['clients_per_room']} clients, one typist "
-                 f"each: serve --workers 1 vs 2 (speedup before the median doubles: "
-                 f"{part['speedup']:.2f}x)", fontsize=10)
+                 f"each, on {os.cpu_count()} cores shared with the clients, Redis and "
+                 f"PostgreSQL (2 workers / 1: {part['speedup']:.2f}x)", fontsize=10)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
@@ -747,29 +868,48 @@ def report_workers(part: dict[str, Any]) -> None:
     for config in part["configs"]:
         for s in config["steps"]:
             wall = s["cpu"]["wall_s"] or math.nan
-            rows.append((config.get("run", 1), config["workers"], f"{s['rate_per_typist']:g}",
+            rows.append((config.get("run", 1), config["label"], f"{s['rate_per_typist']:g}",
                          f"{s['offered_per_s']:g}", f"{s['sent_per_s']:.0f}",
                          f"{s['delivered_per_s']:.0f}", f"{s['p50_ms']:.1f}",
                          f"{s['p99_ms']:.1f}", s["never_received"],
                          f"{s['cpu']['services_cpu_s'] / wall:.0%}",
+                         f"{s['cpu_ms_per_delivered']:.3f}",
                          f"{s['cpu']['node_cpu_s'] / wall:.0%}"))
     print(table(
         f"4. Many rooms: {first['rooms']} rooms x {first['clients_per_room']} clients, one "
-        f"typist each, on serve --workers 1 and 2 (stops once p50 > 4x the lowest p50 so "
-        f"far)",
-        ["run", "workers", "chars/s/typist", "offered upd/s", "typed upd/s", "delivered/s",
-         "p50 ms", "p99 ms", "never recv", "workers CPU", "node CPU"], rows))
+        f"typist each (stops once p50 > 4x the lowest p50 so far)",
+        ["run", "configuration", "chars/s/typist", "offered upd/s", "typed upd/s",
+         "delivered/s", "p50 ms", "p99 ms", "never recv", "services CPU",
+         "CPU ms/delivered", "node CPU"], rows))
+    rows = []
     for config in part["configs"]:
-        print(f"run {config.get('run', 1)}, {config['workers']} worker(s): connections held "
-              f"{config['connections_held']}; "
-              f"{config['capacity_delivered_per_s']:.0f} delivered updates/s before the median "
-              f"latency doubles (p50 {config['capacity_p50_ms']:.1f} ms, lowest "
-              f"{config['baseline_p50_ms']:.1f} ms; p99 {config['capacity_p99_ms']:.1f} ms); "
-              f"{config['p99_capacity_delivered_per_s']:.0f}/s before the p99 doubles "
-              f"(lowest {config['baseline_p99_ms']:.1f} ms)")
-    each = ", ".join(f"{x:.2f}x" for x in part.get("speedups", [part["speedup"]]))
-    print(f"2 workers / 1 worker (median capacities): {part['speedup']:.2f}x (each run: "
-          f"{each})\n")
+        rows.append((config.get("run", 1), config["label"],
+                     " + ".join(str(h["rooms"]) for h in config["holding"]),
+                     " + ".join(str(h["connections"]) for h in config["holding"]),
+                     " / ".join(f"{m:.0f}" for m in config["max_rss_mb"]),
+                     f"{config['capacity_delivered_per_s']:.0f}",
+                     f"{config['capacity_p50_ms']:.1f} ({config['baseline_p50_ms']:.1f})",
+                     f"{config['p99_capacity_delivered_per_s']:.0f}"))
+    print(table("4b. Per configuration: where rooms and connections are (per worker or "
+                "instance), peak RSS per worker, capacity before the median latency doubles",
+                ["run", "configuration", "rooms loaded", "connections", "RSS MB",
+                 "capacity upd/s", "p50 ms there (lowest)", "capacity by p99"], rows))
+    rows = []
+    goals_of = {"capacity_ratio": (">= 1.00", lambda v: v >= 1.0),
+                "cpu_per_update_ratio": ("<= 1.15", lambda v: v <= 1.15)}
+    for kind, figures in part["versus_one_worker"].items():
+        label = next(c["label"] for c in part["configs"] if c["kind"] == kind)
+        for key, (goal, met) in goals_of.items():
+            each = figures["capacity_ratios" if key == "capacity_ratio" else "cpu_ratios"]
+            rows.append((label, key.replace("_", " "), goal, f"{figures[key]:.2f}x",
+                         ", ".join(f"{v:.2f}" for v in each),
+                         "met" if met(figures[key]) else "NOT met"))
+        rows.append((label, "rooms loaded (all workers)", f"= {first['rooms']}",
+                     ", ".join(str(n) for n in figures["rooms_loaded"]), "",
+                     "met" if all(n == first["rooms"] for n in figures["rooms_loaded"])
+                     else "NOT met"))
+    print(table("4c. Goals, against 1 worker of the same run (median of runs)",
+                ["configuration", "figure", "goal", "median", "each run", ""], rows))
 
 
 def wait_for_load(limit: float, max_wait: float) -> None:

@@ -20,7 +20,7 @@ from jupyter_ydjango.api import calls as api_calls
 from jupyter_ydjango.api.csrf import mutating
 from jupyter_ydjango.api.http import arequest_identity, error_response, json_body, request_identity
 from jupyter_ydjango.documents.room import DocumentRoom
-from jupyter_ydjango.rooms.room import find_room, loaded_rooms
+from jupyter_ydjango.rooms.room import find_room, get_registry, loaded_rooms
 from jupyter_ydjango.store import records
 from jupyter_ydjango.store.dispatch import run_db
 from jupyter_ydjango.store.paths import PathError, normalize_api_path
@@ -28,7 +28,8 @@ from jupyter_ydjango.store.paths import PathError, normalize_api_path
 
 async def health(request: HttpRequest) -> HttpResponse:
     """``GET /healthz``: 200 when the database and the channel layer answer, else 503; with
-    this process's worker number, rooms loaded and room connections."""
+    this process's worker number, the workers that own rooms as it was last told (``None``
+    outside ``serve --workers N``), its rooms loaded and its room connections."""
     checks: dict[str, str] = {}
 
     def database() -> None:
@@ -51,8 +52,10 @@ async def health(request: HttpRequest) -> HttpResponse:
             checks["channel_layer"] = f"error: {exc!r}"
     ok = all(value == "ok" for value in checks.values())
     rooms = loaded_rooms()
+    owners = get_registry().owners
     return JsonResponse({"status": "ok" if ok else "failing", **checks,
                          "worker": os.environ.get("YDJANGO_WORKER", "0"),
+                         "owners": None if owners is None else owners.members,
                          "rooms": len(rooms), "connections": sum(len(r.peers) for r in rooms)},
                         status=200 if ok else 503)
 

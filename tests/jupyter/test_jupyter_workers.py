@@ -85,7 +85,7 @@ async def test_two_jupyter_servers_share_a_room_held_by_one_worker(
     """Two clients through each Jupyter server edit one notebook: every edit reaches all
     four, the save holds all of them, and all four connections are held by one worker."""
     remote, second = deployment
-    workers = serving_workers(remote.service.proc.pid, remote.service.log, 2)
+    workers = serving_workers(remote.service.proc.pid, 2)
     path: Path = remote.root / "shared.ipynb"
     nbformat.write(new_notebook(cells=[new_code_cell("x = 1", id="code-1")]), path)
     clients = [await open_notebook(jupyter, "shared.ipynb", token)

@@ -582,7 +582,7 @@ def supervised(cluster: Cluster) -> Iterator[Service]:
 
 def serving(svc: Service, count: int = 2) -> dict[int, int]:
     """Worker number -> pid of the supervisor's workers, once ``count`` of them serve."""
-    workers = serving_workers(svc.server.proc.pid, svc.logs, count)
+    workers = serving_workers(svc.server.proc.pid, count)
     svc.seen_workers |= set(workers.values())  # type: ignore[attr-defined]
     return workers
 

@@ -57,7 +57,7 @@ class Supervisor:
 
     def workers(self, count: int = 2, timeout: float = 60) -> dict[int, int]:
         """Worker number -> pid, once ``count`` workers own rooms."""
-        workers = serving_workers(self.pid, self.server.log, count, timeout)
+        workers = serving_workers(self.pid, count, timeout)
         self.seen |= set(workers.values())
         return workers
 

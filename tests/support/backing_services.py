@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -395,19 +395,24 @@ def worker_number(pid: int) -> int | None:
     return None
 
 
-def serving_workers(supervisor: int, log: Callable[[], str], count: int,
-                    timeout: float = 60.0) -> dict[int, int]:
+def serving_workers(supervisor: int, count: int, timeout: float = 60.0) -> dict[int, int]:
     """Worker number -> pid of the workers of the ``serve --workers N`` supervisor
-    ``supervisor``, once ``count`` of them own rooms (as its ``log`` last announced)."""
+    ``supervisor``, once ``count`` of them serve and each knows that these own the rooms
+    (their ``/healthz``)."""
     deadline = time.monotonic() + timeout
     while True:
-        pids = {worker_number(pid): pid for pid in children(supervisor)}
-        found = re.findall(r"rooms are owned by workers \[([0-9, ]*)\]", log())
-        owners = [int(n) for n in found[-1].split(",") if n.strip()] if found else []
-        if len(owners) == count and set(owners) <= set(pids):
-            return {n: pids[n] for n in owners}
+        pids = {n: pid for pid in children(supervisor)
+                if (n := worker_number(pid)) is not None}
+        owners: list[Any] = []
+        for pid in pids.values():
+            try:
+                owners.append(worker_health(pid)["owners"])
+            except (OSError, ValueError, http.client.HTTPException):
+                owners.append(None)  # not serving yet
+        if len(pids) == count and all(o == sorted(pids) for o in owners):
+            return pids
         if time.monotonic() > deadline:
-            raise AssertionError(f"workers {owners} of {pids} serve, not {count}")
+            raise AssertionError(f"workers {pids} know owners {owners}, not {count} workers")
         time.sleep(0.05)
 
 
