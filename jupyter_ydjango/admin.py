@@ -16,7 +16,32 @@ from django.views.decorators.http import require_POST
 
 from jupyter_ydjango.conf import get_setting
 from jupyter_ydjango.formats.ydoc import find_format
-from jupyter_ydjango.models import Document, Fork, Snapshot, Update
+from jupyter_ydjango.models import Document, Fork, Grant, RoleChange, Snapshot, Update
+
+
+class GrantInline(admin.TabularInline):
+    """The roles given on this document (folder grants that cover it are on the grants'
+    page). A change made here is recorded in the document's role history."""
+
+    model = Grant
+    fk_name = "document"
+    fields = ("user", "group", "role", "granted_by", "updated")
+    readonly_fields = ("granted_by", "updated")
+    raw_id_fields = ("user",)
+    extra = 0
+
+
+class RoleChangeInline(admin.TabularInline):
+    """Who granted, changed or revoked which role on this document, and when."""
+
+    model = RoleChange
+    fields = ("at", "by", "subject", "before", "after")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Document)
@@ -32,6 +57,24 @@ class DocumentAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "session_id", "imported", "file_hash", "created", "last_saved",
                        "written_at", "written_by", "size", "save_error", "deleted")
     actions = ["restore_deleted"]
+    inlines = [GrantInline, RoleChangeInline]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """Grants edited on the page are kept in the role history, by the admin's user."""
+        if formset.model is not Grant:
+            super().save_formset(request, form, formset, change)
+            return
+        by = request.user.get_username()
+        before = {g.pk: g.role for g in formset.queryset}
+        grants = formset.save(commit=False)
+        for grant in formset.deleted_objects:
+            _record(grant, before.get(grant.pk, ""), "", by)
+            grant.delete()
+        for grant in grants:
+            grant.granted_by = by
+            grant.save()
+            if before.get(grant.pk, "") != grant.role:
+                _record(grant, before.get(grant.pk, ""), grant.role, by)
 
     @admin.action(description="Restore the deleted file (its last content)")
     def restore_deleted(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
@@ -216,3 +259,48 @@ def _room_users(room_name: str) -> list[str]:
             if name:
                 names.append(str(name))
     return sorted(set(names))
+
+
+def _record(grant: Grant, before: str, after: str, by: str) -> None:
+    subject = (f"user:{grant.user.get_username()}" if grant.user_id
+               else f"group:{grant.group.name}")
+    RoleChange.objects.create(document_id=grant.document_id, folder=grant.folder,
+                              subject=subject, before=before, after=after, by=by)
+
+
+@admin.register(Grant)
+class GrantAdmin(admin.ModelAdmin):
+    """Every grant, on documents and on folders."""
+
+    list_display = ("__str__", "role", "granted_by", "updated")
+    list_filter = ("role",)
+    search_fields = ("folder", "document__path", "user__username", "group__name")
+    raw_id_fields = ("document", "user")
+    readonly_fields = ("granted_by", "updated")
+
+    def save_model(self, request: HttpRequest, obj: Grant, form: Any, change: bool) -> None:
+        before = Grant.objects.filter(pk=obj.pk).values_list("role", flat=True).first() or ""
+        obj.granted_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+        if before != obj.role:
+            _record(obj, before, obj.role, obj.granted_by)
+
+    def delete_model(self, request: HttpRequest, obj: Grant) -> None:
+        _record(obj, obj.role, "", request.user.get_username())
+        super().delete_model(request, obj)
+
+
+@admin.register(RoleChange)
+class RoleChangeAdmin(admin.ModelAdmin):
+    """The history of roles: who granted, changed or revoked what, and when (read only)."""
+
+    list_display = ("at", "by", "subject", "before", "after", "document", "folder")
+    search_fields = ("subject", "by", "folder", "document__path")
+    readonly_fields = ("document", "folder", "subject", "before", "after", "by", "at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -181,3 +182,88 @@ class Fork(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} of {self.document}"
+
+
+#: The roles a grant gives, lowest first: each allows what the ones before it allow.
+ROLES = ("viewer", "editor", "runner")
+ROLE_CHOICES = [(role, role) for role in ROLES]
+
+
+class Grant(models.Model):
+    """A role on one document, or on a folder (everything under it, later files included),
+    for one Django user or one group.
+
+    Exactly one of :attr:`document` and :attr:`folder`, and exactly one of :attr:`user` and
+    :attr:`group`, are set. A document grant follows the document when it is renamed.
+    """
+
+    document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="grants")
+    #: A folder's location (the notebook root, then its API path, ``/``-separated, as
+    #: :attr:`Document.path`): the grant covers every document whose location is under it.
+    folder = models.CharField(max_length=1024, blank=True, default="", db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.CASCADE, related_name="ydjango_grants")
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="ydjango_grants")
+    role = models.CharField(max_length=8, choices=ROLE_CHOICES)
+    #: Who granted it (a user name), and when it last changed.
+    granted_by = models.CharField(max_length=255, blank=True, default="")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["folder", "document__path"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(document__isnull=False, folder="")
+                           | models.Q(document__isnull=True) & ~models.Q(folder="")),
+                name="ydjango_grant_one_target"),
+            models.CheckConstraint(
+                condition=(models.Q(user__isnull=False, group__isnull=True)
+                           | models.Q(user__isnull=True, group__isnull=False)),
+                name="ydjango_grant_one_subject"),
+            models.UniqueConstraint(fields=["document", "user"],
+                                    condition=models.Q(document__isnull=False,
+                                                       user__isnull=False),
+                                    name="ydjango_grant_document_user"),
+            models.UniqueConstraint(fields=["document", "group"],
+                                    condition=models.Q(document__isnull=False,
+                                                       group__isnull=False),
+                                    name="ydjango_grant_document_group"),
+            models.UniqueConstraint(fields=["folder", "user"],
+                                    condition=models.Q(document__isnull=True,
+                                                       user__isnull=False),
+                                    name="ydjango_grant_folder_user"),
+            models.UniqueConstraint(fields=["folder", "group"],
+                                    condition=models.Q(document__isnull=True,
+                                                       group__isnull=False),
+                                    name="ydjango_grant_folder_group"),
+        ]
+
+    def __str__(self) -> str:
+        who = f"user {self.user.username}" if self.user else f"group {self.group.name}"
+        what = self.document.path if self.document else f"{self.folder}/"
+        return f"{who}: {self.role} on {what}"
+
+
+class RoleChange(models.Model):
+    """One grant, change of role or revocation, for the document's history: who did it to
+    whom, and when."""
+
+    document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="role_changes")
+    folder = models.CharField(max_length=1024, blank=True, default="")
+    #: ``user:<name>`` or ``group:<name>``.
+    subject = models.CharField(max_length=255)
+    #: The role before (``""``: none) and after (``""``: revoked).
+    before = models.CharField(max_length=8, blank=True, default="")
+    after = models.CharField(max_length=8, blank=True, default="")
+    by = models.CharField(max_length=255, blank=True, default="")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.by}: {self.subject} {self.before or '-'} -> " \
+               f"{self.after or '-'}"
