@@ -171,9 +171,13 @@ def free_port() -> int:
 
 
 class JupyterProcess:
-    """A Jupyter server with one collaboration backend, in its own temporary directories."""
+    """A Jupyter server with one collaboration backend, in its own temporary directories.
 
-    def __init__(self, kind: str, tmp: Path, label: str) -> None:
+    ``args``: more command-line options; ``env``: more environment variables (the
+    benchmark's own ``PYTHONPATH`` and ``YDJANGO_*`` variables are not passed on)."""
+
+    def __init__(self, kind: str, tmp: Path, label: str, args: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.dir = tmp / f"{label}-{kind}"
         self.root = self.dir / "root"
@@ -181,6 +185,7 @@ class JupyterProcess:
         for d in (self.root, config / "jupyter_server_config.d", self.dir / "data",
                   self.dir / "ydjango"):
             d.mkdir(parents=True, exist_ok=True)
+        more_env = env or {}
         env = {k: v for k, v in os.environ.items()
                if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("YDJANGO_")}
         env.update({
@@ -189,6 +194,7 @@ class JupyterProcess:
             "JUPYTER_RUNTIME_DIR": str(self.dir / "runtime"),
             "JUPYTER_PLATFORM_DIRS": "0",
             "PYTHONUNBUFFERED": "1",
+            **more_env,
         })
         if kind == US:
             python = sys.executable
@@ -210,7 +216,7 @@ class JupyterProcess:
             [python, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1",
              f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0", "--allow-root",
              "--no-browser", f"--IdentityProvider.token={TOKEN}",
-             f"--ServerApp.root_dir={self.root}", *extra],
+             f"--ServerApp.root_dir={self.root}", *extra, *args],
             env=env, cwd=self.dir, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
@@ -233,9 +239,10 @@ class JupyterProcess:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-chars:]
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def request(self, method: str, path: str, body: Any = None,
+                token: str = TOKEN) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        headers = {"Authorization": f"token {TOKEN}"}
+        headers = {"Authorization": f"token {token}"}
         data = None if body is None else json.dumps(body).encode()
         if data is not None:
             headers["Content-Type"] = "application/json"
@@ -250,9 +257,10 @@ class JupyterProcess:
         except ValueError:
             return response.status, payload
 
-    def session(self, path: str) -> dict[str, Any]:
+    def session(self, path: str, body: dict[str, str] | None = None) -> dict[str, Any]:
+        """``PUT api/collaboration/session/{path}``, of a notebook unless ``body`` says."""
         status, info = self.request("PUT", f"api/collaboration/session/{quote(path)}",
-                                    {"format": "json", "type": "notebook"})
+                                    body or {"format": "json", "type": "notebook"})
         if status not in (200, 201):
             raise RuntimeError(f"{self.kind}: session {path}: {status} {info}")
         return info
@@ -261,9 +269,9 @@ class JupyterProcess:
     def room_base(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/collaboration/room"
 
-    def room_url(self, info: dict[str, Any]) -> str:
+    def room_url(self, info: dict[str, Any], token: str = TOKEN) -> str:
         room = f"{info['format']}:{info['type']}:{info['fileId']}"
-        return f"{self.room_base}/{room}?sessionId={quote(info['sessionId'])}&token={TOKEN}"
+        return f"{self.room_base}/{room}?sessionId={quote(info['sessionId'])}&token={token}"
 
     def cpu(self) -> float:
         """CPU seconds of the server and of the worker processes it started."""
