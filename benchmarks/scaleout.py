@@ -108,7 +108,11 @@ class Service:
         self.label = f"{workers} worker{'s' if workers > 1 else ''}"
         self.server = Server([*serve_command(), "--no-migrate", *more], env, log)
         if workers > 1:  # every worker serves
-            serving_workers(self.pid, workers)
+            try:
+                serving_workers(self.pid, workers)
+            except BaseException:
+                self.stop()
+                raise
 
     @property
     def port(self) -> int:

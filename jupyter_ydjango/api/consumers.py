@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import pycrdt
 
-from jupyter_ydjango.api.identity import SCOPE_KEY
+from jupyter_ydjango.api.identity import SCOPE_KEY, Identity
 from jupyter_ydjango.api.middleware import ERROR_KEY
 from jupyter_ydjango.conf import get_setting
 from jupyter_ydjango.consumer import YjsConsumer
@@ -29,7 +29,7 @@ from jupyter_ydjango.protocol.messages import (
 from jupyter_ydjango.protocol.room_id import RoomId
 from jupyter_ydjango.rooms.budgets import OverBudget
 from jupyter_ydjango.rooms.room import Room, find_room
-from jupyter_ydjango.store import forks, records
+from jupyter_ydjango.store import forks, grants, records
 from jupyter_ydjango.store.dispatch import run_db
 
 logger = logging.getLogger(__name__)
@@ -148,6 +148,15 @@ class DocumentConsumer(IdentifiedConsumer):
             await self.refuse(close_codes.STALE_SESSION)
             return
         self.document, self.doc_format = document, doc_format
+        identity = self.scope.get(SCOPE_KEY)  # (none: refused below)
+        if identity is not None and identity.roles:
+            permission = await run_db(self._permission, identity)
+            if permission is None:
+                logger.info("refused room %s: %s has no role on it", room_id,
+                            identity.username)
+                await self.refuse(close_codes.FORBIDDEN, "you have no role on this document")
+                return
+            self.read_only = self.read_only or permission != "write"
         try:
             await super().connect()
         except LoadError as exc:
@@ -164,6 +173,42 @@ class DocumentConsumer(IdentifiedConsumer):
 
     async def make_room(self) -> Room:
         return new_room(self.document, self.doc_format)
+
+    def _permission(self, identity: Identity) -> str | None:
+        """What ``identity``'s roles let it do with the document (blocks: the grants are
+        read from the database): ``"write"``, ``"read"`` or ``None``."""
+        role = grants.role_of(identity.username, records.file_location(self.document.path),
+                              str(self.document.id), identity.groups)
+        permission = grants.PERMISSIONS.get(role) if role else None
+        if permission == "write" and not identity.can_write:
+            return "read"  # Jupyter's own authorizer lets this user read only
+        return permission
+
+    async def roles_changed(self, event: dict[str, Any]) -> None:
+        """A grant covering the document changed (``roles.changed`` on the room's group, from
+        any process): a connection whose rights come from roles looks its role up again and
+        is told ``{"type": "role", "readOnly": bool}`` as a RAW message; it turns read-only
+        or editable from its next message on (a change sent before is applied, one sent
+        after is refused), or, with no role left, is told ``{"type": "role", "readOnly":
+        true, "revoked": true}`` and closed with 4403 and a reason."""
+        if not self.identity.roles or self.peer is None:
+            return
+        permission = await run_db(self._permission, self.identity)
+        if self.peer is None:
+            return
+        if permission is None:
+            logger.info("room %s: %s lost their role: closing", self.room_name,
+                        self.identity.username)
+            # said first as a message: daphne drops close reasons
+            await self.send(bytes_data=create_raw_json_message(
+                {"type": "role", "readOnly": True, "revoked": True}))
+            await self._leave()
+            await self.close(close_codes.FORBIDDEN, "your role on this document was revoked")
+            return
+        read_only = permission != "write"
+        if read_only != self.read_only:
+            self.read_only = read_only
+            self.peer.push(create_raw_json_message({"type": "role", "readOnly": read_only}))
 
     async def receive_raw(self, payload: bytes) -> None:
         """A ``save`` request: answered once the room's next requested save is done (see

@@ -73,6 +73,13 @@ class Identity:
     initials: str = ""
     #: Colour of the user's cursor and avatar, a CSS colour (``""``: the frontend's).
     color: str = ""
+    #: Whether the user's rights on each document come from the grants
+    #: (:mod:`jupyter_ydjango.store.grants`) rather than from :attr:`permission` alone: set
+    #: for every user but the server's owner where roles are in use.
+    roles: bool = False
+    #: The groups the user is a member of, as their authenticator says (a JupyterHub's);
+    #: grants to these groups apply to them, as do grants to their Django groups.
+    groups: tuple[str, ...] = ()
 
     @property
     def can_write(self) -> bool:
@@ -98,7 +105,13 @@ class Identity:
                                                       "color")}
         if not all(isinstance(value, str) for value in shown.values()):
             raise IdentityError("names, initials and colours must be strings")
-        return cls(username, permission, **shown)
+        roles, groups = data.get("roles", False), data.get("groups") or []
+        if not isinstance(roles, bool):
+            raise IdentityError("roles must be true or false")
+        if not isinstance(groups, (list, tuple)) or not all(
+                isinstance(group, str) and group for group in groups):
+            raise IdentityError("groups must be a list of names")
+        return cls(username, permission, **shown, roles=roles, groups=tuple(groups))
 
 
 def secret_problem(secret: str) -> str:

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import path
 
 #: The API routes, for inclusion in a Django project's URLconf.
-from jupyter_ydjango.api import history_views, views
+from jupyter_ydjango.api import history_views, roles, views
 
 api_urlpatterns = [
     path("api/collaboration/session/<path:path>", views.session, name="ydjango-session"),
@@ -18,6 +18,8 @@ api_urlpatterns = [
     path("api/collaboration/undo_redo/<str:room_id>", history_views.undo_redo,
          name="ydjango-undo-redo"),
     path("api/collaboration/fork/<str:room_id>", history_views.fork, name="ydjango-fork"),
+    path("api/ydjango/roles/", roles.roles_view, {"path": ""}, name="ydjango-roles-root"),
+    path("api/ydjango/roles/<path:path>", roles.roles_view, name="ydjango-roles"),
 ]
 
 #: Operations: health check and Prometheus metrics (expose them to your monitoring only).

@@ -209,3 +209,20 @@ def history(location: str, document_id: str | None = None) -> list[RoleChange]:
     folders = Q(document__isnull=True, folder__in=folders_above(location))
     where = folders | Q(document_id=document_id) if document_id else folders
     return list(RoleChange.objects.filter(where))
+
+
+#: What each role may do with a document's content (``runner`` also runs its code, which
+#: the Jupyter server's authorizer decides).
+PERMISSIONS = {"viewer": "read", "editor": "write", "runner": "write"}
+
+
+def rooms_covered(document_id: str | None = None, folder: str | None = None) -> list[str]:
+    """The room names of the live documents a grant on ``document_id`` or ``folder`` covers
+    (whose connections must hear of a change to it)."""
+    if document_id is not None:
+        rows = Document.objects.filter(id=document_id, deleted__isnull=True)
+    else:
+        assert folder is not None
+        rows = Document.objects.filter(path__startswith=folder.rstrip("/") + "/",
+                                       deleted__isnull=True)
+    return [row.room_name for row in rows]

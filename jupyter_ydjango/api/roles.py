@@ -1,0 +1,114 @@
+"""``/api/ydjango/roles/<path>``: who has which role on a document or folder; grant, change,
+revoke. And the live side: every open connection that a change covers hears of it.
+
+* ``GET``: ``{"path", "document": fileId | null, "grants": [{"subject", "role", "on",
+  "grantedBy", "updated"}]}``, the grants on the document or folder and on the folders above
+  it (``on``: ``"document"`` or the folder's API path);
+* ``PUT`` ``{"subject": "user:NAME" | "group:NAME", "role": "viewer" | "editor" | "runner",
+  "folder": false}``: give the role (replacing the subject's role there);
+* ``DELETE`` ``{"subject", "folder": false}``: take it away.
+
+``path`` names the document of that path when one is known (a file opened collaboratively
+at least once), else the folder; ``"folder": true`` makes it the folder in any case. Only
+the server's owner (an identity whose rights do not come from roles) and Django staff may
+change grants (403 otherwise).
+
+After a change, each room the change covers is sent a ``roles.changed`` event on its group,
+in every process (:func:`announce`): each of its connections looks up its role again, and
+turns read-only, editable or closed (see
+:meth:`~jupyter_ydjango.api.consumers.DocumentConsumer.roles_changed`).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_http_methods
+
+from jupyter_ydjango.api.csrf import mutating
+from jupyter_ydjango.api.http import arequest_identity, error_response, json_body
+from jupyter_ydjango.api.identity import Identity
+from jupyter_ydjango.conf import notebook_root
+from jupyter_ydjango.rooms.relay import room_group_name
+from jupyter_ydjango.store import grants
+from jupyter_ydjango.store.dispatch import run_db
+from jupyter_ydjango.store.grants import GrantError, Subject
+from jupyter_ydjango.store.paths import PathError, normalize_api_path
+from jupyter_ydjango.store.records import file_location, live_document_at
+
+#: The event type a room's connections get when a grant covering it changed.
+ROLES_CHANGED = "roles.changed"
+
+
+async def announce(room_names: list[str]) -> None:
+    """Tell the connections of these rooms, in every process, that roles changed."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for name in room_names:
+        await layer.group_send(room_group_name(name), {"type": ROLES_CHANGED})
+
+
+def _may_manage(request: HttpRequest, identity: Identity) -> bool:
+    if identity.roles:
+        return False
+    user = getattr(request, "user", None)
+    from_django_login = user is not None and user.is_authenticated and (
+        user.get_username() == identity.username)
+    return not from_django_login or bool(user.is_staff)
+
+
+def _api_path(location: str) -> str:
+    root = notebook_root().as_posix().rstrip("/")
+    return location[len(root) + 1:] if location.startswith(root + "/") else ""
+
+
+def _listing(api_path: str, location: str, document_id: str | None) -> dict[str, Any]:
+    found = grants.grants_covering(location, document_id)
+    return {"path": api_path, "document": document_id, "grants": [
+        {"subject": str(g.subject), "role": g.role,
+         "on": "document" if g.document_id else _api_path(g.folder),
+         "grantedBy": g.granted_by, "updated": g.updated.isoformat()} for g in found]}
+
+
+@mutating
+@require_http_methods(["GET", "PUT", "DELETE"])
+async def roles_view(request: HttpRequest, path: str) -> HttpResponse:
+    """The grants on ``path`` (GET), or a grant (PUT) or revocation (DELETE)."""
+    identity = await arequest_identity(request)
+    if identity is None:
+        return error_response(401, "not authenticated")
+    try:
+        api_path = normalize_api_path(path.strip("/"))
+    except PathError as exc:
+        return error_response(403, str(exc))
+    body: dict[str, Any] = {}
+    if request.method != "GET":
+        if not _may_manage(request, identity):
+            return error_response(403, "only the server's owner or Django staff manage roles")
+        try:
+            body = json_body(request)
+        except ValueError as exc:
+            return error_response(400, str(exc))
+    location = file_location(api_path)
+    document = None if body.get("folder") else await run_db(live_document_at, api_path)
+    document_id = None if document is None else str(document.id)
+    target = ({"document_id": document_id} if document_id
+              else {"folder": location.rstrip("/")})
+    if request.method == "GET":
+        return JsonResponse(await run_db(_listing, api_path, location, document_id))
+    try:
+        subject = Subject.parse(str(body.get("subject", "")))
+        if request.method == "PUT":
+            await run_db(partial(grants.grant, subject, str(body.get("role", "")),
+                                 by=identity.username, **target))
+        elif not await run_db(partial(grants.revoke, subject, by=identity.username,
+                                      **target)):
+            return error_response(404, f"{subject} has no role on {api_path or '/'}")
+    except GrantError as exc:
+        return error_response(400, str(exc))
+    await announce(await run_db(partial(grants.rooms_covered, **target)))
+    return JsonResponse(await run_db(_listing, api_path, location, document_id))

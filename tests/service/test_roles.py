@@ -1,0 +1,162 @@
+"""Roles enforced live by the service: a guest whose rights come from grants, on a real
+``serve`` process with signed identities (as Jupyter servers in remote mode send them), and
+pycrdt clients.
+
+The owner grants, changes and revokes the guest's role through ``/api/ydjango/roles``; the
+guest's open connection follows each change without reconnecting: read-only, editable,
+read-only again, closed. The delays printed are from the change's answer to the guest's
+client hearing of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django_service import DocServer
+from notebook_client import DocClient
+from signed import signed
+
+from jupyter_ydjango.api.identity import Identity
+from jupyter_ydjango.protocol import close_codes
+
+SECRET = "roles-tests-shared-secret-of-32-bytes!"
+TEXT = {"format": "text", "type": "file"}
+OWNER = Identity("owner", "write")
+GUEST = Identity("guest", "write", roles=True)
+
+
+class Service:
+    """The service, and requests signed for an identity."""
+
+    def __init__(self, server: DocServer) -> None:
+        self.server = server
+
+    def call(self, identity: Identity, method: str, path: str,
+             body: Any = None) -> tuple[int, Any]:
+        return self.server.request(method, path, body, {
+            **signed(identity, SECRET, method, path), "Content-Type": "application/json"})
+
+    def session(self, identity: Identity, name: str) -> dict[str, Any]:
+        status, body = self.call(identity, "PUT", f"api/collaboration/session/{name}", TEXT)
+        assert status in (200, 201), (status, body)
+        return body
+
+    def grant(self, subject: str, role: str, path: str, **more: Any) -> None:
+        status, body = self.call(OWNER, "PUT", f"api/ydjango/roles/{path}",
+                                 {"subject": subject, "role": role, **more})
+        assert status == 200, body
+
+    async def open(self, identity: Identity, session: dict[str, Any],
+                   sync: bool = True) -> DocClient:
+        url = self.server.room_url(session)
+        return await DocClient.open(url, "file", headers=signed(identity, SECRET, "GET", url),
+                                    sync=sync)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("roles")
+    root = tmp / "root"
+    (root / "course").mkdir(parents=True)
+    server = DocServer(tmp, root, YDJANGO_ALLOW_ANONYMOUS="0", YDJANGO_IDENTITY_SECRET=SECRET,
+                       YDJANGO_IDENTITY_MAX_AGE="60")
+    yield Service(server)
+    server.stop()
+
+
+def type_into(client: DocClient, text: str) -> None:
+    source = client.model._ysource
+    source.insert(len(source), text)
+
+
+async def test_a_guests_role_changes_live(service: Service, tmp_path: Path) -> None:
+    """No role: refused (4403). Viewer: joins, its edits refused. Editor: its open connection
+    is told ``readOnly: false`` and its edits land. Viewer again: told, and the next edit is
+    refused. Revoked: closed with 4403 and a reason."""
+    root = service.server.root
+    (root / "lecture.txt").write_text("lecture\n")
+    session = service.session(OWNER, "lecture.txt")
+    owner = await service.open(OWNER, session)
+    try:
+        refused = await service.open(GUEST, session, sync=False)
+        assert await refused.wait_closed() == close_codes.FORBIDDEN
+
+        service.grant("user:guest", "viewer", "lecture.txt")
+        peek = await service.open(GUEST, session)  # a viewer's edits are refused
+        type_into(peek, " guest was here")
+        await peek.flush()
+        assert peek.denied and owner.model.get() == "lecture\n"
+        await peek.close()
+        # (JupyterLab keeps a viewer from editing: this one does not try, and holds nothing
+        # the room refused when it may edit)
+        guest = await service.open(GUEST, session)
+
+        start = time.monotonic()
+        service.grant("user:guest", "editor", "lecture.txt")
+        await guest.wait_raw(lambda m: m == {"type": "role", "readOnly": False})
+        print(f"upgrade heard after {time.monotonic() - start:.3f} s")
+        type_into(guest, " +edit")
+        await owner.wait_for(lambda m: m.get().endswith(" +edit"))
+
+        start = time.monotonic()
+        service.grant("user:guest", "viewer", "lecture.txt")
+        await guest.wait_raw(lambda m: m == {"type": "role", "readOnly": True})
+        print(f"downgrade heard after {time.monotonic() - start:.3f} s")
+        denied = len(guest.denied)
+        type_into(guest, " +late")
+        await guest.flush()
+        assert len(guest.denied) > denied
+        assert not owner.model.get().endswith(" +late")
+
+        start = time.monotonic()
+        status, _ = service.call(OWNER, "DELETE", "api/ydjango/roles/lecture.txt",
+                                 {"subject": "user:guest"})
+        assert status == 200
+        assert await guest.wait_closed() == close_codes.FORBIDDEN
+        print(f"revocation closed the guest after {time.monotonic() - start:.3f} s")
+        assert {"type": "role", "readOnly": True, "revoked": True} in guest.raw
+    finally:
+        await owner.close()
+
+
+async def test_a_folder_grant_to_a_group_covers_a_later_file(service: Service) -> None:
+    """A group's viewer role on a folder: a member (by the groups its identity carries) joins
+    a file created afterwards, read-only; someone outside the group is refused."""
+    service.grant("group:class", "viewer", "course")
+    root = service.server.root
+    (root / "course" / "week1.txt").write_text("week 1\n")
+    session = service.session(OWNER, "course/week1.txt")
+    student = Identity("student", "write", roles=True, groups=("class",))
+    member = await service.open(student, session)
+    try:
+        assert member.model.get() == "week 1\n"
+        type_into(member, "!")
+        await member.flush()
+        assert member.denied
+    finally:
+        await member.close()
+    outsider = await service.open(Identity("outsider", "write", roles=True), session, sync=False)
+    assert await outsider.wait_closed() == close_codes.FORBIDDEN
+
+
+def test_only_the_owner_manages_roles(service: Service) -> None:
+    """A guest may list the grants of a path but not change them (403); unknown roles and
+    subjects are 400."""
+    (service.server.root / "mine.txt").write_text("mine\n")
+    service.session(OWNER, "mine.txt")
+    status, body = service.call(GUEST, "PUT", "api/ydjango/roles/mine.txt",
+                                {"subject": "user:guest", "role": "editor"})
+    assert status == 403, body
+    assert service.call(OWNER, "PUT", "api/ydjango/roles/mine.txt",
+                        {"subject": "user:guest", "role": "owner"})[0] == 400
+    assert service.call(OWNER, "PUT", "api/ydjango/roles/mine.txt",
+                        {"subject": "guest", "role": "viewer"})[0] == 400
+    service.grant("user:guest", "editor", "mine.txt")
+    status, listing = service.call(GUEST, "GET", "api/ydjango/roles/mine.txt")
+    assert status == 200
+    assert [(g["subject"], g["role"], g["on"], g["grantedBy"]) for g in listing["grants"]] == [
+        ("user:guest", "editor", "document", "owner")]
