@@ -765,11 +765,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-wait", type=float, default=600)
     parser.add_argument("--typist", metavar="URL", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
-    opts.attacks = [name.strip() for name in opts.only.split(",") if name.strip()]
-    unknown = set(opts.attacks) - set(ATTACKS)
-    if unknown:
-        parser.error(f"unknown attacks {', '.join(sorted(unknown))} (known: "
-                     f"{', '.join(ATTACKS)})")
+    opts.attacks = benchlib.chosen(parser, opts.only, ATTACKS, "attacks")
     return opts
 
 

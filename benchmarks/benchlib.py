@@ -7,6 +7,7 @@ another environment, which has none of the project's packages.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -308,3 +309,16 @@ def close_loop(loop: asyncio.AbstractEventLoop, timeout: float = 3.0) -> None:
             loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
         loop.run_until_complete(loop.shutdown_asyncgens())
     loop.close()
+
+
+def chosen(parser: argparse.ArgumentParser, only: str, known: Sequence[str],
+           what: str) -> list[str]:
+    """The names of a comma-separated ``--only`` option; exits through ``parser`` on a name
+    not in ``known`` (``what`` names them in the message: "sections", "attacks")."""
+    names = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = set(names) - set(known)
+    if unknown:
+        parser.error(f"unknown {what} {', '.join(sorted(unknown))} (known: "
+                     f"{', '.join(known)})")
+    return names
+

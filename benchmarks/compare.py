@@ -1655,11 +1655,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", nargs=3, type=Path, metavar=("JSON", "PNG", "SCALING_PNG"),
                         help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
-    opts.sections = [s.strip() for s in opts.only.split(",") if s.strip()]
-    unknown = set(opts.sections) - set(SECTIONS)
-    if unknown:
-        parser.error(f"unknown sections {', '.join(sorted(unknown))} (known: "
-                     f"{', '.join(SECTIONS)})")
+    opts.sections = benchlib.chosen(parser, opts.only, SECTIONS, "sections")
     quick = opts.quick
     opts.mode = "quick" if quick else "full"
     opts.trials = opts.trials or (2 if quick else 5)

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from jupyter_ydjango.conf import get_setting
 from jupyter_ydjango.formats.ydoc import find_format
 from jupyter_ydjango.models import Document, Fork, Grant, RoleChange, Snapshot, Update
+from jupyter_ydjango.store.grants import record_change
 
 
 class GrantInline(admin.TabularInline):
@@ -68,13 +69,13 @@ class DocumentAdmin(admin.ModelAdmin):
         before = {g.pk: g.role for g in formset.queryset}
         grants = formset.save(commit=False)
         for grant in formset.deleted_objects:
-            _record(grant, before.get(grant.pk, ""), "", by)
+            record_change(grant, before.get(grant.pk, ""), "", by)
             grant.delete()
         for grant in grants:
             grant.granted_by = by
             grant.save()
             if before.get(grant.pk, "") != grant.role:
-                _record(grant, before.get(grant.pk, ""), grant.role, by)
+                record_change(grant, before.get(grant.pk, ""), grant.role, by)
 
     @admin.action(description="Restore the deleted file (its last content)")
     def restore_deleted(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
@@ -261,13 +262,6 @@ def _room_users(room_name: str) -> list[str]:
     return sorted(set(names))
 
 
-def _record(grant: Grant, before: str, after: str, by: str) -> None:
-    subject = (f"user:{grant.user.get_username()}" if grant.user_id
-               else f"group:{grant.group.name}")
-    RoleChange.objects.create(document_id=grant.document_id, folder=grant.folder,
-                              subject=subject, before=before, after=after, by=by)
-
-
 @admin.register(Grant)
 class GrantAdmin(admin.ModelAdmin):
     """Every grant, on documents and on folders."""
@@ -283,10 +277,10 @@ class GrantAdmin(admin.ModelAdmin):
         obj.granted_by = request.user.get_username()
         super().save_model(request, obj, form, change)
         if before != obj.role:
-            _record(obj, before, obj.role, obj.granted_by)
+            record_change(obj, before, obj.role, obj.granted_by)
 
     def delete_model(self, request: HttpRequest, obj: Grant) -> None:
-        _record(obj, obj.role, "", request.user.get_username())
+        record_change(obj, obj.role, "", request.user.get_username())
         super().delete_model(request, obj)
 
 

@@ -31,13 +31,12 @@ from django.views.decorators.http import require_http_methods
 from jupyter_ydjango.api.csrf import mutating
 from jupyter_ydjango.api.http import arequest_identity, error_response, json_body
 from jupyter_ydjango.api.identity import Identity
-from jupyter_ydjango.conf import notebook_root
 from jupyter_ydjango.rooms.relay import room_group_name
 from jupyter_ydjango.store import grants
 from jupyter_ydjango.store.dispatch import run_db
 from jupyter_ydjango.store.grants import GrantError, Subject
 from jupyter_ydjango.store.paths import PathError, normalize_api_path
-from jupyter_ydjango.store.records import file_location, live_document_at
+from jupyter_ydjango.store.records import api_path_of
 
 #: The event type a room's connections get when a grant covering it changed.
 ROLES_CHANGED = "roles.changed"
@@ -61,16 +60,11 @@ def _may_manage(request: HttpRequest, identity: Identity) -> bool:
     return not from_django_login or bool(user.is_staff)
 
 
-def _api_path(location: str) -> str:
-    root = notebook_root().as_posix().rstrip("/")
-    return location[len(root) + 1:] if location.startswith(root + "/") else ""
-
-
 def _listing(api_path: str, location: str, document_id: str | None) -> dict[str, Any]:
     found = grants.grants_covering(location, document_id)
     return {"path": api_path, "document": document_id, "grants": [
         {"subject": str(g.subject), "role": g.role,
-         "on": "document" if g.document_id else _api_path(g.folder),
+         "on": "document" if g.document_id else api_path_of(g.folder) or "",
          "grantedBy": g.granted_by, "updated": g.updated.isoformat()} for g in found]}
 
 
@@ -93,11 +87,9 @@ async def roles_view(request: HttpRequest, path: str) -> HttpResponse:
             body = json_body(request)
         except ValueError as exc:
             return error_response(400, str(exc))
-    location = file_location(api_path)
-    document = None if body.get("folder") else await run_db(live_document_at, api_path)
-    document_id = None if document is None else str(document.id)
-    target = ({"document_id": document_id} if document_id
-              else {"folder": location.rstrip("/")})
+    location, target = await run_db(partial(grants.target_of, api_path,
+                                            folder=bool(body.get("folder"))))
+    document_id = target.get("document_id")
     if request.method == "GET":
         return JsonResponse(await run_db(_listing, api_path, location, document_id))
     try:

@@ -128,8 +128,9 @@ async def _readable(conn: socket.socket, deadline: float) -> bool:
 class Router:
     """Hands accepted connections to workers.
 
-    ``controls`` maps each worker number to its control socket, and ``members`` lists the
-    workers ready to serve; the supervisor keeps both up to date as workers start and stop.
+    ``controls`` maps each worker number to its control socket (the supervisor sets each
+    worker's as it starts it), and ``members`` lists the workers ready to serve
+    (:meth:`set_members`).
     """
 
     def __init__(self, listener: socket.socket) -> None:

@@ -115,6 +115,7 @@ class Supervisor:
     def start(self, index: int) -> None:
         worker = Worker(index, self.runtime, self.worker_args)
         self.workers[index] = worker
+        self.router.controls[index] = worker.control
         watch_control(worker.control,
                       lambda message: self._message(worker, message),
                       lambda: self._gone(worker))
@@ -136,7 +137,6 @@ class Supervisor:
         if members == self.router.members:
             return
         self.router.set_members(members)
-        self.router.controls = {i: w.control for i, w in self.workers.items()}
         logger.info("rooms are owned by workers %s", members)
         message = b"m" + json.dumps(members).encode()
         for index in members:
@@ -146,13 +146,13 @@ class Supervisor:
         index = max(self.workers, default=-1) + 1
         logger.info("adding worker %d", index)
         self.start(index)
-        self.router.controls = {i: w.control for i, w in self.workers.items()}
 
     def remove(self) -> None:
         if len(self.workers) <= 1:
             logger.warning("not removing the last worker")
             return
         worker = self.workers.pop(max(self.workers))
+        self.router.controls.pop(worker.index, None)
         logger.info("removing worker %d", worker.index)
         worker.ready = False
         self.publish()
@@ -182,7 +182,6 @@ class Supervisor:
                     await asyncio.sleep(1.0)  # crash loop: do not spin
                 self._restarts[index] = time.monotonic()
                 self.start(index)
-                self.router.controls = {i: w.control for i, w in self.workers.items()}
 
     async def stop_all(self) -> None:
         for worker in self.workers.values():
@@ -213,7 +212,6 @@ async def _supervise(host: str, port: int, count: int, worker_args: Sequence[str
     loop.add_signal_handler(signal.SIGTTOU, supervisor.remove)
     for index in range(count):
         supervisor.start(index)
-    router.controls = {i: w.control for i, w in supervisor.workers.items()}
     logger.info("serving on %s:%d with %d workers, each room in one of them", host,
                 listener.getsockname()[1], count)
     tasks = [loop.create_task(router.serve()), loop.create_task(supervisor.watch())]

@@ -26,6 +26,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from jupyter_ydjango.models import ROLES, Document, Grant, RoleChange
+from jupyter_ydjango.store.records import file_location, live_document_at
 
 SubjectKind = Literal["user", "group"]
 
@@ -84,11 +85,33 @@ def folders_above(location: str) -> list[str]:
     return ["/" + "/".join(parts[:n]) for n in range(1, len(parts) + 1)]
 
 
+def subject_of(grant: Grant) -> Subject:
+    """Whom a grant row is for."""
+    return (Subject("user", grant.user.get_username()) if grant.user_id
+            else Subject("group", grant.group.name))
+
+
+def record_change(grant: Grant, before: str, after: str, by: str) -> None:
+    """Keep a change of ``grant``'s role (``""``: none) in the role history."""
+    RoleChange.objects.create(document_id=grant.document_id, folder=grant.folder,
+                              subject=str(subject_of(grant)), before=before, after=after, by=by)
+
+
 def _info(grant: Grant) -> GrantInfo:
-    subject = (Subject("user", grant.user.get_username()) if grant.user_id
-               else Subject("group", grant.group.name))
-    return GrantInfo(subject, grant.role, str(grant.document_id) if grant.document_id else None,
-                     grant.folder, grant.granted_by, grant.updated)
+    return GrantInfo(subject_of(grant), grant.role,
+                     str(grant.document_id) if grant.document_id else None, grant.folder,
+                     grant.granted_by, grant.updated)
+
+
+def target_of(api_path: str, *, folder: bool = False) -> tuple[str, dict[str, str]]:
+    """The location of an API path and the grant target it names: the live document of that
+    path (``{"document_id": ...}``), else, or with ``folder``, the folder
+    (``{"folder": ...}``)."""
+    location = file_location(api_path)
+    document = None if folder else live_document_at(api_path)
+    if document is not None:
+        return location, {"document_id": str(document.id)}
+    return location, {"folder": location.rstrip("/")}
 
 
 def _target(document_id: str | None, folder: str | None) -> Q:
@@ -136,8 +159,7 @@ def grant(subject: Subject, role: str, *, document_id: str | None = None,
         row.role, row.granted_by = role, by
         row.save()
         if before != role:
-            RoleChange.objects.create(document_id=document_id, folder=folder or "",
-                                      subject=str(subject), before=before, after=role, by=by)
+            record_change(row, before, role, by)
     return _info(row)
 
 
@@ -151,13 +173,13 @@ def revoke(subject: Subject, *, document_id: str | None = None, folder: str | No
             Grant.objects.select_for_update().filter(target, **holder).first())
         if existing is None:
             return False
-        RoleChange.objects.create(document_id=document_id, folder=folder or "",
-                                  subject=str(subject), before=existing.role, after="", by=by)
+        record_change(existing, existing.role, "", by)
         existing.delete()
     return True
 
 
 def _covering(location: str, document_id: str | None) -> Q:
+    # (the same fields on Grant and RoleChange rows)
     folders = Q(document__isnull=True, folder__in=folders_above(location))
     return folders | Q(document_id=document_id) if document_id else folders
 
@@ -180,35 +202,34 @@ def groups_of(username: str, groups: Iterable[str] = ()) -> set[str]:
     return mine
 
 
+def _granted_to(username: str, groups: Iterable[str]) -> Q:
+    """The grants to ``username`` or to one of their groups (see :func:`groups_of`)."""
+    users = get_user_model()
+    return Q(**{f"user__{users.USERNAME_FIELD}": username}) | Q(
+        group__name__in=groups_of(username, groups))
+
+
 def role_of(username: str, location: str, document_id: str | None = None,
             groups: Iterable[str] = ()) -> str | None:
     """The role of ``username`` (a member of ``groups`` and of their Django groups) on the
     document or folder at ``location``: the highest grant covering it, or ``None``."""
-    users = get_user_model()
-    who = Q(**{f"user__{users.USERNAME_FIELD}": username}) | Q(
-        group__name__in=groups_of(username, groups))
-    roles = Grant.objects.filter(_covering(location, document_id) & who).values_list(
-        "role", flat=True)
+    roles = Grant.objects.filter(_covering(location, document_id)
+                                 & _granted_to(username, groups)).values_list("role", flat=True)
     return highest(roles)
 
 
 def granted_below(username: str, folder: str, groups: Iterable[str] = ()) -> list[str]:
     """The locations under ``folder`` (itself excluded) where ``username`` has a grant: the
     documents' and folders' (to list the folders that lead to them)."""
-    users = get_user_model()
-    who = Q(**{f"user__{users.USERNAME_FIELD}": username}) | Q(
-        group__name__in=groups_of(username, groups))
     prefix = folder.rstrip("/") + "/"
-    rows = Grant.objects.filter(who & (Q(folder__startswith=prefix)
+    rows = Grant.objects.filter(_granted_to(username, groups) & (Q(folder__startswith=prefix)
                                        | Q(document__path__startswith=prefix)))
     return sorted({row.folder or row.document.path for row in rows.select_related("document")})
 
 
 def history(location: str, document_id: str | None = None) -> list[RoleChange]:
     """The role changes of a document (by id) and of the folders above it, newest first."""
-    folders = Q(document__isnull=True, folder__in=folders_above(location))
-    where = folders | Q(document_id=document_id) if document_id else folders
-    return list(RoleChange.objects.filter(where))
+    return list(RoleChange.objects.filter(_covering(location, document_id)))
 
 
 #: What each role may do with a document's content (``runner`` also runs its code, which

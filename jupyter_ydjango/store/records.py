@@ -45,7 +45,7 @@ def _root_prefix() -> str:
     return notebook_root().as_posix().rstrip("/") + "/"
 
 
-def _api_path_of(location: str) -> str | None:
+def api_path_of(location: str) -> str | None:
     """The API path of a location, or ``None`` if it is not under this process's root."""
     prefix = _root_prefix()
     if location == prefix.rstrip("/") or location == prefix:
@@ -84,7 +84,7 @@ class DocumentInfo:
     def of(cls, row: Document) -> DocumentInfo:
         """The row's values; ``ValueError`` if its file is not under this process's root
         (another server's)."""
-        api_path = _api_path_of(row.path)
+        api_path = api_path_of(row.path)
         if api_path is None:
             raise ValueError(f"{row.path} is not under {notebook_root()}")
         return cls(row.id, api_path, row.format, row.type, row.session_id, row.file_hash,

@@ -18,10 +18,9 @@ from unittest import mock
 import nbformat
 import pytest
 from django.core import signing
-from jupyter_servers import TOKEN, JupyterServer
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from notebook_client import DocClient
-from remote_deployment import SECRET, Remote
+from remote_deployment import SECRET, Remote, append_source, open_notebook
 from signed import signed
 
 from jupyter_ydjango.api.identity import HEADER, Identity
@@ -48,17 +47,6 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Any:
     yield remote
     remote.jupyter.stop()
     remote.service.stop()
-
-
-async def open_notebook(jupyter: JupyterServer, path: str, token: str = TOKEN) -> DocClient:
-    status, info = jupyter.session(path, token=token)
-    assert status in (200, 201), (status, info)
-    return await DocClient.open(jupyter.room_url(info, token=token))
-
-
-def append_source(model: Any, index: int, text: str) -> None:
-    source = model.ycells[index]["source"]
-    source.insert(len(source), text)
 
 
 # --- through the proxy ----------------------------------------------------------------------

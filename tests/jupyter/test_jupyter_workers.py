@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import nbformat
 import pytest
@@ -29,8 +28,7 @@ from backing_services import (
 )
 from jupyter_servers import TOKEN, JupyterServer
 from nbformat.v4 import new_code_cell, new_notebook
-from notebook_client import DocClient
-from remote_deployment import Remote
+from remote_deployment import Remote, append_source, open_notebook
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
 
@@ -67,17 +65,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Remot
                 kill(pid, only_if="jupyter_ydjango")
         redis.stop()
         db.drop()
-
-
-async def open_notebook(jupyter: JupyterServer, path: str, token: str = TOKEN) -> DocClient:
-    status, info = jupyter.session(path, token=token)
-    assert status in (200, 201), (status, info)
-    return await DocClient.open(jupyter.room_url(info, token=token))
-
-
-def append_source(model: Any, index: int, text: str) -> None:
-    source = model.ycells[index]["source"]
-    source.insert(len(source), text)
 
 
 async def test_two_jupyter_servers_share_a_room_held_by_one_worker(

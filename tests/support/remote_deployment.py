@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from daphne_servers import Server, migrate, serve_command, server_env
-from jupyter_servers import JupyterServer
+from jupyter_servers import TOKEN, JupyterServer
+from notebook_client import DocClient
 
 #: The secret the Jupyter server signs identities with, and the service checks them with.
 SECRET = "remote-tests-shared-secret-of-32-bytes"
@@ -64,3 +65,17 @@ class Remote:
         finally:
             conn.close()
         return response.status, json.loads(payload) if payload else None
+
+
+async def open_notebook(jupyter: JupyterServer, path: str, token: str = TOKEN) -> DocClient:
+    """A notebook opened through ``jupyter`` as JupyterLab opens it (session, then room)."""
+    status, info = jupyter.session(path, token=token)
+    assert status in (200, 201), (status, info)
+    return await DocClient.open(jupyter.room_url(info, token=token))
+
+
+def append_source(model: Any, index: int, text: str) -> None:
+    """Type ``text`` at the end of cell ``index``'s source."""
+    source = model.ycells[index]["source"]
+    source.insert(len(source), text)
+

@@ -18,7 +18,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from jupyter_ydjango.store import grants
 from jupyter_ydjango.store.grants import GrantError, Subject
 from jupyter_ydjango.store.paths import PathError, normalize_api_path
-from jupyter_ydjango.store.records import file_location, live_document_at
 
 
 class Command(BaseCommand):
@@ -45,10 +44,7 @@ class Command(BaseCommand):
             api_path = normalize_api_path(options["path"].strip("/"))
         except PathError as exc:
             raise CommandError(str(exc)) from exc
-        location = file_location(api_path)
-        document = None if options["folder"] else live_document_at(api_path)
-        target = ({"document_id": str(document.id)} if document is not None
-                  else {"folder": location.rstrip("/")})
+        location, target = grants.target_of(api_path, folder=options["folder"])
         try:
             if options["action"] == "list":
                 self._list(location, target.get("document_id"))
