@@ -129,6 +129,17 @@ def restore(args: argparse.Namespace) -> None:
     print(f"restored to {path}")
 
 
+def roles(args: argparse.Namespace) -> None:
+    """List, grant and revoke roles (the ``roles`` management command)."""
+    _setup_django()
+    from django.core.management import CommandError, call_command
+
+    try:
+        call_command("roles", *args.arguments)
+    except CommandError as exc:
+        sys.exit(f"error: {exc}")
+
+
 def _setup_django() -> None:
     """Set Django up, with the database migrated (as ``serve`` and the Jupyter side do)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jupyter_ydjango.settings")
@@ -158,6 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     restore_parser = commands.add_parser(
         "restore", help="write a deleted document's last content back to a file")
     restore_parser.add_argument("file_id", help="the document's file id (see `deleted`)")
+    roles_parser = commands.add_parser(
+        "roles", help="list, grant and revoke roles: roles list PATH | roles grant "
+                      "user:NAME|group:NAME viewer|editor|runner PATH | roles revoke "
+                      "user:NAME|group:NAME PATH (--folder: PATH is a folder)")
+    roles_parser.add_argument("arguments", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args)
@@ -167,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
         deleted()
     elif args.command == "restore":
         restore(args)
+    elif args.command == "roles":
+        roles(args)
 
 
 if __name__ == "__main__":

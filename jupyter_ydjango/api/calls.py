@@ -9,6 +9,7 @@ views (:mod:`jupyter_ydjango.api.views`) and the plain ASGI routes
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -17,7 +18,7 @@ from jupyter_ydjango.documents.room import DocumentRoom, preload
 from jupyter_ydjango.formats.ydoc import find_format
 from jupyter_ydjango.models import Document
 from jupyter_ydjango.rooms.room import find_room, loaded_rooms
-from jupyter_ydjango.store import records
+from jupyter_ydjango.store import grants, records
 from jupyter_ydjango.store.contents import files_of
 from jupyter_ydjango.store.dispatch import run_db
 from jupyter_ydjango.store.paths import PathError, normalize_api_path
@@ -145,6 +146,13 @@ async def room_status(identity: Identity | None, file_id: str) -> tuple[int, dic
         "readOnly": not identity.can_write,
         "deleted": info.deleted is not None,
     }
+    if identity.roles:  # a user given roles: what their role there lets them do
+        permission = await run_db(partial(
+            grants.permission_of, identity.username, records.file_location(info.path),
+            str(info.id), identity.groups, can_write=identity.can_write))
+        if permission is None:
+            return 403, {"error": "you have no role on this document"}
+        status["readOnly"] = permission != "write"
     room = find_room(info.room_name)
     if room is not None and hasattr(room, "status"):
         status.update(room.status())

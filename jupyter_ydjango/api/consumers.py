@@ -177,12 +177,9 @@ class DocumentConsumer(IdentifiedConsumer):
     def _permission(self, identity: Identity) -> str | None:
         """What ``identity``'s roles let it do with the document (blocks: the grants are
         read from the database): ``"write"``, ``"read"`` or ``None``."""
-        role = grants.role_of(identity.username, records.file_location(self.document.path),
-                              str(self.document.id), identity.groups)
-        permission = grants.PERMISSIONS.get(role) if role else None
-        if permission == "write" and not identity.can_write:
-            return "read"  # Jupyter's own authorizer lets this user read only
-        return permission
+        return grants.permission_of(
+            identity.username, records.file_location(self.document.path),
+            str(self.document.id), identity.groups, can_write=identity.can_write)
 
     async def roles_changed(self, event: dict[str, Any]) -> None:
         """A grant covering the document changed (``roles.changed`` on the room's group, from

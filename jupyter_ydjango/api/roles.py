@@ -31,6 +31,7 @@ from django.views.decorators.http import require_http_methods
 from jupyter_ydjango.api.csrf import mutating
 from jupyter_ydjango.api.http import arequest_identity, error_response, json_body
 from jupyter_ydjango.api.identity import Identity
+from jupyter_ydjango.models import ROLES
 from jupyter_ydjango.rooms.relay import room_group_name
 from jupyter_ydjango.store import grants
 from jupyter_ydjango.store.dispatch import run_db
@@ -68,17 +69,27 @@ def _listing(api_path: str, location: str, document_id: str | None) -> dict[str,
          "grantedBy": g.granted_by, "updated": g.updated.isoformat()} for g in found]}
 
 
+async def _asked(request: HttpRequest, path: str) -> tuple[Identity, str] | HttpResponse:
+    """Who asks, and about which API path; or the error answer (401, 403)."""
+    identity = await arequest_identity(request)
+    if identity is None:
+        return error_response(401, "not authenticated")
+    if not path.strip("/"):
+        return identity, ""  # the root folder
+    try:
+        return identity, normalize_api_path(path.strip("/"))
+    except PathError as exc:
+        return error_response(403, str(exc))
+
+
 @mutating
 @require_http_methods(["GET", "PUT", "DELETE"])
 async def roles_view(request: HttpRequest, path: str) -> HttpResponse:
     """The grants on ``path`` (GET), or a grant (PUT) or revocation (DELETE)."""
-    identity = await arequest_identity(request)
-    if identity is None:
-        return error_response(401, "not authenticated")
-    try:
-        api_path = normalize_api_path(path.strip("/"))
-    except PathError as exc:
-        return error_response(403, str(exc))
+    asked = await _asked(request, path)
+    if isinstance(asked, HttpResponse):
+        return asked
+    identity, api_path = asked
     body: dict[str, Any] = {}
     if request.method != "GET":
         if not _may_manage(request, identity):
@@ -104,3 +115,29 @@ async def roles_view(request: HttpRequest, path: str) -> HttpResponse:
         return error_response(400, str(exc))
     await announce(await run_db(partial(grants.rooms_covered, **target)))
     return JsonResponse(await run_db(_listing, api_path, location, document_id))
+
+
+def _access(identity: Identity, api_path: str) -> dict[str, Any]:
+    location, target = grants.target_of(api_path)
+    role = grants.role_of(identity.username, location, target.get("document_id"),
+                          identity.groups)
+    below = [api_path_of(found) for found in grants.granted_below(
+        identity.username, location, identity.groups)]
+    return {"path": api_path, "role": role, "below": [p for p in below if p]}
+
+
+@require_http_methods(["GET"])
+async def access_view(request: HttpRequest, path: str) -> HttpResponse:
+    """``GET /api/ydjango/access/<path>``: what the requesting user may do there, as the
+    Jupyter server's :class:`~jupyter_ydjango.jupyter.authorizer.RolesAuthorizer` asks:
+    ``{"path", "role": "viewer" | "editor" | "runner" | null, "below": [path]}``
+    (``below``: the API paths under that folder where they have a grant, so that its
+    listing leads there). An identity whose rights do not come from roles (the server's
+    owner) has every role."""
+    asked = await _asked(request, path)
+    if isinstance(asked, HttpResponse):
+        return asked
+    identity, api_path = asked
+    if not identity.roles:
+        return JsonResponse({"path": api_path, "role": ROLES[-1], "below": []})
+    return JsonResponse(await run_db(_access, identity, api_path))

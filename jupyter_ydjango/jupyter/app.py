@@ -24,6 +24,7 @@ from jupyter_ydjango.jupyter.events import CollaborationEvents
 from jupyter_ydjango.jupyter.handlers import (
     ForkHandler,
     HistoryAuthorsHandler,
+    RolesHandler,
     RoomHandler,
     RoomStatusHandler,
     SessionHandler,
@@ -211,6 +212,7 @@ class YDjango(ExtensionApp):
     def initialize_settings(self) -> None:
         """Check the configuration and make the backend (Django is set up here if embedded)."""
         self._check_conflicts()
+        self.settings["jupyter_ydjango"] = self  # found there by the roles authorizer
         self.events = CollaborationEvents(self.serverapp.event_logger, self.log)
         if self.embedded:
             try:
@@ -239,6 +241,7 @@ class YDjango(ExtensionApp):
             (r"/api/ydjango/history/(.*)", HistoryAuthorsHandler, kwargs),
             (r"/api/collaboration/undo_redo/(.*)", UndoRedoHandler, kwargs),
             (r"/api/collaboration/fork/(.*)", ForkHandler, kwargs),
+            (r"/api/ydjango/roles/(.*)", RolesHandler, kwargs),
         ])
 
     def initialize(self) -> None:

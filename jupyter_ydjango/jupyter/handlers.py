@@ -95,6 +95,9 @@ async def request_identity(handler: JupyterHandler, *, again: bool = False) -> I
         permission = "read"
     else:
         return None
+    identity_of = getattr(authorizer, "identity_of", None)  # the roles authorizer's
+    if identity_of is not None:
+        return identity_of(handler, user, permission)
     return Identity(
         username=user.username,
         permission=permission,
@@ -211,6 +214,26 @@ class UndoRedoHandler(_ForwardingHandler):
     @web.authenticated
     @authorized("read")
     async def put(self, room_id: str) -> None:
+        await self.forward()
+
+
+class RolesHandler(_ForwardingHandler):
+    """``{base_url}api/ydjango/roles/{path}``: who has which role there (GET), grant (PUT),
+    revoke (DELETE); the Django side lets only the owners and Django staff change them."""
+
+    @web.authenticated
+    @authorized("read")
+    async def get(self, path: str) -> None:
+        await self.forward()
+
+    @web.authenticated
+    @authorized("read")
+    async def put(self, path: str) -> None:
+        await self.forward()
+
+    @web.authenticated
+    @authorized("read")
+    async def delete(self, path: str) -> None:
         await self.forward()
 
 

@@ -20,6 +20,8 @@ api_urlpatterns = [
     path("api/collaboration/fork/<str:room_id>", history_views.fork, name="ydjango-fork"),
     path("api/ydjango/roles/", roles.roles_view, {"path": ""}, name="ydjango-roles-root"),
     path("api/ydjango/roles/<path:path>", roles.roles_view, name="ydjango-roles"),
+    path("api/ydjango/access/", roles.access_view, {"path": ""}, name="ydjango-access-root"),
+    path("api/ydjango/access/<path:path>", roles.access_view, name="ydjango-access"),
 ]
 
 #: Operations: health check and Prometheus metrics (expose them to your monitoring only).

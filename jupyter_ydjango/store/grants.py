@@ -237,6 +237,18 @@ def history(location: str, document_id: str | None = None) -> list[RoleChange]:
 PERMISSIONS = {"viewer": "read", "editor": "write", "runner": "write"}
 
 
+def permission_of(username: str, location: str, document_id: str | None = None,
+                  groups: Iterable[str] = (), *, can_write: bool = True) -> str | None:
+    """What the roles of ``username`` let them do with the document at ``location``:
+    ``"write"``, ``"read"`` or ``None``; never more than ``can_write`` (what Jupyter's own
+    authorizer allows them) lets them."""
+    role = role_of(username, location, document_id, groups)
+    permission = PERMISSIONS.get(role) if role else None
+    if permission == "write" and not can_write:
+        return "read"
+    return permission
+
+
 def rooms_covered(document_id: str | None = None, folder: str | None = None) -> list[str]:
     """The room names of the live documents a grant on ``document_id`` or ``folder`` covers
     (whose connections must hear of a change to it)."""

@@ -68,6 +68,13 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     server.stop()
 
 
+def room_read_only(service: Service, identity: Identity, session: dict[str, Any]) -> Any:
+    """What the room endpoint (the labextension's status) says: ``readOnly``, or the status
+    code of a refusal."""
+    status, body = service.call(identity, "GET", f"api/ydjango/rooms/{session['fileId']}")
+    return body["readOnly"] if status == 200 else status
+
+
 def type_into(client: DocClient, text: str) -> None:
     source = client.model._ysource
     source.insert(len(source), text)
@@ -84,8 +91,10 @@ async def test_a_guests_role_changes_live(service: Service, tmp_path: Path) -> N
     try:
         refused = await service.open(GUEST, session, sync=False)
         assert await refused.wait_closed() == close_codes.FORBIDDEN
+        assert room_read_only(service, GUEST, session) == 403
 
         service.grant("user:guest", "viewer", "lecture.txt")
+        assert room_read_only(service, GUEST, session) is True
         peek = await service.open(GUEST, session)  # a viewer's edits are refused
         type_into(peek, " guest was here")
         await peek.flush()
@@ -99,6 +108,8 @@ async def test_a_guests_role_changes_live(service: Service, tmp_path: Path) -> N
         service.grant("user:guest", "editor", "lecture.txt")
         await guest.wait_raw(lambda m: m == {"type": "role", "readOnly": False})
         print(f"upgrade heard after {time.monotonic() - start:.3f} s")
+        assert room_read_only(service, GUEST, session) is False
+        assert room_read_only(service, OWNER, session) is False
         type_into(guest, " +edit")
         await owner.wait_for(lambda m: m.get().endswith(" +edit"))
 

@@ -41,7 +41,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            api_path = normalize_api_path(options["path"].strip("/"))
+            path = options["path"].strip("/")
+            api_path = normalize_api_path(path) if path else ""  # "": the root folder
         except PathError as exc:
             raise CommandError(str(exc)) from exc
         location, target = grants.target_of(api_path, folder=options["folder"])
