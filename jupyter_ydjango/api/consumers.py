@@ -186,8 +186,10 @@ class DocumentConsumer(IdentifiedConsumer):
         any process): a connection whose rights come from roles looks its role up again and
         is told ``{"type": "role", "readOnly": bool}`` as a RAW message; it turns read-only
         or editable from its next message on (a change sent before is applied, one sent
-        after is refused), or, with no role left, is told ``{"type": "role", "readOnly":
-        true, "revoked": true}`` and closed with 4403 and a reason."""
+        after is refused; made editable, it is sent a SYNC step 1, so that what it made while
+        it could only read, on which its next changes build, comes in now), or, with no
+        role left, is told ``{"type": "role", "readOnly": true, "revoked": true}`` and
+        closed with 4403 and a reason."""
         if not self.identity.roles or self.peer is None:
             return
         permission = await run_db(self._permission, self.identity)
@@ -206,6 +208,8 @@ class DocumentConsumer(IdentifiedConsumer):
         if read_only != self.read_only:
             self.read_only = read_only
             self.peer.push(create_raw_json_message({"type": "role", "readOnly": read_only}))
+            if not read_only:
+                self.room.ask_for_missing(self.peer)
 
     async def receive_raw(self, payload: bytes) -> None:
         """A ``save`` request: answered once the room's next requested save is done (see

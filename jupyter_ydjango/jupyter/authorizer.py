@@ -171,10 +171,9 @@ class RolesAuthorizer(Authorizer):
     async def _contents(self, handler: Any, user: User, action: str) -> bool:
         from jupyter_ydjango.jupyter import handlers as ours
 
-        if isinstance(handler, ours.RoomHandler):
-            return True  # the room checks the role on its document
-        if isinstance(handler, (ours.RoomStatusHandler, ours.UndoRedoHandler,
-                                ours.ForkHandler)):
+        if isinstance(handler, (ours.RoomHandler, ours.RoomStatusHandler)):
+            return True  # the Django side checks the role on the document (by its id)
+        if isinstance(handler, (ours.UndoRedoHandler, ours.ForkHandler)):
             return action == "read"  # by room id: restores and forks are the owners'
         path = path_of(handler)
         if path is None:

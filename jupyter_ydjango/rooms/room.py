@@ -306,6 +306,13 @@ class Room:
             peer.push(awareness)
         return peer
 
+    def ask_for_missing(self, peer: Peer) -> None:
+        """Send a peer our SYNC step 1 again: it answers with what it holds and we lack.
+
+        For a peer that may write from now on: what it made while it could only read was
+        refused, and its later changes build on it (they would wait for it forever)."""
+        peer.push(create_sync_step1_message(self.engine.state_vector()))
+
     def leave(self, peer: Peer) -> None:
         """Remove a connection and announce that its awareness states are gone."""
         if peer not in self.peers:

@@ -22,6 +22,7 @@ import { RoomMonitor } from './monitor';
 import { refreshCollaboratorsPanel } from './presence';
 import { findRoomProvider } from './provider';
 import { ReadOnlyNotebook, refuseDocumentCommands } from './readonly';
+import { RoleWatcher } from './role';
 import { fetchRoomInfoOf } from './room';
 import { RoomStatusItem, STATUS_ID } from './status';
 
@@ -124,9 +125,10 @@ function addCopyRoomLink(
 
 /**
  * Read-only notebooks: each open notebook gets a `ReadOnlyNotebook`, told
- * whether its room is read-only by one request to the room endpoint once the
- * notebook is ready, then by the room status's polling while it is the
- * current tab. Returns the `ReadOnlyNotebook` of a panel.
+ * whether its room is read-only by the room endpoint once the notebook is ready
+ * and on each new connection of its room, by the room's role notices as soon
+ * as the user's role changes (`role.ts`), and by the room status's polling
+ * while it is the current tab. Returns the `ReadOnlyNotebook` of a panel.
  */
 function addReadOnlyNotebooks(
   app: JupyterFrontEnd,
@@ -141,22 +143,44 @@ function addReadOnlyNotebooks(
     }
     const notebook = new ReadOnlyNotebook(panel);
     notebooks.set(panel, notebook);
-    panel.disposed.connect(() => notebooks.delete(panel));
-    // The provider has synced once the context is ready: its room name is known.
-    void panel.context.ready.then(async () => {
-      if (notebook.isDisposed || notebook.roomReadOnly !== null) {
-        return;
-      }
+    const role = new RoleWatcher(contentProvider, () => panel.context.path);
+    // Role notices are the room's latest word: a room endpoint answer asked for
+    // before the last notice is older than it.
+    let notices = 0;
+    const askRoom = async (): Promise<void> => {
+      const asked = notices;
       const path = panel.context.path;
       const roomName = findRoomProvider(contentProvider, path)?.wsProvider?.roomname ?? null;
       try {
         const room = await fetchRoomInfoOf(path, roomName, app.serviceManager.serverSettings);
-        if (!notebook.isDisposed && notebook.roomReadOnly === null) {
+        if (!notebook.isDisposed && notices === asked) {
           notebook.roomReadOnly = room.readOnly;
         }
       } catch (reason) {
         // No room endpoint (or out of reach): the room status polls again.
         console.debug('jupyter-ydjango: no room information for', path, reason);
+      }
+    };
+    role.noticed.connect((_, notice) => {
+      notices++;
+      notebook.roomReadOnly = notice.readOnly;
+      if (!notice.readOnly) {
+        notebook.madeWritable();
+      }
+      if (notice.revoked) {
+        role.stopReconnecting();
+        notebook.revoked();
+      }
+    });
+    role.connected.connect(() => void askRoom());
+    panel.disposed.connect(() => {
+      notebooks.delete(panel);
+      role.dispose();
+    });
+    // The provider has synced once the context is ready: its room name is known.
+    void panel.context.ready.then(() => {
+      if (!notebook.isDisposed && notebook.roomReadOnly === null) {
+        void askRoom();
       }
     });
   };
@@ -238,10 +262,15 @@ function newMonitor(
     serverSettings: app.serviceManager.serverSettings
   });
   // Connected before any item: the notebook is read-only by the time it says so.
+  // Only what the monitor learns is passed on, not what it has said before: the
+  // notebook may have heard a role change since (see `addReadOnlyNotebooks`).
+  let told: boolean | null = null;
   monitor.changed.connect(() => {
     const notebook = readOnlyOf(panel);
-    if (notebook !== null && monitor.roomReadOnly !== null) {
-      notebook.roomReadOnly = monitor.roomReadOnly;
+    const readOnly = monitor.roomReadOnly;
+    if (notebook !== null && readOnly !== null && readOnly !== told) {
+      told = readOnly;
+      notebook.roomReadOnly = readOnly;
     }
   });
   return monitor;

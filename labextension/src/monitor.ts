@@ -12,7 +12,7 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { IRoomProvider, IYWebsocket, connectionState, findRoomProvider } from './provider';
-import { readFileNotice } from './raw';
+import { readFileNotice, readRoleNotice } from './raw';
 import { IRoomInfo, fetchRoomInfo, fileIdOfRoom, requestFileId } from './room';
 
 /**
@@ -106,8 +106,11 @@ export class RoomMonitor implements IDisposable {
     const connection = connectionState(provider, this._everSynced);
     const room = this._room;
     const contents = this._context.contentsModel;
+    // The room's word, once known, is newer than the contents model's (read when the
+    // notebook was opened: a role may have changed since); it covers read-only files too.
     const readOnly =
-      room?.readOnly === true || contents?.writable === false || this._context.model.readOnly;
+      (room !== null ? room.readOnly : contents?.writable === false) ||
+      this._context.model.readOnly;
     let state: RoomState = connection === 'synced' && readOnly ? 'read-only' : connection;
     if (this._deleted && connection !== 'disconnected') {
       state = 'deleted';
@@ -199,8 +202,13 @@ export class RoomMonitor implements IDisposable {
         this._serverSettings
       );
     }
+    const notices = this._roleNotices;
     try {
-      this._room = await fetchRoomInfo(fileId, this._serverSettings);
+      const room = await fetchRoomInfo(fileId, this._serverSettings);
+      if (this._roleNotices !== notices) {
+        room.readOnly = this._roleReadOnly;
+      }
+      this._room = room;
       this._deleted = this._room.deleted;
     } catch (error) {
       // A server without the endpoint (404) or out of reach: show what the
@@ -220,6 +228,16 @@ export class RoomMonitor implements IDisposable {
     const notice = readFileNotice(event.data);
     if (notice !== null) {
       this._deleted = notice.status === 'deleted';
+      this._emitChanged();
+    }
+    const role = readRoleNotice(event.data);
+    if (role !== null) {
+      // The room's word is newer than the last poll's (and than one in flight).
+      this._roleNotices++;
+      this._roleReadOnly = role.readOnly;
+      if (this._room !== null) {
+        this._room = { ...this._room, readOnly: role.readOnly };
+      }
       this._emitChanged();
     }
   };
@@ -244,6 +262,8 @@ export class RoomMonitor implements IDisposable {
   private _everSynced = false;
   private _isDisposed = false;
   private _poll: Poll;
+  private _roleNotices = 0;
+  private _roleReadOnly = false;
   private _room: IRoomInfo | null = null;
   private _serverSettings: ServerConnection.ISettings;
   private _sessionFileId: string | null = null;

@@ -23,6 +23,8 @@ export interface IYWebsocket {
   readonly synced: boolean;
   /** The current websocket (null between connections). */
   readonly ws: WebSocket | null;
+  /** Close the connection and stop reconnecting. */
+  disconnect(): void;
   on(event: 'status' | 'sync' | 'connection-close', listener: (...args: unknown[]) => void): void;
   off(event: 'status' | 'sync' | 'connection-close', listener: (...args: unknown[]) => void): void;
 }

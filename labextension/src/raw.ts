@@ -3,7 +3,10 @@
  * server sends its save replies): `varUint(2)` then `varString(JSON)`.
  *
  * jupyter-ydjango's rooms also say so when the document's file is deleted or
- * restored: `{"type": "file", "status": "deleted" | "restored", "path": …}`.
+ * restored: `{"type": "file", "status": "deleted" | "restored", "path": …}`;
+ * and when the user's role on the document changes:
+ * `{"type": "role", "readOnly": boolean, "revoked"?: true}` (revoked: the
+ * connection is closed next, with code 4403).
  */
 
 /**
@@ -13,6 +16,15 @@ export interface IFileNotice {
   type: 'file';
   status: 'deleted' | 'restored';
   path: string;
+}
+
+/**
+ * A room's notice that the user's role on the document changed.
+ */
+export interface IRoleNotice {
+  type: 'role';
+  readOnly: boolean;
+  revoked: boolean;
 }
 
 const RAW = 2;
@@ -62,6 +74,17 @@ export function readFileNotice(data: unknown): IFileNotice | null {
     status: message.status,
     path: typeof message.path === 'string' ? message.path : ''
   };
+}
+
+/**
+ * The role notice in a frame, or null.
+ */
+export function readRoleNotice(data: unknown): IRoleNotice | null {
+  const message = readRawJson(data);
+  if (message === null || message.type !== 'role' || typeof message.readOnly !== 'boolean') {
+    return null;
+  }
+  return { type: 'role', readOnly: message.readOnly, revoked: message.revoked === true };
 }
 
 /**

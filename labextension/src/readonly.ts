@@ -32,11 +32,21 @@ import type { CommandRegistry } from '@lumino/commands';
 import type { IDisposable } from '@lumino/disposable';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { Signal } from '@lumino/signaling';
-import { Widget } from '@lumino/widgets';
+import { PanelLayout, Widget } from '@lumino/widgets';
 
 type Cell = NotebookPanel['content']['widgets'][number];
 
 export const READ_ONLY_CLASS = 'ydjango-mod-readOnly';
+
+/**
+ * The class of a notebook panel whose user's role on it was revoked.
+ */
+export const REVOKED_CLASS = 'ydjango-mod-revoked';
+
+/**
+ * The name of JupyterLab's own toolbar item for a file that is not writable.
+ */
+const STOCK_LABEL_ITEM = 'read-only-indicator';
 
 /**
  * The name of our toolbar item.
@@ -153,6 +163,35 @@ export class ReadOnlyNotebook implements IDisposable {
       ? `${name} is read-only: "${what}" is not available. ${WHY}`
       : `${name} is read-only. ${WHY}`;
     Private.notify(message);
+  }
+
+  /**
+   * The user was made editor: JupyterLab's own "Read-only" label, put in the
+   * toolbar when the file was opened as not writable for them, goes (it is
+   * never taken away otherwise).
+   */
+  madeWritable(): void {
+    const toolbar = this._panel.toolbar;
+    const names = Array.from(toolbar.names());
+    const index = names.indexOf(STOCK_LABEL_ITEM);
+    if (index >= 0) {
+      (toolbar.layout as PanelLayout).widgets[index]?.dispose();
+    }
+  }
+
+  /**
+   * The user's role on the notebook was revoked: it is read-only and follows
+   * the room no more; say so until the user dismisses it.
+   */
+  revoked(): void {
+    const name = this._panel.context.localPath.split('/').pop() ?? '';
+    this.roomReadOnly = true;
+    this._panel.addClass(REVOKED_CLASS);
+    Notification.error(
+      `Your access to ${name} was revoked by its owner: it no longer shows others' ` +
+        'changes, and nothing you change in it is kept. Ask the owner for access to open it again.',
+      { autoClose: false }
+    );
   }
 
   dispose(): void {

@@ -134,6 +134,29 @@ async def test_a_guests_role_changes_live(service: Service, tmp_path: Path) -> N
         await owner.close()
 
 
+async def test_what_a_viewer_made_does_not_hold_back_its_edits_as_an_editor(
+        service: Service) -> None:
+    """A viewer's change is refused, and its client keeps it: every later change of that
+    client builds on it. Made editor, the client is asked (SYNC step 1) for what the room
+    lacks, so its next change lands, with the one refused before, rather than waiting in
+    the room for a change that would never come."""
+    (service.server.root / "notes.txt").write_text("notes\n")
+    session = service.session(OWNER, "notes.txt")
+    service.grant("user:guest", "viewer", "notes.txt")
+    owner, guest = await service.open(OWNER, session), await service.open(GUEST, session)
+    try:
+        type_into(guest, " refused")
+        await guest.flush()
+        assert guest.denied and owner.model.get() == "notes\n"
+        service.grant("user:guest", "editor", "notes.txt")
+        await guest.wait_raw(lambda m: m == {"type": "role", "readOnly": False})
+        type_into(guest, " +edit")
+        await owner.wait_for(lambda m: m.get() == "notes\n refused +edit")
+    finally:
+        await owner.close()
+        await guest.close()
+
+
 async def test_a_folder_grant_to_a_group_covers_a_later_file(service: Service) -> None:
     """A group's viewer role on a folder: a member (by the groups its identity carries) joins
     a file created afterwards, read-only; someone outside the group is refused."""

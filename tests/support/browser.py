@@ -107,9 +107,11 @@ class LabServer:
 
     def __init__(self, tmp: Path, root: Path, *, base_url: str = "/jp/",
                  args: tuple[str, ...] = (), python: str = sys.executable,
-                 extension: bool = True, jupytext: bool = False) -> None:
+                 extension: bool = True, jupytext: bool = False,
+                 authorizer: str = "jupyter_auth.ReadOnlyAuthorizer") -> None:
         """``python`` runs JupyterLab (another environment's: the benchmarks' comparison
-        with jupyter-collaboration); without ``extension``, jupyter_ydjango is not enabled."""
+        with jupyter-collaboration); without ``extension``, jupyter_ydjango is not enabled;
+        ``authorizer``: the server's authorizer class."""
         self.tmp, self.root, self.base_url = tmp, root, base_url
         self._workspaces = 0
         config_d = tmp / "jupyter-config" / "jupyter_server_config.d"
@@ -144,7 +146,7 @@ class LabServer:
             "--allow-root", "--no-browser",
             f"--IdentityProvider.token={TOKEN}",
             "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
-            "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer",
+            f"--ServerApp.authorizer_class={authorizer}",
             f"--ServerApp.root_dir={root}",
             f"--ServerApp.base_url={base_url}",
             *args,
