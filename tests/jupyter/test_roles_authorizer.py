@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 from jupyter_servers import JupyterServer
+from notebook_client import DocClient
+from remote_deployment import Remote
+
+from jupyter_ydjango.protocol import close_codes
 
 OWNER, VIEWER, EDITOR, RUNNER = "writer-token", "reader-token", "editor-token", "nobody-token"
 NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
@@ -25,14 +29,25 @@ def files(tmp: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+AUTHORIZER = "jupyter_ydjango.jupyter.authorizer.RolesAuthorizer"
+OPTIONS = ("--RolesAuthorizer.owners=writer", "--RolesAuthorizer.cache_seconds=0")
+
+
+@pytest.fixture(scope="module", params=["embedded", "remote"])
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """The Jupyter server with the roles authorizer, its Django side embedded, or a remote
+    service (where the grants live, asked with the signed identity)."""
     tmp = tmp_path_factory.mktemp("roles")
-    jupyter = JupyterServer(tmp, files(tmp), args=(
-        "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
-        "--ServerApp.authorizer_class=jupyter_ydjango.jupyter.authorizer.RolesAuthorizer",
-        "--RolesAuthorizer.owners=writer",
-        "--RolesAuthorizer.cache_seconds=0"))
+    remote: Remote | None = None
+    if request.param == "embedded":
+        jupyter = JupyterServer(tmp, files(tmp), args=(
+            "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
+            f"--ServerApp.authorizer_class={AUTHORIZER}", *OPTIONS))
+    else:
+        remote = Remote(tmp, authorizer=AUTHORIZER, jupyter_args=OPTIONS)
+        files(tmp)  # (the remote's root is tmp / "root" too)
+        jupyter = remote.jupyter
     for path, subject, role, folder in (
             ("granted.txt", "user:reader", "viewer", False),
             ("shared", "user:editor", "editor", True),
@@ -43,6 +58,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
         assert status == 200, (status, answer)
     yield jupyter
     jupyter.stop()
+    if remote is not None:
+        remote.service.stop()
 
 
 def status_of(server: JupyterServer, method: str, path: str, token: str,
@@ -139,6 +156,36 @@ def test_running_kernels_are_listed_only_to_their_runners(server: JupyterServer)
     finally:
         for made in (theirs, owners):
             server.request("DELETE", f"api/sessions/{made['id']}", token=OWNER)
+
+
+async def test_a_role_change_reaches_the_guests_open_notebook(server: JupyterServer) -> None:
+    """The viewer's room connection, opened through the Jupyter server, follows the owner's
+    changes: made editor, its edit lands; revoked, it is closed with 4403."""
+    (server.root / "live.ipynb").write_text(json.dumps(NOTEBOOK))
+    status, info = server.session("live.ipynb", token=OWNER)
+    assert status in (200, 201), info
+    owner = await DocClient.open(server.room_url(info, token=OWNER))
+    guest: DocClient | None = None
+    try:
+        assert server.request("PUT", "api/ydjango/roles/live.ipynb", {
+            "subject": "user:reader", "role": "viewer"}, token=OWNER)[0] == 200
+        status, info = server.session("live.ipynb", token=VIEWER)
+        assert status in (200, 201), info
+        guest = await DocClient.open(server.room_url(info, token=VIEWER))
+        assert server.request("PUT", "api/ydjango/roles/live.ipynb", {
+            "subject": "user:reader", "role": "editor"}, token=OWNER)[0] == 200
+        await guest.wait_raw(lambda m: m == {"type": "role", "readOnly": False})
+        guest.model.append_cell({"cell_type": "markdown", "source": "by the guest",
+                                 "metadata": {}})
+        await owner.wait_for(lambda m: len(m.ycells) == 1)
+        status, answer = server.request("DELETE", "api/ydjango/roles/live.ipynb", {
+            "subject": "user:reader"}, token=OWNER)
+        assert status == 200, answer
+        assert await guest.wait_closed() == close_codes.FORBIDDEN
+    finally:
+        await owner.close()
+        if guest is not None:
+            await guest.close()
 
 
 def test_the_owner_does_everything(server: JupyterServer) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import redis_running
 from django_service import DocServer
 from notebook_client import DocClient
 from signed import signed
@@ -55,6 +56,22 @@ class Service:
         url = self.server.room_url(session)
         return await DocClient.open(url, "file", headers=signed(identity, SECRET, "GET", url),
                                     sync=sync)
+
+
+@pytest.fixture(scope="module")
+def two_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Service]]:
+    """Two ``serve`` processes on one database and root, sharing rooms through Redis."""
+    if not redis_running():
+        pytest.skip("Redis is not running on 127.0.0.1:6379 (start it to run these tests)")
+    tmp = tmp_path_factory.mktemp("roles-redis")
+    (tmp / "root").mkdir()
+    servers = [DocServer(tmp, tmp / "root", f"server{i}", YDJANGO_ALLOW_ANONYMOUS="0",
+                         YDJANGO_IDENTITY_SECRET=SECRET, YDJANGO_IDENTITY_MAX_AGE="60",
+                         YDJANGO_REDIS_URL="redis://127.0.0.1:6379/0",
+                         YDJANGO_RELAY_HEARTBEAT="1") for i in range(2)]
+    yield [Service(server) for server in servers]
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +211,38 @@ def test_only_the_owner_manages_roles(service: Service) -> None:
     assert status == 200
     assert [(g["subject"], g["role"], g["on"], g["grantedBy"]) for g in listing["grants"]] == [
         ("user:guest", "editor", "document", "owner")]
+
+
+async def test_a_change_made_in_one_process_reaches_a_guest_in_another(
+        two_services: list[Service]) -> None:
+    """The owner on one process grants, upgrades and revokes; the guest's connection to the
+    other process follows each change, and the guest's edit as an editor reaches the owner
+    across the two."""
+    first, second = two_services
+    (first.server.root / "handout.txt").write_text("handout\n")
+    session = first.session(OWNER, "handout.txt")
+    owner = await first.open(OWNER, session)
+    try:
+        first.grant("user:guest", "viewer", "handout.txt")
+        guest = await second.open(GUEST, session)
+        type_into(guest, " refused")
+        await guest.flush()
+        assert guest.denied
+
+        start = time.monotonic()
+        first.grant("user:guest", "editor", "handout.txt")
+        await guest.wait_raw(lambda m: m == {"type": "role", "readOnly": False})
+        print(f"upgrade heard in the other process after {time.monotonic() - start:.3f} s")
+        type_into(guest, " +edit")
+        await owner.wait_for(lambda m: m.get() == "handout\n refused +edit")
+
+        start = time.monotonic()
+        status, _ = first.call(OWNER, "DELETE", "api/ydjango/roles/handout.txt",
+                               {"subject": "user:guest"})
+        assert status == 200
+        assert await guest.wait_closed() == close_codes.FORBIDDEN
+        print(f"revocation closed the guest after {time.monotonic() - start:.3f} s")
+        refused = await second.open(GUEST, session, sync=False)
+        assert await refused.wait_closed() == close_codes.FORBIDDEN
+    finally:
+        await owner.close()

@@ -21,11 +21,13 @@ class Remote:
     """The Django service and the Jupyter server in front of it."""
 
     def __init__(self, tmp: Path, *, jupyter_args: tuple[str, ...] = (),
-                 service_args: tuple[str, ...] = (), **env: str) -> None:
+                 service_args: tuple[str, ...] = (),
+                 authorizer: str = "jupyter_auth.ReadOnlyAuthorizer", **env: str) -> None:
         """``jupyter_args``: more options of the Jupyter server; ``service_args``: of
-        ``serve`` (such as ``--workers 2``); ``env``: more environment variables of both
-        servers."""
+        ``serve`` (such as ``--workers 2``); ``authorizer``: the Jupyter server's authorizer
+        class; ``env``: more environment variables of both servers."""
         self.jupyter_args = jupyter_args
+        self.authorizer = authorizer
         self.service_args = service_args
         self.extra_env = env
         self.root = tmp / "root"
@@ -45,7 +47,7 @@ class Remote:
             f"--YDjango.remote_url=http://127.0.0.1:{self.service.port}",
             f"--YDjango.shared_secret={SECRET}",
             "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
-            "--ServerApp.authorizer_class=jupyter_auth.ReadOnlyAuthorizer",
+            f"--ServerApp.authorizer_class={self.authorizer}",
             *self.jupyter_args,
         ), **self.extra_env)
 
