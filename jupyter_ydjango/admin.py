@@ -14,9 +14,11 @@ from django.urls import URLPattern, path, reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 
+from jupyter_ydjango.api.roles import announce_grant_change
 from jupyter_ydjango.conf import get_setting
 from jupyter_ydjango.formats.ydoc import find_format
-from jupyter_ydjango.models import Document, Fork, Grant, RoleChange, Snapshot, Update
+from jupyter_ydjango.models import Document, Fork, Grant, RoleChange, RoleLink, Snapshot, Update
+from jupyter_ydjango.store import links
 from jupyter_ydjango.store.grants import record_change
 
 
@@ -68,14 +70,19 @@ class DocumentAdmin(admin.ModelAdmin):
         by = request.user.get_username()
         before = {g.pk: g.role for g in formset.queryset}
         grants = formset.save(commit=False)
+        changed = False
         for grant in formset.deleted_objects:
             record_change(grant, before.get(grant.pk, ""), "", by)
             grant.delete()
+            changed = True
         for grant in grants:
             grant.granted_by = by
             grant.save()
             if before.get(grant.pk, "") != grant.role:
                 record_change(grant, before.get(grant.pk, ""), grant.role, by)
+                changed = True
+        if changed:  # the open connections to the document follow at once
+            announce_grant_change(str(form.instance.pk), None)
 
     @admin.action(description="Restore the deleted file (its last content)")
     def restore_deleted(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
@@ -278,10 +285,39 @@ class GrantAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if before != obj.role:
             record_change(obj, before, obj.role, obj.granted_by)
+            announce_grant_change(obj.document_id and str(obj.document_id), obj.folder)
 
     def delete_model(self, request: HttpRequest, obj: Grant) -> None:
         record_change(obj, obj.role, "", request.user.get_username())
+        target = (obj.document_id and str(obj.document_id), obj.folder)
         super().delete_model(request, obj)
+        announce_grant_change(*target)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Grant]) -> None:
+        for grant in queryset:
+            self.delete_model(request, grant)
+
+
+@admin.register(RoleLink)
+class RoleLinkAdmin(admin.ModelAdmin):
+    """The role links (their secrets are not kept: a link is shown once, when made)."""
+
+    list_display = ("__str__", "role", "created_by", "created", "expires", "revoked", "opened")
+    list_filter = ("role", ("revoked", admin.EmptyFieldListFilter))
+    search_fields = ("folder", "document__path", "created_by")
+    readonly_fields = ("id", "group", "document", "folder", "role", "created_by", "created",
+                       "expires", "revoked", "opened")
+    actions = ["revoke_links"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # made where the link can be shown: the API, the share dialog
+
+    @admin.action(description="Revoke the selected links (their guests are disconnected)")
+    def revoke_links(self, request: HttpRequest, queryset: QuerySet[RoleLink]) -> None:
+        for link in queryset:
+            info = links.revoke(str(link.pk), by=request.user.get_username())
+            announce_grant_change(info.document_id, info.folder or None)
+        self.message_user(request, f"{queryset.count()} link(s) revoked")
 
 
 @admin.register(RoleChange)

@@ -210,6 +210,9 @@ class Grant(models.Model):
     #: Who granted it (a user name), and when it last changed.
     granted_by = models.CharField(max_length=255, blank=True, default="")
     updated = models.DateTimeField(auto_now=True)
+    #: When the grant stops giving its role (``None``: never); a role link's grant expires
+    #: with the link.
+    expires = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["folder", "document__path"]
@@ -267,3 +270,37 @@ class RoleChange(models.Model):
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.by}: {self.subject} {self.before or '-'} -> " \
                f"{self.after or '-'}"
+
+
+class RoleLink(models.Model):
+    """A link that gives whoever opens it one role on one document or folder, as a named
+    guest, until it expires or is revoked.
+
+    The link's secret is not kept, only its SHA-256 (:attr:`secret_hash`). The role is a
+    :class:`Grant` to a group of the link's own (:attr:`group`), which every guest who
+    opened the link is a member of for as long as it holds: revoking the link deletes the
+    grant, and the guests' connections close as with any revocation.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE,
+                                 related_name="ydjango_role_link")
+    #: What the link names, as the grant does: a document, or a folder's location.
+    document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="role_links")
+    folder = models.CharField(max_length=1024, blank=True, default="")
+    role = models.CharField(max_length=8, choices=ROLE_CHOICES)
+    created_by = models.CharField(max_length=255, blank=True, default="")
+    created = models.DateTimeField(default=timezone.now)
+    expires = models.DateTimeField()
+    revoked = models.DateTimeField(null=True, blank=True)
+    #: Guests who opened it.
+    opened = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        what = self.document.path if self.document else f"{self.folder}/"
+        return f"{self.role} on {what} (link {str(self.id)[:8]})"

@@ -24,6 +24,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_http_methods
@@ -52,7 +53,17 @@ async def announce(room_names: list[str]) -> None:
         await layer.group_send(room_group_name(name), {"type": ROLES_CHANGED})
 
 
-def _may_manage(request: HttpRequest, identity: Identity) -> bool:
+def announce_grant_change(document_id: str | None, folder: str | None) -> None:
+    """From synchronous code (the admin, the ``roles`` command): tell the connections that a
+    change of the grant on ``document_id`` or ``folder`` covers. It reaches every process
+    through a Redis channel layer; with the in-memory layer, only this process's."""
+    async_to_sync(announce)(grants.rooms_covered(
+        document_id=document_id, folder=None if document_id else folder))
+
+
+def may_manage(request: HttpRequest, identity: Identity) -> bool:
+    """Whether ``identity`` may change grants and links: the server's owner (an identity
+    whose rights do not come from roles) or, logged in to Django, its staff."""
     if identity.roles:
         return False
     user = getattr(request, "user", None)
@@ -69,7 +80,25 @@ def _listing(api_path: str, location: str, document_id: str | None) -> dict[str,
          "grantedBy": g.granted_by, "updated": g.updated.isoformat()} for g in found]}
 
 
-async def _asked(request: HttpRequest, path: str) -> tuple[Identity, str] | HttpResponse:
+async def managing(request: HttpRequest, path: str, what: str, *, reading_too: bool = False,
+                   ) -> tuple[Identity, str, dict[str, Any]] | HttpResponse:
+    """Who asks, about which API path, with which JSON body (``{}`` for a ``GET``); or the
+    error answer: 401, 403 (an unservable path, or a change, or with ``reading_too`` any
+    request, by someone who may not manage ``what``), 400 (a body that is not JSON)."""
+    asked = await asked_about(request, path)
+    if isinstance(asked, HttpResponse):
+        return asked
+    identity, api_path = asked
+    if (reading_too or request.method != "GET") and not may_manage(request, identity):
+        return error_response(403, f"only the server's owner or Django staff manage {what}")
+    try:
+        body = json_body(request) if request.method != "GET" else {}
+    except ValueError as exc:
+        return error_response(400, str(exc))
+    return identity, api_path, body
+
+
+async def asked_about(request: HttpRequest, path: str) -> tuple[Identity, str] | HttpResponse:
     """Who asks, and about which API path; or the error answer (401, 403)."""
     identity = await arequest_identity(request)
     if identity is None:
@@ -86,18 +115,10 @@ async def _asked(request: HttpRequest, path: str) -> tuple[Identity, str] | Http
 @require_http_methods(["GET", "PUT", "DELETE"])
 async def roles_view(request: HttpRequest, path: str) -> HttpResponse:
     """The grants on ``path`` (GET), or a grant (PUT) or revocation (DELETE)."""
-    asked = await _asked(request, path)
+    asked = await managing(request, path, "roles")
     if isinstance(asked, HttpResponse):
         return asked
-    identity, api_path = asked
-    body: dict[str, Any] = {}
-    if request.method != "GET":
-        if not _may_manage(request, identity):
-            return error_response(403, "only the server's owner or Django staff manage roles")
-        try:
-            body = json_body(request)
-        except ValueError as exc:
-            return error_response(400, str(exc))
+    identity, api_path, body = asked
     location, target = await run_db(partial(grants.target_of, api_path,
                                             folder=bool(body.get("folder"))))
     document_id = target.get("document_id")
@@ -134,7 +155,7 @@ async def access_view(request: HttpRequest, path: str) -> HttpResponse:
     (``below``: the API paths under that folder where they have a grant, so that its
     listing leads there). An identity whose rights do not come from roles (the server's
     owner) has every role."""
-    asked = await _asked(request, path)
+    asked = await asked_about(request, path)
     if isinstance(asked, HttpResponse):
         return asked
     identity, api_path = asked

@@ -21,10 +21,11 @@ from jupyter_ydjango.api.identity import Identity
 from jupyter_ydjango.jupyter import collaboration
 from jupyter_ydjango.jupyter.backend import Backend, BackendError
 from jupyter_ydjango.jupyter.events import CollaborationEvents
+from jupyter_ydjango.jupyter.guests import JoinHandler
 from jupyter_ydjango.jupyter.handlers import (
     ForkHandler,
     HistoryAuthorsHandler,
-    RolesHandler,
+    ManagementHandler,
     RoomHandler,
     RoomStatusHandler,
     SessionHandler,
@@ -241,7 +242,9 @@ class YDjango(ExtensionApp):
             (r"/api/ydjango/history/(.*)", HistoryAuthorsHandler, kwargs),
             (r"/api/collaboration/undo_redo/(.*)", UndoRedoHandler, kwargs),
             (r"/api/collaboration/fork/(.*)", ForkHandler, kwargs),
-            (r"/api/ydjango/roles/(.*)", RolesHandler, kwargs),
+            (r"/api/ydjango/roles/(.*)", ManagementHandler, kwargs),
+            (r"/api/ydjango/links/(.*)", ManagementHandler, kwargs),
+            (r"/ydjango/join/([^/]+)", JoinHandler, kwargs),
         ])
 
     def initialize(self) -> None:

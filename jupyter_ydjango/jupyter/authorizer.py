@@ -2,14 +2,16 @@
 
 Enabled with ``--ServerApp.authorizer_class=jupyter_ydjango.jupyter.authorizer.RolesAuthorizer``.
 The server's owners (:attr:`RolesAuthorizer.owners`; by default the JupyterHub user the server
-belongs to, or, with Jupyter's own token or password login, whoever logs in with it) may do
-everything. Anyone else may do exactly what their roles allow
-(:mod:`jupyter_ydjango.store.grants`):
+belongs to, or, with Jupyter's own token or password login, whoever logs in with it, but not
+the guests of role links, :mod:`jupyter_ydjango.jupyter.guests`) may do everything. Anyone
+else may do exactly what their roles allow (:mod:`jupyter_ydjango.store.grants`):
 
 * ``contents``: read a file or folder they have a role on, and list the folders that lead to
-  one; write where they are editors;
+  one (showing only what leads there; the root is listed to everyone let in); write where
+  they are editors (a copy's source must be readable, a rename's target writable);
 * ``kernels`` and ``sessions``: start, use and stop the kernel of a notebook they are runners
-  of (a kernel is known by the session that holds it), and list the running ones;
+  of (a kernel is known by the session that holds it), and list those (lists show only
+  theirs);
 * ``terminals`` and ``server`` (shutdown): never;
 * anything else (the lab page, settings, kernelspecs): read only.
 
@@ -31,6 +33,7 @@ from jupyter_server.auth.identity import PasswordIdentityProvider
 from traitlets import Float, List, Unicode
 
 from jupyter_ydjango.api.identity import Identity
+from jupyter_ydjango.jupyter.guests import GuestIdentityProvider, GuestUser
 
 #: The order of the roles (each allows what the ones before it allow).
 ROLE_ORDER = ("viewer", "editor", "runner")
@@ -46,10 +49,12 @@ def allows(role: str | None, needed: str) -> bool:
 
 
 def groups_of(user: User) -> tuple[str, ...]:
-    """The groups a user's authenticator says they are in (a JupyterHub user's groups)."""
+    """The groups a user's authenticator says they are in: a JupyterHub user's groups, a
+    role link guest's links (:mod:`jupyter_ydjango.jupyter.guests`)."""
     hub_user = getattr(user, "hub_user", None) or {}
-    groups = hub_user.get("groups") if isinstance(hub_user, dict) else None
-    return tuple(group for group in groups or () if isinstance(group, str) and group)
+    groups = list(hub_user.get("groups") or () if isinstance(hub_user, dict) else ())
+    groups.extend(getattr(user, "ydjango_groups", ()))
+    return tuple(group for group in groups if isinstance(group, str) and group)
 
 
 def path_of(handler: Any) -> str | None:
@@ -135,13 +140,16 @@ class RolesAuthorizer(Authorizer):
 
     def is_owner(self, handler: Any, user: User) -> bool:
         """Whether ``user`` owns the server (and so has every right on it)."""
+        if isinstance(user, GuestUser):
+            return False
         owners = set(self.owners)
         if not owners and os.environ.get("JUPYTERHUB_USER"):
             owners = {os.environ["JUPYTERHUB_USER"]}
         if owners:
             return user.username in owners
         provider = getattr(handler, "identity_provider", None)
-        return type(provider) in (IdentityProvider, PasswordIdentityProvider)
+        return type(provider) in (IdentityProvider, PasswordIdentityProvider,
+                                  GuestIdentityProvider)
 
     def identity_of(self, handler: Any, user: User, permission: str) -> Identity:
         """The identity the Django side is told of for ``user``: their rights come from
@@ -152,8 +160,20 @@ class RolesAuthorizer(Authorizer):
                         initials=user.initials or "", color=user.color or "",
                         roles=not owner, groups=groups_of(user))
 
+    def hub_allows(self, user: User) -> bool:
+        """Under JupyterHub, whether the hub lets ``user`` in to this server at all (its
+        ``access:servers`` scopes: JupyterHub's own authorizer checks them again, as this one
+        does, though its identity provider has already)."""
+        hub_auth = getattr(self.identity_provider, "hub_auth", None)
+        hub_user = getattr(user, "hub_user", None)
+        if hub_auth is None or hub_user is None:
+            return True
+        return bool(hub_auth.check_scopes(hub_auth.oauth_scopes, hub_user))
+
     async def is_authorized(self, handler: Any, user: User, action: str,
                             resource: str) -> bool:
+        if not self.hub_allows(user):
+            return False
         if self.is_owner(handler, user):
             return True
         if resource in NEVER:
@@ -197,8 +217,8 @@ class RolesAuthorizer(Authorizer):
         if allows(access.get("role"), "viewer"):
             return True
         below = access.get("below") or []
-        if not below:
-            return False
+        if not below and path.strip("/"):
+            return False  # (the root is listed to everyone let in: empty if nothing leads on)
         if handler.request.method == "GET":
             keep_in_listing(handler, [str(p) for p in below])
         return True

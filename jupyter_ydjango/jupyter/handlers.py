@@ -217,9 +217,11 @@ class UndoRedoHandler(_ForwardingHandler):
         await self.forward()
 
 
-class RolesHandler(_ForwardingHandler):
-    """``{base_url}api/ydjango/roles/{path}``: who has which role there (GET), grant (PUT),
-    revoke (DELETE); the Django side lets only the owners and Django staff change them."""
+class ManagementHandler(_ForwardingHandler):
+    """``{base_url}api/ydjango/roles/{path}`` and ``{base_url}api/ydjango/links/{path}``: who
+    has which role there, the role links there; grants, links and revocations. The Django side
+    answers (405 for a method a route has not) and lets only the owners and Django staff
+    change them."""
 
     @web.authenticated
     @authorized("read")
@@ -229,6 +231,11 @@ class RolesHandler(_ForwardingHandler):
     @web.authenticated
     @authorized("read")
     async def put(self, path: str) -> None:
+        await self.forward()
+
+    @web.authenticated
+    @authorized("read")
+    async def post(self, path: str) -> None:
         await self.forward()
 
     @web.authenticated

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import path
 
 #: The API routes, for inclusion in a Django project's URLconf.
-from jupyter_ydjango.api import history_views, roles, views
+from jupyter_ydjango.api import history_views, links, roles, views
 
 api_urlpatterns = [
     path("api/collaboration/session/<path:path>", views.session, name="ydjango-session"),
@@ -22,6 +22,9 @@ api_urlpatterns = [
     path("api/ydjango/roles/<path:path>", roles.roles_view, name="ydjango-roles"),
     path("api/ydjango/access/", roles.access_view, {"path": ""}, name="ydjango-access-root"),
     path("api/ydjango/access/<path:path>", roles.access_view, name="ydjango-access"),
+    path("api/ydjango/links/", links.links_view, {"path": ""}, name="ydjango-links-root"),
+    path("api/ydjango/links/<path:path>", links.links_view, name="ydjango-links"),
+    path("api/ydjango/join", links.join_view, name="ydjango-join"),
 ]
 
 #: Operations: health check and Prometheus metrics (expose them to your monitoring only).

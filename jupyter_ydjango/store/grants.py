@@ -24,6 +24,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from jupyter_ydjango.models import ROLES, Document, Grant, RoleChange
 from jupyter_ydjango.store.records import file_location, live_document_at
@@ -203,10 +204,12 @@ def groups_of(username: str, groups: Iterable[str] = ()) -> set[str]:
 
 
 def _granted_to(username: str, groups: Iterable[str]) -> Q:
-    """The grants to ``username`` or to one of their groups (see :func:`groups_of`)."""
+    """The unexpired grants to ``username`` or to one of their groups (see
+    :func:`groups_of`)."""
     users = get_user_model()
-    return Q(**{f"user__{users.USERNAME_FIELD}": username}) | Q(
+    subject = Q(**{f"user__{users.USERNAME_FIELD}": username}) | Q(
         group__name__in=groups_of(username, groups))
+    return subject & (Q(expires__isnull=True) | Q(expires__gt=timezone.now()))
 
 
 def role_of(username: str, location: str, document_id: str | None = None,

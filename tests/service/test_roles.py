@@ -10,6 +10,8 @@ client hearing of it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -246,3 +248,27 @@ async def test_a_change_made_in_one_process_reaches_a_guest_in_another(
         assert await refused.wait_closed() == close_codes.FORBIDDEN
     finally:
         await owner.close()
+
+
+async def test_the_roles_command_reaches_open_connections(two_services: list[Service]) -> None:
+    """``python -m jupyter_ydjango roles``, run as a process of its own on the services'
+    database and Redis, grants, upgrades and revokes: the guest's open connection follows."""
+    first, second = two_services
+    (first.server.root / "command.txt").write_text("command\n")
+    session = first.session(OWNER, "command.txt")
+
+    def roles(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "jupyter_ydjango", "roles", *args],
+                              env=first.server.env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+
+    roles("grant", "user:guest", "viewer", "command.txt")
+    guest = await second.open(GUEST, session)
+    try:
+        roles("grant", "user:guest", "editor", "command.txt")
+        await guest.wait_raw(lambda m: m == {"type": "role", "readOnly": False})
+        roles("revoke", "user:guest", "command.txt")
+        assert await guest.wait_closed() == close_codes.FORBIDDEN
+    finally:
+        await guest.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from jupyter_ydjango.api.roles import announce_grant_change
 from jupyter_ydjango.store import grants
 from jupyter_ydjango.store.grants import GrantError, Subject
 from jupyter_ydjango.store.paths import PathError, normalize_api_path
@@ -52,11 +53,13 @@ class Command(BaseCommand):
             elif options["action"] == "grant":
                 info = grants.grant(Subject.parse(options["subject"]), options["role"],
                                     by=options["by"], **target)
+                announce_grant_change(target.get("document_id"), target.get("folder"))
                 self.stdout.write(f"{info.subject}: {info.role} on {api_path or '/'}")
             elif not grants.revoke(Subject.parse(options["subject"]), by=options["by"],
                                    **target):
                 raise CommandError(f"{options['subject']} has no role on {api_path or '/'}")
             else:
+                announce_grant_change(target.get("document_id"), target.get("folder"))
                 self.stdout.write(f"{options['subject']}: revoked on {api_path or '/'}")
         except GrantError as exc:
             raise CommandError(str(exc)) from exc

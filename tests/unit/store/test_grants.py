@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
 
-from jupyter_ydjango.models import Document
+from jupyter_ydjango.models import Document, Grant
 from jupyter_ydjango.store import grants
 from jupyter_ydjango.store.grants import GrantError, Subject
 from jupyter_ydjango.store.records import file_location
@@ -159,10 +159,17 @@ def test_the_roles_command(tmp_path: Path) -> None:
         roles("list", "../elsewhere")
 
 
-def test_the_admin_records_who_granted(root: str) -> None:
+def test_the_admin_records_who_granted(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A grant made on the admin's grant page is in the document's role history, by the
-    admin's user; the document's page shows its grants and that history."""
+    admin's user, and is announced to the document's open connections; the document's page
+    shows its grants and that history; a deletion is announced too."""
     from django.test import Client
+
+    from jupyter_ydjango import admin as ours
+
+    announced: list[tuple[str | None, str | None]] = []
+    monkeypatch.setattr(ours, "announce_grant_change",
+                        lambda document_id, folder: announced.append((document_id, folder)))
 
     admin = User.objects.create_superuser(f"admin-{uuid.uuid4().hex[:6]}", "a@example.com", "pw")
     guest = User.objects.create(username=f"gus-{uuid.uuid4().hex[:6]}")
@@ -176,6 +183,12 @@ def test_the_admin_records_who_granted(root: str) -> None:
     assert [(c.subject, c.after, c.by) for c in grants.history(f"{root}/admin.ipynb",
                                                                notebook)] == [
         (f"user:{guest.username}", "editor", admin.username)]
+    assert announced == [(notebook, "")]
     page = client.get(f"/admin/jupyter_ydjango/document/{notebook}/change/")
     assert page.status_code == 200
     assert page.content.count(guest.username.encode()) >= 2  # the grant and its history
+    grant = Grant.objects.get(document_id=notebook)
+    response = client.post(f"/admin/jupyter_ydjango/grant/{grant.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert announced == [(notebook, ""), (notebook, "")]
+    assert grants.role_of(guest.username, f"{root}/admin.ipynb", notebook) is None
