@@ -2,8 +2,9 @@
 revoke. And the live side: every open connection that a change covers hears of it.
 
 * ``GET``: ``{"path", "document": fileId | null, "grants": [{"subject", "role", "on",
-  "grantedBy", "updated"}]}``, the grants on the document or folder and on the folders above
-  it (``on``: ``"document"`` or the folder's API path);
+  "grantedBy", "updated"}], "manage": bool}``, the grants on the document or folder and on
+  the folders above it (``on``: ``"document"`` or the folder's API path), and whether the
+  requesting user may change them;
 * ``PUT`` ``{"subject": "user:NAME" | "group:NAME", "role": "viewer" | "editor" | "runner",
   "folder": false}``: give the role (replacing the subject's role there);
 * ``DELETE`` ``{"subject", "folder": false}``: take it away.
@@ -123,7 +124,8 @@ async def roles_view(request: HttpRequest, path: str) -> HttpResponse:
                                             folder=bool(body.get("folder"))))
     document_id = target.get("document_id")
     if request.method == "GET":
-        return JsonResponse(await run_db(_listing, api_path, location, document_id))
+        listing = await run_db(_listing, api_path, location, document_id)
+        return JsonResponse({**listing, "manage": may_manage(request, identity)})
     try:
         subject = Subject.parse(str(body.get("subject", "")))
         if request.method == "PUT":

@@ -25,6 +25,7 @@ from jupyter_ydjango.jupyter.guests import JoinHandler
 from jupyter_ydjango.jupyter.handlers import (
     ForkHandler,
     HistoryAuthorsHandler,
+    LinksHandler,
     ManagementHandler,
     RoomHandler,
     RoomStatusHandler,
@@ -243,7 +244,7 @@ class YDjango(ExtensionApp):
             (r"/api/collaboration/undo_redo/(.*)", UndoRedoHandler, kwargs),
             (r"/api/collaboration/fork/(.*)", ForkHandler, kwargs),
             (r"/api/ydjango/roles/(.*)", ManagementHandler, kwargs),
-            (r"/api/ydjango/links/(.*)", ManagementHandler, kwargs),
+            (r"/api/ydjango/links/(.*)", LinksHandler, kwargs),
             (r"/ydjango/join/([^/]+)", JoinHandler, kwargs),
         ])
 

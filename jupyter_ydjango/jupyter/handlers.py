@@ -30,6 +30,7 @@ from jupyter_ydjango.jupyter.backend import (
     client_close,
 )
 from jupyter_ydjango.jupyter.events import CollaborationEvents
+from jupyter_ydjango.jupyter.guests import GuestIdentityProvider
 from jupyter_ydjango.protocol import close_codes
 from jupyter_ydjango.store.paths import hidden_by
 
@@ -242,6 +243,18 @@ class ManagementHandler(_ForwardingHandler):
     @authorized("read")
     async def delete(self, path: str) -> None:
         await self.forward()
+
+
+class LinksHandler(ManagementHandler):
+    """``{base_url}api/ydjango/links/{path}``: role links, where guests may come in (the
+    server's identity provider is the guests' one); 404 elsewhere, so that no link is made
+    that would open nothing."""
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        if not isinstance(self.identity_provider, GuestIdentityProvider):
+            raise web.HTTPError(404, "role links need --ServerApp.identity_provider_class="
+                                     "jupyter_ydjango.jupyter.guests.GuestIdentityProvider")
+        await super().prepare()
 
 
 class ForkHandler(_ForwardingHandler):

@@ -1,7 +1,7 @@
 /**
- * jupyter-ydjango's JupyterLab extension: the "Copy room link" command (also
- * behind the top bar's share button, in place of jupyter-collaboration-ui's
- * server link), the room status item of the status bar, who made each point
+ * jupyter-ydjango's JupyterLab extension: the "Copy room link" command, the
+ * share dialog behind the top bar's share button (in place of
+ * jupyter-collaboration-ui's server link), the room status item of the status bar, who made each point
  * of the timeline beside its slider, and read-only notebooks for users who may
  * only read a room.
  */
@@ -24,6 +24,7 @@ import { findRoomProvider } from './provider';
 import { ReadOnlyNotebook, refuseDocumentCommands } from './readonly';
 import { RoleWatcher } from './role';
 import { fetchRoomInfoOf } from './room';
+import { openShareDialog } from './share';
 import { RoomStatusItem, STATUS_ID } from './status';
 
 export const PLUGIN_ID = 'jupyter-ydjango:plugin';
@@ -33,8 +34,9 @@ export namespace CommandIDs {
   /**
    * The share command of jupyter-collaboration-ui (its top bar button). Its
    * plugin is disabled by this extension (see `disabledExtensions` in
-   * package.json): the command copies the room link here, so that sharing
-   * gives one link, whichever button people use.
+   * package.json): the command opens our share dialog here (the room link,
+   * roles and role links of the notebook), not the stock one, which shares
+   * the whole server.
    */
   export const share = 'collaboration:shared-link';
 }
@@ -106,11 +108,20 @@ function addCopyRoomLink(
   // Where jupyter-collaboration-ui's share plugin was re-enabled, its command stays.
   if (!app.commands.hasCommand(CommandIDs.share)) {
     app.commands.addCommand(CommandIDs.share, {
-      label: 'Share: copy room link',
-      caption: 'Copy a link that opens the current notebook in its room, for a co-editor',
+      label: 'Share…',
+      caption: 'Share the current notebook: its room link, who has which role, role links',
       icon: shareIcon,
       isEnabled: () => targetPath({}) !== null,
-      execute: () => execute({})
+      execute: () => {
+        const path = targetPath({});
+        if (path === null) {
+          return;
+        }
+        return openShareDialog(
+          app.serviceManager.contents.localPath(path),
+          app.serviceManager.serverSettings
+        );
+      }
     });
   }
   const changed = () => {

@@ -265,8 +265,9 @@ SHARE_BUTTON = "#jp-top-bar [data-command='collaboration:shared-link']"
 
 
 def test_one_way_to_share(lab: LabServer, sign_in: Callable[[str], Any]) -> None:
-    """The top bar's share button and the notebook's "Copy room link" give the same kind of
-    link, the room link, which opens the notebook in the same room."""
+    """The top bar's share button (its dialog's "Copy room link") and the notebook's "Copy
+    room link" give the same kind of link, the room link, which opens the notebook in the
+    same room."""
     write_kernelless_notebook(lab.root / "shared.ipynb", ["s = 1"])
     alice, bob = sign_in(WRITER_TOKEN), sign_in(TOKEN)
     open_notebook(alice, lab.notebook_url("shared.ipynb"))
@@ -276,8 +277,10 @@ def test_one_way_to_share(lab: LabServer, sign_in: Callable[[str], Any]) -> None
         .map(id => window.jupyterapp.commands.label(id))""")
     assert "Generate a Shared Link" not in labels
 
-    alice.locator(SHARE_BUTTON).click()
+    alice.locator(SHARE_BUTTON).click()  # the share dialog, which copies the room link
+    alice.locator(".jp-Dialog .ydjango-ShareDialog-copy").click()
     from_top_bar = copied_link(alice)
+    alice.locator(".jp-Dialog .jp-mod-accept").click()
     alice.locator(".Toastify__toast").first.wait_for(state="detached", timeout=15_000)
     alice.locator(".jp-NotebookPanel-toolbar [data-command='ydjango:copy-room-link']").click()
     from_toolbar = copied_link(alice)

@@ -123,9 +123,11 @@ def test_the_room_link_opens_notebook7(lab: LabServer, sign_in: Callable[[str], 
     link = copied_link(alice)
     assert link == f"{lab.origin}/jp/notebooks/linked%20dir/nb%20%C3%A9.ipynb"
     alice.locator(".Toastify__toast").first.wait_for(state="detached", timeout=15_000)
-    # the top bar's share button gives the same link
+    # the top bar's share button (its dialog) gives the same link
     alice.locator("[data-command='collaboration:shared-link']").first.click()
+    alice.locator(".jp-Dialog .ydjango-ShareDialog-copy").click()
     assert copied_link(alice) == link
+    alice.locator(".jp-Dialog .jp-mod-accept").click()
 
     open_in_notebook7(bob, link)
     for page in (alice, bob):

@@ -147,3 +147,39 @@ def test_a_guests_notebook_follows_their_role(
     path = lab.root / "lecture.ipynb"
     wait_until(lambda: file_sources(path) == ["x = 1 # guest!?"],
                message=lambda: f"the file holds {file_sources(path)!r}")
+
+
+SHARE_BUTTON = "#jp-top-bar [data-command='collaboration:shared-link']"
+
+
+def test_the_share_dialog_gives_and_takes_roles(
+        lab: LabServer, sign_in: Callable[[str], Any]) -> None:
+    """The owner shares the notebook from the top bar's share button: adds the guest as a
+    viewer (the guest's open notebook turns read-only), makes them editor (editable), removes
+    them (revoked); the dialog lists what the server then holds."""
+    write(new_notebook(cells=[new_code_cell("y = 2", id="cell-0")]), lab.root / "dialog.ipynb")
+    owner, guest = sign_in(WRITER_TOKEN), sign_in(EDITOR_TOKEN)
+    open_notebook(owner, lab.notebook_url("dialog.ipynb"))
+    owner.locator(SHARE_BUTTON).click()
+    dialog = owner.locator(".jp-Dialog .ydjango-ShareDialog")
+    dialog.locator("text=Nobody but the owner").wait_for()
+    dialog.locator(".ydjango-ShareDialog-subject").fill("user:editor")
+    dialog.locator(".ydjango-ShareDialog-add").click()
+    dialog.locator("tr[data-subject='user:editor'][data-role='viewer']").wait_for()
+
+    open_notebook(guest, lab.notebook_url("dialog.ipynb"))
+    guest.locator(f"{READ_ONLY} .ydjango-ReadOnlyLabel").wait_for()
+
+    dialog.locator("tr[data-subject='user:editor'] select").select_option("editor")
+    dialog.locator("tr[data-subject='user:editor'][data-role='editor']").wait_for()
+    guest.wait_for_function("selector => !document.querySelector(selector)", arg=READ_ONLY,
+                            timeout=10_000)
+    edit_cell_end(guest, 0)
+    guest.keyboard.type(" # guest")
+    wait_for_cells(owner, ["y = 2 # guest"])
+
+    dialog.locator("tr[data-subject='user:editor'] .ydjango-ShareDialog-remove").click()
+    dialog.locator("text=Nobody but the owner").wait_for()
+    guest.locator(".Toastify__toast >> text=/access to dialog.ipynb was revoked/").wait_for()
+    # no role links here: the server does not let guests in
+    assert dialog.locator(".ydjango-ShareDialog-make").count() == 0

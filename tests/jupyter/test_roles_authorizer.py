@@ -190,6 +190,9 @@ async def test_a_role_change_reaches_the_guests_open_notebook(server: JupyterSer
 
 def test_the_owner_does_everything(server: JupyterServer) -> None:
     assert status_of(server, "GET", "api/contents/secret.txt", OWNER) == 200
+    # (but makes no role link where guests cannot come in: it would open nothing)
+    assert status_of(server, "POST", "api/ydjango/links/granted.txt", OWNER,
+                     {"role": "viewer"}) == 404
     status, terminal = server.request("POST", "api/terminals", token=OWNER)
     assert status == 200, (status, terminal)
     server.request("DELETE", f"api/terminals/{terminal['name']}", token=OWNER)
