@@ -124,8 +124,13 @@ def run_first_cell(page: Any) -> None:
         return request.method == "POST" and re.search(
             r"/api/kernels/[^/]+/execute", request.url) is not None
 
+    page.locator(CELL_EDITORS).first.click()
+    # the key goes where the focus is: to the cell's editor once it has it (a click while
+    # the notebook still lays its cells out can leave it elsewhere, and the key is lost)
+    page.wait_for_function("""selector => document.activeElement !== null
+        && document.activeElement.closest(selector) !== null""", arg=CELL_EDITORS,
+                           timeout=OPEN_TIMEOUT_MS)
     with page.expect_request(is_execution, timeout=OPEN_TIMEOUT_MS):
-        page.locator(CELL_EDITORS).first.click()
         page.keyboard.press("Shift+Enter")
 
 
