@@ -32,8 +32,6 @@ from jupyter_ydjango.api.identity import Identity
 
 #: The signed cookie that names a guest: ``{"name", "groups", "expires"}``.
 GUEST_COOKIE = "ydjango-guest"
-#: The extension's key in the web application's settings (see the authorizer).
-EXTENSION_SETTING = "jupyter_ydjango"
 
 
 class GuestUser(User):
