@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 import pycrdt
+from django.utils import timezone
 
 from jupyter_ydjango.api.identity import SCOPE_KEY, Identity
 from jupyter_ydjango.api.middleware import ERROR_KEY
+from jupyter_ydjango.api.roles import ROLES_CHANGED
 from jupyter_ydjango.conf import get_setting
 from jupyter_ydjango.consumer import YjsConsumer
 from jupyter_ydjango.documents.fork_room import ForkRoom
@@ -33,6 +36,10 @@ from jupyter_ydjango.store import forks, grants, records
 from jupyter_ydjango.store.dispatch import run_db
 
 logger = logging.getLogger(__name__)
+
+#: How long after a grant's expiry its connections look their role up again, in seconds:
+#: the database compares expiries with its own clock, which may be a little behind ours.
+EXPIRY_MARGIN = 0.05
 
 
 class RoomConsumer(YjsConsumer):
@@ -120,6 +127,7 @@ class DocumentConsumer(IdentifiedConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._waiting_saves = 0
+        self._expiry_check: asyncio.TimerHandle | None = None
 
     def make_room_name(self) -> str:
         return self.document.room_name
@@ -149,8 +157,9 @@ class DocumentConsumer(IdentifiedConsumer):
             return
         self.document, self.doc_format = document, doc_format
         identity = self.scope.get(SCOPE_KEY)  # (none: refused below)
+        expires = None
         if identity is not None and identity.roles:
-            permission = await run_db(self._permission, identity)
+            permission, expires = await run_db(self._permission, identity)
             if permission is None:
                 logger.info("refused room %s: %s has no role on it", room_id,
                             identity.username)
@@ -163,6 +172,8 @@ class DocumentConsumer(IdentifiedConsumer):
             logger.error("room %s: cannot load: %s", room_id, exc)
             await self.refuse(exc.code, exc.summary)
             return
+        if self.peer is not None and identity.roles:
+            self._recheck_at(expires)
         if self.peer is not None and not self.read_only:
             try:  # the names the timeline's authors are shown with
                 await run_db(records.remember_author, self.identity.username,
@@ -174,12 +185,35 @@ class DocumentConsumer(IdentifiedConsumer):
     async def make_room(self) -> Room:
         return new_room(self.document, self.doc_format)
 
-    def _permission(self, identity: Identity) -> str | None:
+    def _permission(self, identity: Identity) -> tuple[str | None, datetime | None]:
         """What ``identity``'s roles let it do with the document (blocks: the grants are
-        read from the database): ``"write"``, ``"read"`` or ``None``."""
-        return grants.permission_of(
-            identity.username, records.file_location(self.document.path),
-            str(self.document.id), identity.groups, can_write=identity.can_write)
+        read from the database): ``"write"``, ``"read"`` or ``None``; and when the soonest
+        grant behind it expires (``None``: none does)."""
+        location, document_id = records.file_location(self.document.path), str(self.document.id)
+        permission = grants.permission_of(identity.username, location, document_id,
+                                          identity.groups, can_write=identity.can_write)
+        return permission, grants.next_expiry(identity.username, location, document_id,
+                                              identity.groups)
+
+    def _recheck_at(self, expires: datetime | None) -> None:
+        """Look the role up again when a grant behind it expires (a role link's, an expiring
+        grant's): nothing announces an expiry, so the connection keeps its own time."""
+        if self._expiry_check is not None:
+            self._expiry_check.cancel()
+            self._expiry_check = None
+        if expires is None:
+            return
+        delay = max(0.0, (expires - timezone.now()).total_seconds()) + EXPIRY_MARGIN
+        loop = asyncio.get_running_loop()
+        self._expiry_check = loop.call_later(
+            delay, lambda: loop.create_task(self.roles_changed({"type": ROLES_CHANGED,
+                                                                 "expired": True})))
+
+    async def disconnect(self, code: int) -> None:
+        if self._expiry_check is not None:
+            self._expiry_check.cancel()
+            self._expiry_check = None
+        await super().disconnect(code)
 
     async def roles_changed(self, event: dict[str, Any]) -> None:
         """A grant covering the document changed (``roles.changed`` on the room's group, from
@@ -189,20 +223,27 @@ class DocumentConsumer(IdentifiedConsumer):
         after is refused; made editable, it is sent a SYNC step 1, so that what it made while
         it could only read, on which its next changes build, comes in now), or, with no
         role left, is told ``{"type": "role", "readOnly": true, "revoked": true}`` and
-        closed with 4403 and a reason."""
+        closed with 4403 and a reason. The connection also looks its role up when a grant
+        behind it expires (``"expired": true`` in the event, and then in the notice, when
+        that leaves no role)."""
         if not self.identity.roles or self.peer is None:
             return
-        permission = await run_db(self._permission, self.identity)
+        permission, expires = await run_db(self._permission, self.identity)
         if self.peer is None:
             return
+        self._recheck_at(expires)
         if permission is None:
             logger.info("room %s: %s lost their role: closing", self.room_name,
                         self.identity.username)
+            expired = event.get("expired") is True
+            notice = {"type": "role", "readOnly": True, "revoked": True}
+            if expired:
+                notice["expired"] = True
             # said first as a message: daphne drops close reasons
-            await self.send(bytes_data=create_raw_json_message(
-                {"type": "role", "readOnly": True, "revoked": True}))
+            await self.send(bytes_data=create_raw_json_message(notice))
             await self._leave()
-            await self.close(close_codes.FORBIDDEN, "your role on this document was revoked")
+            await self.close(close_codes.FORBIDDEN, "your role on this document "
+                             + ("expired" if expired else "was revoked"))
             return
         read_only = permission != "write"
         if read_only != self.read_only:

@@ -6,9 +6,10 @@ belongs to, or, with Jupyter's own token or password login, whoever logs in with
 the guests of role links, :mod:`jupyter_ydjango.jupyter.guests`) may do everything. Anyone
 else may do exactly what their roles allow (:mod:`jupyter_ydjango.store.grants`):
 
-* ``contents``: read a file or folder they have a role on, and list the folders that lead to
-  one (showing only what leads there; the root is listed to everyone let in); write where
-  they are editors (a copy's source must be readable, a rename's target writable);
+* ``contents``: read a file or folder they have a role on (shown as not writable where they
+  are only viewers), and list the folders that lead to one (showing only what leads there;
+  the root is listed to everyone let in); write where they are editors (a copy's source must
+  be readable, a rename's target writable);
 * ``kernels`` and ``sessions``: start, use and stop the kernel of a notebook they are runners
   of (a kernel is known by the session that holds it), and list those (lists show only
   theirs);
@@ -104,6 +105,23 @@ def keep_in_listing(handler: Any, below: list[str]) -> None:
         if isinstance(model, dict) and isinstance(model.get("content"), list):
             model["content"] = [entry for entry in model["content"] if isinstance(entry, dict)
                                 and leads_to(str(entry.get("path", "")), below)]
+        return model
+
+    _rewrite(handler, change)
+
+
+def shown_read_only(handler: Any, below: list[str]) -> None:
+    """Show the file or folder of ``handler``'s answer as not writable, and the entries of a
+    folder's listing too, but for those that lead to ``below`` (where other roles may
+    apply): a viewer's JupyterLab then takes the notebook as read-only, as the contents API
+    treats it."""
+    def change(model: Any) -> Any:
+        if isinstance(model, dict) and "writable" in model:
+            model["writable"] = False
+            for entry in model.get("content") if isinstance(model.get("content"), list) else ():
+                if isinstance(entry, dict) and "writable" in entry and not leads_to(
+                        str(entry.get("path", "")), below):
+                    entry["writable"] = False
         return model
 
     _rewrite(handler, change)
@@ -214,9 +232,11 @@ class RolesAuthorizer(Authorizer):
         """Whether ``user`` may read ``path``: they have a role there, or it is a folder
         that leads to one (its listing then shows only what leads there)."""
         access = await self._access(handler, user, path)
-        if allows(access.get("role"), "viewer"):
-            return True
         below = access.get("below") or []
+        if allows(access.get("role"), "viewer"):
+            if handler.request.method == "GET" and not allows(access.get("role"), "editor"):
+                shown_read_only(handler, [str(p) for p in below])
+            return True
         if not below and path.strip("/"):
             return False  # (the root is listed to everyone let in: empty if nothing leads on)
         if handler.request.method == "GET":

@@ -221,6 +221,16 @@ def role_of(username: str, location: str, document_id: str | None = None,
     return highest(roles)
 
 
+def next_expiry(username: str, location: str, document_id: str | None = None,
+                groups: Iterable[str] = ()) -> datetime | None:
+    """When the soonest of the unexpired grants that give ``username`` a role on the document
+    or folder at ``location`` expires (their role may drop then), or ``None``."""
+    return Grant.objects.filter(_covering(location, document_id)
+                                & _granted_to(username, groups)
+                                & Q(expires__isnull=False)).order_by("expires").values_list(
+        "expires", flat=True).first()
+
+
 def granted_below(username: str, folder: str, groups: Iterable[str] = ()) -> list[str]:
     """The locations under ``folder`` (itself excluded) where ``username`` has a grant: the
     documents' and folders' (to list the folders that lead to them)."""

@@ -152,7 +152,7 @@ function addReadOnlyNotebooks(
     if (notebooks.has(panel) || panel.isDisposed) {
       return;
     }
-    const notebook = new ReadOnlyNotebook(panel);
+    const notebook = new ReadOnlyNotebook(panel, app.serviceManager.contents);
     notebooks.set(panel, notebook);
     const role = new RoleWatcher(contentProvider, () => panel.context.path);
     // Role notices are the room's latest word: a room endpoint answer asked for
@@ -175,12 +175,9 @@ function addReadOnlyNotebooks(
     role.noticed.connect((_, notice) => {
       notices++;
       notebook.roomReadOnly = notice.readOnly;
-      if (!notice.readOnly) {
-        notebook.madeWritable();
-      }
       if (notice.revoked) {
         role.stopReconnecting();
-        notebook.revoked();
+        notebook.revoked(notice.expired);
       }
     });
     role.connected.connect(() => void askRoom());

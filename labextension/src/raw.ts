@@ -5,8 +5,9 @@
  * jupyter-ydjango's rooms also say so when the document's file is deleted or
  * restored: `{"type": "file", "status": "deleted" | "restored", "path": …}`;
  * and when the user's role on the document changes:
- * `{"type": "role", "readOnly": boolean, "revoked"?: true}` (revoked: the
- * connection is closed next, with code 4403).
+ * `{"type": "role", "readOnly": boolean, "revoked"?: true, "expired"?: true}`
+ * (revoked: the connection is closed next, with code 4403; expired: because
+ * the grant that gave the role, such as a role link's, expired).
  */
 
 /**
@@ -25,6 +26,7 @@ export interface IRoleNotice {
   type: 'role';
   readOnly: boolean;
   revoked: boolean;
+  expired: boolean;
 }
 
 const RAW = 2;
@@ -84,7 +86,12 @@ export function readRoleNotice(data: unknown): IRoleNotice | null {
   if (message === null || message.type !== 'role' || typeof message.readOnly !== 'boolean') {
     return null;
   }
-  return { type: 'role', readOnly: message.readOnly, revoked: message.revoked === true };
+  return {
+    type: 'role',
+    readOnly: message.readOnly,
+    revoked: message.revoked === true,
+    expired: message.expired === true
+  };
 }
 
 /**

@@ -19,15 +19,17 @@
  * - the few edits that do not go through commands blocked where they happen:
  *   dropping cells (moving them by drag and drop), the cell type drop-down,
  *   the "click to add a cell" footer and the cell toolbar (both hidden);
- * - a "Read-only" label in the notebook toolbar, the class
- *   `ydjango-mod-readOnly` on the panel and a short notification when the
- *   reader tries to change something.
+ * - a "View only" label in the notebook toolbar (in place of JupyterLab's
+ *   own "notebook is read-only", hidden meanwhile by the style sheet: the
+ *   label says what the user can do in the room), the class `ydjango-mod-readOnly` on the panel and a short
+ *   notification when the reader tries to change something.
  *
  * Viewing stays as it was: selecting and copying text and cells, moving
  * around, collapsing headings, hiding inputs and outputs.
  */
 import { Notification } from '@jupyterlab/apputils';
 import type { NotebookPanel } from '@jupyterlab/notebook';
+import type { Contents } from '@jupyterlab/services';
 import type { CommandRegistry } from '@lumino/commands';
 import type { IDisposable } from '@lumino/disposable';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
@@ -54,6 +56,11 @@ const STOCK_LABEL_ITEM = 'read-only-indicator';
 const LABEL_ITEM = 'ydjango-read-only';
 
 const WHY = 'You have read-only access to this room: changes you made would not reach anyone else.';
+
+/**
+ * The words of our toolbar label.
+ */
+export const LABEL_TEXT = 'View only';
 
 /**
  * The commands that change a notebook's document, refused for a read-only
@@ -115,8 +122,9 @@ export const DOCUMENT_COMMANDS: ReadonlySet<string> = new Set([
  * `roomReadOnly`) or when something else made its model read-only.
  */
 export class ReadOnlyNotebook implements IDisposable {
-  constructor(panel: NotebookPanel) {
+  constructor(panel: NotebookPanel, contents: Contents.IManager) {
     this._panel = panel;
+    this._contents = contents;
     const model = panel.context.model;
     this._modelReadOnly = model.readOnly;
     model.stateChanged.connect(this._onModelStateChanged, this);
@@ -150,8 +158,15 @@ export class ReadOnlyNotebook implements IDisposable {
     if (value === this._roomReadOnly) {
       return;
     }
+    const wasReadOnly = this._roomReadOnly;
     this._roomReadOnly = value;
     this._update();
+    if (value === false && wasReadOnly === true) {
+      this._madeWritable().catch(reason => {
+        // Save stays disabled; the room still keeps (and autosaves) the user's edits.
+        console.warn('jupyter-ydjango: cannot tell the notebook it is writable', reason);
+      });
+    }
   }
 
   /**
@@ -166,16 +181,29 @@ export class ReadOnlyNotebook implements IDisposable {
   }
 
   /**
-   * The user was made editor: JupyterLab's own "Read-only" label, put in the
-   * toolbar when the file was opened as not writable for them, goes (it is
-   * never taken away otherwise).
+   * The room became writable for the user (they were made editor): if the
+   * file is writable for them now, JupyterLab's own read-only label, put in
+   * the toolbar when the file was opened as not writable for them, goes (it
+   * is never taken away otherwise), and so does the disabled Save.
+   *
+   * JupyterLab reads whether the file is writable from its contents model,
+   * which the document's context takes when the file is opened, saved or
+   * renamed, and nowhere else: for a collaborative document, from a "save"
+   * of its path on the contents manager's `fileChanged`. So the file's model
+   * is asked for again and told as such a save (which it is to every other
+   * listener too: the file's newest model).
    */
-  madeWritable(): void {
-    const toolbar = this._panel.toolbar;
-    const names = Array.from(toolbar.names());
-    const index = names.indexOf(STOCK_LABEL_ITEM);
-    if (index >= 0) {
-      (toolbar.layout as PanelLayout).widgets[index]?.dispose();
+  private async _madeWritable(): Promise<void> {
+    const context = this._panel.context;
+    if (context.contentsModel?.writable !== false) {
+      return;
+    }
+    const contents = this._contents;
+    const model = await contents.get(context.path, { content: false });
+    if (model.writable && !this._panel.isDisposed) {
+      Private.stockLabel(this._panel)?.dispose();
+      const changed = contents.fileChanged as Signal<Contents.IManager, Contents.IChangedArgs>;
+      changed.emit({ type: 'save', oldValue: null, newValue: model });
     }
   }
 
@@ -183,13 +211,16 @@ export class ReadOnlyNotebook implements IDisposable {
    * The user's role on the notebook was revoked: it is read-only and follows
    * the room no more; say so until the user dismisses it.
    */
-  revoked(): void {
+  revoked(expired = false): void {
     const name = this._panel.context.localPath.split('/').pop() ?? '';
     this.roomReadOnly = true;
     this._panel.addClass(REVOKED_CLASS);
+    const what = expired
+      ? `Your access to ${name} has expired`
+      : `Your access to ${name} was revoked by its owner`;
     Notification.error(
-      `Your access to ${name} was revoked by its owner: it no longer shows others' ` +
-        'changes, and nothing you change in it is kept. Ask the owner for access to open it again.',
+      `${what}: it no longer shows others' changes, and nothing you change in it is kept. ` +
+        'Ask the owner for access to open it again.',
       { autoClose: false }
     );
   }
@@ -350,6 +381,7 @@ export class ReadOnlyNotebook implements IDisposable {
   };
 
   private _applied = false;
+  private _contents: Contents.IManager;
   private _cells: NonNullable<NotebookPanel['content']['model']>['cells'] | null = null;
   private _isDisposed = false;
   private _label: Widget | null = null;
@@ -417,12 +449,20 @@ namespace Private {
     noticeId = Notification.warning(message, options);
   }
 
+  /**
+   * JupyterLab's own label of a file that is not writable, if the panel has it.
+   */
+  export function stockLabel(panel: NotebookPanel): Widget | null {
+    const index = Array.from(panel.toolbar.names()).indexOf(STOCK_LABEL_ITEM);
+    return index < 0 ? null : ((panel.toolbar.layout as PanelLayout).widgets[index] ?? null);
+  }
+
   export function createLabel(): Widget {
     const label = new Widget();
     label.addClass('ydjango-ReadOnlyLabel');
     const text = document.createElement('span');
     text.className = 'jp-ToolbarLabelComponent';
-    text.textContent = 'Read-only';
+    text.textContent = LABEL_TEXT;
     text.title = WHY;
     label.node.append(text);
     return label;

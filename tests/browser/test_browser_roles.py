@@ -43,6 +43,10 @@ pytestmark = [
 #: endpoint's poll alone would take up to 5 s).
 LIVE_WITHIN = 2.0
 PANEL = ".jp-NotebookPanel"
+#: JupyterLab's own label of a file that is not writable for its user.
+STOCK_LABEL = "[data-jp-item-name='read-only-indicator']"
+#: The notebook toolbar's Save button, disabled.
+SAVE_DISABLED = f"{PANEL} [data-jp-item-name='save'] jp-button[aria-disabled='true']"
 READ_ONLY = ".jp-NotebookPanel.ydjango-mod-readOnly"
 
 
@@ -101,7 +105,11 @@ def test_a_guests_notebook_follows_their_role(
     change_role(lab, "viewer")
     open_notebook(guest, lab.notebook_url("lecture.ipynb"))
     wait_for_status(guest, state="read-only", people="2")
-    guest.locator(f"{READ_ONLY} .ydjango-ReadOnlyLabel").wait_for()
+    guest.locator(f"{READ_ONLY} .ydjango-ReadOnlyLabel >> text=View only").wait_for()
+    # in place of JupyterLab's own label, which is there, hidden
+    assert guest.locator(f"{PANEL} {STOCK_LABEL}").count() == 1
+    assert not guest.locator(f"{PANEL} {STOCK_LABEL}").is_visible()
+    assert guest.locator(SAVE_DISABLED).count() == 1
     edit_cell_end(guest, 0)
     guest.keyboard.type(" # viewer")
     assert cell_texts(guest) == ["x = 1"]
@@ -114,7 +122,10 @@ def test_a_guests_notebook_follows_their_role(
     print(f"upgrade: editable {delay:.3f} s after the owner's request")
     assert delay < LIVE_WITHIN, f"the upgrade took {delay:.3f} s"
     wait_for_status(guest, state="synced")
-    assert guest.locator(f"{PANEL} .jp-Toolbar >> text=Read-only").count() == 0
+    # Save too: JupyterLab took the file as not writable when the guest opened it
+    guest.wait_for_function("selector => !document.querySelector(selector)",
+                            arg=SAVE_DISABLED, timeout=5_000)
+    assert guest.locator(f"{PANEL} .jp-Toolbar >> text=/read-only|view only/i").count() == 0
     edit_cell_end(guest, 0)
     guest.keyboard.type(" # guest")
     wait_for_cells(owner, ["x = 1 # guest"])

@@ -146,3 +146,21 @@ def test_links_are_the_owners_and_expire(server: JupyterServer) -> None:
              for c in (cookie, renewed)]
     assert names[0] == names[1]
     assert as_guest(server, renewed, "GET", "api/contents/solutions.ipynb")[0] == 200
+
+
+async def test_an_open_holder_is_disconnected_when_its_link_expires(
+        server: JupyterServer) -> None:
+    (server.root / "handout.ipynb").write_text(json.dumps(NOTEBOOK))
+    link = make_link(server, "handout.ipynb", "viewer", expiresIn=3)
+    expires = time.time() + 3
+    status, _, cookie = join(server, link["token"])
+    assert status == 302
+    guest = await open_as_guest(server, cookie, "handout.ipynb")
+    try:
+        # nothing announces an expiry: the connection itself looks its role up again then
+        code = await guest.wait_closed(timeout=10)
+        late = time.time() - expires
+        assert code == close_codes.FORBIDDEN
+        assert -0.5 < late < 1.0, f"closed {late:.2f} s after the link expired"
+    finally:
+        await guest.close()

@@ -82,7 +82,10 @@ def new_session(server: JupyterServer, path: str, token: str) -> dict[str, Any]:
 
 
 def test_a_viewer_reads_only_what_was_granted(server: JupyterServer) -> None:
-    assert status_of(server, "GET", "api/contents/granted.txt", VIEWER) == 200
+    status, model = server.request("GET", "api/contents/granted.txt", token=VIEWER)
+    # shown as the contents API treats it for them: JupyterLab then disables Save
+    assert status == 200 and model["writable"] is False, (status, model)
+    assert server.request("GET", "api/contents/granted.txt", token=OWNER)[1]["writable"]
     assert status_of(server, "GET", "api/contents/secret.txt", VIEWER) == 403
     assert status_of(server, "GET", "files/secret.txt", VIEWER) == 403
     assert status_of(server, "PUT", "api/contents/granted.txt", VIEWER, {
@@ -121,7 +124,8 @@ def test_an_editor_writes_only_where_granted(server: JupyterServer, tmp_path: Pa
     body = {"type": "file", "format": "text", "content": "by the editor"}
     assert status_of(server, "PUT", "api/contents/shared/new.txt", EDITOR, body) in (200, 201)
     assert status_of(server, "PUT", "api/contents/top.txt", EDITOR, body) == 403
-    assert status_of(server, "GET", "api/contents/shared/inside.txt", EDITOR) == 200
+    status, model = server.request("GET", "api/contents/shared/inside.txt", token=EDITOR)
+    assert status == 200 and model["writable"] is True, (status, model)
     assert status_of(server, "GET", "api/contents/secret.txt", EDITOR) == 403
 
 
