@@ -19,9 +19,10 @@ from traitlets import Bool, Float, Int, Unicode, default, validate
 from jupyter_ydjango import heap
 from jupyter_ydjango.api.identity import Identity
 from jupyter_ydjango.jupyter import collaboration
+from jupyter_ydjango.jupyter.authorizer import RolesAuthorizer, keep_token_from_others
 from jupyter_ydjango.jupyter.backend import Backend, BackendError
 from jupyter_ydjango.jupyter.events import CollaborationEvents
-from jupyter_ydjango.jupyter.guests import JoinHandler
+from jupyter_ydjango.jupyter.guests import GuestIdentityProvider, JoinHandler
 from jupyter_ydjango.jupyter.handlers import (
     ForkHandler,
     HistoryAuthorsHandler,
@@ -215,6 +216,9 @@ class YDjango(ExtensionApp):
         """Check the configuration and make the backend (Django is set up here if embedded)."""
         self._check_conflicts()
         self.settings["jupyter_ydjango"] = self  # found there by the roles authorizer
+        if isinstance(self.serverapp.authorizer, RolesAuthorizer) or isinstance(
+                self.serverapp.identity_provider, GuestIdentityProvider):
+            keep_token_from_others(self.serverapp.web_app.settings)
         self.events = CollaborationEvents(self.serverapp.event_logger, self.log)
         if self.embedded:
             try:

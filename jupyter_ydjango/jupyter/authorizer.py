@@ -138,6 +138,32 @@ def keep_running(handler: Any, sessions: set[str], kernels: set[str]) -> None:
     _rewrite(handler, change)
 
 
+def keep_token_from_others(settings: dict[str, Any]) -> None:
+    """Give JupyterLab's and Notebook's pages the server's token only where their user owns the
+    server.
+
+    Both put the server's token in every page they serve (``token`` in the page config), to
+    whoever is let in, and their frontend then sends it with each request: a guest of a role
+    link, or anyone the roles authorizer lets in, would hold the whole server. This installs a
+    page config hook (after the one already there, such as JupyterHub's) that serves their
+    pages without it; their frontend then uses its cookie, as in any browser login.
+    """
+    earlier = settings.get("page_config_hook")
+
+    def hook(handler: Any, page_config: dict[str, Any]) -> dict[str, Any]:
+        if earlier is not None:
+            page_config = earlier(handler, page_config)
+        user = handler.current_user
+        authorizer = handler.authorizer
+        owner = (not isinstance(user, GuestUser) and user is not None
+                 and (not isinstance(authorizer, RolesAuthorizer)
+                      or authorizer.is_owner(handler, user)))
+        # (the shared page config itself is left as it is: a copy without the token)
+        return page_config if owner else {**page_config, "token": ""}
+
+    settings["page_config_hook"] = hook
+
+
 class RolesAuthorizer(Authorizer):
     """What the grants allow, for every user but the server's owners."""
 

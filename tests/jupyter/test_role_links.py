@@ -73,6 +73,25 @@ def as_guest(server: JupyterServer, cookie: str, method: str, path: str) -> tupl
     return server.request(method, path, token=None, headers=guest_headers(cookie))
 
 
+def page(server: JupyterServer, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", f"/{path}", headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def page_as_guest(server: JupyterServer, cookie: str, path: str) -> tuple[int, str]:
+    """A page of the server (its status and HTML) as the guest's browser gets it."""
+    return page(server, path, guest_headers(cookie))
+
+
+def page_as_owner(server: JupyterServer, path: str) -> tuple[int, str]:
+    return page(server, path, {"Authorization": f"token {TOKEN}"})
+
+
 async def open_as_guest(server: JupyterServer, cookie: str, path: str) -> DocClient:
     status, info = server.request("PUT", f"api/collaboration/session/{path}",
                                   {"format": "json", "type": "notebook"}, token=None,
@@ -99,6 +118,13 @@ async def test_a_link_gives_its_role_there_and_nothing_else(server: JupyterServe
     status, me = as_guest(server, cookie, "GET", "api/me")
     assert status == 200 and me["identity"]["username"].startswith("guest-"), me
     assert me["identity"]["name"].startswith("Guest ")
+    # the pages a guest is served hold no token (JupyterLab's and Notebook's put the server's
+    # in their page config, for their frontend to send with every request)
+    for page in ("lab/tree/lecture.ipynb", "notebooks/lecture.ipynb"):
+        status, body = page_as_guest(server, cookie, page)
+        assert status == 200 and '"token": ""' in body and TOKEN not in body, (page, status)
+    status, body = page_as_owner(server, "lab/tree/lecture.ipynb")
+    assert status == 200 and TOKEN in body  # (the negative control: the owner's has it)
     # without the cookie, nobody
     assert server.request("GET", "api/contents/lecture.ipynb", token=None)[0] in (302, 403)
 

@@ -108,10 +108,12 @@ class LabServer:
     def __init__(self, tmp: Path, root: Path, *, base_url: str = "/jp/",
                  args: tuple[str, ...] = (), python: str = sys.executable,
                  extension: bool = True, jupytext: bool = False,
-                 authorizer: str = "jupyter_auth.ReadOnlyAuthorizer") -> None:
+                 authorizer: str = "jupyter_auth.ReadOnlyAuthorizer",
+                 identity_provider: str = "jupyter_auth.TokenUsers") -> None:
         """``python`` runs JupyterLab (another environment's: the benchmarks' comparison
         with jupyter-collaboration); without ``extension``, jupyter_ydjango is not enabled;
-        ``authorizer``: the server's authorizer class."""
+        ``authorizer`` and ``identity_provider``: the server's classes of each (by default
+        the test users of ``jupyter_auth``)."""
         self.tmp, self.root, self.base_url = tmp, root, base_url
         self._workspaces = 0
         config_d = tmp / "jupyter-config" / "jupyter_server_config.d"
@@ -145,7 +147,7 @@ class LabServer:
             "--ServerApp.ip=127.0.0.1", "--ServerApp.port={port}", "--ServerApp.port_retries=0",
             "--allow-root", "--no-browser",
             f"--IdentityProvider.token={TOKEN}",
-            "--ServerApp.identity_provider_class=jupyter_auth.TokenUsers",
+            f"--ServerApp.identity_provider_class={identity_provider}",
             f"--ServerApp.authorizer_class={authorizer}",
             f"--ServerApp.root_dir={root}",
             f"--ServerApp.base_url={base_url}",
