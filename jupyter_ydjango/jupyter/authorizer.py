@@ -2,8 +2,9 @@
 
 Enabled with ``--ServerApp.authorizer_class=jupyter_ydjango.jupyter.authorizer.RolesAuthorizer``.
 The server's owners (:attr:`RolesAuthorizer.owners`; by default the JupyterHub user the server
-belongs to, or, with Jupyter's own token or password login, whoever logs in with it, but not
-the guests of role links, :mod:`jupyter_ydjango.jupyter.guests`) may do everything. Anyone
+belongs to when JupyterHub logs its users in, or, with Jupyter's own token or password login,
+as on Binder, whoever logs in with it, but not the guests of role links,
+:mod:`jupyter_ydjango.jupyter.guests`) may do everything. Anyone
 else may do exactly what their roles allow (:mod:`jupyter_ydjango.store.grants`):
 
 * ``contents``: read a file or folder they have a role on (shown as not writable where they
@@ -169,9 +170,10 @@ class RolesAuthorizer(Authorizer):
 
     owners = List(
         Unicode(), config=True,
-        help="User names with every right on this server. Default: JUPYTERHUB_USER when the "
-             "server is a JupyterHub user's; else, with Jupyter's own token or password "
-             "login, everyone who logs in (they hold the server's secret).",
+        help="User names with every right on this server. Default: JUPYTERHUB_USER when "
+             "JupyterHub logs users in to the server; else, with Jupyter's own token or "
+             "password login (as on Binder), everyone who logs in (they hold the server's "
+             "secret).",
     )
     cache_seconds = Float(
         2.0, config=True,
@@ -187,11 +189,13 @@ class RolesAuthorizer(Authorizer):
         if isinstance(user, GuestUser):
             return False
         owners = set(self.owners)
-        if not owners and os.environ.get("JUPYTERHUB_USER"):
+        provider = getattr(handler, "identity_provider", None)
+        # (BinderHub sets JUPYTERHUB_USER on servers whose login is Jupyter's own token)
+        if not owners and os.environ.get("JUPYTERHUB_USER") and getattr(
+                provider, "hub_auth", None) is not None:
             owners = {os.environ["JUPYTERHUB_USER"]}
         if owners:
             return user.username in owners
-        provider = getattr(handler, "identity_provider", None)
         return type(provider) in (IdentityProvider, PasswordIdentityProvider,
                                   GuestIdentityProvider)
 

@@ -2,8 +2,9 @@
 notebook; whoever opens it is a named guest with exactly that role there, and nothing else of
 the server; revoking the link disconnects its guests; an expired link opens nothing.
 
-The server runs the guests' identity provider and the roles authorizer; its owner logs in
-with the server's token. Guests have no token: only the cookie the link's page sets.
+The server runs the guests' identity provider and the roles authorizer, as Binder runs it; its
+owner logs in with the server's token. Guests have no token: only the cookie the link's page
+sets.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
         "--ServerApp.identity_provider_class="
         "jupyter_ydjango.jupyter.guests.GuestIdentityProvider",
         "--ServerApp.authorizer_class=jupyter_ydjango.jupyter.authorizer.RolesAuthorizer",
-        "--RolesAuthorizer.cache_seconds=0"))
+        "--RolesAuthorizer.cache_seconds=0"),
+        # as on Binder: BinderHub sets it, but its servers log in with Jupyter's own token,
+        # whose users own the server
+        JUPYTERHUB_USER="binder-user")
     yield jupyter
     jupyter.stop()
 
