@@ -10,9 +10,13 @@ client hearing of it.
 
 from __future__ import annotations
 
+import http.cookiejar
+import re
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -272,3 +276,71 @@ async def test_the_roles_command_reaches_open_connections(two_services: list[Ser
         assert await guest.wait_closed() == close_codes.FORBIDDEN
     finally:
         await guest.close()
+
+
+class AdminBrowser:
+    """A staff member in the service's Django admin, over HTTP: logged in with the admin's
+    form, each post carrying the CSRF token of the page it comes from."""
+
+    def __init__(self, service: Service, username: str, password: str) -> None:
+        self.origin = f"http://127.0.0.1:{service.server.port}"
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.post("/admin/login/", {"username": username, "password": password,
+                                    "next": "/admin/"})
+
+    def get(self, path: str) -> str:
+        with self.opener.open(self.origin + path, timeout=30) as response:
+            return response.read().decode()
+
+    def post(self, path: str, fields: dict[str, str]) -> str:
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', self.get(path))
+        assert token, f"no CSRF token on {path}"
+        data = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token[1]}).encode()
+        request = urllib.request.Request(self.origin + path, data=data,
+                                         headers={"Referer": self.origin + path})
+        with self.opener.open(request, timeout=30) as response:
+            return response.geturl()
+
+
+def django_shell(service: Service, code: str) -> str:
+    """Run ``code`` in a Django shell on the service's database; the last line it prints."""
+    done = subprocess.run([sys.executable, "-m", "django", "shell", "-c", code],
+                          env=service.server.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+async def test_a_change_made_in_the_admin_reaches_the_guest(service: Service) -> None:
+    """A staff member changes the guest's grant in the Django admin of the running service:
+    editor, then deleted; the guest's open connection follows each change, as with the API."""
+    (service.server.root / "admin.txt").write_text("admin\n")
+    session = service.session(OWNER, "admin.txt")
+    service.grant("user:guest", "viewer", "admin.txt")
+    grant = django_shell(service, (
+        "from django.contrib.auth.models import User; "
+        "from jupyter_ydjango.models import Grant; "
+        "User.objects.create_superuser('staff', 'staff@example.com', 'staff-password'); "
+        f"print(Grant.objects.get(document_id='{session['fileId']}', "
+        "user__username='guest').pk)"))
+    staff = AdminBrowser(service, "staff", "staff-password")
+    guest = await service.open(GUEST, session)
+    try:
+        change = f"/admin/jupyter_ydjango/grant/{grant}/change/"
+        form = staff.get(change)
+        user_id = re.search(r'name="user" value="(\d+)"', form)
+        assert user_id, "the grant's form names no user"
+        landed = staff.post(change, {"document": session["fileId"], "folder": "",
+                                     "user": user_id[1], "group": "", "role": "editor"})
+        assert landed.endswith("/admin/jupyter_ydjango/grant/"), landed
+        await guest.wait_raw(lambda m: m == {"type": "role", "readOnly": False})
+        staff.post(f"/admin/jupyter_ydjango/grant/{grant}/delete/", {"post": "yes"})
+        assert await guest.wait_closed() == close_codes.FORBIDDEN
+    finally:
+        await guest.close()
+    history = django_shell(service, (
+        "from jupyter_ydjango.models import RoleChange; "
+        f"print([(c.before, c.after, c.by) for c in RoleChange.objects.filter("
+        f"document_id='{session['fileId']}').order_by('pk')])"))
+    assert history == str([("", "viewer", "owner"), ("viewer", "editor", "staff"),
+                           ("editor", "", "staff")])
