@@ -2,9 +2,10 @@
 revoke. And the live side: every open connection that a change covers hears of it.
 
 * ``GET``: ``{"path", "document": fileId | null, "grants": [{"subject", "role", "on",
-  "grantedBy", "updated"}], "manage": bool}``, the grants on the document or folder and on
-  the folders above it (``on``: ``"document"`` or the folder's API path), and whether the
-  requesting user may change them;
+  "grantedBy", "updated"}], "manage": bool, "role": role | null}``, the grants on the
+  document or folder and on the folders above it (``on``: ``"document"`` or the folder's API
+  path), whether the requesting user may change them, and the requesting user's own role
+  there (the last one, runner, for an identity whose rights do not come from roles);
 * ``PUT`` ``{"subject": "user:NAME" | "group:NAME", "role": "viewer" | "editor" | "runner",
   "folder": false}``: give the role (replacing the subject's role there);
 * ``DELETE`` ``{"subject", "folder": false}``: take it away.
@@ -125,7 +126,10 @@ async def roles_view(request: HttpRequest, path: str) -> HttpResponse:
     document_id = target.get("document_id")
     if request.method == "GET":
         listing = await run_db(_listing, api_path, location, document_id)
-        return JsonResponse({**listing, "manage": may_manage(request, identity)})
+        yours = ROLES[-1] if not identity.roles else await run_db(partial(
+            grants.role_of, identity.username, location, document_id, identity.groups))
+        return JsonResponse({**listing, "manage": may_manage(request, identity),
+                             "role": yours})
     try:
         subject = Subject.parse(str(body.get("subject", "")))
         if request.method == "PUT":

@@ -2,8 +2,8 @@
  * jupyter-ydjango's JupyterLab extension: the "Copy room link" command, the
  * share dialog behind the top bar's share button (in place of
  * jupyter-collaboration-ui's server link), the room status item of the status bar, who made each point
- * of the timeline beside its slider, and read-only notebooks for users who may
- * only read a room.
+ * of the timeline beside its slider, read-only notebooks for users who may
+ * only read a room, and no kernel started for those who may not run one.
  */
 import { ICollaborativeContentProvider, IGlobalAwareness } from '@jupyter/collaborative-drive';
 import { IAwareness } from '@jupyter/ydoc';
@@ -17,6 +17,7 @@ import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { Signal } from '@lumino/signaling';
 
 import { addTimelineAuthors } from './authors';
+import { startKernelsForRunnersOnly } from './kernel';
 import { copyRoomLink } from './link';
 import { RoomMonitor } from './monitor';
 import { refreshCollaboratorsPanel } from './presence';
@@ -58,6 +59,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ): void => {
     addCopyRoomLink(app, tracker, fileBrowser);
     palette?.addItem({ command: CommandIDs.copyRoomLink, category: 'Collaboration' });
+    tracker.widgetAdded.connect((_, panel) =>
+      startKernelsForRunnersOnly(panel, app.serviceManager.serverSettings)
+    );
     const readOnlyOf = addReadOnlyNotebooks(app, tracker, contentProvider);
     if (statusBar) {
       addRoomStatus(app, tracker, statusBar, contentProvider, readOnlyOf);

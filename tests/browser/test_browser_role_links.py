@@ -22,7 +22,6 @@ from browser import (
     edit_cell_end,
     open_notebook,
     save_artifacts,
-    start_editing,
     unavailable,
     wait_for_cells,
 )
@@ -118,9 +117,11 @@ def test_a_view_only_link_made_in_the_share_dialog(lab: LabServer, browsers: Any
     # Someone with no token opens it in a browser of their own: the notebook, view only.
     guest = browsers()
     guest.goto(link)
-    start_editing(guest, time.monotonic())  # past the kernel picker (they run nothing)
     guest.locator(f"{READ_ONLY} .ydjango-ReadOnlyLabel >> text=View only").wait_for()
     wait_for_cells(guest, ["x = 1"])
+    # the file browser lists the notebook only
+    guest.locator(".jp-DirListing-item[title*='lecture.ipynb']").first.wait_for()
+    assert guest.locator(".jp-DirListing-item[title*='solutions.ipynb']").count() == 0
     assert "/lab/tree/lecture.ipynb" in guest.url, guest.url
     assert TOKEN not in guest.content()
     name = guest.evaluate("async url => (await (await fetch(url)).json()).identity.name",
@@ -138,6 +139,12 @@ def test_a_view_only_link_made_in_the_share_dialog(lab: LabServer, browsers: Any
                          ("POST", "api/kernels"),
                          ("PUT", "api/contents/lecture.ipynb")):
         assert status_of(guest, method, lab.url(path)) == 403, (method, path)
+
+    # No kernel was asked for (a viewer may not run one): no error, no kernel picker.
+    assert guest.locator(".jp-KernelName >> text=No Kernel").count() == 1
+    assert guest.locator(".jp-Dialog").count() == 0
+    assert "api/sessions" not in "".join(
+        line for line in lab.log().splitlines() if "guest-" in line), "a session was asked for"
 
     # The owner's edits reach the guest live.
     edit_cell_end(owner, 0)

@@ -103,7 +103,7 @@ def test_a_guests_notebook_follows_their_role(
 
     # A viewer: the notebook opens read-only, and the guest cannot change it.
     change_role(lab, "viewer")
-    open_notebook(guest, lab.notebook_url("lecture.ipynb"))
+    open_notebook(guest, lab.notebook_url("lecture.ipynb"), kernel_picker=False)
     wait_for_status(guest, state="read-only", people="2")
     guest.locator(f"{READ_ONLY} .ydjango-ReadOnlyLabel >> text=View only").wait_for()
     # in place of JupyterLab's own label, which is there, hidden
@@ -178,7 +178,7 @@ def test_the_share_dialog_gives_and_takes_roles(
     dialog.locator(".ydjango-ShareDialog-add").click()
     dialog.locator("tr[data-subject='user:editor'][data-role='viewer']").wait_for()
 
-    open_notebook(guest, lab.notebook_url("dialog.ipynb"))
+    open_notebook(guest, lab.notebook_url("dialog.ipynb"), kernel_picker=False)
     guest.locator(f"{READ_ONLY} .ydjango-ReadOnlyLabel").wait_for()
 
     dialog.locator("tr[data-subject='user:editor'] select").select_option("editor")

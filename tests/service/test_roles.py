@@ -217,6 +217,11 @@ def test_only_the_owner_manages_roles(service: Service) -> None:
     assert status == 200
     assert [(g["subject"], g["role"], g["on"], g["grantedBy"]) for g in listing["grants"]] == [
         ("user:guest", "editor", "document", "owner")]
+    # each reader's own role there (the labextension starts no kernel below runner)
+    assert (listing["role"], listing["manage"]) == ("editor", False)
+    assert service.call(OWNER, "GET", "api/ydjango/roles/mine.txt")[1]["role"] == "runner"
+    assert service.call(Identity("nobody", "write", roles=True), "GET",
+                        "api/ydjango/roles/mine.txt")[1]["role"] is None
 
 
 async def test_a_change_made_in_one_process_reaches_a_guest_in_another(

@@ -203,20 +203,23 @@ def status(page: Any) -> dict[str, str]:
     return page.locator(STATUS).evaluate("element => ({...element.dataset})")
 
 
-def open_notebook(page: Any, url: str) -> float:
+def open_notebook(page: Any, url: str, *, kernel_picker: bool = True) -> float:
     """Go to ``url`` (a notebook), get past the kernel picker, and wait until the first cell's
-    editor is shown and editable. Returns the seconds from navigation to then."""
+    editor is shown and editable. Returns the seconds from navigation to then. Without
+    ``kernel_picker``, JupyterLab is not expected to offer one (a user who may not run the
+    notebook: jupyter_ydjango's labextension starts no kernel for them)."""
     start = time.monotonic()
     page.goto(url)
-    return start_editing(page, start)
+    return start_editing(page, start, kernel_picker=kernel_picker)
 
 
-def start_editing(page: Any, start: float) -> float:
+def start_editing(page: Any, start: float, *, kernel_picker: bool = True) -> float:
     """Dismiss the kernel picker of the notebook being opened ("No Kernel": the tests start no
     kernels) and wait for an editable first cell; seconds since ``start``."""
-    dialog = page.locator(KERNEL_DIALOG, has_text=KERNEL_DIALOG_TITLE)
-    dialog.locator(".jp-Dialog-button.jp-mod-reject").click(timeout=OPEN_TIMEOUT_MS)
-    dialog.wait_for(state="detached", timeout=TIMEOUT_MS)
+    if kernel_picker:
+        dialog = page.locator(KERNEL_DIALOG, has_text=KERNEL_DIALOG_TITLE)
+        dialog.locator(".jp-Dialog-button.jp-mod-reject").click(timeout=OPEN_TIMEOUT_MS)
+        dialog.wait_for(state="detached", timeout=TIMEOUT_MS)
     editor = page.locator(CELL_EDITORS).first
     editor.wait_for(state="visible", timeout=OPEN_TIMEOUT_MS)
     page.wait_for_function(
