@@ -10,6 +10,7 @@ client hearing of it.
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 import re
 import subprocess
@@ -155,6 +156,39 @@ async def test_a_guests_role_changes_live(service: Service, tmp_path: Path) -> N
         assert {"type": "role", "readOnly": True, "revoked": True} in guest.raw
     finally:
         await owner.close()
+
+
+async def test_edits_sent_as_the_role_drops_are_applied_whole_or_refused(
+        service: Service) -> None:
+    """An editor types a stream of updates (each inserts one numbered chunk) while the owner
+    makes them viewer: the room holds exactly the chunks of the updates it took before the
+    change, each whole and in order, and refuses every one after it (one denial each)."""
+    (service.server.root / "race.txt").write_text("")
+    session = service.session(OWNER, "race.txt")
+    service.grant("user:guest", "editor", "race.txt")
+    guest = await service.open(GUEST, session)
+    try:
+        chunks = [f"<{k:03d}:{'x' * 40}>" for k in range(300)]
+        loop = asyncio.get_running_loop()
+        downgrade = loop.run_in_executor(None, service.grant, "user:guest", "viewer",
+                                         "race.txt")
+        for chunk in chunks:
+            type_into(guest, chunk)
+            await asyncio.sleep(0.002)  # (each its own frame, going out as the change is made)
+        await downgrade
+        await guest.wait_raw(lambda m: m == {"type": "role", "readOnly": True})
+        await guest.flush()
+    finally:
+        await guest.close()
+    reader = await service.open(OWNER, session)  # what the room holds
+    try:
+        held = reader.model.get()
+    finally:
+        await reader.close()
+    taken = len(held) // len(chunks[0])
+    print(f"{taken} of {len(chunks)} updates taken before the downgrade")
+    assert held == "".join(chunks[:taken]), held[:400]
+    assert len(guest.denied) == len(chunks) - taken
 
 
 async def test_what_a_viewer_made_does_not_hold_back_its_edits_as_an_editor(
