@@ -10,18 +10,16 @@ logs in with the server's token, as a user of the stock login does.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from browser import (
-    TIMEOUT_MS,
     TOKEN,
     LabServer,
     cell_texts,
     edit_cell_end,
     open_notebook,
-    save_artifacts,
     unavailable,
     wait_for_cells,
 )
@@ -56,31 +54,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     server.stop()
 
 
-@pytest.fixture
-def browsers(lab: LabServer, chromium: Any,
-             request: pytest.FixtureRequest) -> Iterator[Any]:
-    """``browsers()``: a page in a new browser context, signed in to nothing."""
-    failed_before = request.session.testsfailed
-    contexts: list[Any] = []
-    pages: list[tuple[str, Any, list[str]]] = []
-
-    def new_page() -> Any:
-        context = chromium.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        console: list[str] = []
-        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-        pages.append((f"browser{len(pages)}", page, console))
-        return page
-
-    yield new_page
-    if request.session.testsfailed > failed_before:
-        save_artifacts(request.node.name, pages, lab)
-    for context in contexts:
-        context.close()
-
-
 def status_of(page: Any, method: str, path: str) -> int:
     """The status of a request from ``page``'s browser, with its cookies and the XSRF token
     JupyterLab's own requests carry, past the browser's cache."""
@@ -97,9 +70,9 @@ def status_of(page: Any, method: str, path: str) -> int:
     }""", [method, path])
 
 
-def test_a_view_only_link_made_in_the_share_dialog(lab: LabServer, browsers: Any) -> None:
-    owner = browsers()
-    assert owner.context.request.get(lab.url("api/me", token=TOKEN)).ok
+def test_a_view_only_link_made_in_the_share_dialog(
+        lab: LabServer, sign_in: Callable[[str | None], Any]) -> None:
+    owner = sign_in(TOKEN)
     open_notebook(owner, lab.notebook_url("lecture.ipynb"))
 
     # The owner makes a viewer link (the dialog's default role) in the share dialog.
@@ -115,7 +88,7 @@ def test_a_view_only_link_made_in_the_share_dialog(lab: LabServer, browsers: Any
     owner.keyboard.press("Escape")
 
     # Someone with no token opens it in a browser of their own: the notebook, view only.
-    guest = browsers()
+    guest = sign_in(None)
     guest.goto(link)
     guest.locator(f"{READ_ONLY} .ydjango-ReadOnlyLabel >> text=View only").wait_for()
     wait_for_cells(guest, ["x = 1"])
@@ -164,6 +137,6 @@ def test_a_view_only_link_made_in_the_share_dialog(lab: LabServer, browsers: Any
     assert delay < REVOKED_WITHIN, f"the revocation took {delay:.3f} s"
     assert guest.locator(f"{PANEL}.ydjango-mod-revoked").count() == 1
     assert status_of(guest, "GET", lab.url("api/contents/lecture.ipynb")) == 403
-    again = browsers()
+    again = sign_in(None)
     response = again.goto(link)
     assert response is not None and response.status == 410, response

@@ -287,7 +287,8 @@ def file_sources(path: Path) -> list[str]:
 def signed_in_pages(lab: LabServer, browser: Any, test: str,
                     failed: Callable[[], bool]) -> Iterator[Callable[[str], Any]]:
     """``sign_in(token)``: a page in a new browser context (a user's browser), signed in
-    with ``token`` (the login cookie is set; no page is loaded yet).
+    with ``token`` (the login cookie is set; no page is loaded yet); ``sign_in(None)``: one
+    signed in to nothing.
 
     On the way out, if ``failed()``, each page's screenshot and console, and the server's
     log, are saved to :data:`ARTIFACTS_DIR`; then the contexts are closed.
@@ -295,17 +296,18 @@ def signed_in_pages(lab: LabServer, browser: Any, test: str,
     contexts: list[Any] = []
     pages: list[tuple[str, Any, list[str]]] = []
 
-    def new_page(token: str) -> Any:
+    def new_page(token: str | None) -> Any:
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.set_default_timeout(TIMEOUT_MS)
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.origin)
         contexts.append(context)
-        response = context.request.get(lab.url("api/me", token=token))
-        assert response.ok, response.status
+        if token is not None:
+            response = context.request.get(lab.url("api/me", token=token))
+            assert response.ok, response.status
         page = context.new_page()
         console: list[str] = []
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-        pages.append((USERS[token], page, console))
+        pages.append((USERS[token] if token else f"nobody{len(pages)}", page, console))
         return page
 
     try:
