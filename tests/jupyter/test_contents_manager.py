@@ -110,6 +110,11 @@ async def test_a_percent_script_opens_as_a_notebook_and_saves_as_a_script(
     append_source(py, 1, ", from pycrdt")
     want = ["a = 1  # from node", "Some text, from pycrdt"]
     await wait_until(lambda: sources(py.model) == want, "pycrdt sees both edits")
+    # (pycrdt's edit reaches node through the room a little later: waited for, not raced)
+    for _ in range(100):
+        if sources(await node.nb_json()) == want:
+            break
+        await asyncio.sleep(0.05)
     assert sources(await node.nb_json()) == want
     assert await py.save() == "success"
     await py.close()
