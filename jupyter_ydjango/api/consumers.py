@@ -189,11 +189,10 @@ class DocumentConsumer(IdentifiedConsumer):
         """What ``identity``'s roles let it do with the document (blocks: the grants are
         read from the database): ``"write"``, ``"read"`` or ``None``; and when the soonest
         grant behind it expires (``None``: none does)."""
-        location, document_id = records.file_location(self.document.path), str(self.document.id)
-        permission = grants.permission_of(identity.username, location, document_id,
-                                          identity.groups, can_write=identity.can_write)
-        return permission, grants.next_expiry(identity.username, location, document_id,
-                                              identity.groups)
+        role, expires = grants.role_and_expiry(
+            identity.username, records.file_location(self.document.path),
+            str(self.document.id), identity.groups)
+        return grants.permission_for(role, can_write=identity.can_write), expires
 
     def _recheck_at(self, expires: datetime | None) -> None:
         """Look the role up again when a grant behind it expires (a role link's, an expiring
@@ -210,9 +209,7 @@ class DocumentConsumer(IdentifiedConsumer):
                                                                  "expired": True})))
 
     async def disconnect(self, code: int) -> None:
-        if self._expiry_check is not None:
-            self._expiry_check.cancel()
-            self._expiry_check = None
+        self._recheck_at(None)  # (no more looking up)
         await super().disconnect(code)
 
     async def roles_changed(self, event: dict[str, Any]) -> None:

@@ -216,19 +216,17 @@ def role_of(username: str, location: str, document_id: str | None = None,
             groups: Iterable[str] = ()) -> str | None:
     """The role of ``username`` (a member of ``groups`` and of their Django groups) on the
     document or folder at ``location``: the highest grant covering it, or ``None``."""
-    roles = Grant.objects.filter(_covering(location, document_id)
-                                 & _granted_to(username, groups)).values_list("role", flat=True)
-    return highest(roles)
+    return role_and_expiry(username, location, document_id, groups)[0]
 
 
-def next_expiry(username: str, location: str, document_id: str | None = None,
-                groups: Iterable[str] = ()) -> datetime | None:
-    """When the soonest of the unexpired grants that give ``username`` a role on the document
-    or folder at ``location`` expires (their role may drop then), or ``None``."""
-    return Grant.objects.filter(_covering(location, document_id)
-                                & _granted_to(username, groups)
-                                & Q(expires__isnull=False)).order_by("expires").values_list(
-        "expires", flat=True).first()
+def role_and_expiry(username: str, location: str, document_id: str | None = None,
+                    groups: Iterable[str] = ()) -> tuple[str | None, datetime | None]:
+    """:func:`role_of`, and when the soonest of the unexpired grants behind it expires (the
+    role may drop then), or ``None`` when none does; read in one query."""
+    rows = list(Grant.objects.filter(_covering(location, document_id) & _granted_to(
+        username, groups)).values_list("role", "expires"))
+    roles, expiries = [role for role, _ in rows], [at for _, at in rows if at is not None]
+    return highest(roles), min(expiries, default=None)
 
 
 def granted_below(username: str, folder: str, groups: Iterable[str] = ()) -> list[str]:
@@ -255,7 +253,13 @@ def permission_of(username: str, location: str, document_id: str | None = None,
     """What the roles of ``username`` let them do with the document at ``location``:
     ``"write"``, ``"read"`` or ``None``; never more than ``can_write`` (what Jupyter's own
     authorizer allows them) lets them."""
-    role = role_of(username, location, document_id, groups)
+    return permission_for(role_of(username, location, document_id, groups),
+                          can_write=can_write)
+
+
+def permission_for(role: str | None, *, can_write: bool = True) -> str | None:
+    """What ``role`` lets its holder do with a document's content (see
+    :func:`permission_of`)."""
     permission = PERMISSIONS.get(role) if role else None
     if permission == "write" and not can_write:
         return "read"
