@@ -28,6 +28,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_http_methods
 
@@ -58,7 +59,15 @@ async def announce(room_names: list[str]) -> None:
 def announce_grant_change(document_id: str | None, folder: str | None) -> None:
     """From synchronous code (the admin, the ``roles`` command): tell the connections that a
     change of the grant on ``document_id`` or ``folder`` covers. It reaches every process
-    through a Redis channel layer; with the in-memory layer, only this process's."""
+    through a Redis channel layer; with the in-memory layer, only this process's.
+
+    Told once the change is committed: the admin saves and deletes inside a transaction,
+    and a connection told before its commit read the role it was leaving (and so heard of
+    no change) whenever its look-up ran first. Outside a transaction, told at once."""
+    transaction.on_commit(partial(_announce_from_sync, document_id, folder))
+
+
+def _announce_from_sync(document_id: str | None, folder: str | None) -> None:
     async_to_sync(announce)(grants.rooms_covered(
         document_id=document_id, folder=None if document_id else folder))
 
