@@ -10,6 +10,7 @@ writable; and the stock file manager's checkpoints. Clients: pycrdt (``DocClient
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ async def wait_until(predicate: Any, what: str, timeout: float = 20) -> Any:
     deadline = loop.time() + timeout
     while True:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if loop.time() > deadline:
@@ -111,11 +114,11 @@ async def test_a_percent_script_opens_as_a_notebook_and_saves_as_a_script(
     want = ["a = 1  # from node", "Some text, from pycrdt"]
     await wait_until(lambda: sources(py.model) == want, "pycrdt sees both edits")
     # (pycrdt's edit reaches node through the room a little later: waited for, not raced)
-    for _ in range(100):
-        if sources(await node.nb_json()) == want:
-            break
-        await asyncio.sleep(0.05)
-    assert sources(await node.nb_json()) == want
+
+    async def node_sees_both() -> bool:
+        return sources(await node.nb_json()) == want
+
+    await wait_until(node_sees_both, "node sees both edits")
     assert await py.save() == "success"
     await py.close()
     await node.close()
